@@ -1,0 +1,28 @@
+-- Upsert staged products into etl.produits (one row per article; the latest export wins).
+
+-- step: upsert
+INSERT INTO etl.produits AS p (article, produit, millesime, famille_crm, sous_famille, macro_categorie,
+                               prix_ttc, price_band, premium_tier, cepage, couleur,
+                               file_id, source_row, loaded_run, updated_at)
+SELECT DISTINCT ON (article)
+       article, produit, millesime, famille_crm, sous_famille, macro_categorie, prix_ttc, price_band,
+       premium_tier, cepage, couleur, file_id, source_row, %(run_id)s, now()
+FROM stg_produits
+ORDER BY article, export_date DESC, file_id DESC, source_row DESC
+ON CONFLICT (article) DO UPDATE SET
+    produit = EXCLUDED.produit,
+    millesime = EXCLUDED.millesime,
+    famille_crm = EXCLUDED.famille_crm,
+    sous_famille = COALESCE(EXCLUDED.sous_famille, p.sous_famille),
+    macro_categorie = COALESCE(EXCLUDED.macro_categorie, p.macro_categorie),
+    prix_ttc = EXCLUDED.prix_ttc,
+    price_band = COALESCE(EXCLUDED.price_band, p.price_band),
+    premium_tier = COALESCE(EXCLUDED.premium_tier, p.premium_tier),
+    cepage = COALESCE(EXCLUDED.cepage, p.cepage),
+    couleur = COALESCE(EXCLUDED.couleur, p.couleur),
+    file_id = EXCLUDED.file_id,
+    source_row = EXCLUDED.source_row,
+    loaded_run = EXCLUDED.loaded_run,
+    updated_at = now()
+WHERE (SELECT export_date FROM etl.file_manifest WHERE file_id = p.file_id)
+      <= (SELECT export_date FROM etl.file_manifest WHERE file_id = EXCLUDED.file_id);

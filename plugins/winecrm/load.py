@@ -1,0 +1,144 @@
+"""Load: bulk COPY of validated rows into a staging table, then set-based SQL into the warehouse.
+
+One transaction per dataset: either every validated file of the dataset is in the warehouse
+(and marked ``loaded`` in the manifest) or none is. The SQL lives in ``include/sql/queries``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+
+from winecrm import settings
+from winecrm.contract import DATASETS
+from winecrm.ingest import run_work_dir
+from winecrm.readers import ROW_COLUMN
+
+log = logging.getLogger(__name__)
+
+# Staging column types, in COPY order. file_id / source_row / export_date are added to each.
+STAGING_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "ventes_lignes": [
+        ("client_code", "text"), ("date_livraison", "date"), ("produit_label", "text"),
+        ("qty_line", "numeric"), ("pu_ht", "numeric"), ("mt_ht", "numeric"), ("mt_ttc", "numeric"),
+        ("marge", "numeric"), ("document_type", "text"), ("document_no", "text"), ("article", "text"),
+        ("email", "text"), ("email_valid", "boolean"), ("code_postal", "text"), ("ville", "text"),
+    ],
+    "clients": [
+        ("client_code", "text"), ("nom", "text"), ("prenom", "text"), ("email", "text"),
+        ("email_valid", "boolean"), ("telephone", "text"), ("adresse", "text"), ("code_postal", "text"),
+        ("ville", "text"), ("pays", "text"), ("opt_out", "boolean"),
+    ],
+    "produits": [
+        ("produit", "text"), ("article", "text"), ("millesime", "integer"), ("famille_crm", "text"),
+        ("sous_famille", "text"), ("macro_categorie", "text"), ("prix_ttc", "numeric"),
+        ("price_band", "text"), ("premium_tier", "text"), ("cepage", "text"), ("couleur", "text"),
+    ],
+    "stock": [
+        ("article", "text"), ("millesime", "integer"), ("entrepot", "text"), ("quantite", "numeric"),
+        ("unite", "text"),
+    ],
+}
+TRAILER = [("file_id", "bigint"), ("source_row", "bigint"), ("export_date", "date")]
+LOAD_ORDER = ("produits", "clients", "stock", "ventes_lignes")
+
+
+def named_steps(name: str) -> list[tuple[str, str]]:
+    """``include/sql/queries/<name>.sql`` split on ``-- step: <label>`` lines."""
+    text = (settings.SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+    pieces = re.split(r"^-- step: *(\w+) *$", text, flags=re.M)
+    return [(pieces[i], pieces[i + 1].strip()) for i in range(1, len(pieces), 2)]
+
+
+def _staging_frame(dataset_name: str, good: pd.DataFrame, file_id: int, export_date) -> pd.DataFrame:
+    out = pd.DataFrame(index=good.index)
+    for column, kind in STAGING_COLUMNS[dataset_name]:
+        if column not in good:
+            out[column] = None
+            continue
+        values = good[column]
+        if kind == "date":
+            values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+        elif kind == "integer":
+            values = pd.to_numeric(values, errors="coerce").astype("Int64")
+        elif kind == "boolean":
+            values = values.map(lambda v: None if v is None or pd.isna(v) else ("t" if bool(v) else "f"))
+        out[column] = values
+    out["file_id"] = file_id
+    out["source_row"] = good[ROW_COLUMN].astype("int64")
+    out["export_date"] = str(export_date)
+    return out
+
+
+def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+    """COPY a frame as CSV (NULL = unquoted empty); the fastest path from pandas to PostgreSQL."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, na_rep="", float_format="%.6f")
+    columns = ", ".join(frame.columns)
+    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        payload = buffer.getvalue()
+        for start in range(0, len(payload), 8 * 1024 * 1024):
+            copy.write(payload[start:start + 8 * 1024 * 1024])
+
+
+def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
+                 files: list[tuple[int, str, object]]) -> dict:
+    """COPY every validated part of ``files`` into staging and apply the dataset's SQL."""
+    started = time.perf_counter()
+    table = f"stg_{dataset_name}"
+    columns = STAGING_COLUMNS[dataset_name] + TRAILER
+    work = run_work_dir(run_id)
+    staged = 0
+    per_file: dict[int, int] = {}
+    with conn.transaction():
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TEMP TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)}) ON COMMIT DROP")
+        for file_id, file_path, export_date in files:
+            parts = sorted((work / f"file-{file_id}").glob("good-*.parquet"))
+            for part in parts:
+                good = pd.read_parquet(part)
+                if good.empty:
+                    continue
+                copy_frame(conn, table, _staging_frame(dataset_name, good, file_id, export_date))
+                staged += len(good)
+                per_file[file_id] = per_file.get(file_id, 0) + len(good)
+        copy_seconds = time.perf_counter() - started
+        conn.execute(f"ANALYZE {table}")
+        step_counts = {}
+        for label, sql in named_steps(f"load_{dataset_name}"):
+            cursor = conn.execute(sql, {"run_id": run_id}) if "%(run_id)s" in sql else conn.execute(sql)
+            step_counts[label] = cursor.rowcount
+        for file_id, _, _ in files:
+            conn.execute(
+                "UPDATE etl.file_manifest SET status = 'loaded', rows_loaded = %s, loaded_at = now() WHERE file_id = %s",
+                (per_file.get(file_id, 0), file_id),
+            )
+    return {"rows_staged": staged, "steps": step_counts, "copy_seconds": round(copy_seconds, 3),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def load(conn: psycopg.Connection, run_id: str) -> dict:
+    files = conn.execute(
+        """SELECT dataset, file_id, file_path, export_date FROM etl.file_manifest
+           WHERE run_id = %s AND status = 'validated' ORDER BY file_id""",
+        (run_id,),
+    ).fetchall()
+    by_dataset: dict[str, list] = {}
+    for dataset_name, file_id, file_path, export_date in files:
+        by_dataset.setdefault(dataset_name, []).append((file_id, file_path, export_date))
+    report = {}
+    for dataset_name in LOAD_ORDER:
+        if dataset_name in by_dataset:
+            report[dataset_name] = load_dataset(conn, run_id, dataset_name, by_dataset[dataset_name])
+            log.info("Loaded %s: %s", dataset_name, report[dataset_name])
+    conn.commit()
+    return report
+
+
+__all__ = ["load", "load_dataset", "copy_frame", "named_steps", "DATASETS", "Path"]
