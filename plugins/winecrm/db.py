@@ -29,7 +29,11 @@ def embedded_server_url(data_dir: Path | None = None, db_name: str = EMBEDDED_DB
     attached to it exits, so nothing is left running after a demo or a test session.
     """
     global _embedded_server
-    import pgserver  # heavy-ish import, only when actually embedding
+    import warnings
+
+    # platformdirs complains when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import pgserver  # only when actually embedding
 
     pgdata = (data_dir or settings.paths().data_dir) / "pg"
     with _embedded_lock:

@@ -62,7 +62,9 @@ def prepare(conn: psycopg.Connection, window: RunWindow) -> list[str]:
         """INSERT INTO etl.runs (run_id, logical_date, week_start, week_end)
            VALUES (%s, %s, %s, %s)
            ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,
-               started_at = now()""",
+               started_at = now(), files_seen = 0, files_new = 0, files_duplicate = 0,
+               files_quarantined = 0, rows_read = 0, rows_loaded = 0, rows_quarantined = 0,
+               stage_seconds = '{}', details = '{}'""",
         (window.run_id, window.logical_date, window.week_start, window.week_end),
     )
     conn.commit()
@@ -147,27 +149,24 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
         _record(conn, run_id, "validate", time.perf_counter() - started, {"quality_gate": str(exc)})
         raise
     _record(conn, run_id, "validate", time.perf_counter() - started,
-            {"datasets": summary, "data_docs": str(settings.paths().data_docs_index)})
+            {"datasets": summary, "data_docs": str(settings.paths().data_docs_index)},
+            rows_quarantined=sum(s["quarantined"] for s in summary.values()))
     return summary
 
 
 def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     started = time.perf_counter()
     report = load_mod.load(conn, run_id)
-    _record(conn, run_id, "load", time.perf_counter() - started, report)
+    _record(conn, run_id, "load", time.perf_counter() - started, report,
+            rows_loaded=sum(r["rows_staged"] for r in report.values()))
     return report
 
 
 def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -> dict:
-    """Close the run record with totals computed from the manifest and the quarantine."""
+    """Close the run record (the counters were written by each stage as it finished)."""
     conn.rollback()
     conn.execute(
-        """UPDATE etl.runs r SET
-               status = %(status)s, finished_at = now(), error = %(error)s,
-               rows_loaded = COALESCE((SELECT sum(rows_loaded) FROM etl.file_manifest m
-                                       WHERE m.run_id = r.run_id AND m.status = 'loaded'), 0),
-               rows_quarantined = (SELECT count(*) FROM etl.quarantine q
-                                   WHERE q.run_id = r.run_id AND q.row_no IS NOT NULL)
+        """UPDATE etl.runs SET status = %(status)s, finished_at = now(), error = %(error)s
            WHERE run_id = %(run_id)s""",
         {"status": "failed" if error else "success", "error": error, "run_id": run_id},
     )

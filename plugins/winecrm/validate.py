@@ -340,7 +340,7 @@ def split_chunk(dataset: Dataset, chunk: pd.DataFrame, outcomes, verdict: FileVe
                 raise RuntimeError(f"{file_path}: {rule.explain}")
             continue
         if rule.warning:
-            verdict.warnings[f"{type_name}({rule.column})"] = verdict.warnings.get(f"{type_name}({rule.column})", 0) + len(indexes)
+            verdict.warnings[type_name] = verdict.warnings.get(type_name, 0) + len(indexes)
             if rule.column == "email":
                 warned.loc[indexes] = True
             continue
@@ -355,8 +355,12 @@ def split_chunk(dataset: Dataset, chunk: pd.DataFrame, outcomes, verdict: FileVe
         column = first_rule.column if first_rule.column != "*" else None
         raw_values = _raw_values(dataset, row)
         reasons = []
+        explained_columns = {r.column for r, _ in rules if "NotBeNull" not in type(r.expectation).__name__}
         for rule, _ in rules:
             source_column = rule.column if rule.column not in (None, "*") else None
+            if "NotBeNull" in type(rule.expectation).__name__ and source_column in explained_columns \
+                    and raw_values.get(source_column) not in (None, ""):
+                continue  # the parse/format rule on the same column already says why
             raw_value = raw_values.get(source_column) if source_column else row.get(MALFORMED_COLUMN)
             dup = row.get(DUPLICATE_COLUMN)
             prefix = f"{source_column}: " if source_column else ""

@@ -1,0 +1,49 @@
+# Wine CRM platform — the commands a newcomer needs. Only Python 3.11 is required.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+export PYTHONPATH := $(CURDIR)/plugins$(if $(PYTHONPATH),:$(PYTHONPATH))
+export GX_ANALYTICS_ENABLED := False
+
+.PHONY: help venv demo test airflow bench bench-10m sample clean
+
+help:
+	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
+	@echo "make test      install and run the whole test suite against real PostgreSQL"
+	@echo "make airflow   start Airflow locally (UI on http://localhost:8080) to explore the DAGs"
+	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m winecrm.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+airflow: $(STAMP)
+	AIRFLOW_HOME=$(CURDIR)/airflow_home \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	$(BIN)/airflow standalone
+
+sample: $(STAMP)
+	$(BIN)/python -m winecrm.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_load.py --lines 1000000
+
+bench-10m: $(STAMP)
+	$(BIN)/python bench/bench_load.py --lines 10000000 --skip-baselines
+
+clean:
+	rm -rf .crm airflow_home bench/out

@@ -1,0 +1,121 @@
+"""
+### crm_weekly — iSaVigne exports to the CRM warehouse, every Monday 06:00 (Europe/Paris)
+
+1. **prepare_run** — applies pending SQL migrations, opens the run record in `etl.runs`.
+2. **wait_for_exports** — waits (reschedule mode: no worker slot held) until every required
+   dataset has a complete export for the week; fails with the list of what is missing after
+   `exports.max_wait_hours`.
+3. **ingest** — registers each new file by SHA-256 in `etl.file_manifest` (never twice),
+   detects encoding / delimiter / sheet, maps headers; RAW is never modified.
+4. **validate** — Great Expectations suite per dataset; bad rows go to `etl.quarantine`
+   with file, line, column and failing expectations; a quality gate stops the run when too
+   many rows are bad. Data Docs are rebuilt under `$CRM_DATA_DIR/quality`.
+5. **load** — COPY into staging, then set-based SQL into `etl.ventes_lignes`, `etl.clients`,
+   `etl.produits`, `etl.stock`; one transaction per dataset.
+6. **finish_run** — closes the run record and logs the summary.
+
+Rerunning a logical date changes nothing: files already loaded are recognised by hash.
+Configuration: `include/config/pipeline.yaml`; connections `crm_warehouse` (else
+`CRM_DATABASE_URL`, else an embedded PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from winecrm.airflow_glue import (
+    DEFAULT_ARGS,
+    SENSOR_POKE_SECONDS,
+    SENSOR_TIMEOUT,
+    START_DATE,
+    TAG_CRM,
+    TAG_ETL,
+    TAG_WEEKLY,
+)
+
+
+@dag(
+    dag_id="crm_weekly",
+    schedule="0 6 * * 1",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[TAG_CRM, TAG_WEEKLY, TAG_ETL],
+    doc_md=__doc__,
+)
+def crm_weekly():
+    @task
+    def prepare_run(**context) -> dict:
+        from winecrm import pipeline
+        from winecrm.airflow_glue import warehouse_connection
+
+        window = pipeline.week_window(context["run_id"], context["logical_date"])
+        with warehouse_connection() as conn:
+            applied = pipeline.prepare(conn, window)
+        print(f"Week {window.week_start} – {window.week_end}; migrations applied now: {applied or 'none'}")
+        return window.as_dict()
+
+    @task.sensor(mode="reschedule", poke_interval=SENSOR_POKE_SECONDS, timeout=SENSOR_TIMEOUT.total_seconds())
+    def wait_for_exports(run: dict) -> bool:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from winecrm import pipeline
+
+        try:
+            return pipeline.check_exports(pipeline.RunWindow.from_dict(run))
+        except pipeline.ExportsMissing as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def ingest(run: dict) -> dict:
+        from winecrm import pipeline
+        from winecrm.airflow_glue import warehouse_connection
+
+        with warehouse_connection() as conn:
+            return pipeline.run_ingest(conn, run["run_id"])
+
+    @task
+    def validate(run: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from winecrm import pipeline
+        from winecrm.validate import QualityGateError
+
+        from winecrm.airflow_glue import warehouse_connection
+
+        with warehouse_connection() as conn:
+            try:
+                return pipeline.run_validate(conn, run["run_id"])
+            except QualityGateError as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def load(run: dict) -> dict:
+        from winecrm import pipeline
+        from winecrm.airflow_glue import warehouse_connection
+
+        with warehouse_connection() as conn:
+            return pipeline.run_load(conn, run["run_id"])
+
+    @task
+    def finish_run(run: dict) -> dict:
+        import json
+
+        from winecrm import pipeline
+        from winecrm.airflow_glue import warehouse_connection
+
+        with warehouse_connection() as conn:
+            summary = pipeline.finish(conn, run["run_id"])
+        print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
+        return {k: summary[k] for k in ("status", "files_new", "rows_read", "rows_loaded", "rows_quarantined")}
+
+    run = prepare_run()
+    exports_ready = wait_for_exports(run)
+    ingested = ingest(run)
+    validated = validate(run)
+    loaded = load(run)
+    exports_ready >> ingested >> validated >> loaded >> finish_run(run)
+
+
+crm_weekly()
