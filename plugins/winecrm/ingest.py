@@ -88,7 +88,7 @@ def discover(raw_dir: Path, now: float | None = None) -> list[RawFile]:
             stat = path.stat()
             has_marker = any(path.with_name(name + s).exists() for s in MARKER_SUFFIXES)
             age = now - stat.st_mtime
-            complete = has_marker or age >= settle
+            complete = has_marker or settle <= 0 or age >= settle
             found.append(RawFile(
                 dataset=dataset, path=path, relative=str(path.relative_to(raw_dir)), size=stat.st_size,
                 mtime=stat.st_mtime, complete=complete,

@@ -96,6 +96,7 @@ def build_frame(dataset: Dataset, chunk: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=chunk.index)
     out[ROW_COLUMN] = chunk[ROW_COLUMN].astype("int64")
     out[MALFORMED_COLUMN] = chunk[MALFORMED_COLUMN]
+    out[RAW_LINE_COLUMN] = chunk[RAW_LINE_COLUMN]
     for column in dataset.columns:
         if column.name not in chunk.columns:
             continue
@@ -464,6 +465,9 @@ def validate(conn: psycopg.Connection, run_id: str) -> dict:
             stats["warnings"][key] = stats["warnings"].get(key, 0) + value
         for key, value in verdict.reasons.items():
             stats["reasons"][key] = stats["reasons"].get(key, 0) + value
+    from winecrm.datadocs import make_offline
+
+    make_offline(paths.data_docs_index.parent)
     check_quality_gate(summary)
     return summary
 

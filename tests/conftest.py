@@ -1,0 +1,125 @@
+"""Test setup: real PostgreSQL (embedded by default, CRM_TEST_DATABASE_URL to use another server),
+one fresh database per test cloned from a migrated template, and private RAW/work/docs folders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+# Before anything reads settings: keep every bit of local state out of the working tree.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="winecrm-tests-"))
+os.environ["CRM_DATA_DIR"] = str(_SESSION_DIR / "data")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.pop("CRM_DATABASE_URL", None)
+os.environ.pop("AIRFLOW_CONN_CRM_WAREHOUSE", None)
+
+from winecrm import db  # noqa: E402
+from winecrm.migrations import apply_migrations  # noqa: E402
+
+MONDAY_RUN = dt.datetime(2026, 11, 16, 5, 0, tzinfo=dt.timezone.utc)  # 06:00 Paris
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(session_dir: Path) -> str:
+    url = os.environ.get("CRM_TEST_DATABASE_URL")
+    if url:
+        return url
+    return db.embedded_server_url(data_dir=session_dir / "embedded", db_name="postgres")
+
+
+def _with_db(url: str, name: str) -> str:
+    return make_conninfo(url, dbname=name)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str):
+    name = f"winecrm_tpl_{os.getpid()}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(_with_db(pg_admin_url, name)) as conn:
+        apply_migrations(conn)
+    yield name
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def warehouse_url(pg_admin_url: str, template_db: str, monkeypatch) -> str:
+    """A fresh, migrated warehouse database for one test; CRM_DATABASE_URL points at it."""
+    name = f"winecrm_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    url = _with_db(pg_admin_url, name)
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    yield url
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(warehouse_url: str):
+    with psycopg.connect(warehouse_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
+    """Private RAW / work / Data Docs folders; files count as complete at once."""
+    dirs = {"raw": tmp_path / "raw", "work": tmp_path / "work", "docs": tmp_path / "quality"}
+    dirs["raw"].mkdir()
+    monkeypatch.setenv("CRM_RAW_DIR", str(dirs["raw"]))
+    monkeypatch.setenv("CRM_WORK_DIR", str(dirs["work"]))
+    monkeypatch.setenv("CRM_DOCS_DIR", str(dirs["docs"]))
+    monkeypatch.setenv("CRM_FILE_SETTLE_SECONDS", "0")
+    # Tests use a handful of rows, so one bad row is a large share: relax the gate by default.
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5})
+    return dirs
+
+
+def use_config(tmp_path: Path, monkeypatch, **sections) -> Path:
+    """Point CRM_PIPELINE_CONFIG at a copy of the shipped YAML with some sections replaced."""
+    import yaml
+
+    from winecrm import settings
+
+    config = yaml.safe_load((settings.CONFIG_DIR / "pipeline.yaml").read_text(encoding="utf-8"))
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value}
+    path = tmp_path / f"pipeline-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    monkeypatch.setenv("CRM_PIPELINE_CONFIG", str(path))
+    return path
+
+
+SALES_HEADER = ("client_code;date_livraison;produit_label;qty_line;pu_ht;mt_ht;mt_ttc;marge;"
+                "document_type;document_no;article;email;code_postal;ville")
+
+
+def sales_line(client="C1", date="02/11/2026", label="Riesling 2022", qty="6", pu="9,5833", mt="57,50",
+               ttc="69,00", marge="24,15", doc_type="VENTE", doc_no="F1", article="RIES-22",
+               email="jean@example.fr", cp="67000", ville="Strasbourg") -> str:
+    return ";".join([client, date, label, qty, pu, mt, ttc, marge, doc_type, doc_no, article, email, cp, ville])
+
+
+def write_export(raw: Path, dataset: str, name: str, lines: list[str], encoding: str = "utf-8",
+                 header: str | None = None) -> Path:
+    path = raw / "isavigne" / dataset / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\r\n".join([header or SALES_HEADER, *lines]) + "\r\n"
+    path.write_bytes(text.encode(encoding))
+    return path
