@@ -18,6 +18,13 @@ from psycopg.conninfo import make_conninfo
 # Before anything reads settings: keep every bit of local state out of the working tree.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="winecrm-tests-"))
 os.environ["CRM_DATA_DIR"] = str(_SESSION_DIR / "data")
+# Airflow: a private home (SQLite metadata) and this project's DAGs; dev connections come from
+# AIRFLOW_CONN_* variables set by the tests that need them.
+_ROOT = Path(__file__).resolve().parents[1]
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(_ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.pop("CRM_DATABASE_URL", None)
 os.environ.pop("AIRFLOW_CONN_CRM_WAREHOUSE", None)

@@ -1,0 +1,226 @@
+"""Benchmark of the weekly pipeline's ingest → validate → load on big sales exports.
+
+    python bench/bench_load.py --lines 1000000            # the 1M-line figures + baselines + delta
+    python bench/bench_load.py --lines 10000000 --skip-baselines   # bounded memory on 10M lines
+
+Measures, in one run on one database: wall time per stage, peak RSS of this process (the
+pipeline runs in it), the load stage's throughput against (a) a plain COPY of the same rows
+into an unindexed table and (b) pandas.to_sql(chunksize=500) — the original documents'
+approach —, then a weekly delta of ~5,000 lines into the loaded warehouse.
+Uses CRM_BENCH_DATABASE_URL if set, else a fresh embedded PostgreSQL under bench/out/.
+Prints a Markdown table row block to paste into bench/RESULTS.md, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+OUT = ROOT / "bench" / "out"
+
+
+class PeakRss:
+    """Samples this process's RSS (psutil) every 50 ms; ru_maxrss as a cross-check."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 1e6
+
+
+def machine() -> str:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores {cpu}, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--to-sql-rows", type=int, default=200_000,
+                        help="rows for the pandas.to_sql baseline (its rate is compared; 1M takes minutes)")
+    args = parser.parse_args()
+
+    tag = f"{args.lines // 1_000_000}M" if args.lines >= 1_000_000 else f"{args.lines // 1000}k"
+    work = OUT / tag
+    import shutil
+
+    # A run starts from its generated history file only (cached), never from a previous run's state.
+    shutil.rmtree(work / "data", ignore_errors=True)
+    for stale in (work / "raw" / "isavigne" / "ventes_lignes").glob("ventes_lignes_2026-11-16*"):
+        stale.unlink()
+    os.environ["CRM_DATA_DIR"] = str(work / "data")
+    os.environ["CRM_RAW_DIR"] = str(work / "raw")
+    os.environ["CRM_FILE_SETTLE_SECONDS"] = "0"
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+
+    import psycopg
+
+    from winecrm import db, pipeline, sampledata, settings
+
+    sales_file = work / "raw" / "isavigne" / "ventes_lignes" / f"ventes_lignes_historique_{tag}_2026-11-09.csv"
+    if not sales_file.exists():
+        t = time.perf_counter()
+        n = sampledata.write_sales_file(sales_file, args.lines, end=dt.date(2026, 11, 8))
+        print(f"generated {n} lines in {time.perf_counter() - t:.0f}s ({sales_file.stat().st_size / 1e6:.0f} MB)")
+    lines_in_file = sum(1 for _ in open(sales_file, "rb")) - 1
+
+    admin = os.environ.get("CRM_BENCH_DATABASE_URL") or db.embedded_server_url(data_dir=OUT / "pg", db_name="postgres")
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(admin, dbname=name)
+    os.environ["CRM_DATABASE_URL"] = url
+
+    results: dict = {"machine": machine(), "lines": lines_in_file, "file_mb": round(sales_file.stat().st_size / 1e6)}
+    try:
+        with psycopg.connect(url) as conn, PeakRss() as rss:
+            window = pipeline.week_window("bench_initial", dt.datetime(2026, 11, 9, 5, tzinfo=dt.timezone.utc))
+            t0 = time.perf_counter()
+            summary = pipeline.run_all(conn, window)
+            results["initial_total_s"] = round(time.perf_counter() - t0, 1)
+            results["initial_stage_s"] = summary["stage_seconds"]
+            results["initial_load_detail"] = summary["details"]["load"]["ventes_lignes"]
+            results["rows_loaded"] = summary["rows_loaded"]
+            results["rows_quarantined"] = summary["rows_quarantined"]
+        results["initial_peak_rss_mb"] = round(rss.mb)
+        print(json.dumps(results, indent=1))
+
+        if not args.skip_baselines:
+            results.update(baselines(url, window.run_id, args.to_sql_rows, summary))
+            results.update(weekly_delta(url))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"results-{tag}.json").write_text(json.dumps(results, indent=1, default=str))
+    print(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+def _good_parts(run_id: str):
+    import pandas as pd
+
+    from winecrm.ingest import run_work_dir
+
+    for part in sorted(run_work_dir(run_id).glob("file-*/good-*.parquet")):
+        yield pd.read_parquet(part)
+
+
+def baselines(url: str, run_id: str, to_sql_rows: int, summary: dict) -> dict:
+    """Same rows, same database, same run: plain COPY and pandas.to_sql against our load stage."""
+    import pandas as pd
+    import psycopg
+    import sqlalchemy
+
+    from winecrm.load import _staging_frame, copy_frame
+
+    out = {}
+    load_s = summary["stage_seconds"]["load"]
+    rows = summary["rows_loaded"]
+    out["load_stage_s"] = load_s
+    out["load_rows_per_s"] = round(rows / load_s)
+
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE plain_copy (client_code text, date_livraison date, produit_label text, "
+                     "qty_line numeric, pu_ht numeric, mt_ht numeric, mt_ttc numeric, marge numeric, "
+                     "document_type text, document_no text, article text, email text, email_valid boolean, "
+                     "code_postal text, ville text, file_id bigint, source_row bigint, export_date date)")
+        conn.commit()
+        t = time.perf_counter()
+        copied = 0
+        for good in _good_parts(run_id):
+            copy_frame(conn, "plain_copy", _staging_frame("ventes_lignes", good, 1, "2026-11-09"))
+            copied += len(good)
+        conn.commit()
+        plain_s = time.perf_counter() - t
+    out["plain_copy_s"] = round(plain_s, 2)
+    out["plain_copy_rows_per_s"] = round(copied / plain_s)
+    out["load_vs_plain_copy"] = round((rows / load_s) / (copied / plain_s), 3)
+
+    engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url))
+    frames, taken = [], 0
+    for good in _good_parts(run_id):
+        frames.append(good.head(to_sql_rows - taken))
+        taken += len(frames[-1])
+        if taken >= to_sql_rows:
+            break
+    sample = pd.concat(frames, ignore_index=True)
+    t = time.perf_counter()
+    sample.to_sql("to_sql_baseline", engine, if_exists="replace", index=False, chunksize=500)
+    to_sql_s = time.perf_counter() - t
+    engine.dispose()
+    out["to_sql_rows"] = len(sample)
+    out["to_sql_s"] = round(to_sql_s, 2)
+    out["to_sql_rows_per_s"] = round(len(sample) / to_sql_s)
+    out["load_vs_to_sql"] = round((rows / load_s) / (len(sample) / to_sql_s), 2)
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def weekly_delta(url: str) -> dict:
+    """~5,000 new lines (one week) into the warehouse that now holds the big history."""
+    import psycopg
+
+    from winecrm import pipeline, sampledata, settings
+
+    raw = settings.paths().raw_dir
+    delta = raw / "isavigne" / "ventes_lignes" / "ventes_lignes_2026-11-16.csv"
+    # One week of sales by the same customers, with new document numbers.
+    sampledata.write_sales_file(delta, 5_000, n_customers=50_000, seed=99, end=dt.date(2026, 11, 15),
+                                years=7 / 365.25, first_doc_no=900_000_000)
+    with psycopg.connect(url) as conn:
+        before = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
+        window = pipeline.week_window("bench_delta", dt.datetime(2026, 11, 16, 5, tzinfo=dt.timezone.utc))
+        t = time.perf_counter()
+        summary = pipeline.run_all(conn, window)
+        total = time.perf_counter() - t
+        after = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
+    out = {"delta_lines": summary["rows_read"], "delta_total_s": round(total, 2),
+           "delta_stage_s": summary["stage_seconds"], "warehouse_before": before, "warehouse_after": after}
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
