@@ -35,6 +35,10 @@ def embedded_server_url(data_dir: Path | None = None, db_name: str = EMBEDDED_DB
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver  # only when actually embedding
 
+    # pgserver logs every pg_ctl call at INFO, including from its atexit hook when the process's
+    # streams may already be closed (pytest, Airflow task runners): keep it to warnings.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
     pgdata = (data_dir or settings.paths().data_dir) / "pg"
     with _embedded_lock:
         if _embedded_server is None or Path(_embedded_server.pgdata) != pgdata:

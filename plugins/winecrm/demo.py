@@ -56,7 +56,7 @@ def counts(conn) -> dict[str, int]:
 
 def checksum(conn) -> str:
     return conn.execute(
-        "SELECT md5(string_agg(md5(v::text), '' ORDER BY document_type, document_no, line_seq)) FROM etl.ventes_lignes v"
+        "SELECT md5(string_agg(md5(v::text), '' ORDER BY document_type, document_no, source_row)) FROM etl.ventes_lignes v"
     ).fetchone()[0]
 
 

@@ -75,27 +75,59 @@ def _staging_frame(dataset_name: str, good: pd.DataFrame, file_id: int, export_d
     return out
 
 
-def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
-    """COPY a frame as CSV written by Arrow (several times faster than DataFrame.to_csv).
+def _csv_payload(frame: pd.DataFrame) -> tuple[int, memoryview]:
+    """A frame as CSV written by Arrow (several times faster than DataFrame.to_csv).
 
     Arrow quotes every string and leaves nulls unquoted-empty, which is exactly how COPY's CSV
-    format tells NULL from an empty string. Dates and timestamps are cast to plain dates.
+    format tells NULL from an empty string. Timestamps become plain dates.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    table_data = pa.Table.from_pandas(frame, preserve_index=False)
-    for index, field in enumerate(table_data.schema):
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
-            table_data = table_data.set_column(index, field.name, pc.cast(table_data.column(index), pa.date32()))
+            table = table.set_column(index, field.name, pc.cast(table.column(index), pa.date32()))
     sink = pa.BufferOutputStream()
-    pacsv.write_csv(table_data, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    payload = memoryview(sink.getvalue())
-    columns = ", ".join(frame.columns)
-    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        for start in range(0, len(payload), 8 * 1024 * 1024):
-            copy.write(payload[start:start + 8 * 1024 * 1024])
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return len(frame), memoryview(sink.getvalue())
+
+
+def copy_frames(conn: psycopg.Connection, table: str, frames) -> int:
+    """One COPY of many frames; the next frame is read and serialised in a helper thread while
+    the server ingests the current one (Arrow and Parquet release the GIL), so on two cores the
+    client's work hides behind the server's. Returns the rows sent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    columns = ", ".join(first.columns)
+    sent = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-prep") as pool:
+
+        def prepare_next():
+            frame = next(iterator, None)
+            return None if frame is None else _csv_payload(frame)
+
+        pending = pool.submit(_csv_payload, first)
+        with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            while pending is not None:
+                result = pending.result()
+                if result is None:
+                    break
+                pending = pool.submit(prepare_next)
+                rows, payload = result
+                for start in range(0, len(payload), 8 * 1024 * 1024):
+                    copy.write(payload[start:start + 8 * 1024 * 1024])
+                sent += rows
+    return sent
+
+
+def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+    copy_frames(conn, table, [frame])
 
 
 def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
@@ -134,7 +166,7 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-SALES_LINE_COLUMNS = ["document_type", "document_no", "line_seq", "client_code", "date_livraison", "produit_label",
+SALES_LINE_COLUMNS = ["document_type", "document_no", "client_code", "date_livraison", "produit_label",
                       "article", "qty_line", "pu_ht", "mt_ht", "mt_ttc", "marge", "email", "email_valid",
                       "code_postal", "ville", "file_id", "source_row", "loaded_run"]
 
@@ -181,27 +213,21 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
                     skipped.setdefault(file_id, set()).add(f"{doc_type}\x1f{doc_no}")
         conn.execute("ANALYZE accepted_documents")
         copy_started = time.perf_counter()
-        written = 0
-        for file_id, _, _ in files:
-            lines_so_far = pd.Series(dtype="int64")  # per document, across the file's parts
-            for part in parts[file_id]:
-                good = pd.read_parquet(part)
-                if good.empty:
-                    continue
-                per_file[file_id] = per_file.get(file_id, 0) + len(good)
-                key = _document_key(good)
-                seq = good.groupby(key, sort=False).cumcount() + 1
-                if not lines_so_far.empty:
-                    seq = seq + key.map(lines_so_far).fillna(0).astype("int64")
-                lines_so_far = lines_so_far.add(key.value_counts(), fill_value=0).astype("int64")
-                keep = ~key.isin(skipped.get(file_id, ()))
-                if not keep.any():
-                    continue
-                frame = _staging_frame("ventes_lignes", good[keep], file_id, "2000-01-01")
-                frame["line_seq"] = seq[keep].astype("int32")
-                frame["loaded_run"] = run_id
-                copy_frame(conn, "etl.ventes_lignes", frame[SALES_LINE_COLUMNS])
-                written += int(keep.sum())
+
+        def line_frames():
+            for file_id, _, _ in files:
+                for part in parts[file_id]:
+                    good = pd.read_parquet(part)
+                    if good.empty:
+                        continue
+                    per_file[file_id] = per_file.get(file_id, 0) + len(good)
+                    if file_id in skipped:
+                        good = good[~_document_key(good).isin(skipped[file_id])]
+                    frame = _staging_frame("ventes_lignes", good, file_id, "2000-01-01")
+                    frame["loaded_run"] = run_id
+                    yield frame[SALES_LINE_COLUMNS]
+
+        written = copy_frames(conn, "etl.ventes_lignes", line_frames())
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started
         for file_id, _, _ in files:

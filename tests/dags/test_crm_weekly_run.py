@@ -128,15 +128,16 @@ def test_missing_exports_fail_fast_with_a_clear_message_and_an_alert(first_run, 
                                                                      module_warehouse):
     env, _ = dag_env
     url, received = alerts
-    result = dags_test(env, "2025-03-03T05:00:00+00:00")  # nothing was exported that week
-    states = task_states(airflow_db, "2025-03-03")
+    result = dags_test(env, "2026-02-02T05:00:00+00:00")  # nothing was exported that week
+    states = task_states(airflow_db, "2026-02-02")
+    assert states, result.stdout[-3000:] + result.stderr[-3000:]
     assert states["prepare_run"] == "success"
     assert states["wait_for_exports"] == "failed"
     assert states.get("ingest") in (None, "upstream_failed")
     alert = next(a for a in received if a["task_id"] == "wait_for_exports")
-    assert "exports for the week 24/02/2025–02/03/2025" in alert["error"]
+    assert "exports for the week 26/01/2026–01/02/2026" in alert["error"]
     assert "ventes_lignes: no file in" in alert["error"] and "clients: no file in" in alert["error"]
     with psycopg.connect(module_warehouse) as conn:
         status, error = conn.execute(
-            "SELECT status, error FROM etl.runs WHERE week_start = '2025-02-24'").fetchone()
+            "SELECT status, error FROM etl.runs WHERE week_start = '2026-01-26'").fetchone()
     assert status == "failed" and error.startswith("wait_for_exports: AirflowFailException")

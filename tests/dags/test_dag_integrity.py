@@ -40,7 +40,7 @@ def test_house_rules(dagbag):
 
 def test_crm_weekly_shape(dagbag):
     dag = dagbag.dags["crm_weekly"]
-    assert dag.timetable.summary == "0 6 * * 1"
+    assert dag.timetable.expression == "0 6 * * 1"
     assert str(dag.timezone.name) == "Europe/Paris"
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.start_date == pendulum.datetime(2026, 1, 5, 6, tz="Europe/Paris")

@@ -16,8 +16,8 @@ def _run(conn, run_id):
 
 def _sales(conn):
     return conn.execute(
-        "SELECT document_no, line_seq, article, qty_line::float, file_id FROM etl.ventes_lignes "
-        "ORDER BY document_no, line_seq").fetchall()
+        "SELECT document_no, source_row, article, qty_line::float, file_id FROM etl.ventes_lignes "
+        "ORDER BY document_no, source_row").fetchall()
 
 
 def test_overlapping_redelivery_does_not_double_count(conn, crm_dirs):
@@ -60,7 +60,7 @@ def test_a_document_that_lost_a_line_in_the_new_export_loses_it_in_the_warehouse
     _run(conn, "run_1")
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1", article="B")])
     _run(conn, "run_2")
-    assert [(d, s, a) for d, s, a, _, _ in _sales(conn)] == [("F1", 1, "B")]
+    assert [(d, s, a) for d, s, a, _, _ in _sales(conn)] == [("F1", 2, "B")]
 
 
 def test_every_loaded_row_keeps_its_source_file_and_line(conn, crm_dirs):

@@ -18,8 +18,8 @@ def sample(crm_dirs):
 def _warehouse_state(conn):
     return {
         "sales": conn.execute("SELECT count(*), sum(qty_line), sum(mt_ht), md5(string_agg(md5(v::text), '' "
-                              "ORDER BY document_type, document_no, line_seq)) FROM (SELECT document_type, document_no, "
-                              "line_seq, client_code, date_livraison, article, qty_line, mt_ht, file_id, source_row "
+                              "ORDER BY document_type, document_no, source_row)) FROM (SELECT document_type, document_no, "
+                              "client_code, date_livraison, article, qty_line, mt_ht, file_id, source_row "
                               "FROM etl.ventes_lignes) v").fetchone(),
         "clients": conn.execute("SELECT count(*) FROM etl.clients").fetchone()[0],
         "produits": conn.execute("SELECT count(*) FROM etl.produits").fetchone()[0],

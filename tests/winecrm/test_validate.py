@@ -25,7 +25,7 @@ BAD_CASES = [
     # (line kwargs, column, expectation fragment, reason fragment)
     (dict(date="31/02/2026"), "date_livraison", "expect_column_values_to_not_be_null(date_livraison)", "'31/02/2026' is not a valid date"),
     (dict(date="2026/11/02"), "date_livraison", "expect_column_values_to_match_regex(date_livraison_text)", "not a dd/mm/yyyy date"),
-    (dict(date="02/11/1999"), "date_livraison", "expect_column_values_to_be_between(date_livraison)", "outside the plausible range"),
+    (dict(date="02/11/1999"), "date_livraison", "expect_column_values_to_be_between(date_livraison_yyyymmdd)", "outside the plausible range"),
     (dict(qty="deux"), "qty_line", "expect_column_values_to_match_regex(qty_line_text)", "'deux' is not a number"),
     (dict(qty="-3"), "qty_line", "expect_column_values_to_be_between(qty_line)", "quantity '-3' out of range"),
     (dict(qty="99999"), "qty_line", "expect_column_values_to_be_between(qty_line)", "'99999' out of range"),

@@ -13,12 +13,13 @@ ORDER BY document_type, document_no, file_id DESC;
 -- step: skip_older_exports
 -- Never let an older export overwrite a document already loaded from a newer one.
 DELETE FROM accepted_documents a
-USING etl.ventes_lignes v
-JOIN etl.file_manifest m ON m.file_id = v.file_id
-WHERE v.document_type = a.document_type
-  AND v.document_no = a.document_no
-  AND v.line_seq = 1
-  AND m.export_date > a.export_date;
+WHERE EXISTS (
+    SELECT 1
+    FROM etl.ventes_lignes v
+    JOIN etl.file_manifest m ON m.file_id = v.file_id
+    WHERE v.document_type = a.document_type
+      AND v.document_no = a.document_no
+      AND m.export_date > a.export_date);
 
 -- step: replace_documents
 DELETE FROM etl.ventes_lignes v
