@@ -31,6 +31,7 @@ from winecrm.airflow_glue import (
     TAG_CRM,
     TAG_ETL,
     TAG_WEEKLY,
+    run_stage,
 )
 
 
@@ -69,34 +70,15 @@ def crm_weekly():
 
     @task
     def ingest(run: dict) -> dict:
-        from winecrm import pipeline
-        from winecrm.airflow_glue import warehouse_connection
-
-        with warehouse_connection() as conn:
-            return pipeline.run_ingest(conn, run["run_id"])
+        return run_stage("ingest", run)
 
     @task
     def validate(run: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from winecrm import pipeline
-        from winecrm.validate import QualityGateError
-
-        from winecrm.airflow_glue import warehouse_connection
-
-        with warehouse_connection() as conn:
-            try:
-                return pipeline.run_validate(conn, run["run_id"])
-            except QualityGateError as exc:
-                raise AirflowFailException(str(exc)) from exc
+        return run_stage("validate", run)
 
     @task
     def load(run: dict) -> dict:
-        from winecrm import pipeline
-        from winecrm.airflow_glue import warehouse_connection
-
-        with warehouse_connection() as conn:
-            return pipeline.run_load(conn, run["run_id"])
+        return run_stage("load", run)
 
     @task
     def finish_run(run: dict) -> dict:

@@ -80,6 +80,24 @@ def warehouse_connection():
     return db.connect(warehouse_url())
 
 
+def run_stage(stage: str, run: dict) -> dict:
+    """Run ``winecrm.pipeline.run_<stage>`` for the DAG run on the warehouse.
+
+    Errors that a retry cannot fix (too many bad rows) fail the task at once instead of
+    retrying; everything else is left to the task's retries.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from winecrm import pipeline
+    from winecrm.validate import QualityGateError
+
+    with warehouse_connection() as conn:
+        try:
+            return getattr(pipeline, f"run_{stage}")(conn, run["run_id"])
+        except QualityGateError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+
 # ---------------------------------------------------------------------------------------------
 # failure notifications
 

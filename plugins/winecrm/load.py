@@ -190,20 +190,32 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
     per_file: dict[int, int] = {}
     step_counts: dict[str, int] = {}
     with conn.transaction():
+        # Sorting / hashing a few hundred thousand document keys spills to disk at the default 4 MB.
+        conn.execute("SET LOCAL work_mem = '256MB'")
         conn.execute("DROP TABLE IF EXISTS stg_documents")
         conn.execute("DROP TABLE IF EXISTS accepted_documents")
         conn.execute("CREATE TEMP TABLE stg_documents (document_type text, document_no text, file_id bigint, "
                      "export_date date) ON COMMIT DROP")
-        for file_id, _, export_date in files:
-            for part in parts[file_id]:
-                docs = pd.read_parquet(part, columns=["document_type", "document_no"]).drop_duplicates()
+        def document_frames():
+            # One frame per file (two key columns only), so each (document, file) pair is staged once.
+            for file_id, _, export_date in files:
+                if not parts[file_id]:
+                    continue
+                docs = pd.concat([pd.read_parquet(part, columns=["document_type", "document_no"])
+                                  for part in parts[file_id]], ignore_index=True).drop_duplicates()
                 docs["file_id"] = file_id
                 docs["export_date"] = pd.Timestamp(str(export_date))
-                copy_frame(conn, "stg_documents", docs)
+                yield docs
+
+        staged_pairs = copy_frames(conn, "stg_documents", document_frames())
         conn.execute("ANALYZE stg_documents")
         timings = {"stage_documents": time.perf_counter() - started}
         skipped: dict[int, set[str]] = {}
         for label, sql in named_steps("load_ventes_lignes"):
+            if label == "not_written" and step_counts["skip_older_exports"] == 0 \
+                    and step_counts["latest_delivery_in_run"] == staged_pairs:
+                step_counts[label] = 0  # every staged (document, file) pair was accepted
+                continue
             step_started = time.perf_counter()
             cursor = conn.execute(sql)
             step_counts[label] = cursor.rowcount

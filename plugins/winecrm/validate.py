@@ -11,7 +11,6 @@ Good rows are written as typed Parquet parts for the load stage.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import re
@@ -291,8 +290,9 @@ class Validator:
         from great_expectations.core.run_identifier import RunIdentifier
 
         checkpoint, rules = self._checkpoint(dataset, export_date, cfg)
-        result = checkpoint.run(batch_parameters={"dataframe": frame},
-                                run_id=RunIdentifier(run_name=f"{self.run_name} {batch_label}"))
+        # The run name becomes a folder and a link in Data Docs: keep it URL- and path-safe.
+        run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_name}__{batch_label}")
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
         validation = next(iter(result.run_results.values()))
         by_id = {r.expectation.id: r for r in rules}
         outcomes = []
@@ -456,7 +456,7 @@ def validate(conn: psycopg.Connection, run_id: str) -> dict:
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
             for index, part in enumerate(parts):
                 chunk = build_frame(dataset, pd.read_parquet(part))
-                outcomes = validator.run(dataset, chunk, export_date, cfg, f"{Path(file_path).name}#{index}")
+                outcomes = validator.run(dataset, chunk, export_date, cfg, f"file{file_id}_{Path(file_path).stem}_part{index}")
                 good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
                 copy_quarantine(conn, bad)
                 _good_columns(dataset, good).to_parquet(folder / f"good-{index:05d}.parquet", index=False)
@@ -512,4 +512,4 @@ def _defaults() -> dict:
     }
 
 
-__all__ = ["validate", "QualityGateError", "build_frame", "Validator", "io", "re"]
+__all__ = ["validate", "QualityGateError", "build_frame", "Validator"]

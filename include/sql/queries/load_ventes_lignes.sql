@@ -6,9 +6,13 @@
 -- step: latest_delivery_in_run
 -- The same document in several files of this run: the latest file (highest file_id) wins.
 CREATE TEMP TABLE accepted_documents ON COMMIT DROP AS
-SELECT DISTINCT ON (document_type, document_no) document_type, document_no, file_id, export_date
-FROM stg_documents
-ORDER BY document_type, document_no, file_id DESC;
+SELECT s.document_type, s.document_no, s.file_id, m.export_date
+FROM (
+    SELECT document_type, document_no, max(file_id) AS file_id
+    FROM stg_documents
+    GROUP BY document_type, document_no
+) s
+JOIN etl.file_manifest m ON m.file_id = s.file_id;
 
 -- step: skip_older_exports
 -- Never let an older export overwrite a document already loaded from a newer one.
