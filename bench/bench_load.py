@@ -96,7 +96,7 @@ def main() -> int:
 
     import psycopg
 
-    from winecrm import db, pipeline, sampledata, settings
+    from winecrm import db, pipeline, sampledata
 
     sales_file = work / "raw" / "isavigne" / "ventes_lignes" / f"ventes_lignes_historique_{tag}_2026-11-09.csv"
     if not sales_file.exists():

@@ -143,6 +143,7 @@ def notify_failure(context: dict[str, Any]) -> None:
     _mark_run_failed(payload)
     email, webhook = alert_targets()
     if webhook:
+        _mask(webhook)  # chat webhook URLs embed their token
         try:
             post_webhook(webhook, payload)
         except Exception:  # a broken alert channel must not hide the original failure

@@ -65,7 +65,7 @@ def make_offline(site_dir: Path) -> int:
         html = page.read_text(encoding="utf-8")
         relative = os.path.relpath(target, page.parent).replace(os.sep, "/")
 
-        def swap(tag_match: re.Match) -> str:
+        def swap(tag_match: re.Match, relative: str = relative) -> str:
             tag = tag_match.group(0)
 
             def swap_url(match: re.Match) -> str:

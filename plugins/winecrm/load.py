@@ -142,7 +142,7 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
     with conn.transaction():
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"CREATE TEMP TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)}) ON COMMIT DROP")
-        for file_id, file_path, export_date in files:
+        for file_id, _, export_date in files:
             parts = sorted((work / f"file-{file_id}").glob("good-*.parquet"))
             for part in parts:
                 good = pd.read_parquet(part)

@@ -138,7 +138,6 @@ def generate_sales(customers: pd.DataFrame, catalogue: pd.DataFrame, start: dt.d
     """Typed sales lines (one frame). Orders follow per-customer Poisson processes with churn."""
     n = len(customers)
     days = (end - start).days + 1
-    years = days / 365.25
     join = rng.integers(0, max(1, int(days * 0.7)), n)
     # Churn time after join: exponential with the customer's hazard.
     life = (rng.exponential(1.0, n) / customers["churn_hazard"].to_numpy() * 365.25).astype(int)
@@ -238,6 +237,24 @@ def _mojibake(text: str) -> str:
         return text.encode("utf-8").decode("cp1252")
     except UnicodeDecodeError:
         return text
+
+
+def _make_xlsx_reproducible(path: Path, when: dt.date) -> None:
+    """openpyxl stamps the save time into docProps/core.xml and every zip entry: pin both so
+    the same seed gives the same bytes (the manifest keys files by SHA-256)."""
+    import re
+    import zipfile
+
+    stamp = f"{when:%Y-%m-%d}T04:00:00Z"
+    with zipfile.ZipFile(path) as source:
+        entries = [(info.filename, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for name, data in entries:
+            if name == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>" + stamp.encode(), data)
+            info = zipfile.ZipInfo(name, date_time=(when.year, when.month, when.day, 4, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(info, data)
 
 
 def write_csv(path: Path, frame: pd.DataFrame, encoding: str, delimiter: str = ";") -> None:
@@ -361,6 +378,7 @@ def write_sample_exports(raw_dir: Path, *, as_of: dt.date = DEFAULT_AS_OF, n_cus
         pd.DataFrame({"Note": ["Export iSaVigne - catalogue", f"Généré le {as_of:%d/%m/%Y}"]}).to_excel(writer, sheet_name="Infos", index=False)
         produits.rename(columns={"produit": "Produit", "article": "Code article", "millesime": "Millésime"}).to_excel(
             writer, sheet_name="Produits", index=False)
+    _make_xlsx_reproducible(produits_path, as_of)
     result.files.append(produits_path)
 
     # Stock, UTF-8 with BOM, two warehouses, some items out of stock.

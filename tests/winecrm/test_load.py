@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import psycopg
 import pytest
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
@@ -101,7 +102,7 @@ def test_a_failure_inside_the_load_leaves_the_warehouse_untouched_and_retry_work
         return real_steps(name) + [("worker_killed", "SELECT 1 / 0")]
 
     monkeypatch.setattr(load, "named_steps", crash_after_insert)
-    with pytest.raises(Exception):
+    with pytest.raises(psycopg.errors.DivisionByZero):
         pipeline.run_load(conn, "run_1")
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
