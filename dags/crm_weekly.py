@@ -51,7 +51,10 @@ def crm_weekly():
         from winecrm import pipeline
         from winecrm.airflow_glue import warehouse_connection
 
-        window = pipeline.week_window(context["run_id"], context["logical_date"])
+        # A manual run triggered without a logical date (allowed in Airflow 3) covers the week
+        # before the moment it was asked to run.
+        logical_date = context.get("logical_date") or context["dag_run"].run_after
+        window = pipeline.week_window(context["run_id"], logical_date)
         with warehouse_connection() as conn:
             applied = pipeline.prepare(conn, window)
         print(f"Week {window.week_start} – {window.week_end}; migrations applied now: {applied or 'none'}")

@@ -91,8 +91,37 @@ def parse_bool(text: pd.Series) -> pd.Series:
                      index=text.index, dtype="object")
 
 
-def build_frame(dataset: Dataset, chunk: pd.DataFrame) -> pd.DataFrame:
+class SeenLines:
+    """Exact-duplicate detection across all chunks of one file, in bounded memory: one 64-bit
+    hash and one line number per distinct line (16 bytes), not the lines themselves."""
+
+    def __init__(self):
+        self.first_row = pd.Series(dtype="int64", index=pd.Index([], dtype="uint64"))  # line hash -> first line
+
+    def first_rows(self, dataset: Dataset, chunk: pd.DataFrame) -> pd.Series:
+        """For each row of ``chunk``: the line number of an earlier identical line, else <NA>."""
+        business = [c for c in dataset.column_names if c in chunk.columns]
+        hashes = pd.util.hash_pandas_object(chunk[business], index=False).to_numpy()
+        rows = chunk[ROW_COLUMN].to_numpy(dtype="int64")
+        well_formed = chunk[MALFORMED_COLUMN].isna().to_numpy()
+        frame = pd.DataFrame({"h": hashes, "row": rows})[well_formed]
+        first_here = frame.groupby("h", sort=False)["row"].transform("first")
+        earlier = frame["h"].map(self.first_row)  # from previous chunks
+        first = earlier.fillna(first_here).astype("int64")
+        result = pd.Series(pd.NA, index=chunk.index, dtype="Int64")
+        is_repeat = (first != frame["row"]).to_numpy()
+        result.iloc[np.flatnonzero(well_formed)[is_repeat]] = first.to_numpy()[is_repeat]
+        new = frame.drop_duplicates("h")
+        new = new[~new["h"].isin(self.first_row.index)]
+        self.first_row = pd.concat([self.first_row, pd.Series(new["row"].to_numpy(), index=new["h"].to_numpy())])
+        return result
+
+
+def build_frame(dataset: Dataset, chunk: pd.DataFrame, seen_lines: SeenLines | None = None) -> pd.DataFrame:
     """Raw text chunk -> validation frame (typed ``<col>`` + delivered ``<col>_text``)."""
+    # Indexed by line number, so GX's unexpected_index_list (and the "Index" column of the
+    # Data Docs) are the file's own line numbers.
+    chunk = chunk.set_index(pd.Index(chunk[ROW_COLUMN].astype("int64").to_numpy()), drop=False)
     out = pd.DataFrame(index=chunk.index)
     out[ROW_COLUMN] = chunk[ROW_COLUMN].astype("int64")
     out[MALFORMED_COLUMN] = chunk[MALFORMED_COLUMN]
@@ -129,10 +158,7 @@ def build_frame(dataset: Dataset, chunk: pd.DataFrame) -> pd.DataFrame:
         for name in ("qty_line", "mt_ht", "mt_ttc", "marge"):
             if name in out:
                 out[name] = out[name].where(~credit, out[name].abs())
-        business = [c for c in dataset.column_names if c in chunk.columns]
-        repeated = chunk.duplicated(subset=business, keep="first") & chunk[MALFORMED_COLUMN].isna()
-        first_row = chunk.groupby(business, dropna=False, sort=False)[ROW_COLUMN].transform("first")
-        out[DUPLICATE_COLUMN] = first_row.where(repeated).astype("Int64")
+        out[DUPLICATE_COLUMN] = (seen_lines or SeenLines()).first_rows(dataset, chunk)
     elif dataset.natural_key:
         key = list(dataset.natural_key)
         present = [k for k in key if k in out]
@@ -454,8 +480,9 @@ def validate(conn: psycopg.Connection, run_id: str) -> dict:
             old.unlink()
         with conn.transaction():
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
+            seen_lines = SeenLines()
             for index, part in enumerate(parts):
-                chunk = build_frame(dataset, pd.read_parquet(part))
+                chunk = build_frame(dataset, pd.read_parquet(part), seen_lines)
                 outcomes = validator.run(dataset, chunk, export_date, cfg, f"file{file_id}_{Path(file_path).stem}_part{index}")
                 good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
                 copy_quarantine(conn, bad)

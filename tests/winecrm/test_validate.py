@@ -179,3 +179,18 @@ def test_data_docs_are_built_and_need_no_internet(conn, crm_dirs):
         assert datadocs.external_assets(html) == [], page
     assert (site / "static" / "vendor" / "bootstrap.min.css").exists()
     assert "isavigne_ventes_lignes" in settings.paths().data_docs_index.read_text(encoding="utf-8")
+
+
+def test_exact_duplicates_are_found_across_chunks_of_a_big_file(conn, crm_dirs, monkeypatch, tmp_path):
+    from tests.conftest import use_config
+
+    use_config(tmp_path, monkeypatch, files={"chunk_rows": 4}, quality_gate={"max_bad_row_share": 0.5})
+    lines = [sales_line(doc_no=f"F{i}") for i in range(10)]
+    lines.insert(7, lines[1])   # line 9 repeats line 3, four rows later: another chunk
+    lines.append(lines[9])      # and a repeat inside the last chunk
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
+    summary = _run_until_validate(conn)
+    assert summary["ventes_lignes"]["quarantined"] == 2
+    texts = {row: text for row, (_, _, text, _) in _quarantine(conn).items()}
+    assert texts[9].endswith("exact duplicate of line 3 of the same file")
+    assert texts[13].endswith("exact duplicate of line 11 of the same file")
