@@ -30,6 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 airflow: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH \
 	AIRFLOW_HOME=$(CURDIR)/airflow_home \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \

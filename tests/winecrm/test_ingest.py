@@ -87,12 +87,16 @@ def test_whole_file_rejections_are_recorded_with_their_reason(conn, crm_dirs):
     (raw / "isavigne" / "ventes_lignes" / "vide_2026-11-16.csv").write_bytes(b"")
     (raw / "isavigne" / "stock").mkdir(parents=True)
     (raw / "isavigne" / "stock" / "stock_2026-11-16.csv").write_bytes(os.urandom(2048) + b"\x00")
+    write_export(raw, "clients", "clients_sans_email_2026-11-16.csv", ["C1;Dupont;Jean"], header="client_code;nom;prenom")
     _start(conn)
     report = ingest.ingest(conn, "run_1")
-    assert report.files_quarantined == 3
+    assert report.files_quarantined == 4
     rows = conn.execute(
-        "SELECT file_path, row_no, expectations, reason FROM etl.quarantine ORDER BY file_path").fetchall()
+        "SELECT file_path, row_no, expectations, reason, column_name FROM etl.quarantine ORDER BY file_path").fetchall()
     by_file = {r[0].split("/")[-1]: r for r in rows}
+    missing = by_file["clients_sans_email_2026-11-16.csv"]
+    assert missing[2] == ["missing_columns"] and missing[4] == "email"
+    assert "clients_sans_email_2026-11-16.csv: missing required column(s) email" in missing[3]
     assert by_file["entete_seule_2026-11-16.csv"][2] == ["no_data_rows"]
     assert by_file["vide_2026-11-16.csv"][2] == ["empty_file"]
     assert by_file["stock_2026-11-16.csv"][2] == ["binary_file"]
