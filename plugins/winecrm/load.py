@@ -175,6 +175,66 @@ def _document_key(frame: pd.DataFrame) -> pd.Series:
     return frame["document_type"].astype("string") + "\x1f" + frame["document_no"].astype("string")
 
 
+BULK_MIN_LINES = 100_000  # below this, maintaining the key row by row is cheap enough
+BULK_SHARE_OF_TABLE = 0.25  # ...and only when the load adds at least this share of the table
+
+
+def per_part_rows(parts: list[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
+
+
+def bulk_rebuild_worthwhile(lines: int, table_rows: float) -> bool:
+    return lines >= BULK_MIN_LINES and lines >= BULK_SHARE_OF_TABLE * max(table_rows, 0.0)
+
+
+def estimated_rows(conn: psycopg.Connection, table: str) -> float:
+    """The planner's row estimate (-1 before the first ANALYZE counts as empty)."""
+    return float(conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0])
+
+
+def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, object]],
+                         parts: dict[int, list[Path]], step_counts: dict, timings: dict) -> dict[int, set[str]]:
+    """Stage the run's document keys and let ``load_ventes_lignes.sql`` decide which documents
+    this run writes (deleting their old lines). Returns, per file, the documents NOT to write."""
+    started = time.perf_counter()
+    skipped: dict[int, set[str]] = {}
+    conn.execute("DROP TABLE IF EXISTS stg_documents")
+    conn.execute("DROP TABLE IF EXISTS accepted_documents")
+    conn.execute("CREATE TEMP TABLE stg_documents (document_type text, document_no text, file_id bigint, "
+                 "export_date date) ON COMMIT DROP")
+
+    def document_frames():
+        # One frame per file (two key columns only), so each (document, file) pair is staged once.
+        for file_id, _, export_date in files:
+            if not parts[file_id]:
+                continue
+            docs = pd.concat([pd.read_parquet(part, columns=["document_type", "document_no"])
+                              for part in parts[file_id]], ignore_index=True).drop_duplicates()
+            docs["file_id"] = file_id
+            docs["export_date"] = pd.Timestamp(str(export_date))
+            yield docs
+
+    staged_pairs = copy_frames(conn, "stg_documents", document_frames())
+    conn.execute("ANALYZE stg_documents")
+    timings["stage_documents"] = time.perf_counter() - started
+    for label, sql in named_steps("load_ventes_lignes"):
+        if label == "not_written" and step_counts["skip_older_exports"] == 0 \
+                and step_counts["latest_delivery_in_run"] == staged_pairs:
+            step_counts[label] = 0  # every staged (document, file) pair was accepted
+            continue
+        step_started = time.perf_counter()
+        cursor = conn.execute(sql)
+        step_counts[label] = cursor.rowcount
+        timings[label] = time.perf_counter() - step_started
+        if label == "not_written":
+            for doc_type, doc_no, file_id in cursor.fetchall():
+                skipped.setdefault(file_id, set()).add(f"{doc_type}\x1f{doc_no}")
+    conn.execute("ANALYZE accepted_documents")
+    return skipped
+
+
 def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[int, str, object]]) -> dict:
     """Sales lines, replaced document by document, in one transaction.
 
@@ -192,38 +252,15 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
     with conn.transaction():
         # Sorting / hashing a few hundred thousand document keys spills to disk at the default 4 MB.
         conn.execute("SET LOCAL work_mem = '256MB'")
-        conn.execute("DROP TABLE IF EXISTS stg_documents")
-        conn.execute("DROP TABLE IF EXISTS accepted_documents")
-        conn.execute("CREATE TEMP TABLE stg_documents (document_type text, document_no text, file_id bigint, "
-                     "export_date date) ON COMMIT DROP")
-        def document_frames():
-            # One frame per file (two key columns only), so each (document, file) pair is staged once.
-            for file_id, _, export_date in files:
-                if not parts[file_id]:
-                    continue
-                docs = pd.concat([pd.read_parquet(part, columns=["document_type", "document_no"])
-                                  for part in parts[file_id]], ignore_index=True).drop_duplicates()
-                docs["file_id"] = file_id
-                docs["export_date"] = pd.Timestamp(str(export_date))
-                yield docs
-
-        staged_pairs = copy_frames(conn, "stg_documents", document_frames())
-        conn.execute("ANALYZE stg_documents")
-        timings = {"stage_documents": time.perf_counter() - started}
         skipped: dict[int, set[str]] = {}
-        for label, sql in named_steps("load_ventes_lignes"):
-            if label == "not_written" and step_counts["skip_older_exports"] == 0 \
-                    and step_counts["latest_delivery_in_run"] == staged_pairs:
-                step_counts[label] = 0  # every staged (document, file) pair was accepted
-                continue
-            step_started = time.perf_counter()
-            cursor = conn.execute(sql)
-            step_counts[label] = cursor.rowcount
-            timings[label] = time.perf_counter() - step_started
-            if label == "not_written":
-                for doc_type, doc_no, file_id in cursor.fetchall():
-                    skipped.setdefault(file_id, set()).add(f"{doc_type}\x1f{doc_no}")
-        conn.execute("ANALYZE accepted_documents")
+        timings: dict[str, float] = {}
+        first_load = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM etl.ventes_lignes)").fetchone()[0]
+        if first_load and len(files) == 1:
+            # Fast path for the initial history load: an empty table and a single file leave no
+            # document to replace and none to arbitrate between files.
+            step_counts["document_steps_skipped"] = 1
+        else:
+            skipped = _arbitrate_documents(conn, files, parts, step_counts, timings)
         copy_started = time.perf_counter()
 
         def line_frames():
@@ -239,7 +276,19 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
                     frame["loaded_run"] = run_id
                     yield frame[SALES_LINE_COLUMNS]
 
+        lines_to_write = sum(per_part_rows(parts[file_id]) for file_id, _, _ in files)
+        rebuild_key = bulk_rebuild_worthwhile(lines_to_write, estimated_rows(conn, "etl.ventes_lignes"))
+        if rebuild_key:
+            # A bulk load (first load, big backfill): building the primary key once after the COPY
+            # costs a fraction of maintaining it row by row (bench: 2.3 s vs 3.6–4.2 s per 1M
+            # lines). The constraint is back before commit; readers wait for this transaction.
+            conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            conn.execute("ALTER TABLE etl.ventes_lignes DROP CONSTRAINT ventes_lignes_pkey")
         written = copy_frames(conn, "etl.ventes_lignes", line_frames())
+        if rebuild_key:
+            conn.execute("ALTER TABLE etl.ventes_lignes ADD CONSTRAINT ventes_lignes_pkey "
+                         "PRIMARY KEY (document_type, document_no, source_row)")
+        step_counts["primary_key_rebuilt"] = int(rebuild_key)
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started
         for file_id, _, _ in files:

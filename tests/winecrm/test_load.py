@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import psycopg
 import pytest
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
@@ -96,18 +95,24 @@ def test_a_failure_inside_the_load_leaves_the_warehouse_untouched_and_retry_work
     pipeline.prepare(conn, window)
     pipeline.run_ingest(conn, "run_1")
     pipeline.run_validate(conn, "run_1")
-    real_steps = load.named_steps
+    real_copy = load.copy_frames
 
-    def crash_after_insert(name):
-        return real_steps(name) + [("worker_killed", "SELECT 1 / 0")]
+    class WorkerKilled(Exception):
+        pass
 
-    monkeypatch.setattr(load, "named_steps", crash_after_insert)
-    with pytest.raises(psycopg.errors.DivisionByZero):
+    def crash_after_copying_lines(conn_, table, frames):
+        sent = real_copy(conn_, table, frames)
+        if table == "etl.ventes_lignes":
+            raise WorkerKilled(f"{sent} lines sent, then the worker died before commit")
+        return sent
+
+    monkeypatch.setattr(load, "copy_frames", crash_after_copying_lines)
+    with pytest.raises(WorkerKilled):
         pipeline.run_load(conn, "run_1")
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
     assert conn.execute("SELECT status FROM etl.file_manifest").fetchone()[0] == "validated"
-    monkeypatch.setattr(load, "named_steps", real_steps)
+    monkeypatch.setattr(load, "copy_frames", real_copy)
     pipeline.run_load(conn, "run_1")  # the retry
     pipeline.run_load(conn, "run_1")  # and a stray second retry: nothing left to load
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 20
@@ -149,6 +154,22 @@ def test_killed_worker_mid_load_then_new_run_loads_everything_once(conn, crm_dir
     worker.send_signal(signal.SIGKILL)
     assert worker.wait() == -signal.SIGKILL
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
+    assert _has_primary_key(conn), "the bulk path dropped the key inside the killed transaction only"
     summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN))
     loaded = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
     assert loaded == lines == summary["rows_read"] - summary["rows_quarantined"]
+    assert summary["details"]["load"]["ventes_lignes"]["steps"]["primary_key_rebuilt"] == 1
+    assert _has_primary_key(conn)
+
+
+def _has_primary_key(conn) -> bool:
+    return conn.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'ventes_lignes_pkey' "
+                        "AND contype = 'p'").fetchone()[0] == 1
+
+
+def test_bulk_key_rebuild_only_for_big_loads(conn):
+    assert load.estimated_rows(conn, "etl.ventes_lignes") <= 0  # fresh table
+    assert not load.bulk_rebuild_worthwhile(5_000, 0)
+    assert load.bulk_rebuild_worthwhile(150_000, -1)  # first load
+    assert not load.bulk_rebuild_worthwhile(150_000, 10_000_000)  # a delta into a big table
+    assert load.bulk_rebuild_worthwhile(3_000_000, 10_000_000)  # a big backfill
