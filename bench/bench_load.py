@@ -118,8 +118,12 @@ def main() -> int:
             window = pipeline.week_window("bench_initial", dt.datetime(2026, 11, 9, 5, tzinfo=dt.timezone.utc))
             t0 = time.perf_counter()
             summary = pipeline.run_all(conn, window)
-            results["initial_total_s"] = round(time.perf_counter() - t0, 1)
+            results["run_all_s"] = round(time.perf_counter() - t0, 1)
             results["initial_stage_s"] = summary["stage_seconds"]
+            # The issue-2 figure: ingest -> validate -> load (scoring is reported on its own).
+            results["initial_total_s"] = round(sum(summary["stage_seconds"].get(k, 0)
+                                                   for k in ("ingest", "validate", "load")), 1)
+            results["score_s"] = summary["stage_seconds"].get("score")
             results["initial_load_detail"] = summary["details"]["load"]["ventes_lignes"]
             results["rows_loaded"] = summary["rows_loaded"]
             results["rows_quarantined"] = summary["rows_quarantined"]

@@ -12,7 +12,10 @@
    many rows are bad. Data Docs are rebuilt under `$CRM_DATA_DIR/quality`.
 5. **load** — COPY into staging, then set-based SQL into `etl.ventes_lignes`, `etl.clients`,
    `etl.produits`, `etl.stock`; one transaction per dataset.
-6. **finish_run** — closes the run record and logs the summary.
+6. **score** — as of the week's Sunday: `crm.customer_360`, `crm.rfm_scores` (R/F/M 1–4,
+   segment VIP / Standard / At Risk / Churn) and `crm.lead_scores` with every component
+   (`include/config/scoring.yaml`).
+7. **finish_run** — closes the run record and logs the summary.
 
 Rerunning a logical date changes nothing: files already loaded are recognised by hash.
 Configuration: `include/config/pipeline.yaml`; connections `crm_warehouse` (else
@@ -84,6 +87,10 @@ def crm_weekly():
         return run_stage("load", run)
 
     @task
+    def score(run: dict) -> dict:
+        return run_stage("score", run)
+
+    @task
     def finish_run(run: dict) -> dict:
         import json
 
@@ -100,7 +107,8 @@ def crm_weekly():
     ingested = ingest(run)
     validated = validate(run)
     loaded = load(run)
-    exports_ready >> ingested >> validated >> loaded >> finish_run(run)
+    scored = score(run)
+    exports_ready >> ingested >> validated >> loaded >> scored >> finish_run(run)
 
 
 crm_weekly()

@@ -103,7 +103,7 @@ def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     states = task_states(airflow_db, "2026-11-16")
     assert states == {t: "success" for t in
-                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "finish_run")}
+                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "finish_run")}
     with psycopg.connect(module_warehouse) as conn:
         status, week_start, rows_loaded, rows_quarantined = conn.execute(
             "SELECT status, week_start::text, rows_loaded, rows_quarantined FROM etl.runs").fetchone()
@@ -111,6 +111,11 @@ def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, 
         assert rows_quarantined == len(planted.bad_rows)
         assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == planted.sales_lines_total
         assert rows_loaded > planted.sales_lines_total  # the overlapping re-export counted, not duplicated
+        segments = dict(conn.execute("SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = '2026-11-15' "
+                                     "GROUP BY 1"))
+        assert sum(segments.values()) == conn.execute(
+            "SELECT count(DISTINCT client_code) FROM etl.ventes_lignes WHERE document_type <> 'AVOIR'").fetchone()[0]
+        assert set(segments) <= {"VIP", "Standard", "At Risk", "Churn"} and segments.get("Churn", 0) > 0
 
 
 def test_rerunning_the_same_date_through_airflow_changes_nothing(first_run, dag_env, module_warehouse):

@@ -1,0 +1,144 @@
+-- Customer scoring as of %(as_of)s, from the sales known up to that date. Parameters come from
+-- include/config/scoring.yaml (see winecrm/scoring.py). Rerunning a date replaces its rows.
+
+-- step: forget_previous
+DELETE FROM crm.lead_scores WHERE as_of_date = %(as_of)s;
+-- step: forget_previous_rfm
+DELETE FROM crm.rfm_scores WHERE as_of_date = %(as_of)s;
+-- step: forget_previous_360
+DELETE FROM crm.customer_360 WHERE as_of_date = %(as_of)s;
+
+-- step: customer_360
+INSERT INTO crm.customer_360 (
+    as_of_date, client_code, first_purchase, last_purchase, orders, bottles, revenue_ht, avg_basket_ht,
+    favourite_family, favourite_grape, favourite_colour, families_bought, typical_days_between_orders,
+    email, email_valid, opted_out, suppressed, computed_run)
+WITH lines AS (
+    SELECT v.client_code, v.document_type, v.document_no, v.date_livraison, v.mt_ht,
+           p.famille_crm, p.cepage, p.couleur,
+           -- 75 cl equivalents: a magnum is 2, a case of N is N
+           v.qty_line * CASE
+               WHEN coalesce(p.produit, v.produit_label) ~* 'magnum' OR v.article ~* '-MAG$' THEN 2
+               WHEN coalesce(p.produit, v.produit_label) ~* '(carton|caisse|coffret)\s*(de\s*)?\d+'
+                   THEN substring(coalesce(p.produit, v.produit_label) from '(?i)(?:carton|caisse|coffret)\s*(?:de\s*)?(\d+)')::int
+               ELSE 1 END AS bottles
+    FROM etl.ventes_lignes v
+    LEFT JOIN etl.produits p ON p.article = v.article
+    WHERE v.date_livraison <= %(as_of)s
+),
+orders AS (
+    SELECT client_code, document_no, min(date_livraison) AS order_date
+    FROM lines
+    WHERE document_type <> 'AVOIR'
+    GROUP BY client_code, document_no
+),
+order_gaps AS (
+    SELECT client_code, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap
+    FROM (
+        SELECT client_code, order_date - lag(order_date) OVER (PARTITION BY client_code ORDER BY order_date) AS gap
+        FROM (SELECT DISTINCT client_code, order_date FROM orders) d
+    ) g
+    WHERE gap IS NOT NULL
+    GROUP BY client_code
+),
+totals AS (
+    SELECT l.client_code,
+           min(l.date_livraison) FILTER (WHERE l.document_type <> 'AVOIR') AS first_purchase,
+           max(l.date_livraison) FILTER (WHERE l.document_type <> 'AVOIR') AS last_purchase,
+           sum(l.bottles) AS bottles,
+           sum(l.mt_ht) AS revenue_ht,
+           count(DISTINCT l.famille_crm) AS families_bought
+    FROM lines l
+    GROUP BY l.client_code
+),
+order_counts AS (
+    SELECT client_code, count(*) AS orders FROM orders GROUP BY client_code
+),
+favourite AS (
+    SELECT DISTINCT ON (client_code, dimension) client_code, dimension, value
+    FROM (
+        SELECT client_code, 'family' AS dimension, famille_crm AS value, sum(mt_ht) AS revenue FROM lines
+        WHERE famille_crm IS NOT NULL GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT client_code, 'grape', cepage, sum(mt_ht) FROM lines WHERE cepage IS NOT NULL GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT client_code, 'colour', couleur, sum(mt_ht) FROM lines WHERE couleur IS NOT NULL GROUP BY 1, 2, 3
+    ) r
+    ORDER BY client_code, dimension, revenue DESC, value
+)
+SELECT %(as_of)s, t.client_code, t.first_purchase, t.last_purchase, coalesce(o.orders, 0),
+       round(t.bottles, 2), round(t.revenue_ht, 2),
+       round(t.revenue_ht / nullif(o.orders, 0), 2),
+       ff.value, fg.value, fc.value, t.families_bought, round(g.median_gap::numeric, 1),
+       c.email, c.email_valid, coalesce(c.opt_out, false),
+       (s.email IS NOT NULL), %(run_id)s
+FROM totals t
+LEFT JOIN order_counts o ON o.client_code = t.client_code
+LEFT JOIN order_gaps g ON g.client_code = t.client_code
+LEFT JOIN favourite ff ON ff.client_code = t.client_code AND ff.dimension = 'family'
+LEFT JOIN favourite fg ON fg.client_code = t.client_code AND fg.dimension = 'grape'
+LEFT JOIN favourite fc ON fc.client_code = t.client_code AND fc.dimension = 'colour'
+LEFT JOIN etl.clients c ON c.client_code = t.client_code
+LEFT JOIN crm.suppressions s ON s.email = c.email;
+
+-- step: rfm
+-- Quartile scores use percent_rank, so tied customers (e.g. every one-order customer) share a
+-- score and the lowest group always scores 1. With method = fixed, the boundaries apply.
+INSERT INTO crm.rfm_scores (as_of_date, client_code, recency_days, frequency, monetary,
+                            r_score, f_score, m_score, rfm_score, segment, computed_run)
+WITH base AS (
+    SELECT client_code, (%(as_of)s::date - last_purchase) AS recency_days, orders AS frequency,
+           revenue_ht AS monetary
+    FROM crm.customer_360
+    WHERE as_of_date = %(as_of)s AND orders > 0
+),
+scored AS (
+    SELECT b.*,
+           CASE WHEN %(method)s = 'fixed' THEN
+                    CASE WHEN recency_days <= %(r_days_4)s THEN 4 WHEN recency_days <= %(r_days_3)s THEN 3
+                         WHEN recency_days <= %(r_days_2)s THEN 2 ELSE 1 END
+                ELSE least(4, 1 + floor(4 * percent_rank() OVER (ORDER BY recency_days DESC)))::int END AS r_score,
+           CASE WHEN %(method)s = 'fixed' THEN
+                    CASE WHEN frequency >= %(f_orders_4)s THEN 4 WHEN frequency >= %(f_orders_3)s THEN 3
+                         WHEN frequency >= %(f_orders_2)s THEN 2 ELSE 1 END
+                ELSE least(4, 1 + floor(4 * percent_rank() OVER (ORDER BY frequency)))::int END AS f_score,
+           CASE WHEN %(method)s = 'fixed' THEN
+                    CASE WHEN monetary >= %(m_revenue_4)s THEN 4 WHEN monetary >= %(m_revenue_3)s THEN 3
+                         WHEN monetary >= %(m_revenue_2)s THEN 2 ELSE 1 END
+                ELSE least(4, 1 + floor(4 * percent_rank() OVER (ORDER BY monetary)))::int END AS m_score
+    FROM base b
+)
+SELECT %(as_of)s, client_code, recency_days, frequency, monetary, r_score, f_score, m_score,
+       round((r_score + f_score + m_score) / 3.0, 2),
+       CASE WHEN recency_days > %(churn_days)s THEN 'Churn'
+            WHEN round((r_score + f_score + m_score) / 3.0, 2) >= %(vip_min)s THEN 'VIP'
+            WHEN round((r_score + f_score + m_score) / 3.0, 2) >= %(standard_min)s THEN 'Standard'
+            ELSE 'At Risk' END,
+       %(run_id)s
+FROM scored;
+
+-- step: lead_scores
+-- Engagement events come from Brevo webhooks and behaviour events (a later issue): until that
+-- queue exists every customer has 0 of them.
+INSERT INTO crm.lead_scores (as_of_date, client_code, base_points, rfm_points, engagement_points,
+                             engagement_events, purchase_points, recency_penalty, raw_score, score, computed_run)
+WITH parts AS (
+    SELECT r.client_code,
+           %(base)s::int AS base_points,
+           least(%(rfm_cap)s, %(per_rfm_point)s * r.rfm_score) AS rfm_points,
+           0 AS engagement_events,
+           least(%(purchase_cap)s, %(per_purchase)s * r.frequency) AS purchase_points,
+           CASE WHEN r.recency_days <= 30 THEN 0 WHEN r.recency_days <= 90 THEN -5
+                WHEN r.recency_days <= 180 THEN -15 ELSE -30 END AS recency_penalty
+    FROM crm.rfm_scores r
+    WHERE r.as_of_date = %(as_of)s
+)
+SELECT %(as_of)s, client_code, base_points, rfm_points,
+       least(%(engagement_cap)s, %(per_event)s * engagement_events), engagement_events,
+       purchase_points, recency_penalty,
+       base_points + rfm_points + least(%(engagement_cap)s, %(per_event)s * engagement_events)
+           + purchase_points + recency_penalty,
+       greatest(0, least(100, base_points + rfm_points
+           + least(%(engagement_cap)s, %(per_event)s * engagement_events) + purchase_points + recency_penalty)),
+       %(run_id)s
+FROM parts;
