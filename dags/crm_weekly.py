@@ -13,8 +13,9 @@
 5. **load** — COPY into staging, then set-based SQL into `etl.ventes_lignes`, `etl.clients`,
    `etl.produits`, `etl.stock`; one transaction per dataset.
 6. **score** — as of the week's Sunday: `crm.customer_360`, `crm.rfm_scores` (R/F/M 1–4,
-   segment VIP / Standard / At Risk / Churn) and `crm.lead_scores` with every component
-   (`include/config/scoring.yaml`).
+   segment VIP / Standard / At Risk / Churn), `crm.lead_scores` with every component and
+   `crm.product_affinity` (co-purchase support / confidence / Jaccard) — rules in
+   `include/config/scoring.yaml`.
 7. **finish_run** — closes the run record and logs the summary.
 
 Rerunning a logical date changes nothing: files already loaded are recognised by hash.

@@ -65,3 +65,23 @@ CREATE TABLE crm.lead_scores (
     computed_run      text NOT NULL,
     PRIMARY KEY (as_of_date, client_code)
 );
+
+-- Co-purchase between items, at customer level (bought both, ever, as of the date): for a
+-- winery single baskets are sparse, so articles, families and grapes are all kept. Both
+-- directions are stored because confidence is not symmetric. Ranking uses Jaccard, never raw
+-- lift (lift favours rare items).
+CREATE TABLE crm.product_affinity (
+    as_of_date        date NOT NULL,
+    level             text NOT NULL CHECK (level IN ('article', 'family', 'grape')),
+    item_a            text NOT NULL,
+    item_b            text NOT NULL,
+    customers_a       integer NOT NULL,              -- customers who bought item_a
+    customers_b       integer NOT NULL,
+    customers_both    integer NOT NULL,
+    support           numeric(8, 6) NOT NULL,        -- customers_both / customers with any purchase
+    confidence        numeric(8, 6) NOT NULL,        -- P(b | a) = customers_both / customers_a
+    jaccard           numeric(8, 6) NOT NULL,        -- customers_both / (customers_a + customers_b - customers_both)
+    computed_run      text NOT NULL,
+    PRIMARY KEY (as_of_date, level, item_a, item_b)
+);
+CREATE INDEX product_affinity_rank ON crm.product_affinity (as_of_date, level, item_a, jaccard DESC);

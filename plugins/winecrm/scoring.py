@@ -1,4 +1,5 @@
-"""Customer scoring as of a date: customer 360, RFM + segment, lead score with its components.
+"""Customer scoring as of a date: customer 360, RFM + segment, lead score with its components,
+co-purchase affinities between articles, families and grapes.
 
 All set-based SQL (``include/sql/queries/score_customers.sql``) in one transaction; the as-of
 date makes backfills reproduce history, and rerunning a date replaces that date's rows.
@@ -28,6 +29,7 @@ def scoring_config() -> dict:
 def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
     cfg = cfg or scoring_config()
     rfm, seg, lead = cfg.get("rfm", {}), cfg.get("segments", {}), cfg.get("lead_score", {})
+    affinity = cfg.get("affinity", {})
     fixed = rfm.get("fixed", {})
     r_days = fixed.get("recency_days", [30, 90, 180])
     f_orders = fixed.get("orders", [2, 4, 8])
@@ -46,6 +48,7 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
         "rfm_cap": lead.get("rfm_cap", 40), "per_event": lead.get("per_engagement_event", 2),
         "engagement_cap": lead.get("engagement_cap", 20), "per_purchase": lead.get("per_purchase", 5),
         "purchase_cap": lead.get("purchase_cap", 25),
+        "min_pair_customers": int(affinity.get("min_pair_customers", 2)),
     }
 
 
@@ -62,4 +65,5 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | Non
         "SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = %s GROUP BY 1 ORDER BY 1", (as_of,)))
     conn.commit()
     return {"as_of": as_of.isoformat(), "customers": counts.get("customer_360", 0), "segments": segments,
+            "affinity_pairs": counts.get("product_affinity", 0),
             "seconds": round(time.perf_counter() - started, 3)}

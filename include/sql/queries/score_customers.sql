@@ -142,3 +142,45 @@ SELECT %(as_of)s, client_code, base_points, rfm_points,
            + least(%(engagement_cap)s, %(per_event)s * engagement_events) + purchase_points + recency_penalty)),
        %(run_id)s
 FROM parts;
+
+-- step: forget_previous_affinity
+DELETE FROM crm.product_affinity WHERE as_of_date = %(as_of)s;
+
+-- step: product_affinity
+INSERT INTO crm.product_affinity (as_of_date, level, item_a, item_b, customers_a, customers_b, customers_both,
+                                  support, confidence, jaccard, computed_run)
+WITH purchases AS (
+    SELECT DISTINCT v.client_code, v.article, p.famille_crm, p.cepage
+    FROM etl.ventes_lignes v
+    LEFT JOIN etl.produits p ON p.article = v.article
+    WHERE v.date_livraison <= %(as_of)s AND v.document_type <> 'AVOIR'
+),
+bought AS (
+    SELECT DISTINCT client_code, 'article' AS level, article AS item FROM purchases
+    UNION
+    SELECT DISTINCT client_code, 'family', famille_crm FROM purchases WHERE famille_crm IS NOT NULL
+    UNION
+    SELECT DISTINCT client_code, 'grape', cepage FROM purchases WHERE cepage IS NOT NULL
+),
+item_customers AS (
+    SELECT level, item, count(*) AS customers FROM bought GROUP BY level, item
+),
+buyers AS (
+    SELECT count(DISTINCT client_code) AS n FROM bought
+),
+pairs AS (
+    SELECT a.level, a.item AS item_a, b.item AS item_b, count(*) AS both_customers
+    FROM bought a
+    JOIN bought b ON b.client_code = a.client_code AND b.level = a.level AND b.item <> a.item
+    GROUP BY a.level, a.item, b.item
+    HAVING count(*) >= %(min_pair_customers)s
+)
+SELECT %(as_of)s, p.level, p.item_a, p.item_b, ca.customers, cb.customers, p.both_customers,
+       round(p.both_customers::numeric / buyers.n, 6),
+       round(p.both_customers::numeric / ca.customers, 6),
+       round(p.both_customers::numeric / (ca.customers + cb.customers - p.both_customers), 6),
+       %(run_id)s
+FROM pairs p
+CROSS JOIN buyers
+JOIN item_customers ca ON ca.level = p.level AND ca.item = p.item_a
+JOIN item_customers cb ON cb.level = p.level AND cb.item = p.item_b;
