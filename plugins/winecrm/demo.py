@@ -93,7 +93,7 @@ def print_summary(summary: dict, planted: list, conn) -> bool:
         for code, segment, lead, r, f, m in conn.execute(
                 """SELECT r.client_code, r.segment, l.score, r.r_score, r.f_score, r.m_score
                    FROM crm.rfm_scores r JOIN crm.lead_scores l USING (as_of_date, client_code)
-                   WHERE r.as_of_date = %s ORDER BY l.score DESC, r.client_code LIMIT 3""", (score["as_of"],)):
+                   WHERE r.as_of_date = %s ORDER BY l.raw_score DESC, r.client_code LIMIT 3""", (score["as_of"],)):
             print(f"    top lead {code}: {segment}, lead score {lead} (R{r} F{f} M{m})")
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
