@@ -16,7 +16,10 @@
    segment VIP / Standard / At Risk / Churn), `crm.lead_scores` with every component and
    `crm.product_affinity` (co-purchase support / confidence / Jaccard) — rules in
    `include/config/scoring.yaml`.
-7. **finish_run** — closes the run record and logs the summary.
+7. **recommend** — a scenario per segment (cross-sell, rebuy, win-back), up to 3 products with
+   a score and a French reason in `crm.recommendations`, guard-rails with the reason each
+   customer was left out in `crm.recommendation_exclusions`, a deterministic control group.
+8. **finish_run** — closes the run record and logs the summary.
 
 Rerunning a logical date changes nothing: files already loaded are recognised by hash.
 Configuration: `include/config/pipeline.yaml`; connections `crm_warehouse` (else
@@ -92,6 +95,10 @@ def crm_weekly():
         return run_stage("score", run)
 
     @task
+    def recommend(run: dict) -> dict:
+        return run_stage("recommend", run)
+
+    @task
     def finish_run(run: dict) -> dict:
         import json
 
@@ -109,7 +116,8 @@ def crm_weekly():
     validated = validate(run)
     loaded = load(run)
     scored = score(run)
-    exports_ready >> ingested >> validated >> loaded >> scored >> finish_run(run)
+    recommended = recommend(run)
+    exports_ready >> ingested >> validated >> loaded >> scored >> recommended >> finish_run(run)
 
 
 crm_weekly()

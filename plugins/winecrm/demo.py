@@ -95,6 +95,14 @@ def print_summary(summary: dict, planted: list, conn) -> bool:
                    FROM crm.rfm_scores r JOIN crm.lead_scores l USING (as_of_date, client_code)
                    WHERE r.as_of_date = %s ORDER BY l.raw_score DESC, r.client_code LIMIT 3""", (score["as_of"],)):
             print(f"    top lead {code}: {segment}, lead score {lead} (R{r} F{f} M{m})")
+    rec = summary["details"].get("recommend", {})
+    if rec:
+        print("  recommendations (customers): " + ", ".join(f"{k} {v}" for k, v in rec["recommended"].items()))
+        print("  left out: " + ", ".join(f"{k} {v}" for k, v in rec["excluded"].items()))
+        for scenario, code, reason in conn.execute(
+                """SELECT DISTINCT ON (scenario) scenario, client_code, reason_fr FROM crm.recommendations
+                   WHERE as_of_date = %s AND rank = 1 ORDER BY scenario, score DESC, client_code""", (rec["as_of"],)):
+            print(f"    {scenario:<10} {code}: « {reason} »")
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"  Data Docs (offline HTML): {summary['data_docs']}")

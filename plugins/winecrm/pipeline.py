@@ -173,6 +173,17 @@ def run_score(conn: psycopg.Connection, run_id: str) -> dict:
     return report
 
 
+def run_recommend(conn: psycopg.Connection, run_id: str) -> dict:
+    """Recommendations as of the same Sunday as the scores they read."""
+    from winecrm import recommend
+
+    started = time.perf_counter()
+    week_end = conn.execute("SELECT week_end FROM etl.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
+    report = recommend.recommend(conn, run_id, week_end)
+    _record(conn, run_id, "recommend", time.perf_counter() - started, report)
+    return report
+
+
 def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -> dict:
     """Close the run record (the counters were written by each stage as it finished)."""
     conn.rollback()
@@ -216,6 +227,7 @@ def run_all(conn: psycopg.Connection, window: RunWindow) -> dict:
         run_validate(conn, window.run_id)
         run_load(conn, window.run_id)
         run_score(conn, window.run_id)
+        run_recommend(conn, window.run_id)
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")
         raise

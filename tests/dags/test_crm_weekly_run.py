@@ -103,7 +103,7 @@ def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     states = task_states(airflow_db, "2026-11-16")
     assert states == {t: "success" for t in
-                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "finish_run")}
+                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "finish_run")}
     with psycopg.connect(module_warehouse) as conn:
         status, week_start, rows_loaded, rows_quarantined = conn.execute(
             "SELECT status, week_start::text, rows_loaded, rows_quarantined FROM etl.runs").fetchone()
@@ -116,6 +116,10 @@ def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, 
         assert sum(segments.values()) == conn.execute(
             "SELECT count(DISTINCT client_code) FROM etl.ventes_lignes WHERE document_type <> 'AVOIR'").fetchone()[0]
         assert set(segments) <= {"VIP", "Standard", "At Risk", "Churn"} and segments.get("Churn", 0) > 0
+        recommended, excluded = conn.execute(
+            "SELECT (SELECT count(DISTINCT client_code) FROM crm.recommendations WHERE as_of_date = '2026-11-15'), "
+            "(SELECT count(*) FROM crm.recommendation_exclusions WHERE as_of_date = '2026-11-15')").fetchone()
+        assert recommended > 0 and recommended + excluded == sum(segments.values())
 
 
 def test_rerunning_the_same_date_through_airflow_changes_nothing(first_run, dag_env, module_warehouse):

@@ -44,7 +44,7 @@ def test_crm_weekly_shape(dagbag):
     assert str(dag.timezone.name) == "Europe/Paris"
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.start_date == pendulum.datetime(2026, 1, 5, 6, tz="Europe/Paris")
-    order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "finish_run"]
+    order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "finish_run"]
     assert set(order) == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids

@@ -44,7 +44,7 @@ def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, 
     assert negative[0] > 0 and negative[1] < 0
     assert conn.execute("SELECT count(*) FROM etl.produits").fetchone()[0] == sample.products
     # the run record holds what happened
-    assert set(summary["stage_seconds"]) == {"ingest", "validate", "load", "score"}
+    assert set(summary["stage_seconds"]) == {"ingest", "validate", "load", "score", "recommend"}
     assert summary["details"]["validate"]["datasets"]["ventes_lignes"]["quarantined"] == 8
 
 
