@@ -36,6 +36,7 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
         "winback_offer_code": str(rec.get("winback_offer_code", "REVIENS15")),
         "winback_discount_pct": int(rec.get("winback_discount_pct", 15)),
         "control_share": share,
+        "neighbours_per_article": int(rec.get("neighbours_per_article", 20)),
     }
 
 

@@ -25,6 +25,9 @@ FROM crm.rfm_scores r
 JOIN crm.customer_360 c ON c.as_of_date = r.as_of_date AND c.client_code = r.client_code
 WHERE r.as_of_date = %(as_of)s;
 
+-- step: analyze_customers
+ANALYZE rec_customers;
+
 -- step: in_stock
 CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
 SELECT s.article, coalesce(p.produit, s.article) AS produit, p.famille_crm
@@ -32,6 +35,9 @@ FROM etl.stock s
 LEFT JOIN etl.produits p ON p.article = s.article
 GROUP BY s.article, p.produit, p.famille_crm
 HAVING sum(s.quantite) > 0;
+
+-- step: analyze_in_stock
+ANALYZE rec_in_stock;
 
 -- step: history
 -- What each eligible customer bought, per article, as of the date.
@@ -42,6 +48,42 @@ FROM etl.ventes_lignes v
 JOIN rec_customers c ON c.client_code = v.client_code AND c.excluded_because IS NULL
 WHERE v.date_livraison <= %(as_of)s AND v.document_type <> 'AVOIR'
 GROUP BY v.client_code, v.article;
+
+-- step: index_history
+CREATE INDEX ON rec_history (client_code, article);
+
+-- step: analyze_history
+ANALYZE rec_history;
+
+-- step: neighbours
+-- Item-to-item neighbours for cross-sell: the most similar in-stock articles of each article
+-- (Jaccard), capped per article as in any item-kNN recommender.
+CREATE TEMP TABLE rec_neighbours ON COMMIT DROP AS
+SELECT item_a, item_b, jaccard
+FROM (
+    SELECT a.item_a, a.item_b, a.jaccard,
+           row_number() OVER (PARTITION BY a.item_a ORDER BY a.jaccard DESC, a.item_b) AS k
+    FROM crm.product_affinity a
+    JOIN rec_in_stock s ON s.article = a.item_b
+    WHERE a.as_of_date = %(as_of)s AND a.level = 'article'
+) n
+WHERE k <= %(neighbours_per_article)s;
+
+-- step: cross_sell_pairs
+-- (customer, never-bought article, bought article it resembles, similarity)
+CREATE TEMP TABLE rec_cross_sell ON COMMIT DROP AS
+SELECT h.client_code, n.item_b AS article, h.article AS source_article, n.jaccard
+FROM rec_history h
+JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
+JOIN rec_neighbours n ON n.item_a = h.article
+LEFT JOIN rec_history already ON already.client_code = h.client_code AND already.article = n.item_b
+WHERE already.client_code IS NULL;
+
+-- step: index_cross_sell
+CREATE INDEX ON rec_cross_sell (client_code, article, jaccard DESC, source_article);
+
+-- step: analyze_cross_sell
+ANALYZE rec_cross_sell;
 
 -- step: candidates
 CREATE TEMP TABLE rec_candidates ON COMMIT DROP AS
@@ -64,28 +106,23 @@ JOIN rec_in_stock s ON s.article = h.article
 WHERE c.scenario IN ('rebuy', 'winback')
   AND h.last_bought <= %(as_of)s::date - %(recent_purchase_days)s
 UNION ALL
--- cross-sell: articles never bought, by the summed Jaccard similarity with what the customer
--- bought; the reason names the bought article closest to the suggestion.
-SELECT client_code, article, produit, score, reason_fr, NULL
+-- cross-sell: never-bought articles by summed similarity with what the customer bought (the
+-- reason, naming the most similar bought article, is written for the kept ones only).
+SELECT t.client_code, t.article, s.produit, t.score, NULL, NULL
 FROM (
-    SELECT h.client_code, a.item_b AS article, s.produit,
-           sum(a.jaccard) AS score,
-           'Parce que vous avez aimé le ' || (array_agg(coalesce(pa.produit, h.article) ORDER BY a.jaccard DESC, h.article))[1]
-               || ', nous pensons que le ' || s.produit || ' vous plaira.' AS reason_fr
-    FROM rec_history h
-    JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
-    JOIN crm.product_affinity a ON a.as_of_date = %(as_of)s AND a.level = 'article' AND a.item_a = h.article
-    JOIN rec_in_stock s ON s.article = a.item_b
-    LEFT JOIN etl.produits pa ON pa.article = h.article
-    WHERE NOT EXISTS (SELECT 1 FROM rec_history b WHERE b.client_code = h.client_code AND b.article = a.item_b)
-    GROUP BY h.client_code, a.item_b, s.produit
-) x;
+    SELECT client_code, article, sum(jaccard) AS score
+    FROM rec_cross_sell
+    GROUP BY client_code, article
+) t
+JOIN rec_in_stock s ON s.article = t.article;
 
 -- step: recommendations
 INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, score,
                                  reason_fr, offer_code, is_control, computed_run)
 SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, round(r.score, 4),
-       r.reason_fr, r.offer_code,
+       coalesce(r.reason_fr, 'Parce que vous avez aimé le ' || coalesce(ps.produit, src.source_article)
+                             || ', nous pensons que le ' || r.produit || ' vous plaira.'),
+       r.offer_code,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(r.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
            < %(control_share)s * 10000,
@@ -95,6 +132,13 @@ FROM (
     FROM rec_candidates cand
 ) r
 JOIN rec_customers c ON c.client_code = r.client_code
+LEFT JOIN LATERAL (
+    SELECT x.source_article FROM rec_cross_sell x
+    WHERE r.reason_fr IS NULL AND x.client_code = r.client_code AND x.article = r.article
+    ORDER BY x.jaccard DESC, x.source_article
+    LIMIT 1
+) src ON true
+LEFT JOIN etl.produits ps ON ps.article = src.source_article
 WHERE r.rank <= %(max_products)s;
 
 -- step: exclusions
