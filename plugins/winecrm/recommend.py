@@ -43,10 +43,13 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
 def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | None = None) -> dict:
     started = time.perf_counter()
     params = parameters(as_of, run_id, cfg)
+    step_seconds = {}
     with conn.transaction():
         conn.execute("SET LOCAL work_mem = '256MB'")
-        for _, sql in named_steps("recommend"):
+        for label, sql in named_steps("recommend"):
+            step_started = time.perf_counter()
             conn.execute(sql, params)
+            step_seconds[label] = round(time.perf_counter() - step_started, 3)
     summary = {
         "as_of": as_of.isoformat(),
         "recommended": dict(conn.execute(
@@ -58,4 +61,5 @@ def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict |
     }
     conn.commit()
     summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary["step_seconds"] = {k: v for k, v in step_seconds.items() if v >= 0.05}
     return summary

@@ -81,6 +81,10 @@ LEFT JOIN favourite fc ON fc.client_code = t.client_code AND fc.dimension = 'col
 LEFT JOIN etl.clients c ON c.client_code = t.client_code
 LEFT JOIN crm.suppressions s ON s.email = c.email;
 
+-- step: analyze_360
+-- Fresh statistics: the next steps (and the recommendations) join on what was just written.
+ANALYZE crm.customer_360;
+
 -- step: rfm
 -- Quartile scores use percent_rank, so tied customers (e.g. every one-order customer) share a
 -- score and the lowest group always scores 1. With method = fixed, the boundaries apply.
@@ -116,6 +120,9 @@ SELECT %(as_of)s, client_code, recency_days, frequency, monetary, r_score, f_sco
             ELSE 'At Risk' END,
        %(run_id)s
 FROM scored;
+
+-- step: analyze_rfm
+ANALYZE crm.rfm_scores;
 
 -- step: lead_scores
 -- Engagement events come from Brevo webhooks and behaviour events (a later issue): until that
@@ -184,3 +191,7 @@ FROM pairs p
 CROSS JOIN buyers
 JOIN item_customers ca ON ca.level = p.level AND ca.item = p.item_a
 JOIN item_customers cb ON cb.level = p.level AND cb.item = p.item_b;
+
+-- step: analyze_affinity
+ANALYZE crm.product_affinity;
+
