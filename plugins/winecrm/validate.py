@@ -141,6 +141,8 @@ def build_frame(dataset: Dataset, chunk: pd.DataFrame, seen_lines: SeenLines | N
         elif column.kind == "int":
             out[f"{column.name}_text"] = text.str.replace(r"\.0$", "", regex=True)
             out[column.name] = pd.to_numeric(out[f"{column.name}_text"], errors="coerce")
+            if column.name == "millesime":  # 0 (or 0000) is how non-vintage wines are often exported
+                out[column.name] = out[column.name].mask(out[column.name] == 0)
         elif column.kind == "date":
             out[f"{column.name}_text"] = text
             out[column.name] = parse_date(text)

@@ -76,7 +76,7 @@ def test_reference_data_upserts_and_keeps_columns_the_export_did_not_carry(conn,
     raw = crm_dirs["raw"]
     write_export(raw, "clients", "clients_2026-11-09.csv", ["C1;Dupont;Jean;j@example.fr;0601020304"],
                  header="client_code;nom;prenom;email;telephone")
-    write_export(raw, "stock", "stock_2026-11-09.csv", ["RIES-22;2022;Cave;10;bt", "CREBRUT;;Cave;4;bt"],
+    write_export(raw, "stock", "stock_2026-11-09.csv", ["RIES-22;2022;Cave;10;bt", "CREBRUT;0;Cave;4;bt"],
                  header="article;millesime;entrepot;quantite;unite")
     _run(conn, "run_1")
     write_export(raw, "clients", "clients_2026-11-16.csv", ["C1;Dupont;Jean;jean@example.fr"],
