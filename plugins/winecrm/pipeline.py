@@ -162,26 +162,27 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     return report
 
 
-def run_score(conn: psycopg.Connection, run_id: str) -> dict:
-    """Scores as of the Sunday that ends the run's week (so a backfill reproduces that week)."""
-    from winecrm import scoring
-
+def _as_of_week_end(conn: psycopg.Connection, run_id: str, stage: str, compute) -> dict:
+    """Run ``compute(conn, run_id, as_of)`` as of the Sunday that ends the run's week, so a
+    backfill reproduces that week, and record it under ``stage``."""
     started = time.perf_counter()
     week_end = conn.execute("SELECT week_end FROM etl.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
-    report = scoring.score(conn, run_id, week_end)
-    _record(conn, run_id, "score", time.perf_counter() - started, report)
+    report = compute(conn, run_id, week_end)
+    _record(conn, run_id, stage, time.perf_counter() - started, report)
     return report
+
+
+def run_score(conn: psycopg.Connection, run_id: str) -> dict:
+    from winecrm import scoring
+
+    return _as_of_week_end(conn, run_id, "score", scoring.score)
 
 
 def run_recommend(conn: psycopg.Connection, run_id: str) -> dict:
-    """Recommendations as of the same Sunday as the scores they read."""
+    """Recommendations read the scores of the same Sunday."""
     from winecrm import recommend
 
-    started = time.perf_counter()
-    week_end = conn.execute("SELECT week_end FROM etl.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
-    report = recommend.recommend(conn, run_id, week_end)
-    _record(conn, run_id, "recommend", time.perf_counter() - started, report)
-    return report
+    return _as_of_week_end(conn, run_id, "recommend", recommend.recommend)
 
 
 def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -> dict:
