@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,6 @@ class Dataset:
     columns: tuple[Column, ...]
     natural_key: tuple[str, ...] = ()  # unique within one file; later rows supersede earlier ones
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:

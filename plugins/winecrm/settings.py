@@ -34,10 +34,6 @@ class Paths:
     docs_dir: Path  # Great Expectations project (Data Docs live under it)
 
     @property
-    def isavigne_dir(self) -> Path:
-        return self.raw_dir / "isavigne"
-
-    @property
     def data_docs_index(self) -> Path:
         return self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
