@@ -7,16 +7,14 @@ One transaction per dataset: either every validated file of the dataset is in th
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
 
 import pandas as pd
 import psycopg
 
-from winecrm import settings
-from winecrm.contract import DATASETS
 from winecrm.ingest import run_work_dir
+from winecrm.queries import named_steps
 from winecrm.readers import ROW_COLUMN
 
 log = logging.getLogger(__name__)
@@ -46,13 +44,6 @@ STAGING_COLUMNS: dict[str, list[tuple[str, str]]] = {
 }
 TRAILER = [("file_id", "bigint"), ("source_row", "bigint"), ("export_date", "date")]
 LOAD_ORDER = ("produits", "clients", "stock", "ventes_lignes")
-
-
-def named_steps(name: str) -> list[tuple[str, str]]:
-    """``include/sql/queries/<name>.sql`` split on ``-- step: <label>`` lines."""
-    text = (settings.SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
-    pieces = re.split(r"^-- step: *(\w+) *$", text, flags=re.M)
-    return [(pieces[i], pieces[i + 1].strip()) for i in range(1, len(pieces), 2)]
 
 
 def _staging_frame(dataset_name: str, good: pd.DataFrame, file_id: int, export_date) -> pd.DataFrame:
@@ -319,6 +310,3 @@ def load(conn: psycopg.Connection, run_id: str) -> dict:
             log.info("Loaded %s: %s", dataset_name, report[dataset_name])
     conn.commit()
     return report
-
-
-__all__ = ["load", "load_dataset", "copy_frame", "named_steps", "DATASETS", "Path"]

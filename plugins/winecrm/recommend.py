@@ -9,7 +9,7 @@ import time
 
 import psycopg
 
-from winecrm.load import named_steps
+from winecrm.queries import named_steps
 from winecrm.scoring import scoring_config
 
 SCENARIOS = ("cross_sell", "rebuy", "winback")

@@ -14,16 +14,13 @@ import time
 import psycopg
 
 from winecrm import settings
-from winecrm.load import named_steps
+from winecrm.queries import named_steps
 
 log = logging.getLogger(__name__)
 
 
 def scoring_config() -> dict:
-    import yaml
-
-    path = settings.CONFIG_DIR / "scoring.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return settings.scoring_config()
 
 
 def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:

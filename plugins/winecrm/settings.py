@@ -58,3 +58,10 @@ def pipeline_config() -> dict[str, Any]:
     """The pipeline YAML (``CRM_PIPELINE_CONFIG`` overrides its location)."""
     path = os.environ.get("CRM_PIPELINE_CONFIG", str(CONFIG_DIR / "pipeline.yaml"))
     return _load_yaml(path)
+
+
+def scoring_config() -> dict[str, Any]:
+    """The scoring / recommendation YAML (``CRM_SCORING_CONFIG`` overrides its location)."""
+    path = os.environ.get("CRM_SCORING_CONFIG", str(CONFIG_DIR / "scoring.yaml"))
+    return _load_yaml(path)
+
