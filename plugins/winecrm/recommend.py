@@ -13,6 +13,7 @@ from winecrm.queries import named_steps
 from winecrm.scoring import scoring_config
 
 SCENARIOS = ("cross_sell", "rebuy", "winback")
+SIMILARITIES = ("cosine", "jaccard", "confidence")
 
 
 def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
@@ -23,6 +24,13 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
         if scenario not in SCENARIOS:
             raise ValueError(f"include/config/scoring.yaml: recommendations.scenario_by_segment.{segment} "
                              f"must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+    similarity = rec.get("cross_sell_similarity", "confidence")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"include/config/scoring.yaml: recommendations.cross_sell_similarity must be one of "
+                         f"{', '.join(SIMILARITIES)}, not {similarity!r}")
+    taste_weight = float(rec.get("taste_weight", 0.5))
+    if not 0 <= taste_weight <= 1:
+        raise ValueError("include/config/scoring.yaml: recommendations.taste_weight must be in [0, 1]")
     share = float(rec.get("control_share", 0.10))
     if not 0 <= share < 1:
         raise ValueError("include/config/scoring.yaml: recommendations.control_share must be in [0, 1)")
@@ -37,7 +45,19 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
         "winback_discount_pct": int(rec.get("winback_discount_pct", 15)),
         "control_share": share,
         "neighbours_per_article": int(rec.get("neighbours_per_article", 20)),
+        "recency_half_life_cycles": float(rec.get("recency_half_life_cycles", 3)),
+        "recency_floor": float(rec.get("recency_floor", 0.3)),
+        "due_boost": float(rec.get("rebuy_due_boost", 0)),
+        "similarity": similarity, "taste_weight": taste_weight,
     }
+
+
+def ranking_steps() -> list[tuple[str, str]]:
+    """The steps of recommend.sql that rank candidates (history .. candidates): they read only
+    the temp tables rec_customers and rec_in_stock, so the backtest can run them as they are."""
+    steps = named_steps("recommend")
+    labels = [label for label, _ in steps]
+    return steps[labels.index("history"):labels.index("candidates") + 1]
 
 
 def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | None = None) -> dict:

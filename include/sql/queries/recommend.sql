@@ -29,25 +29,47 @@ WHERE r.as_of_date = %(as_of)s;
 ANALYZE rec_customers;
 
 -- step: in_stock
+-- What can be proposed: articles in stock, with how many customers bought each in the year
+-- before the date (popularity inside a family, for the taste-profile part of cross-sell).
 CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
-SELECT s.article, coalesce(p.produit, s.article) AS produit, p.famille_crm
+WITH buyers AS (
+    SELECT article, count(DISTINCT client_code) AS buyers
+    FROM etl.ventes_lignes
+    WHERE document_type <> 'AVOIR' AND date_livraison > %(as_of)s::date - 365 AND date_livraison <= %(as_of)s
+    GROUP BY article
+)
+SELECT s.article, coalesce(p.produit, s.article) AS produit, p.famille_crm, coalesce(b.buyers, 0) AS buyers
 FROM etl.stock s
 LEFT JOIN etl.produits p ON p.article = s.article
-GROUP BY s.article, p.produit, p.famille_crm
+LEFT JOIN buyers b ON b.article = s.article
+GROUP BY s.article, p.produit, p.famille_crm, b.buyers
 HAVING sum(s.quantite) > 0;
+
+-- The ranking steps below (history .. candidates) read only rec_customers and rec_in_stock:
+-- the backtest (winecrm/backtest.py) builds those two itself and runs these same steps.
 
 -- step: analyze_in_stock
 ANALYZE rec_in_stock;
 
 -- step: history
--- What each eligible customer bought, per article, as of the date.
+-- What each eligible customer bought, per article, as of the date: how many orders, when last,
+-- and a recency-weighted count. Above a floor, an order's weight halves every
+-- `recency_half_life_cycles` of the customer's own order cycles (median days between their
+-- orders): a weekly shopper's habits move in weeks, a once-a-year wine buyer's in years.
 CREATE TEMP TABLE rec_history ON COMMIT DROP AS
-SELECT v.client_code, v.article, count(DISTINCT v.document_no) AS orders_with_article,
-       max(v.date_livraison) AS last_bought
-FROM etl.ventes_lignes v
-JOIN rec_customers c ON c.client_code = v.client_code AND c.excluded_because IS NULL
-WHERE v.date_livraison <= %(as_of)s AND v.document_type <> 'AVOIR'
-GROUP BY v.client_code, v.article;
+SELECT o.client_code, o.article, count(*) AS orders_with_article, max(o.bought) AS last_bought,
+       sum(%(recency_floor)s + (1 - %(recency_floor)s) * exp(-ln(2) * (%(as_of)s::date - o.bought) / o.half_life_days))
+           AS weight
+FROM (
+    SELECT v.client_code, v.article, v.document_no, min(v.date_livraison) AS bought,
+           %(recency_half_life_cycles)s
+               * greatest(coalesce(min(c.typical_days_between_orders), 365), 7)::float8 AS half_life_days
+    FROM etl.ventes_lignes v
+    JOIN rec_customers c ON c.client_code = v.client_code AND c.excluded_because IS NULL
+    WHERE v.date_livraison <= %(as_of)s AND v.document_type <> 'AVOIR'
+    GROUP BY v.client_code, v.article, v.document_no
+) o
+GROUP BY o.client_code, o.article;
 
 -- step: index_history
 CREATE INDEX ON rec_history (client_code, article);
@@ -55,24 +77,39 @@ CREATE INDEX ON rec_history (client_code, article);
 -- step: analyze_history
 ANALYZE rec_history;
 
+-- step: taste
+-- Taste profile of the cross-sell customers: each family's share of their (recency-weighted) orders.
+CREATE TEMP TABLE rec_taste ON COMMIT DROP AS
+SELECT h.client_code, p.famille_crm, sum(h.weight) / sum(sum(h.weight)) OVER (PARTITION BY h.client_code) AS share
+FROM rec_history h
+JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
+JOIN etl.produits p ON p.article = h.article
+WHERE p.famille_crm IS NOT NULL
+GROUP BY h.client_code, p.famille_crm;
+
 -- step: neighbours
--- Item-to-item neighbours for cross-sell: the most similar in-stock articles of each article
--- (Jaccard), capped per article as in any item-kNN recommender.
+-- Item-to-item neighbours for cross-sell: the most similar in-stock articles of each article,
+-- capped per article as in any item-kNN recommender. Similarity (scoring.yaml): cosine
+-- (both / sqrt(a * b)), jaccard, or confidence (both / a).
 CREATE TEMP TABLE rec_neighbours ON COMMIT DROP AS
-SELECT item_a, item_b, jaccard
+SELECT item_a, item_b, similarity
 FROM (
-    SELECT a.item_a, a.item_b, a.jaccard,
-           row_number() OVER (PARTITION BY a.item_a ORDER BY a.jaccard DESC, a.item_b) AS k
+    SELECT a.item_a, a.item_b, n.similarity,
+           row_number() OVER (PARTITION BY a.item_a ORDER BY n.similarity DESC, a.item_b) AS k
     FROM crm.product_affinity a
     JOIN rec_in_stock s ON s.article = a.item_b
+    CROSS JOIN LATERAL (SELECT CASE %(similarity)s
+        WHEN 'jaccard' THEN a.jaccard::float8
+        WHEN 'confidence' THEN a.confidence::float8
+        ELSE a.customers_both / sqrt(a.customers_a::float8 * a.customers_b) END AS similarity) n
     WHERE a.as_of_date = %(as_of)s AND a.level = 'article'
 ) n
 WHERE k <= %(neighbours_per_article)s;
 
 -- step: cross_sell_pairs
--- (customer, never-bought article, bought article it resembles, similarity)
+-- (customer, never-bought article, bought article it resembles, similarity x that article's weight)
 CREATE TEMP TABLE rec_cross_sell ON COMMIT DROP AS
-SELECT h.client_code, n.item_b AS article, h.article AS source_article, n.jaccard
+SELECT h.client_code, n.item_b AS article, h.article AS source_article, n.similarity * h.weight AS strength
 FROM rec_history h
 JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
 JOIN rec_neighbours n ON n.item_a = h.article
@@ -80,18 +117,18 @@ LEFT JOIN rec_history already ON already.client_code = h.client_code AND already
 WHERE already.client_code IS NULL;
 
 -- step: index_cross_sell
-CREATE INDEX ON rec_cross_sell (client_code, article, jaccard DESC, source_article);
+CREATE INDEX ON rec_cross_sell (client_code, article, strength DESC, source_article);
 
 -- step: analyze_cross_sell
 ANALYZE rec_cross_sell;
 
 -- step: candidates
 CREATE TEMP TABLE rec_candidates ON COMMIT DROP AS
--- rebuy and win-back: the customer's own articles, by how often they came back to them, boosted
--- when the usual time between their orders has passed since they last took it.
+-- rebuy and win-back: the customer's own articles by recency-weighted order count, optionally
+-- boosted when their usual time between orders has passed since they last took it.
 SELECT h.client_code, h.article, s.produit,
-       h.orders_with_article * (1 + least(1.0, (%(as_of)s::date - h.last_bought)
-                                       / greatest(coalesce(c.typical_days_between_orders, 90), 30)::numeric)) AS score,
+       h.weight * (1 + %(due_boost)s * least(1.0, (%(as_of)s::date - h.last_bought)
+                       / greatest(coalesce(c.typical_days_between_orders, 90), 30)::float8)) AS score,
        CASE c.scenario
            WHEN 'winback' THEN 'Vous nous manquez ! Profitez de -' || %(winback_discount_pct)s || ' %% sur votre '
                                || s.produit || ' préféré avec le code ' || %(winback_offer_code)s || '.'
@@ -106,22 +143,42 @@ JOIN rec_in_stock s ON s.article = h.article
 WHERE c.scenario IN ('rebuy', 'winback')
   AND h.last_bought <= %(as_of)s::date - %(recent_purchase_days)s
 UNION ALL
--- cross-sell: never-bought articles by summed similarity with what the customer bought (the
--- reason, naming the most similar bought article, is written for the kept ones only).
-SELECT t.client_code, t.article, s.produit, t.score, NULL, NULL
+-- cross-sell: never-bought articles, blending (a) their similarity with what the customer bought
+-- (normalised to 0-1 per customer) and (b) the taste profile: the customer's share of orders in
+-- the article's family x the article's popularity inside that family. The reason is written
+-- for the kept ones only (naming the most similar bought article, else the family).
+SELECT b.client_code, b.article, s.produit,
+       (1 - %(taste_weight)s) * coalesce(b.knn / nullif(max(b.knn) OVER (PARTITION BY b.client_code), 0), 0)
+           + %(taste_weight)s * coalesce(t.share, 0)
+             * s.buyers / nullif(max(s.buyers) OVER (PARTITION BY b.client_code, s.famille_crm), 0)::float8,
+       NULL, NULL
 FROM (
-    SELECT client_code, article, sum(jaccard) AS score
-    FROM rec_cross_sell
+    SELECT client_code, article, sum(knn) AS knn
+    FROM (
+        SELECT client_code, article, strength AS knn FROM rec_cross_sell
+        UNION ALL
+        -- family-level candidates: what customers of the same families buy, even when single
+        -- articles are too sparse to have neighbours
+        SELECT t.client_code, s.article, 0
+        FROM rec_taste t
+        JOIN rec_in_stock s ON s.famille_crm = t.famille_crm
+        WHERE %(taste_weight)s > 0
+          AND NOT EXISTS (SELECT 1 FROM rec_history h WHERE h.client_code = t.client_code AND h.article = s.article)
+    ) u
     GROUP BY client_code, article
-) t
-JOIN rec_in_stock s ON s.article = t.article;
+) b
+JOIN rec_in_stock s ON s.article = b.article
+LEFT JOIN rec_taste t ON t.client_code = b.client_code AND t.famille_crm = s.famille_crm;
 
 -- step: recommendations
 INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, score,
                                  reason_fr, offer_code, is_control, computed_run)
-SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, round(r.score, 4),
-       coalesce(r.reason_fr, 'Parce que vous avez aimé le ' || coalesce(ps.produit, src.source_article)
-                             || ', nous pensons que le ' || r.produit || ' vous plaira.'),
+SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, round(r.score::numeric, 4),
+       coalesce(r.reason_fr,
+                CASE WHEN src.source_article IS NOT NULL
+                     THEN 'Parce que vous avez aimé le ' || coalesce(ps.produit, src.source_article)
+                          || ', nous pensons que le ' || r.produit || ' vous plaira.'
+                     ELSE 'Vous aimez le ' || pr.famille_crm || ' : découvrez notre ' || r.produit || '.' END),
        r.offer_code,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(r.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
@@ -135,10 +192,11 @@ JOIN rec_customers c ON c.client_code = r.client_code
 LEFT JOIN LATERAL (
     SELECT x.source_article FROM rec_cross_sell x
     WHERE r.reason_fr IS NULL AND x.client_code = r.client_code AND x.article = r.article
-    ORDER BY x.jaccard DESC, x.source_article
+    ORDER BY x.strength DESC, x.source_article
     LIMIT 1
 ) src ON true
 LEFT JOIN etl.produits ps ON ps.article = src.source_article
+LEFT JOIN etl.produits pr ON pr.article = r.article
 WHERE r.rank <= %(max_products)s;
 
 -- step: exclusions
