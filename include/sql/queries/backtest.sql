@@ -47,6 +47,9 @@ GROUP BY v.client_code, v.article;
 -- step: index_history
 CREATE INDEX ON bt_history (client_code, article);
 
+-- step: index_targets
+CREATE INDEX ON bt_targets (client_code);
+
 -- step: relevant
 -- What known customers bought in the horizon among the available articles: a rebuy when they
 -- had bought it before, a cross-sell target when never.
@@ -63,6 +66,18 @@ WHERE v.document_type <> 'AVOIR' AND v.date_livraison > %(cutoff)s AND v.date_li
 -- The customers each task is judged on: those with at least one relevant article.
 CREATE TEMP TABLE bt_evaluated AS
 SELECT task, client_code, count(*) AS relevant FROM bt_relevant GROUP BY task, client_code;
+
+-- step: analyze_targets
+-- Temp tables get no statistics unless asked: without them the joins below go nested-loop.
+ANALYZE bt_targets;
+-- step: analyze_items
+ANALYZE bt_items;
+-- step: analyze_history
+ANALYZE bt_history;
+-- step: analyze_relevant
+ANALYZE bt_relevant;
+-- step: analyze_evaluated
+ANALYZE bt_evaluated;
 
 -- step: rankings
 CREATE TEMP TABLE bt_rankings (task text, method text, client_code text, article text, rank int);
@@ -112,13 +127,19 @@ SELECT 'cross_sell', 'co-occurrence Jaccard', client_code, article, rank
 FROM (
     SELECT s.client_code, s.article, row_number() OVER (PARTITION BY s.client_code ORDER BY s.score DESC, s.article) AS rank
     FROM (
-        SELECT h.client_code, a.item_b AS article, sum(a.jaccard) AS score
-        FROM bt_history h
-        JOIN bt_evaluated e ON e.task = 'cross_sell' AND e.client_code = h.client_code
-        JOIN crm.product_affinity a ON a.as_of_date = %(cutoff)s AND a.level = 'article' AND a.item_a = h.article
-        JOIN bt_items i ON i.article = a.item_b
-        WHERE NOT EXISTS (SELECT 1 FROM bt_history x WHERE x.client_code = h.client_code AND x.article = a.item_b)
-        GROUP BY h.client_code, a.item_b
+        -- materialised first: the anti-join below is always estimated at one row, and any join
+        -- planned after it turns into a nested loop over millions of pairs
+        WITH scored AS MATERIALIZED (
+            SELECT h.client_code, a.item_b AS article, sum(a.jaccard) AS score
+            FROM bt_history h
+            JOIN bt_evaluated e ON e.task = 'cross_sell' AND e.client_code = h.client_code
+            JOIN crm.product_affinity a ON a.as_of_date = %(cutoff)s AND a.level = 'article' AND a.item_a = h.article
+            JOIN bt_items i ON i.article = a.item_b
+            GROUP BY h.client_code, a.item_b
+        )
+        SELECT p.client_code, p.article, p.score
+        FROM scored p
+        WHERE NOT EXISTS (SELECT 1 FROM bt_history x WHERE x.client_code = p.client_code AND x.article = p.article)
     ) s
 ) r
 WHERE rank <= %(k)s;
