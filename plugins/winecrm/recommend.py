@@ -31,6 +31,11 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
     taste_weight = float(rec.get("taste_weight", 0.5))
     if not 0 <= taste_weight <= 1:
         raise ValueError("include/config/scoring.yaml: recommendations.taste_weight must be in [0, 1]")
+    half_life_cycles = float(rec.get("recency_half_life_cycles", 3))
+    floor = float(rec.get("recency_floor", 0.3))
+    if half_life_cycles <= 0 or not 0 <= floor <= 1:
+        raise ValueError("include/config/scoring.yaml: recommendations.recency_half_life_cycles must be > 0 "
+                         "and recency_floor in [0, 1]")
     share = float(rec.get("control_share", 0.10))
     if not 0 <= share < 1:
         raise ValueError("include/config/scoring.yaml: recommendations.control_share must be in [0, 1)")
@@ -45,8 +50,7 @@ def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
         "winback_discount_pct": int(rec.get("winback_discount_pct", 15)),
         "control_share": share,
         "neighbours_per_article": int(rec.get("neighbours_per_article", 20)),
-        "recency_half_life_cycles": float(rec.get("recency_half_life_cycles", 3)),
-        "recency_floor": float(rec.get("recency_floor", 0.3)),
+        "recency_half_life_cycles": half_life_cycles, "recency_floor": floor,
         "due_boost": float(rec.get("rebuy_due_boost", 0)),
         "similarity": similarity, "taste_weight": taste_weight,
     }

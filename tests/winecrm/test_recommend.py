@@ -151,6 +151,30 @@ def test_control_group_is_deterministic_and_near_the_configured_share(conn, crm_
     assert any(first[c] != other_draw[c] for c in common)
 
 
+def test_taste_profile_brings_wines_of_the_family_with_no_co_purchase_yet(shop):
+    # a new Riesling nobody has bought: no affinity links it to anything, only the taste profile
+    shop.execute("INSERT INTO etl.produits (article, produit, famille_crm, file_id, source_row, loaded_run) "
+                 "SELECT 'RIGC', 'Riesling Grand Cru 2021', 'Riesling', file_id, 99, 'run_1' FROM etl.produits LIMIT 1")
+    shop.execute("INSERT INTO etl.stock (article, entrepot, quantite, snapshot_date, file_id, source_row, loaded_run) "
+                 "SELECT 'RIGC', 'Cave', 12, snapshot_date, file_id, 99, 'run_1' FROM etl.stock LIMIT 1")
+    shop.commit()
+    recommend.recommend(shop, "run_1", AS_OF, CFG)
+    recs = {r[2]: r for r in _recs(shop, "V1")}
+    assert "RIGC" in recs and recs["RIGC"][3] == "Vous aimez le Riesling : découvrez notre Riesling Grand Cru 2021."
+    scores = shop.execute("SELECT count(*) FROM crm.recommendations WHERE score IS NULL").fetchone()[0]
+    assert scores == 0
+    # with the taste blend off, only co-purchases count: the new wine is not proposed
+    recommend.recommend(shop, "run_2", AS_OF, {**CFG, "recommendations": {"control_share": 0.0, "taste_weight": 0}})
+    assert "RIGC" not in {r[2] for r in _recs(shop, "V1")}
+
+
 def test_bad_scenario_in_config_is_refused():
     with pytest.raises(ValueError, match="scenario_by_segment.VIP"):
         recommend.parameters(AS_OF, "r", {"recommendations": {"scenario_by_segment": {"VIP": "upsell"}}})
+
+
+@pytest.mark.parametrize("bad", [{"cross_sell_similarity": "lift"}, {"taste_weight": 2},
+                                 {"recency_half_life_cycles": 0}, {"recency_floor": -0.1}])
+def test_bad_ranking_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="scoring.yaml"):
+        recommend.parameters(AS_OF, "r", {"recommendations": bad})

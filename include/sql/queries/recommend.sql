@@ -149,8 +149,8 @@ UNION ALL
 -- for the kept ones only (naming the most similar bought article, else the family).
 SELECT b.client_code, b.article, s.produit,
        (1 - %(taste_weight)s) * coalesce(b.knn / nullif(max(b.knn) OVER (PARTITION BY b.client_code), 0), 0)
-           + %(taste_weight)s * coalesce(t.share, 0)
-             * s.buyers / nullif(max(s.buyers) OVER (PARTITION BY b.client_code, s.famille_crm), 0)::float8,
+           + %(taste_weight)s * coalesce(t.share
+             * s.buyers / nullif(max(s.buyers) OVER (PARTITION BY b.client_code, s.famille_crm), 0)::float8, 0),
        NULL, NULL
 FROM (
     SELECT client_code, article, sum(knn) AS knn
