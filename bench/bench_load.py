@@ -41,9 +41,12 @@ class PeakRss:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> int:
+        return self.process.memory_info().rss
+
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.peak = max(self.peak, self._sample())
             time.sleep(0.05)
 
     def __enter__(self):

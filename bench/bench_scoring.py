@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,31 +31,14 @@ OUT = ROOT / "bench" / "out"
 from bench_load import PeakRss, machine  # noqa: E402
 
 
-class PeakServerRss:
-    """Largest RSS of any single PostgreSQL process, sampled every 100 ms."""
+class PeakServerRss(PeakRss):
+    """Largest RSS of any single PostgreSQL process (``peak``; ``mb`` would add this process's)."""
 
-    def __init__(self):
+    def _sample(self) -> int:
         import psutil
 
-        self.psutil = psutil
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            for proc in self.psutil.process_iter(["name", "memory_info"]):
-                if proc.info["name"] and proc.info["name"].startswith("postgres") and proc.info["memory_info"]:
-                    self.peak = max(self.peak, proc.info["memory_info"].rss)
-            time.sleep(0.1)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        return max((proc.info["memory_info"].rss for proc in psutil.process_iter(["name", "memory_info"])
+                    if (proc.info["name"] or "").startswith("postgres") and proc.info["memory_info"]), default=0)
 
 
 def main() -> int:

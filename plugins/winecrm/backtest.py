@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 
 from winecrm import db, settings
-from winecrm.queries import named_steps
+from winecrm.queries import named_steps, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ TARGETING_METHODS = {  # column of bt_targets -> how the report names it
     "lead_score": "lead score (ours)", "lead_raw_score": "lead score before 0-100 clamp",
     "rfm_score": "RFM score (ours)", "rfm_quintile_sum": "RFM quintile sum", "random": "random"}
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments at a cutoff are too noisy to order
-OURS = {"rebuy": "ours", "cross_sell": "ours"}
+OURS = "ours"  # how the report names our own rankings
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,6 @@ def _our_rankings(conn: psycopg.Connection, cutoff: dt.date, task: str, cfg: dic
     params = {**recommend.parameters(cutoff, "backtest", cfg), **overrides}
     conn.commit()  # a transaction of its own, so its ON COMMIT DROP temp tables go with it
     with conn.transaction():
-        conn.execute("SET LOCAL work_mem = '256MB'")
         conn.execute(
             """CREATE TEMP TABLE rec_customers ON COMMIT DROP AS
                SELECT e.client_code, %(scenario)s::text AS scenario, NULL::text AS excluded_because,
@@ -303,8 +302,7 @@ def _our_rankings(conn: psycopg.Connection, cutoff: dt.date, task: str, cfg: dic
         conn.execute("ANALYZE rec_customers")
         conn.execute("""CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
                         SELECT article, produit, famille_crm, buyers FROM bt_items""")
-        for _, step in recommend.ranking_steps():
-            conn.execute(step, params)
+        run_steps(conn, recommend.ranking_steps(), params)
         conn.execute(
             """INSERT INTO bt_rankings
                SELECT %(task)s, %(method)s, client_code, article, rank
@@ -333,12 +331,7 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     metrics_sql = steps.pop("metrics")
     if not has_products:
         steps = {label: s for label, s in steps.items() if label in ("targets", "analyze_targets")}
-    step_seconds = {}
-    for label, step in steps.items():
-        step_started = time.perf_counter()
-        conn.execute(step, params)
-        step_seconds[label] = time.perf_counter() - step_started
-    conn.commit()
+    step_seconds = {label: seconds for label, (_, seconds) in run_steps(conn, list(steps.items()), params).items()}
     result: dict = {"cutoff": cutoff.isoformat(), "horizon_end": params["horizon_end"].isoformat()}
 
     columns = ["client_code", "segment", *TARGETING_METHODS, "bought"]
@@ -357,10 +350,10 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     if has_products:
         rec = cfg.get("recommendations", {})
         for label, task, method, overrides in (
-                ("ours_rebuy", "rebuy", OURS["rebuy"], {"recent_purchase_days": 0}),
+                ("ours_rebuy", "rebuy", OURS, {"recent_purchase_days": 0}),
                 ("ours_rebuy_rule", "rebuy", "ours + recent-purchase rule",
                  {"recent_purchase_days": int(rec.get("recent_purchase_days", 60))}),
-                ("ours_cross_sell", "cross_sell", OURS["cross_sell"], {})):
+                ("ours_cross_sell", "cross_sell", OURS, {})):
             step_started = time.perf_counter()
             _our_rankings(conn, cutoff, task, cfg, method, overrides)
             step_seconds[label] = time.perf_counter() - step_started
@@ -408,8 +401,8 @@ def summarise(per_cutoff: list[dict]) -> dict:
             continue
         summary["recommendations"][task] = {method: _rates(rows) for method, rows in pooled.items()}
         reference = {"rebuy": "personal most-frequent", "cross_sell": "co-occurrence Jaccard"}[task]
-        if "ours" in pooled and reference in pooled:
-            summary["comparisons"][task] = {"against": reference, **_paired_hit_difference(pooled["ours"], pooled[reference])}
+        if OURS in pooled and reference in pooled:
+            summary["comparisons"][task] = {"against": reference, **_paired_hit_difference(pooled[OURS], pooled[reference])}
     summary["checks"] = quality_checks(summary, dated)
     return summary
 

@@ -9,7 +9,7 @@ import time
 
 import psycopg
 
-from winecrm.queries import named_steps
+from winecrm.queries import named_steps, run_steps
 from winecrm.scoring import scoring_config
 
 SCENARIOS = ("cross_sell", "rebuy", "winback")
@@ -67,13 +67,8 @@ def ranking_steps() -> list[tuple[str, str]]:
 def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | None = None) -> dict:
     started = time.perf_counter()
     params = parameters(as_of, run_id, cfg)
-    step_seconds = {}
-    with conn.transaction():
-        conn.execute("SET LOCAL work_mem = '256MB'")
-        for label, sql in named_steps("recommend"):
-            step_started = time.perf_counter()
-            conn.execute(sql, params)
-            step_seconds[label] = round(time.perf_counter() - step_started, 3)
+    done = run_steps(conn, named_steps("recommend"), params)
+    step_seconds = {label: round(seconds, 3) for label, (_, seconds) in done.items()}
     summary = {
         "as_of": as_of.isoformat(),
         "recommended": dict(conn.execute(

@@ -14,7 +14,7 @@ import time
 import psycopg
 
 from winecrm import settings
-from winecrm.queries import named_steps
+from winecrm.queries import named_steps, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,7 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | Non
     """Compute every score as of ``as_of`` (inclusive); returns row counts and segment sizes."""
     started = time.perf_counter()
     params = parameters(as_of, run_id, cfg)
-    counts = {}
-    with conn.transaction():
-        conn.execute("SET LOCAL work_mem = '256MB'")
-        for label, sql in named_steps("score_customers"):
-            counts[label] = conn.execute(sql, params).rowcount
+    counts = {label: rows for label, (rows, _) in run_steps(conn, named_steps("score_customers"), params).items()}
     segments = dict(conn.execute(
         "SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = %s GROUP BY 1 ORDER BY 1", (as_of,)))
     conn.commit()

@@ -82,43 +82,24 @@ ANALYZE bt_evaluated;
 -- step: rankings
 CREATE TEMP TABLE bt_rankings (task text, method text, client_code text, article text, rank int);
 
--- step: rebuy_personal_most_frequent
--- baseline: the customer's own articles, most orders first (ties: most recently bought)
+-- step: rebuy_baselines
+-- The customer's own available articles ranked three ways: personal most-frequent (most orders
+-- first, ties: most recently bought), most popular, random.
 INSERT INTO bt_rankings
-SELECT 'rebuy', 'personal most-frequent', client_code, article, rank
+SELECT 'rebuy', m.method, r.client_code, r.article, m.rank
 FROM (
     SELECT h.client_code, h.article,
-           row_number() OVER (PARTITION BY h.client_code ORDER BY h.orders DESC, h.last_bought DESC, h.article) AS rank
-    FROM bt_history h
-    JOIN bt_evaluated e ON e.task = 'rebuy' AND e.client_code = h.client_code
-    JOIN bt_items i ON i.article = h.article
-) r
-WHERE rank <= %(k)s;
-
--- step: rebuy_most_popular
-INSERT INTO bt_rankings
-SELECT 'rebuy', 'most popular', client_code, article, rank
-FROM (
-    SELECT h.client_code, h.article,
-           row_number() OVER (PARTITION BY h.client_code ORDER BY i.buyers DESC, h.article) AS rank
-    FROM bt_history h
-    JOIN bt_evaluated e ON e.task = 'rebuy' AND e.client_code = h.client_code
-    JOIN bt_items i ON i.article = h.article
-) r
-WHERE rank <= %(k)s;
-
--- step: rebuy_random
-INSERT INTO bt_rankings
-SELECT 'rebuy', 'random', client_code, article, rank
-FROM (
-    SELECT h.client_code, h.article,
+           row_number() OVER (PARTITION BY h.client_code ORDER BY h.orders DESC, h.last_bought DESC, h.article) AS frequent,
+           row_number() OVER (PARTITION BY h.client_code ORDER BY i.buyers DESC, h.article) AS popular,
            row_number() OVER (PARTITION BY h.client_code
-                              ORDER BY hashtextextended(h.client_code || '|' || h.article || '|' || %(cutoff)s::text, 2)) AS rank
+                              ORDER BY hashtextextended(h.client_code || '|' || h.article || '|' || %(cutoff)s::text, 2)) AS random
     FROM bt_history h
     JOIN bt_evaluated e ON e.task = 'rebuy' AND e.client_code = h.client_code
     JOIN bt_items i ON i.article = h.article
 ) r
-WHERE rank <= %(k)s;
+CROSS JOIN LATERAL (VALUES ('personal most-frequent', r.frequent), ('most popular', r.popular),
+                           ('random', r.random)) AS m (method, rank)
+WHERE m.rank <= %(k)s;
 
 -- step: cross_sell_cooccurrence_jaccard
 -- baseline: never-bought articles by summed Jaccard co-occurrence with everything bought
