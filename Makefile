@@ -3,8 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
-export PYTHONPATH := $(CURDIR)/plugins$(if $(PYTHONPATH),:$(PYTHONPATH))
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export GX_ANALYTICS_ENABLED := False
 
 .PHONY: help venv demo test airflow bench bench-10m bench-scoring sample datasets backtest clean
@@ -16,10 +15,11 @@ help:
 	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
 	@echo "make backtest  score and recommend at past cutoffs vs baselines: sample estate, CDNOW, Instacart"
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,7 +39,7 @@ airflow: $(STAMP)
 	$(BIN)/airflow standalone
 
 sample: $(STAMP)
-	$(BIN)/python -m winecrm.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
+	$(BIN)/python -m winecrm.demo.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py --lines 1000000
@@ -59,9 +59,9 @@ $(DATASETS_STAMP): include/datasets/requirements.txt $(STAMP)
 datasets: $(DATASETS_STAMP)
 
 backtest: $(DATASETS_STAMP)
-	$(BIN)/python -m winecrm.backtest --source sample --json bench/out/backtest-sample.json
-	$(BIN)/python -m winecrm.backtest --source cdnow --json bench/out/backtest-cdnow.json
-	$(BIN)/python -m winecrm.backtest --source instacart --horizon-days 30 --json bench/out/backtest-instacart.json
+	$(BIN)/python -m winecrm.evaluation.backtest --source sample --json bench/out/backtest-sample.json
+	$(BIN)/python -m winecrm.evaluation.backtest --source cdnow --json bench/out/backtest-cdnow.json
+	$(BIN)/python -m winecrm.evaluation.backtest --source instacart --horizon-days 30 --json bench/out/backtest-instacart.json
 
 bench-10m: $(STAMP)
 	$(BIN)/python bench/bench_load.py --lines 10000000 --skip-baselines

@@ -99,7 +99,9 @@ def main() -> int:
 
     import psycopg
 
-    from winecrm import db, pipeline, sampledata
+    from winecrm.core import db
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
 
     sales_file = work / "raw" / "isavigne" / "ventes_lignes" / f"ventes_lignes_historique_{tag}_2026-11-09.csv"
     if not sales_file.exists():
@@ -149,7 +151,7 @@ def main() -> int:
 def _good_parts(run_id: str):
     import pandas as pd
 
-    from winecrm.ingest import run_work_dir
+    from winecrm.etl.ingest import run_work_dir
 
     for part in sorted(run_work_dir(run_id).glob("file-*/good-*.parquet")):
         yield pd.read_parquet(part)
@@ -161,7 +163,7 @@ def baselines(url: str, run_id: str, to_sql_rows: int, summary: dict) -> dict:
     import psycopg
     import sqlalchemy
 
-    from winecrm.load import _staging_frame, copy_frames
+    from winecrm.etl.load import _staging_frame, copy_frames
 
     out = {}
     load_s = summary["stage_seconds"]["load"]
@@ -220,7 +222,9 @@ def weekly_delta(url: str) -> dict:
     """~5,000 new lines (one week) into the warehouse that now holds the big history."""
     import psycopg
 
-    from winecrm import pipeline, sampledata, settings
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
+    from winecrm.core import settings
 
     raw = settings.paths().raw_dir
     delta = raw / "isavigne" / "ventes_lignes" / "ventes_lignes_2026-11-16.csv"

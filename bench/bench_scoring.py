@@ -61,8 +61,11 @@ def main() -> int:
 
     import psycopg
 
-    from winecrm import backtest, db, pipeline, sampledata
-    from winecrm.scoring import scoring_config
+    from winecrm.evaluation import backtest
+    from winecrm.core import db
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
+    from winecrm.crm.scoring import scoring_config
 
     shutil.rmtree(work / "data", ignore_errors=True)
     years = 3.2

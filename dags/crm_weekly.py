@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from winecrm.airflow_glue import (
+from winecrm.airflow.glue import (
     DEFAULT_ARGS,
     SENSOR_POKE_SECONDS,
     SENSOR_TIMEOUT,
@@ -56,7 +56,7 @@ def crm_weekly():
     @task
     def prepare_run(**context) -> dict:
         from winecrm import pipeline
-        from winecrm.airflow_glue import warehouse_connection
+        from winecrm.airflow.glue import warehouse_connection
 
         # A manual run triggered without a logical date (allowed in Airflow 3) covers the week
         # before the moment it was asked to run.
@@ -103,7 +103,7 @@ def crm_weekly():
         import json
 
         from winecrm import pipeline
-        from winecrm.airflow_glue import warehouse_connection
+        from winecrm.airflow.glue import warehouse_connection
 
         with warehouse_connection() as conn:
             summary = pipeline.finish(conn, run["run_id"])

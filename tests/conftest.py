@@ -30,7 +30,7 @@ os.environ.pop("CRM_DATABASE_URL", None)
 os.environ.pop("AIRFLOW_CONN_CRM_WAREHOUSE", None)
 
 from winecrm import db  # noqa: E402
-from winecrm.migrations import apply_migrations  # noqa: E402
+from winecrm.core.migrations import apply_migrations  # noqa: E402
 
 MONDAY_RUN = dt.datetime(2026, 11, 16, 5, 0, tzinfo=dt.timezone.utc)  # 06:00 Paris
 
@@ -102,7 +102,7 @@ def use_config(tmp_path: Path, monkeypatch, **sections) -> Path:
     """Point CRM_PIPELINE_CONFIG at a copy of the shipped YAML with some sections replaced."""
     import yaml
 
-    from winecrm import settings
+    from winecrm.core import settings
 
     config = yaml.safe_load((settings.CONFIG_DIR / "pipeline.yaml").read_text(encoding="utf-8"))
     for key, value in sections.items():

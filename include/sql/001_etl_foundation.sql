@@ -1,5 +1,5 @@
 -- 001: ETL foundation — manifest, quarantine, run records and the four warehouse tables.
--- Applied once by winecrm.migrations (tracked in etl.schema_migrations).
+-- Applied once by winecrm.core.migrations (tracked in etl.schema_migrations).
 
 CREATE SCHEMA IF NOT EXISTS etl;
 CREATE SCHEMA IF NOT EXISTS crm;

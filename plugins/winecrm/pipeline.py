@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from winecrm import ingest as ingest_mod
-from winecrm import load as load_mod
-from winecrm import settings
-from winecrm import validate as validate_mod
-from winecrm.migrations import apply_migrations
+from winecrm.etl import ingest as ingest_mod
+from winecrm.etl import load as load_mod
+from winecrm.core import settings
+from winecrm.etl import validate as validate_mod
+from winecrm.core.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
@@ -173,14 +173,14 @@ def _as_of_week_end(conn: psycopg.Connection, run_id: str, stage: str, compute) 
 
 
 def run_score(conn: psycopg.Connection, run_id: str) -> dict:
-    from winecrm import scoring
+    from winecrm.crm import scoring
 
     return _as_of_week_end(conn, run_id, "score", scoring.score)
 
 
 def run_recommend(conn: psycopg.Connection, run_id: str) -> dict:
     """Recommendations read the scores of the same Sunday."""
-    from winecrm import recommend
+    from winecrm.crm import recommend
 
     return _as_of_week_end(conn, run_id, "recommend", recommend.recommend)
 

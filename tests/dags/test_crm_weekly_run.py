@@ -17,7 +17,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from winecrm import sampledata, settings
+from winecrm.demo import sampledata
+from winecrm.core import settings
 
 pytestmark = pytest.mark.airflow
 LOGICAL_DATE = "2026-11-16T05:00:00+00:00"

@@ -26,7 +26,7 @@ def test_every_dag_file_imports_without_errors(dagbag):
 
 
 def test_house_rules(dagbag):
-    from winecrm.airflow_glue import TAG_CRM, notify_failure
+    from winecrm.airflow.glue import TAG_CRM, notify_failure
 
     for dag_id, dag in dagbag.dags.items():
         assert dag.doc_md and dag.doc_md.strip(), dag_id

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from tests.conftest import MONDAY_RUN
-from winecrm import pipeline, sampledata
+from winecrm import pipeline
+from winecrm.demo import sampledata
 
 
 @pytest.fixture

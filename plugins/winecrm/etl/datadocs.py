@@ -1,0 +1,86 @@
+"""Make Great Expectations Data Docs viewable offline.
+
+GX writes pages that pull Bootstrap, jQuery, Vega, Font Awesome… from public CDNs and a logo
+from S3. We copy the same files (vendored in ``include/static/datadocs/vendor``) into the site
+and point every page at them, so the docs open from disk or an intranet with no internet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from winecrm.core import settings
+
+VENDOR_DIR = settings.INCLUDE_DIR / "static" / "datadocs" / "vendor"
+
+# CDN address (prefix match) -> vendored file
+CDN_FILES = {
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap.min.js",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "bootstrap-table-filter-control.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
+        "bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css":
+        "bootstrap-table-filter-control.css",
+    "https://cdn.jsdelivr.net/npm/vega@5": "vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega-embed.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "bootstrap-datepicker.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "fontawesome/css/all.min.css",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css":
+        "bootstrap-prefers-dark.css",
+}
+_ASSET_ATTR = re.compile(r'(?P<attr>src|href)="(?P<url>https?://[^"]+)"')
+_LOGO = "great-expectations-web-assets"
+
+
+def external_assets(html: str) -> list[str]:
+    """Script/style/image URLs a page would fetch from the internet (anchors excluded)."""
+    found = []
+    for tag in re.finditer(r"<(script|link|img)\b[^>]*>", html):
+        for match in _ASSET_ATTR.finditer(tag.group(0)):
+            found.append(match.group("url"))
+    return found
+
+
+def make_offline(site_dir: Path) -> int:
+    """Vendor the assets into ``site_dir/static/vendor`` and rewrite pages; returns pages changed."""
+    if not site_dir.is_dir():
+        return 0
+    target = site_dir / "static" / "vendor"
+    shutil.copytree(VENDOR_DIR, target, dirs_exist_ok=True)
+    changed = 0
+    for page in site_dir.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        relative = os.path.relpath(target, page.parent).replace(os.sep, "/")
+
+        def swap(tag_match: re.Match, relative: str = relative) -> str:
+            tag = tag_match.group(0)
+
+            def swap_url(match: re.Match) -> str:
+                url = match.group("url")
+                if _LOGO in url:
+                    return f'{match.group("attr")}="{relative}/logo.svg"'
+                for prefix, local in CDN_FILES.items():
+                    if url == prefix or url.startswith(prefix + "/") or url.startswith(prefix + "?"):
+                        return f'{match.group("attr")}="{relative}/{local}"'
+                return match.group(0)
+
+            return _ASSET_ATTR.sub(swap_url, tag)
+
+        new_html = re.sub(r"<(script|link|img)\b[^>]*>", swap, html)
+        if new_html != html:
+            page.write_text(new_html, encoding="utf-8")
+            changed += 1
+    return changed

@@ -1,0 +1,281 @@
+"""Ingest: find complete exports in RAW, register them by SHA-256, read them into work files.
+
+RAW is never modified. A file is taken only once it is complete (a ``<name>.done`` / ``.ok``
+marker next to it, or unchanged for ``files.settle_seconds``). The same bytes under any name
+are ingested once: later copies are recorded in ``etl.file_deliveries`` as duplicates.
+Each ingested file becomes Parquet parts in the run's work folder, all values still text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from winecrm.core import settings
+from winecrm.etl.contract import DATASETS
+from winecrm.etl.readers import EncodingRetry, FileRejected, detect_format, iter_chunks
+
+log = logging.getLogger(__name__)
+
+IGNORED_SUFFIXES = (".done", ".ok", ".tmp", ".part", ".crdownload", ".partial")
+MARKER_SUFFIXES = (".done", ".ok")
+_DATE_IN_NAME = re.compile(r"(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)")
+_FR_DATE_IN_NAME = re.compile(r"([0-3]\d)[-_.]([01]\d)[-_.](20\d{2})")
+
+
+@dataclass
+class RawFile:
+    dataset: str
+    path: Path
+    relative: str
+    size: int
+    mtime: float
+    complete: bool
+    why_incomplete: str | None = None
+
+    @property
+    def export_date(self) -> dt.date:
+        return export_date_of(self.path.name, self.mtime)
+
+
+def export_date_of(name: str, mtime: float) -> dt.date:
+    """The date an export is for: the last date in its name (…_2023-09-04_2026-10-18.csv ->
+    2026-10-18; also 20261116 and 16-11-2026), else its modification date."""
+    found: list[tuple[int, dt.date]] = []
+    for pattern, order in ((_DATE_IN_NAME, (0, 1, 2)), (_FR_DATE_IN_NAME, (2, 1, 0))):
+        for match in pattern.finditer(name):
+            parts = match.groups()
+            try:
+                found.append((match.start(), dt.date(int(parts[order[0]]), int(parts[order[1]]), int(parts[order[2]]))))
+            except ValueError:
+                continue
+    if found:
+        return max(found)[1]
+    return dt.datetime.fromtimestamp(mtime).date()
+
+
+def settle_seconds() -> float:
+    env = os.environ.get("CRM_FILE_SETTLE_SECONDS")
+    if env is not None:
+        return float(env)
+    return float(settings.pipeline_config().get("files", {}).get("settle_seconds", 120))
+
+
+def discover(raw_dir: Path, now: float | None = None) -> list[RawFile]:
+    """Every candidate export under ``raw_dir/isavigne/<dataset>/`` (recursively), oldest first."""
+    now = time.time() if now is None else now
+    settle = settle_seconds()
+    found: list[RawFile] = []
+    base = raw_dir / "isavigne"
+    for dataset in DATASETS:
+        folder = base / dataset
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            name = path.name
+            if not path.is_file() or name.startswith((".", "~$")) or name.lower().endswith(IGNORED_SUFFIXES):
+                continue
+            stat = path.stat()
+            has_marker = any(path.with_name(name + s).exists() for s in MARKER_SUFFIXES)
+            age = now - stat.st_mtime
+            complete = has_marker or settle <= 0 or age >= settle
+            found.append(RawFile(
+                dataset=dataset, path=path, relative=str(path.relative_to(raw_dir)), size=stat.st_size,
+                mtime=stat.st_mtime, complete=complete,
+                why_incomplete=None if complete else
+                f"modified {age:.0f}s ago (< {settle:.0f}s settle time, no .done marker): still being copied?",
+            ))
+    found.sort(key=lambda f: (f.export_date, f.mtime, f.path.name))
+    return found
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_work_dir(run_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:80]
+    return settings.paths().work_dir / f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class IngestReport:
+    files_seen: int = 0
+    files_new: int = 0
+    files_duplicate: int = 0
+    files_quarantined: int = 0
+    files_waiting: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # "copy.csv = original.csv"
+    rejected: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    file_ids: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+
+
+def quarantine_file(conn: psycopg.Connection, file_id: int, run_id: str, raw: RawFile, rejection: FileRejected) -> None:
+    with conn.transaction():
+        conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
+        conn.execute(
+            """INSERT INTO etl.quarantine (file_id, run_id, dataset, file_path, row_no, column_name,
+                                           expectations, reason, raw_values)
+               VALUES (%s, %s, %s, %s, NULL, %s, %s, %s, NULL)""",
+            (file_id, run_id, raw.dataset, raw.relative, rejection.column, [rejection.check], rejection.reason),
+        )
+        conn.execute(
+            "UPDATE etl.file_manifest SET status = 'quarantined', status_reason = %s, rows_read = 0, "
+            "rows_good = 0, rows_quarantined = 0, rows_loaded = 0 WHERE file_id = %s",
+            (rejection.reason, file_id),
+        )
+
+
+def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestReport) -> int | None:
+    """Register the file's content; return its file_id if this run must ingest it."""
+    known = conn.execute(
+        "SELECT sha256 FROM etl.file_deliveries WHERE file_path = %s AND size_bytes = %s AND file_mtime = %s",
+        (raw.relative, raw.size, _utc(raw.mtime)),
+    ).fetchone()
+    digest = known[0] if known else sha256_of(raw.path)
+    with conn.transaction():
+        conn.execute(
+            """INSERT INTO etl.file_deliveries (file_path, size_bytes, file_mtime, sha256, first_seen_run)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (file_path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes,
+                   file_mtime = EXCLUDED.file_mtime, sha256 = EXCLUDED.sha256""",
+            (raw.relative, raw.size, _utc(raw.mtime), digest, run_id),
+        )
+        row = conn.execute(
+            "SELECT file_id, status, file_path, run_id FROM etl.file_manifest WHERE sha256 = %s FOR UPDATE",
+            (digest,),
+        ).fetchone()
+        if row is None:
+            file_id = conn.execute(
+                """INSERT INTO etl.file_manifest (sha256, dataset, file_path, size_bytes, file_mtime,
+                                                  export_date, run_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING file_id""",
+                (digest, raw.dataset, raw.relative, raw.size, _utc(raw.mtime), raw.export_date, run_id),
+            ).fetchone()[0]
+            report.files_new += 1
+            return file_id
+        file_id, status, first_path, owner = row
+        if status in ("loaded", "quarantined"):
+            if first_path != raw.relative:
+                report.files_duplicate += 1
+                report.duplicates.append(f"{raw.relative} = {first_path} (same SHA-256, not ingested again)")
+            return None
+        # Registered by a run that did not finish (or by this run, before a retry): take it over.
+        if first_path != raw.relative:
+            report.files_duplicate += 1
+            report.duplicates.append(f"{raw.relative} = {first_path} (same SHA-256, not ingested again)")
+            if owner == run_id:
+                return None
+        conn.execute("UPDATE etl.file_manifest SET run_id = %s, status = 'registered' WHERE file_id = %s",
+                     (run_id, file_id))
+        return file_id
+
+
+def _write_parts(raw: RawFile, fmt, header_row: int, target: Path, chunk_rows: int) -> int:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    dataset = DATASETS[raw.dataset]
+    rows = 0
+    for index, chunk in enumerate(iter_chunks(raw.path, dataset, fmt, header_row, chunk_rows)):
+        chunk.to_parquet(target / f"part-{index:05d}.parquet", index=False)
+        rows += len(chunk)
+    return rows
+
+
+def ingest_file(conn: psycopg.Connection, run_id: str, file_id: int, raw: RawFile, chunk_rows: int) -> int:
+    """Read one claimed file into work parts; returns rows read (0 if the file was quarantined)."""
+    target = run_work_dir(run_id) / f"file-{file_id}"
+    dataset = DATASETS[raw.dataset]
+    before = raw.path.stat()
+    try:
+        fmt, header_row = detect_format(raw.path, dataset)
+        try:
+            rows = _write_parts(raw, fmt, header_row, target, chunk_rows)
+        except EncodingRetry:
+            fmt.encoding = "cp1252"
+            fmt.warnings.append("bytes invalid in UTF-8 after the first MBs; whole file read as Windows-1252")
+            rows = _write_parts(raw, fmt, header_row, target, chunk_rows)
+        if rows == 0:
+            raise FileRejected(f"{raw.path.name}: header only, no data rows", check="no_data_rows")
+    except FileRejected as rejection:
+        log.warning("Quarantined file %s: %s", raw.relative, rejection.reason)
+        quarantine_file(conn, file_id, run_id, raw, rejection)
+        return 0
+    after = raw.path.stat()
+    if (after.st_size, after.st_mtime) != (before.st_size, before.st_mtime):
+        # Still being written: forget it; the complete file (new SHA-256) is taken next time.
+        shutil.rmtree(target, ignore_errors=True)
+        with conn.transaction():
+            conn.execute("DELETE FROM etl.file_manifest WHERE file_id = %s", (file_id,))
+            conn.execute("DELETE FROM etl.file_deliveries WHERE file_path = %s", (raw.relative,))
+        raise FileChangedDuringRead(f"{raw.relative} changed while being read; it will be taken on the next run")
+    conn.execute(
+        """UPDATE etl.file_manifest SET status = 'ingested', file_format = %s, encoding = %s, delimiter = %s,
+               sheet_name = %s, header_mapping = %s, extra_columns = %s, rows_read = %s, warnings = %s
+           WHERE file_id = %s""",
+        (fmt.file_format, fmt.encoding, fmt.delimiter, fmt.sheet_name,
+         json.dumps(fmt.mapping.source_names, ensure_ascii=False), fmt.mapping.extra_columns, rows,
+         json.dumps(fmt.warnings, ensure_ascii=False), file_id),
+    )
+    conn.commit()
+    return rows
+
+
+class FileChangedDuringRead(RuntimeError):
+    pass
+
+
+def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *,
+           chunk_rows: int | None = None) -> IngestReport:
+    raw_dir = raw_dir or settings.paths().raw_dir
+    chunk_rows = chunk_rows or int(settings.pipeline_config().get("files", {}).get("chunk_rows", 250_000))
+    report = IngestReport()
+    claimed: list[tuple[int, RawFile]] = []
+    for raw in discover(raw_dir):
+        report.files_seen += 1
+        if not raw.complete:
+            report.files_waiting.append(f"{raw.relative}: {raw.why_incomplete}")
+            continue
+        file_id = _claim(conn, run_id, raw, report)
+        conn.commit()
+        if file_id is not None:
+            claimed.append((file_id, raw))
+    for file_id, raw in claimed:
+        try:
+            rows = ingest_file(conn, run_id, file_id, raw, chunk_rows)
+        except FileChangedDuringRead as exc:
+            report.files_waiting.append(str(exc))
+            continue
+        if rows:
+            report.rows_read += rows
+            report.file_ids.append(file_id)
+        else:
+            report.files_quarantined += 1
+            reason = conn.execute("SELECT status_reason FROM etl.file_manifest WHERE file_id = %s",
+                                  (file_id,)).fetchone()[0]
+            report.rejected.append(reason)
+    conn.commit()
+    return report

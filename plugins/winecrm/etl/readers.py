@@ -1,0 +1,330 @@
+"""Reading iSaVigne exports: encoding, delimiter, header mapping, CSV and XLSX, in chunks.
+
+Every value comes out as text exactly as written (typing happens in validation), with the
+line number it came from. Rows that do not fit the header are kept too, flagged with the
+reason, so nothing is silently dropped. A file that cannot be read at all raises
+``FileRejected`` with a message naming the file and, where it applies, the column.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from winecrm.etl.contract import Dataset, HeaderMapping, header_score, map_headers
+
+SAMPLE_BYTES = 4 * 1024 * 1024
+DELIMITERS = (";", ",", "\t", "|")
+ROW_COLUMN = "_row"  # line number in the file (header = 1)
+MALFORMED_COLUMN = "_malformed"  # why a row does not fit the header, else null
+RAW_LINE_COLUMN = "_raw"  # the row's fields as JSON when malformed
+
+csv.field_size_limit(10 * 1024 * 1024)
+
+
+class FileRejected(Exception):
+    """The whole file cannot be used; ``reason`` says why in words an engineer can act on."""
+
+    def __init__(self, reason: str, *, check: str, column: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.check = check  # short machine name: empty_file, binary_file, missing_columns, ...
+        self.column = column
+
+
+@dataclass
+class FileFormat:
+    file_format: str  # csv | xlsx
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet_name: str | None = None
+    header: list[str] = field(default_factory=list)
+    mapping: HeaderMapping | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def sniff_encoding(sample: bytes, path: Path) -> str:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    nul = sample.find(b"\x00")
+    if nul != -1:
+        raise FileRejected(
+            f"{path.name}: not a text export (NUL byte at offset {nul}); expected CSV in UTF-8 or "
+            "Windows-1252, or an .xlsx workbook",
+            check="binary_file",
+        )
+    try:
+        # A multi-byte character may be cut at the end of the sample: decode incrementally.
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"  # cp1252 leaves 5 bytes undefined; latin-1 maps every byte
+
+
+def _looks_binary(text: str) -> bool:
+    control = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\r\n\t")
+    return control > 8
+
+
+def sniff_csv(path: Path, dataset: Dataset) -> FileFormat:
+    with open(path, "rb") as fh:
+        sample = fh.read(SAMPLE_BYTES)
+    if not sample.strip():
+        raise FileRejected(f"{path.name}: empty file (0 data bytes)", check="empty_file")
+    encoding = sniff_encoding(sample, path)
+    text = sample.decode(encoding, errors="replace")
+    if _looks_binary(text):
+        raise FileRejected(
+            f"{path.name}: not a text export (control characters in the first lines); expected CSV "
+            "in UTF-8 or Windows-1252, or an .xlsx workbook",
+            check="binary_file",
+        )
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    first = lines[0]
+    best: tuple[int, str, list[str]] | None = None
+    for delimiter in DELIMITERS:
+        header = next(csv.reader([first], delimiter=delimiter))
+        score = header_score(dataset, header)
+        if best is None or score > best[0]:
+            best = (score, delimiter, header)
+    assert best is not None
+    _, delimiter, header = best
+    fmt = FileFormat("csv", encoding=encoding, delimiter=delimiter, header=[h.strip() for h in header])
+    fmt.mapping = map_headers(dataset, header)
+    _check_mapping(path, dataset, fmt)
+    if encoding == "latin-1":
+        fmt.warnings.append("bytes undefined in Windows-1252 found; decoded as Latin-1")
+    return fmt
+
+
+def _check_mapping(path: Path, dataset: Dataset, fmt: FileFormat) -> None:
+    mapping = fmt.mapping
+    assert mapping is not None
+    if mapping.missing_required:
+        shown = ", ".join(repr(h) for h in fmt.header[:20])
+        hint = ""
+        if len(fmt.header) == 1 and fmt.file_format == "csv":
+            hint = " — the header has a single column: is the delimiter one of ; , tab |?"
+        raise FileRejected(
+            f"{path.name}: missing required column(s) {', '.join(mapping.missing_required)} for dataset "
+            f"{dataset.name}; header found: {shown}{hint}",
+            check="missing_columns",
+            column=mapping.missing_required[0],
+        )
+    if mapping.duplicated:
+        fmt.warnings.append(f"columns given twice, first one used: {', '.join(mapping.duplicated)}")
+    if mapping.extra_columns:
+        fmt.warnings.append(f"extra columns ignored: {', '.join(mapping.extra_columns)}")
+
+
+def _frame(rows: list[list[str]], line_numbers: list[int], malformed: list[str | None],
+           raw: list[str | None], mapping: HeaderMapping) -> pd.DataFrame:
+    columns = list(zip(*rows)) if rows else []
+    data: dict[str, object] = {}
+    for position, name in mapping.mapping.items():
+        data[name] = pd.array(columns[position] if columns else [], dtype="string")
+    data[ROW_COLUMN] = pd.array(line_numbers, dtype="int64")
+    data[MALFORMED_COLUMN] = pd.array(malformed, dtype="string")
+    data[RAW_LINE_COLUMN] = pd.array(raw, dtype="string")
+    return pd.DataFrame(data)
+
+
+def iter_csv_chunks(path: Path, fmt: FileFormat, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    assert fmt.mapping is not None and fmt.encoding and fmt.delimiter
+    width = len(fmt.header)
+    encoding = fmt.encoding
+    with open(path, "r", encoding=encoding, newline="", errors="strict" if encoding != "latin-1" else "replace") as fh:
+        reader = csv.reader(fh, delimiter=fmt.delimiter)
+        try:
+            next(reader)  # header
+        except StopIteration:
+            return
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        malformed: list[str | None] = []
+        raw: list[str | None] = []
+        blank = [""] * width
+        previous_end = reader.line_num
+        try:
+            for record in reader:
+                start = previous_end + 1
+                previous_end = reader.line_num
+                if not record or not any(field.strip() for field in record):
+                    continue  # blank line
+                if len(record) == width:
+                    rows.append(record)
+                    malformed.append(None)
+                    raw.append(None)
+                else:
+                    kind = "fewer" if len(record) < width else "more"
+                    malformed.append(
+                        f"row has {len(record)} fields, header has {width} ({kind}: truncated line, "
+                        "or an unquoted delimiter inside a text field)"
+                    )
+                    raw.append(json.dumps(record, ensure_ascii=False))
+                    rows.append((record + blank)[:width])
+                lines.append(start)
+                if len(rows) >= chunk_rows:
+                    yield _frame(rows, lines, malformed, raw, fmt.mapping)
+                    rows, lines, malformed, raw = [], [], [], []
+        except UnicodeDecodeError as exc:
+            raise _EncodingRetry(str(exc)) from exc
+        except csv.Error as exc:
+            raise FileRejected(f"{path.name}: unreadable CSV near line {reader.line_num}: {exc}",
+                               check="unreadable_csv") from exc
+        if rows:
+            yield _frame(rows, lines, malformed, raw, fmt.mapping)
+
+
+class _EncodingRetry(Exception):
+    pass
+
+
+def _cell_text(value: object) -> str:
+    import datetime as dt
+
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _open_workbook(path: Path):
+    import openpyxl
+
+    try:
+        # data_only=False: a formula cell gives its formula text, stored as plain text, never evaluated.
+        return openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise FileRejected(f"{path.name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc}); "
+                           "incomplete copy or wrong extension?", check="unreadable_xlsx") from exc
+
+
+def _sheet_header(sheet) -> tuple[int, list[str]]:
+    for index, row in enumerate(sheet.iter_rows(min_row=1, max_row=10, values_only=True), start=1):
+        cells = [_cell_text(v).strip() for v in row]
+        if any(cells):
+            return index, cells
+    return 0, []
+
+
+def sniff_xlsx(path: Path, dataset: Dataset) -> tuple[FileFormat, int]:
+    workbook = _open_workbook(path)
+    try:
+        candidates = []
+        for sheet in workbook.worksheets:
+            header_row, header = _sheet_header(sheet)
+            candidates.append((header_score(dataset, header), sheet.title, header_row, header))
+        if not candidates:
+            raise FileRejected(f"{path.name}: workbook has no sheets", check="empty_file")
+        candidates.sort(key=lambda c: -c[0])
+        score, title, header_row, header = candidates[0]
+        if not header:
+            raise FileRejected(f"{path.name}: every sheet is empty", check="empty_file")
+        fmt = FileFormat("xlsx", sheet_name=title, header=header)
+        fmt.mapping = map_headers(dataset, header)
+        others = [c[1] for c in candidates[1:]]
+        if others:
+            fmt.warnings.append(f"sheet {title!r} used; other sheets ignored: {', '.join(others)}")
+        try:
+            _check_mapping(path, dataset, fmt)
+        except FileRejected as exc:
+            if others:
+                exc.reason += f" (best of sheets: {', '.join(c[1] for c in candidates)})"
+                exc.args = (exc.reason,)
+            raise
+        return fmt, header_row
+    finally:
+        workbook.close()
+
+
+def iter_xlsx_chunks(path: Path, fmt: FileFormat, header_row: int, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    assert fmt.mapping is not None
+    workbook = _open_workbook(path)
+    try:
+        sheet = workbook[fmt.sheet_name]
+        width = len(fmt.header)
+        rows, lines, malformed, raw = [], [], [], []
+        for number, values in enumerate(sheet.iter_rows(min_row=header_row + 1, values_only=True), start=header_row + 1):
+            cells = [_cell_text(v) for v in values]
+            if not any(c.strip() for c in cells):
+                continue
+            extra = [c for c in cells[width:] if c.strip()]
+            if extra:
+                malformed.append(f"row has values beyond the {width} header columns")
+                raw.append(json.dumps(cells, ensure_ascii=False))
+            else:
+                malformed.append(None)
+                raw.append(None)
+            rows.append((cells + [""] * width)[:width])
+            lines.append(number)
+            if len(rows) >= chunk_rows:
+                yield _frame(rows, lines, malformed, raw, fmt.mapping)
+                rows, lines, malformed, raw = [], [], [], []
+        if rows:
+            yield _frame(rows, lines, malformed, raw, fmt.mapping)
+    finally:
+        workbook.close()
+
+
+def detect_format(path: Path, dataset: Dataset) -> tuple[FileFormat, int]:
+    """Sniff a file; returns its format and (for XLSX) the header row number."""
+    if path.stat().st_size == 0:
+        raise FileRejected(f"{path.name}: empty file (0 bytes)", check="empty_file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if path.suffix.lower() in (".xlsx", ".xlsm") or magic == b"PK\x03\x04":
+        return sniff_xlsx(path, dataset)
+    if path.suffix.lower() == ".xls":
+        raise FileRejected(f"{path.name}: legacy .xls is not supported; export as .xlsx or CSV",
+                           check="unsupported_format")
+    return sniff_csv(path, dataset), 1
+
+
+def iter_chunks(path: Path, dataset: Dataset, fmt: FileFormat, header_row: int,
+                chunk_rows: int = 250_000) -> Iterator[pd.DataFrame]:
+    """Chunks of canonical text columns + ``_row`` / ``_malformed`` / ``_raw``.
+
+    If a CSV sniffed as UTF-8 turns out to hold Windows-1252 bytes further down, it is
+    re-read from the start as Windows-1252 (``fmt.encoding`` is updated); callers must
+    therefore consume chunks into a restartable sink (see ``winecrm.etl.ingest``).
+    """
+    if fmt.file_format == "xlsx":
+        yield from iter_xlsx_chunks(path, fmt, header_row, chunk_rows)
+        return
+    yield from iter_csv_chunks(path, fmt, chunk_rows)
+
+
+def read_all(path: Path, dataset: Dataset, chunk_rows: int = 250_000) -> tuple[FileFormat, list[pd.DataFrame]]:
+    """Convenience for small files and tests: the whole file in memory, encoding retry handled."""
+    fmt, header_row = detect_format(path, dataset)
+    try:
+        return fmt, list(iter_chunks(path, dataset, fmt, header_row, chunk_rows))
+    except _EncodingRetry:
+        fmt.encoding = "cp1252"
+        fmt.warnings.append("file mixes encodings; read as Windows-1252")
+        return fmt, list(iter_chunks(path, dataset, fmt, header_row, chunk_rows))
+
+
+EncodingRetry = _EncodingRetry
+__all__ = ["FileRejected", "FileFormat", "EncodingRetry", "detect_format", "iter_chunks", "read_all",
+           "ROW_COLUMN", "MALFORMED_COLUMN", "RAW_LINE_COLUMN"]

@@ -1,0 +1,145 @@
+"""Customer scoring against real PostgreSQL: 360 facts, RFM and segments, lead-score components,
+as-of reproducibility and reruns."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
+from winecrm import pipeline
+from winecrm.crm import scoring
+
+AS_OF = dt.date(2026, 11, 15)
+FIXED = {"rfm": {"method": "fixed", "fixed": {"recency_days": [30, 90, 180], "orders": [2, 4, 8],
+                                              "revenue_ht": [150, 400, 1000]}}}
+
+PRODUCTS = ["RIES-22;Riesling 2022;2022;Riesling;11,50;Riesling;blanc",
+            "RIES-22-MAG;Riesling 2022 Magnum;2022;Riesling;26,00;Riesling;blanc",
+            "PNOI-22-CAR;Pinot Noir 2022 Carton 6;2022;Pinot Noir;80,00;Pinot Noir;rouge"]
+
+
+@pytest.fixture
+def estate(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "produits", "produits_2026-11-16.csv", PRODUCTS,
+                 header="article;produit;millesime;famille_crm;prix_ttc;cepage;couleur")
+    write_export(raw, "clients", "clients_2026-11-16.csv", [
+        "A;Muller;Anne;anne@example.fr;non", "B;Klein;Bruno;bruno@example.fr;oui", "C;Roth;Chloé;chloe@example.fr;non"],
+        header="client_code;nom;prenom;email;refus_email")
+    lines = [
+        # A: 3 orders (1 Sep, 1 Oct, 5 Nov), a magnum and a case, one credit note
+        sales_line(client="A", date="01/09/2026", doc_no="F1", article="RIES-22", qty="6", mt="57,50"),
+        sales_line(client="A", date="01/10/2026", doc_no="F2", article="RIES-22-MAG", label="Riesling 2022 Magnum",
+                   qty="2", mt="43,34"),
+        sales_line(client="A", date="05/11/2026", doc_no="F3", article="PNOI-22-CAR", label="Pinot Noir 2022 Carton 6",
+                   qty="1", mt="66,67"),
+        sales_line(client="A", date="06/11/2026", doc_no="A1", doc_type="AVOIR", article="RIES-22", qty="1", mt="9,58"),
+        # B: one old order, long ago (churn)
+        sales_line(client="B", date="02/01/2026", doc_no="F4", article="RIES-22", qty="3", mt="28,75"),
+        # C: one order in the future of the as-of date (must not count before it)
+        sales_line(client="C", date="20/11/2026", doc_no="F5", article="RIES-22", qty="12", mt="115,00"),
+    ]
+    write_export(raw, "ventes_lignes", "ventes_2026-11-22.csv", lines)
+    write_export(raw, "stock", "stock_2026-11-16.csv", ["RIES-22;2022;Cave;10;bt"],
+                 header="article;millesime;entrepot;quantite;unite")
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    return conn
+
+
+def _row(conn, table, client, as_of=AS_OF):
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE as_of_date = %s AND client_code = %s", (as_of, client))
+    names = [d.name for d in cursor.description]
+    row = cursor.fetchone()
+    return dict(zip(names, row)) if row else None
+
+
+def test_customer_360_facts(estate):
+    scoring.score(estate, "run_1", AS_OF, FIXED)
+    a = _row(estate, "crm.customer_360", "A")
+    assert (a["first_purchase"], a["last_purchase"]) == (dt.date(2026, 9, 1), dt.date(2026, 11, 5))
+    assert a["orders"] == 3  # the credit note is not an order
+    assert float(a["bottles"]) == 6 + 2 * 2 + 1 * 6 - 1  # magnum = 2, case of 6 = 6, credit note -1
+    assert float(a["revenue_ht"]) == pytest.approx(57.50 + 43.34 + 66.67 - 9.58)
+    assert float(a["avg_basket_ht"]) == pytest.approx((57.50 + 43.34 + 66.67 - 9.58) / 3, abs=0.01)
+    assert (a["favourite_family"], a["favourite_colour"], a["families_bought"]) == ("Riesling", "blanc", 2)
+    assert float(a["typical_days_between_orders"]) == 32.5  # gaps 30 and 35 days
+    assert a["email_valid"] is True and a["opted_out"] is False and a["suppressed"] is False
+    assert _row(estate, "crm.customer_360", "B")["opted_out"] is True
+    assert _row(estate, "crm.customer_360", "C") is None  # first purchase after the as-of date
+
+
+def test_rfm_fixed_boundaries_and_segments(estate):
+    scoring.score(estate, "run_1", AS_OF, FIXED)
+    a = _row(estate, "crm.rfm_scores", "A")
+    assert (a["recency_days"], a["frequency"]) == (10, 3)
+    assert (a["r_score"], a["f_score"], a["m_score"]) == (4, 2, 2)  # 157.93 EUR >= 150
+    assert float(a["rfm_score"]) == 2.67 and a["segment"] == "Standard"
+    b = _row(estate, "crm.rfm_scores", "B")
+    assert b["recency_days"] == 317 and b["segment"] == "Churn"  # > 180 days overrides the score
+
+
+def test_quartile_scores_give_ties_the_same_score(estate):
+    scoring.score(estate, "run_1", AS_OF)  # default: quartiles
+    scores = {r[0]: r[1:] for r in estate.execute(
+        "SELECT client_code, r_score, f_score, m_score FROM crm.rfm_scores WHERE as_of_date = %s", (AS_OF,))}
+    assert scores["B"] == (1, 1, 1)  # oldest, fewest orders, least revenue: the bottom group scores 1
+    assert scores["A"][0] > scores["B"][0]
+
+
+def test_lead_score_components_follow_the_formula(estate):
+    scoring.score(estate, "run_1", AS_OF, FIXED)
+    a = _row(estate, "crm.lead_scores", "A")
+    assert (a["base_points"], float(a["rfm_points"]), a["purchase_points"], a["recency_penalty"]) == (50, 26.7, 15, 0)
+    assert float(a["score"]) == 91.7
+    b = _row(estate, "crm.lead_scores", "B")
+    # 50 + 10 x 1.0 + 5 x 1 - 30 = 35
+    assert (float(b["rfm_points"]), b["purchase_points"], b["recency_penalty"], float(b["score"])) == (10.0, 5, -30, 35.0)
+
+
+def test_score_is_clamped_to_100(estate):
+    scoring.score(estate, "run_1", AS_OF, {**FIXED, "lead_score": {"base": 90}})
+    a = _row(estate, "crm.lead_scores", "A")
+    assert (float(a["raw_score"]), float(a["score"])) == (131.7, 100.0)
+
+
+def test_as_of_reproducibility_and_reruns(estate):
+    early = dt.date(2026, 9, 15)
+    first = scoring.score(estate, "run_1", early, FIXED)
+    snapshot = estate.execute("SELECT client_code, orders, revenue_ht FROM crm.customer_360 WHERE as_of_date = %s "
+                              "ORDER BY 1", (early,)).fetchall()
+    assert snapshot == [("A", 1, pytest.approx(57.50)), ("B", 1, pytest.approx(28.75))]
+    scoring.score(estate, "run_2", AS_OF, FIXED)  # a later week
+    again = scoring.score(estate, "run_3", early, FIXED)  # a backfill of the early week
+    assert again["customers"] == first["customers"] == 2
+    assert estate.execute("SELECT client_code, orders, revenue_ht FROM crm.customer_360 WHERE as_of_date = %s "
+                          "ORDER BY 1", (early,)).fetchall() == snapshot
+    per_date = dict(estate.execute("SELECT as_of_date, count(*) FROM crm.rfm_scores GROUP BY 1"))
+    assert per_date == {early: 2, AS_OF: 2}
+
+
+def test_suppressed_address_is_flagged(estate):
+    estate.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES ('anne@example.fr', 'hard_bounce', 'manual')")
+    scoring.score(estate, "run_1", AS_OF, FIXED)
+    assert _row(estate, "crm.customer_360", "A")["suppressed"] is True
+
+
+def test_bad_method_is_refused_with_the_file_named():
+    with pytest.raises(ValueError, match="scoring.yaml: rfm.method"):
+        scoring.parameters(AS_OF, "r", {"rfm": {"method": "deciles"}})
+
+
+def test_product_affinity_support_confidence_and_jaccard(estate):
+    scoring.score(estate, "run_1", AS_OF, {**FIXED, "affinity": {"min_pair_customers": 1}})
+    rows = {(lvl, a, b): (ca, cb, both, float(sup), float(conf), float(jac)) for lvl, a, b, ca, cb, both, sup, conf, jac
+            in estate.execute("SELECT level, item_a, item_b, customers_a, customers_b, customers_both, support, "
+                              "confidence, jaccard FROM crm.product_affinity WHERE as_of_date = %s", (AS_OF,))}
+    # buyers as of AS_OF: A (RIES-22, RIES-22-MAG, PNOI-22-CAR) and B (RIES-22)
+    assert rows[("article", "RIES-22", "PNOI-22-CAR")] == (2, 1, 1, 0.5, 0.5, 0.5)
+    assert rows[("article", "PNOI-22-CAR", "RIES-22")] == (1, 2, 1, 0.5, 1.0, 0.5)
+    assert rows[("family", "Riesling", "Pinot Noir")][:3] == (2, 1, 1)
+    assert ("article", "RIES-22", "RIES-22") not in rows
+    # the default threshold (2 customers) drops pairs seen once
+    scoring.score(estate, "run_1", AS_OF, FIXED)
+    assert estate.execute("SELECT count(*) FROM crm.product_affinity WHERE as_of_date = %s", (AS_OF,)).fetchone()[0] == 0

@@ -1,0 +1,176 @@
+"""Loading: no double counting on re-delivery, newest export wins, one transaction per dataset."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
+from winecrm.etl import load
+from winecrm import pipeline
+
+
+def _run(conn, run_id):
+    return pipeline.run_all(conn, pipeline.week_window(run_id, MONDAY_RUN))
+
+
+def _sales(conn):
+    return conn.execute(
+        "SELECT document_no, source_row, article, qty_line::float, file_id FROM etl.ventes_lignes "
+        "ORDER BY document_no, source_row").fetchall()
+
+
+def test_overlapping_redelivery_does_not_double_count(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-09.csv", [sales_line(doc_no="F1"), sales_line(doc_no="F2")])
+    _run(conn, "run_1")
+    # A two-week re-export: F1, F2 again (F2 corrected), plus F3.
+    write_export(raw, "ventes_lignes", "v_2026-11-16_2semaines.csv", [
+        sales_line(doc_no="F1"), sales_line(doc_no="F2", qty="12", mt="115,00"), sales_line(doc_no="F3")])
+    _run(conn, "run_2")
+    rows = _sales(conn)
+    assert [(d, q) for d, _, _, q, _ in rows] == [("F1", 6.0), ("F2", 12.0), ("F3", 6.0)]
+    assert float(conn.execute("SELECT sum(mt_ht) FROM etl.ventes_lignes").fetchone()[0]) == 57.5 + 115 + 57.5
+
+
+def test_overlap_within_one_run_keeps_the_latest_file(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-09.csv", [sales_line(doc_no="F1", qty="1")])
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1", qty="3")])
+    _run(conn, "run_1")
+    ((doc, seq, _, qty, file_id),) = _sales(conn)
+    assert qty == 3.0
+    path = conn.execute("SELECT file_path FROM etl.file_manifest WHERE file_id = %s", (file_id,)).fetchone()[0]
+    assert path.endswith("v_2026-11-16.csv")
+
+
+def test_an_older_export_delivered_late_never_overwrites_newer_data(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1", qty="3")])
+    _run(conn, "run_1")
+    write_export(raw, "ventes_lignes", "v_2026-11-02.csv", [sales_line(doc_no="F1", qty="1"), sales_line(doc_no="F0")])
+    _run(conn, "run_2")
+    assert [(d, q) for d, _, _, q, _ in _sales(conn)] == [("F0", 6.0), ("F1", 3.0)]
+
+
+def test_a_document_that_lost_a_line_in_the_new_export_loses_it_in_the_warehouse(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-09.csv",
+                 [sales_line(doc_no="F1", article="A"), sales_line(doc_no="F1", article="B")])
+    _run(conn, "run_1")
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1", article="B")])
+    _run(conn, "run_2")
+    assert [(d, s, a) for d, s, a, _, _ in _sales(conn)] == [("F1", 2, "B")]
+
+
+def test_every_loaded_row_keeps_its_source_file_and_line(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1"), sales_line(doc_no="F2")])
+    _run(conn, "run_1")
+    rows = conn.execute("""SELECT v.document_no, v.source_row, m.file_path, v.loaded_run FROM etl.ventes_lignes v
+                           JOIN etl.file_manifest m USING (file_id) ORDER BY 1""").fetchall()
+    assert rows == [("F1", 2, "isavigne/ventes_lignes/v_2026-11-16.csv", "run_1"),
+                    ("F2", 3, "isavigne/ventes_lignes/v_2026-11-16.csv", "run_1")]
+
+
+def test_reference_data_upserts_and_keeps_columns_the_export_did_not_carry(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "clients", "clients_2026-11-09.csv", ["C1;Dupont;Jean;j@example.fr;0601020304"],
+                 header="client_code;nom;prenom;email;telephone")
+    write_export(raw, "stock", "stock_2026-11-09.csv", ["RIES-22;2022;Cave;10;bt", "CREBRUT;0;Cave;4;bt"],
+                 header="article;millesime;entrepot;quantite;unite")
+    _run(conn, "run_1")
+    write_export(raw, "clients", "clients_2026-11-16.csv", ["C1;Dupont;Jean;jean@example.fr"],
+                 header="client_code;nom;prenom;email")
+    write_export(raw, "stock", "stock_2026-11-16.csv", ["RIES-22;2022;Cave;0;bt"],
+                 header="article;millesime;entrepot;quantite;unite")
+    _run(conn, "run_2")
+    assert conn.execute("SELECT email, telephone FROM etl.clients").fetchone() == ("jean@example.fr", "0601020304")
+    stock = dict(((a, m), float(q)) for a, m, q in conn.execute("SELECT article, millesime, quantite FROM etl.stock"))
+    assert stock == {("RIES-22", 2022): 0.0, ("CREBRUT", 0): 4.0}
+
+
+def test_a_failure_inside_the_load_leaves_the_warehouse_untouched_and_retry_works(conn, crm_dirs, monkeypatch):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no=f"F{i}") for i in range(20)])
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    pipeline.run_ingest(conn, "run_1")
+    pipeline.run_validate(conn, "run_1")
+    real_copy = load.copy_frames
+
+    class WorkerKilled(Exception):
+        pass
+
+    def crash_after_copying_lines(conn_, table, frames):
+        sent = real_copy(conn_, table, frames)
+        if table == "etl.ventes_lignes":
+            raise WorkerKilled(f"{sent} lines sent, then the worker died before commit")
+        return sent
+
+    monkeypatch.setattr(load, "copy_frames", crash_after_copying_lines)
+    with pytest.raises(WorkerKilled):
+        pipeline.run_load(conn, "run_1")
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
+    assert conn.execute("SELECT status FROM etl.file_manifest").fetchone()[0] == "validated"
+    monkeypatch.setattr(load, "copy_frames", real_copy)
+    pipeline.run_load(conn, "run_1")  # the retry
+    pipeline.run_load(conn, "run_1")  # and a stray second retry: nothing left to load
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 20
+
+
+def test_killed_worker_mid_load_then_new_run_loads_everything_once(conn, crm_dirs, warehouse_url):
+    """A real process killed (SIGKILL) while loading: its transaction dies with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from winecrm.demo import sampledata
+
+    path = crm_dirs["raw"] / "isavigne" / "ventes_lignes" / "big_2026-11-16.csv"
+    lines = sampledata.write_sales_file(path, 150_000, n_customers=5000)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    pipeline.run_ingest(conn, "run_1")
+    pipeline.run_validate(conn, "run_1")
+    conn.commit()
+    script = ("import os, psycopg; from winecrm import pipeline; "
+              "c = psycopg.connect(os.environ['CRM_DATABASE_URL']); pipeline.run_load(c, 'run_1')")
+    from winecrm.core import settings
+
+    env = {**os.environ, "PYTHONPATH": str(settings.PROJECT_ROOT / "plugins")}
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env)
+    # Wait until its COPY is under way, then kill it without warning.
+    deadline = time.time() + 60
+    copying = False
+    while time.time() < deadline and worker.poll() is None and not copying:
+        copying = conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'COPY etl.ventes_lignes%'"
+                               ).fetchone()[0]
+        conn.commit()
+        time.sleep(0.02)
+    assert copying, "the worker never reached its COPY"
+    worker.send_signal(signal.SIGKILL)
+    assert worker.wait() == -signal.SIGKILL
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
+    assert _has_primary_key(conn), "the bulk path dropped the key inside the killed transaction only"
+    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN))
+    loaded = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
+    assert loaded == lines == summary["rows_read"] - summary["rows_quarantined"]
+    assert summary["details"]["load"]["ventes_lignes"]["steps"]["primary_key_rebuilt"] == 1
+    assert _has_primary_key(conn)
+
+
+def _has_primary_key(conn) -> bool:
+    return conn.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'ventes_lignes_pkey' "
+                        "AND contype = 'p'").fetchone()[0] == 1
+
+
+def test_bulk_key_rebuild_only_for_big_loads(conn):
+    assert load.estimated_rows(conn, "etl.ventes_lignes") <= 0  # fresh table
+    assert not load.bulk_rebuild_worthwhile(5_000, 0)
+    assert load.bulk_rebuild_worthwhile(150_000, -1)  # first load
+    assert not load.bulk_rebuild_worthwhile(150_000, 10_000_000)  # a delta into a big table
+    assert load.bulk_rebuild_worthwhile(3_000_000, 10_000_000)  # a big backfill

@@ -1,0 +1,197 @@
+"""Validation: each bad row quarantined with file, line, column, expectation and raw values."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import MONDAY_RUN, sales_line, use_config, write_export
+from winecrm import pipeline
+from winecrm.etl.validate import QualityGateError
+
+
+def _run_until_validate(conn, run_id="run_1"):
+    window = pipeline.week_window(run_id, MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    pipeline.run_ingest(conn, run_id)
+    return pipeline.run_validate(conn, run_id)
+
+
+def _quarantine(conn):
+    return {row[0]: row[1:] for row in conn.execute(
+        "SELECT row_no, column_name, expectations, reason, raw_values FROM etl.quarantine ORDER BY row_no")}
+
+
+BAD_CASES = [
+    # (line kwargs, column, expectation fragment, reason fragment)
+    (dict(date="31/02/2026"), "date_livraison", "expect_column_values_to_not_be_null(date_livraison)", "'31/02/2026' is not a valid date"),
+    (dict(date="2026/11/02"), "date_livraison", "expect_column_values_to_match_regex(date_livraison_text)", "not a dd/mm/yyyy date"),
+    (dict(date="02/11/1999"), "date_livraison", "expect_column_values_to_be_between(date_livraison_yyyymmdd)", "outside the plausible range"),
+    (dict(qty="deux"), "qty_line", "expect_column_values_to_match_regex(qty_line_text)", "'deux' is not a number"),
+    (dict(qty="-3"), "qty_line", "expect_column_values_to_be_between(qty_line)", "quantity '-3' out of range"),
+    (dict(qty="99999"), "qty_line", "expect_column_values_to_be_between(qty_line)", "'99999' out of range"),
+    (dict(mt="12,5,0"), "mt_ht", "expect_column_values_to_match_regex(mt_ht_text)", "'12,5,0' is not a number"),
+    (dict(pu="-4,00"), "pu_ht", "expect_column_values_to_be_between(pu_ht)", "unit price"),
+    (dict(doc_type="DEVIS"), "document_type", "expect_column_values_to_be_in_set(document_type)", "unknown document type 'DEVIS'"),
+    (dict(client="  "), "client_code", "expect_column_values_to_not_be_null(client_code)", "client_code: missing value"),
+    (dict(article=""), "article", "expect_column_values_to_not_be_null(article)", "article: missing value"),
+]
+
+
+@pytest.mark.parametrize("kwargs,column,expectation,reason", BAD_CASES)
+def test_each_kind_of_bad_row_is_quarantined_with_a_clear_reason(conn, crm_dirs, kwargs, column, expectation, reason):
+    write_export(crm_dirs["raw"], "ventes_lignes", "ventes_2026-11-16.csv",
+                 [sales_line(doc_no="F1"), sales_line(doc_no="F2", **kwargs), sales_line(doc_no="F3")])
+    summary = _run_until_validate(conn)
+    assert summary["ventes_lignes"]["quarantined"] == 1 and summary["ventes_lignes"]["good"] == 2
+    (row_no, (col, expectations, text, raw)), = _quarantine(conn).items()
+    assert row_no == 3  # header is line 1
+    assert col == column
+    assert expectation in expectations
+    assert reason in text
+    assert text.startswith("isavigne/ventes_lignes/ventes_2026-11-16.csv line 3:")
+    assert raw["document_no"] == "F2"
+
+
+def test_good_rows_of_a_file_with_bad_rows_are_all_loaded(conn, crm_dirs):
+    lines = [sales_line(doc_no=f"F{i}") for i in range(50)] + [sales_line(doc_no="BAD", qty="x")]
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    summary = pipeline.run_all(conn, window)
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_quarantined"]) == (51, 50, 1)
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 50
+
+
+def test_exact_duplicate_line_keeps_the_first_copy(conn, crm_dirs):
+    line = sales_line(doc_no="F1")
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [line, sales_line(doc_no="F2"), line])
+    _run_until_validate(conn)
+    (row_no, (col, expectations, text, _)), = _quarantine(conn).items()
+    assert row_no == 4 and col is None
+    assert expectations == ["expect_column_values_to_be_null(_duplicate_of_row)"]
+    assert "exact duplicate of line 2" in text
+
+
+def test_two_different_lines_of_one_document_are_both_kept(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [
+        sales_line(doc_no="F1", article="RIES-22"),
+        sales_line(doc_no="F1", article="RIES-22", qty="1", pu="0,00", mt="0,00", ttc="0,00", marge="0,00"),
+    ])
+    summary = _run_until_validate(conn)
+    assert summary["ventes_lignes"]["good"] == 2
+
+
+def test_malformed_row_is_quarantined_with_its_fields(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(doc_no="F1"), sales_line(doc_no="F2") + ";oops"])
+    _run_until_validate(conn)
+    (row_no, (col, expectations, text, raw)), = _quarantine(conn).items()
+    assert row_no == 3
+    assert expectations == ["expect_column_values_to_be_null(_malformed)"]
+    assert "15 fields, header has 14" in text
+    assert raw["_fields"][-1] == "oops"
+
+
+def test_invalid_email_is_loaded_with_a_flag_not_quarantined(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "clients", "clients_2026-11-16.csv",
+                 ["C1;Dupont;Jean; Jean.Dupont@Example.FR ", "C2;Martin;Marie;marie at example.fr", "C3;Roth;Luc;"],
+                 header="client_code;nom;prenom;email")
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.run_all(conn, window)
+    rows = dict((c, (e, v)) for c, e, v in conn.execute("SELECT client_code, email, email_valid FROM etl.clients"))
+    assert rows == {"C1": ("jean.dupont@example.fr", True), "C2": ("marie at example.fr", False), "C3": (None, None)}
+    assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 0
+
+
+def test_duplicate_customer_key_keeps_the_later_row(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "clients", "clients_2026-11-16.csv",
+                 ["C1;Dupont;Jean;old@example.fr", "C2;Martin;Marie;m@example.fr", "C1;Dupont;Jean;new@example.fr"],
+                 header="client_code;nom;prenom;email")
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.run_all(conn, window)
+    assert conn.execute("SELECT email FROM etl.clients WHERE client_code = 'C1'").fetchone()[0] == "new@example.fr"
+    (row_no, (col, _, text, _)), = _quarantine(conn).items()
+    assert row_no == 2 and col == "client_code" and "as line 4, which supersedes it" in text
+
+
+def test_credit_note_sign_is_normalised_whatever_the_export_says(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [
+        sales_line(doc_no="F1"),
+        sales_line(doc_no="A1", doc_type="avoir", qty="2", mt="19,17", ttc="23,00", marge="8,05"),
+        sales_line(doc_no="A2", doc_type="AVOIR", qty="-1", mt="-9,58", ttc="-11,50", marge="-4,02"),
+    ])
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.run_all(conn, window)
+    rows = {d: (float(q), float(m)) for d, q, m in conn.execute(
+        "SELECT document_no, qty_line, mt_ht FROM etl.ventes_lignes")}
+    assert rows == {"F1": (6.0, 57.5), "A1": (-2.0, -19.17), "A2": (-1.0, -9.58)}
+    net = conn.execute("SELECT sum(qty_line) FROM etl.ventes_lignes").fetchone()[0]
+    assert float(net) == 3.0
+
+
+def test_formula_in_a_label_is_stored_as_plain_text(conn, crm_dirs):
+    formula = '=HYPERLINK("http://evil.invalid","Riesling")'
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line(label=formula)])
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    assert conn.execute("SELECT produit_label FROM etl.ventes_lignes").fetchone()[0] == formula
+
+
+def test_mojibake_labels_are_repaired(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(label="CrÃ©mant d'Alsace RosÃ©")], encoding="cp1252")
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    assert conn.execute("SELECT produit_label FROM etl.ventes_lignes").fetchone()[0] == "Crémant d'Alsace Rosé"
+
+
+def test_quality_gate_stops_the_run_before_loading(conn, crm_dirs, monkeypatch, tmp_path):
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    lines = [sales_line(doc_no=f"F{i}") for i in range(10)] + [sales_line(doc_no=f"B{i}", qty="?") for i in range(2)]
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    with pytest.raises(QualityGateError) as info:
+        pipeline.run_all(conn, window)
+    message = str(info.value)
+    assert "ventes_lignes: 2 of 12 rows bad (16.7% > 5.0%)" in message
+    assert "expect_column_values_to_match_regex(qty_line_text) (2)" in message
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 2
+    status, error = conn.execute("SELECT status, error FROM etl.runs").fetchone()
+    assert status == "failed" and "Quality gate failed" in error
+
+
+def test_revalidating_after_a_retry_does_not_duplicate_quarantine_rows(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(doc_no=f"F{i}") for i in range(30)] + [sales_line(doc_no="X", qty="z")])
+    _run_until_validate(conn)
+    pipeline.run_validate(conn, "run_1")  # the task retried
+    assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 1
+
+
+def test_data_docs_are_built_and_need_no_internet(conn, crm_dirs):
+    from winecrm.etl import datadocs
+    from winecrm.core import settings
+
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line()])
+    _run_until_validate(conn)
+    site = settings.paths().data_docs_index.parent
+    pages = list(site.rglob("*.html"))
+    assert settings.paths().data_docs_index.exists() and len(pages) >= 3
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert datadocs.external_assets(html) == [], page
+    assert (site / "static" / "vendor" / "bootstrap.min.css").exists()
+    assert "isavigne_ventes_lignes" in settings.paths().data_docs_index.read_text(encoding="utf-8")
+
+
+def test_exact_duplicates_are_found_across_chunks_of_a_big_file(conn, crm_dirs, monkeypatch, tmp_path):
+    from tests.conftest import use_config
+
+    use_config(tmp_path, monkeypatch, files={"chunk_rows": 4}, quality_gate={"max_bad_row_share": 0.5})
+    lines = [sales_line(doc_no=f"F{i}") for i in range(10)]
+    lines.insert(7, lines[1])   # line 9 repeats line 3, four rows later: another chunk
+    lines.append(lines[9])      # and a repeat inside the last chunk
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
+    summary = _run_until_validate(conn)
+    assert summary["ventes_lignes"]["quarantined"] == 2
+    texts = {row: text for row, (_, _, text, _) in _quarantine(conn).items()}
+    assert texts[9].endswith("exact duplicate of line 3 of the same file")
+    assert texts[13].endswith("exact duplicate of line 11 of the same file")
