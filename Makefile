@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export GX_ANALYTICS_ENABLED := False
 
+# Where an embedded PostgreSQL may start when no database is configured: the demo, the tests,
+# the local Airflow and the backtest. Nowhere else (a deployed worker fails instead).
+demo test airflow backtest: export CRM_ALLOW_EMBEDDED_DB = 1
+
 .PHONY: help venv demo test airflow bench bench-10m bench-scoring sample datasets backtest clean
 
 help:
@@ -30,13 +34,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-airflow: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH \
+AIRFLOW_LOCAL_ENV = PATH=$(CURDIR)/$(BIN):$$PATH \
 	AIRFLOW_HOME=$(CURDIR)/airflow_home \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	$(BIN)/airflow standalone
+	AIRFLOW__CORE__LOAD_EXAMPLES=False
+
+airflow: $(STAMP)
+	$(AIRFLOW_LOCAL_ENV) $(BIN)/airflow db migrate > /dev/null
+	$(AIRFLOW_LOCAL_ENV) $(BIN)/airflow pools set crm_warehouse 1 "One writer per warehouse: ingest, validate, load, score, recommend" > /dev/null
+	$(AIRFLOW_LOCAL_ENV) $(BIN)/airflow standalone
 
 sample: $(STAMP)
 	$(BIN)/python -m winecrm.demo.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}

@@ -98,9 +98,8 @@ def main() -> int:
     os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
     import psycopg
-
-    from winecrm.core import db
     from winecrm import pipeline
+    from winecrm.core import db
     from winecrm.demo import sampledata
 
     sales_file = work / "raw" / "isavigne" / "ventes_lignes" / f"ventes_lignes_historique_{tag}_2026-11-09.csv"
@@ -150,8 +149,7 @@ def main() -> int:
 
 def _good_parts(run_id: str):
     import pandas as pd
-
-    from winecrm.etl.ingest import run_work_dir
+    from winecrm.core.storage import run_work_dir
 
     for part in sorted(run_work_dir(run_id).glob("file-*/good-*.parquet")):
         yield pd.read_parquet(part)
@@ -162,7 +160,6 @@ def baselines(url: str, run_id: str, to_sql_rows: int, summary: dict) -> dict:
     import pandas as pd
     import psycopg
     import sqlalchemy
-
     from winecrm.etl.load import _staging_frame, copy_frames
 
     out = {}
@@ -221,10 +218,9 @@ def baselines(url: str, run_id: str, to_sql_rows: int, summary: dict) -> dict:
 def weekly_delta(url: str) -> dict:
     """~5,000 new lines (one week) into the warehouse that now holds the big history."""
     import psycopg
-
     from winecrm import pipeline
-    from winecrm.demo import sampledata
     from winecrm.core import settings
+    from winecrm.demo import sampledata
 
     raw = settings.paths().raw_dir
     delta = raw / "isavigne" / "ventes_lignes" / "ventes_lignes_2026-11-16.csv"
@@ -248,7 +244,6 @@ def full_redelivery(url: str, sales_file: Path) -> dict:
     """The whole history re-exported under another name (bytes differ by one blank line): every
     document is arbitrated, its old lines deleted and replaced — the load's slowest path."""
     import psycopg
-
     from winecrm import pipeline
 
     again = sales_file.with_name("ventes_lignes_reexport_2026-11-16.csv")

@@ -60,12 +60,11 @@ def main() -> int:
     import shutil
 
     import psycopg
-
-    from winecrm.evaluation import backtest
-    from winecrm.core import db
     from winecrm import pipeline
-    from winecrm.demo import sampledata
+    from winecrm.core import db
     from winecrm.crm.scoring import scoring_config
+    from winecrm.demo import sampledata
+    from winecrm.evaluation import backtest
 
     shutil.rmtree(work / "data", ignore_errors=True)
     years = 3.2

@@ -1,45 +1,52 @@
 """
 ### crm_weekly — iSaVigne exports to the CRM warehouse, every Monday 06:00 (Europe/Paris)
 
-1. **prepare_run** — applies pending SQL migrations, opens the run record in `etl.runs`.
+1. **prepare_run** — checks the settings files, applies pending SQL migrations, opens a new
+   attempt of the run in `etl.runs` (a rerun keeps what earlier attempts did).
 2. **wait_for_exports** — waits (reschedule mode: no worker slot held) until every required
    dataset has a complete export for the week; fails with the list of what is missing after
    `exports.max_wait_hours`.
 3. **ingest** — registers each new file by SHA-256 in `etl.file_manifest` (never twice),
-   detects encoding / delimiter / sheet, maps headers; RAW is never modified.
+   detects encoding / delimiter / sheet, maps headers; RAW is never modified, links never followed.
 4. **validate** — Great Expectations suite per dataset; bad rows go to `etl.quarantine`
-   with file, line, column and failing expectations; a quality gate stops the run when too
-   many rows are bad. Data Docs are rebuilt under `$CRM_DATA_DIR/quality`.
+   with file, line, column and failing expectations; a file with too many bad rows is rejected
+   (quality gate, per file) and never taken again. Data Docs are rebuilt under `$CRM_DOCS_DIR`.
 5. **load** — COPY into staging, then set-based SQL into `etl.ventes_lignes`, `etl.clients`,
    `etl.produits`, `etl.stock`; one transaction per dataset.
-6. **score** — as of the week's Sunday: `crm.customer_360`, `crm.rfm_scores` (R/F/M 1–4,
-   segment VIP / Standard / At Risk / Churn), `crm.lead_scores` with every component and
-   `crm.product_affinity` (co-purchase support / confidence / Jaccard) — rules in
-   `include/config/scoring.yaml`.
-7. **recommend** — a scenario per segment (cross-sell, rebuy, win-back), up to 3 products with
-   a score and a French reason in `crm.recommendations`, guard-rails with the reason each
-   customer was left out in `crm.recommendation_exclusions`, a deterministic control group.
-8. **finish_run** — closes the run record and logs the summary.
+6. **score** — as of the week's Sunday: customer 360, RFM + segments, lead score, affinities.
+7. **recommend** — a scenario per segment, up to 3 products with a French reason, guard-rails,
+   a deterministic control group.
+8. **purge** — RGPD retention: raw values of old rejected rows, old Data Docs pages, old work files.
+9. **finish_run** — closes the run record; fails naming the files the quality gate rejected.
 
-Rerunning a logical date changes nothing: files already loaded are recognised by hash.
-Configuration: `include/config/pipeline.yaml`; connections `crm_warehouse` (else
-`CRM_DATABASE_URL`, else an embedded PostgreSQL).
+**One writer per warehouse.** ingest … purge run in the pool `crm_warehouse` (1 slot) and hold
+a PostgreSQL advisory lock while they write: a backfill, a second run or a CLI command waits
+its turn (`max_active_runs` does not cover backfills).
+
+**What a backfill reproduces.** Sales are as of the run's week (`date_livraison <=` its Sunday).
+Customers (e-mail, opt-out), products, stock and suppressions are the warehouse's current ones:
+a backfill of an old week scores that week's purchases with today's customer file and catalogue.
+
+Configuration: `include/config/pipeline.yaml`; connection `crm_warehouse` (else
+`CRM_DATABASE_URL`; a missing one fails `prepare_run` with what to set).
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from winecrm.airflow.glue import (
-    DEFAULT_ARGS,
-    SENSOR_POKE_SECONDS,
-    SENSOR_TIMEOUT,
+from winecrm.airflow import (
     START_DATE,
     TAG_CRM,
     TAG_ETL,
     TAG_WEEKLY,
-    run_stage,
+    WAREHOUSE_POOL,
+    default_args,
+    run_timeout,
+    sensor_poke_seconds,
+    sensor_timeout,
 )
+from winecrm.airflow.callbacks import run_failure_callbacks
 
 
 @dag(
@@ -48,76 +55,74 @@ from winecrm.airflow.glue import (
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    dagrun_timeout=run_timeout(),
+    default_args=default_args(),
+    on_failure_callback=run_failure_callbacks(),
     tags=[TAG_CRM, TAG_WEEKLY, TAG_ETL],
     doc_md=__doc__,
 )
 def crm_weekly():
     @task
     def prepare_run(**context) -> dict:
-        from winecrm import pipeline
-        from winecrm.airflow.glue import warehouse_connection
+        from winecrm.airflow.tasks import prepare_run
 
-        # A manual run triggered without a logical date (allowed in Airflow 3) covers the week
-        # before the moment it was asked to run.
-        logical_date = context.get("logical_date") or context["dag_run"].run_after
-        window = pipeline.week_window(context["run_id"], logical_date)
-        with warehouse_connection() as conn:
-            applied = pipeline.prepare(conn, window)
-        print(f"Week {window.week_start} – {window.week_end}; migrations applied now: {applied or 'none'}")
-        return window.as_dict()
+        return prepare_run(context)
 
-    @task.sensor(mode="reschedule", poke_interval=SENSOR_POKE_SECONDS, timeout=SENSOR_TIMEOUT.total_seconds())
+    @task.sensor(mode="reschedule", poke_interval=sensor_poke_seconds(), timeout=sensor_timeout().total_seconds(),
+                 execution_timeout=None)
     def wait_for_exports(run: dict) -> bool:
-        from airflow.sdk.exceptions import AirflowFailException
+        from winecrm.airflow.tasks import wait_for_exports
 
-        from winecrm import pipeline
+        return wait_for_exports(run)
 
-        try:
-            return pipeline.check_exports(pipeline.RunWindow.from_dict(run))
-        except pipeline.ExportsMissing as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def ingest(run: dict) -> dict:
+        from winecrm.airflow.tasks import run_stage
+
         return run_stage("ingest", run)
 
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def validate(run: dict) -> dict:
+        from winecrm.airflow.tasks import run_stage
+
         return run_stage("validate", run)
 
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def load(run: dict) -> dict:
+        from winecrm.airflow.tasks import run_stage
+
         return run_stage("load", run)
 
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def score(run: dict) -> dict:
+        from winecrm.airflow.tasks import run_stage
+
         return run_stage("score", run)
 
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def recommend(run: dict) -> dict:
+        from winecrm.airflow.tasks import run_stage
+
         return run_stage("recommend", run)
+
+    @task(pool=WAREHOUSE_POOL)
+    def purge(run: dict) -> dict:
+        from winecrm.airflow.tasks import run_stage
+
+        return run_stage("purge", run)
 
     @task
     def finish_run(run: dict) -> dict:
-        import json
+        from winecrm.airflow.tasks import finish_run
 
-        from winecrm import pipeline
-        from winecrm.airflow.glue import warehouse_connection
-
-        with warehouse_connection() as conn:
-            summary = pipeline.finish(conn, run["run_id"])
-        print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
-        return {k: summary[k] for k in ("status", "files_new", "rows_read", "rows_loaded", "rows_quarantined")}
+        return finish_run(run)
 
     run = prepare_run()
     exports_ready = wait_for_exports(run)
-    ingested = ingest(run)
-    validated = validate(run)
-    loaded = load(run)
-    scored = score(run)
-    recommended = recommend(run)
-    exports_ready >> ingested >> validated >> loaded >> scored >> recommended >> finish_run(run)
+    stages = [ingest(run), validate(run), load(run), score(run), recommend(run), purge(run), finish_run(run)]
+    exports_ready >> stages[0]
+    for upstream, downstream in zip(stages, stages[1:]):
+        upstream >> downstream
 
 
 crm_weekly()

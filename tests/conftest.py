@@ -27,9 +27,10 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(_ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.pop("CRM_DATABASE_URL", None)
+os.environ["CRM_ALLOW_EMBEDDED_DB"] = "1"  # the tests are one of the places it is asked for
 os.environ.pop("AIRFLOW_CONN_CRM_WAREHOUSE", None)
 
-from winecrm import db  # noqa: E402
+from winecrm.core import db  # noqa: E402
 from winecrm.core.migrations import apply_migrations  # noqa: E402
 
 MONDAY_RUN = dt.datetime(2026, 11, 16, 5, 0, tzinfo=dt.timezone.utc)  # 06:00 Paris
@@ -90,7 +91,7 @@ def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     dirs = {"raw": tmp_path / "raw", "work": tmp_path / "work", "docs": tmp_path / "quality"}
     dirs["raw"].mkdir()
     monkeypatch.setenv("CRM_RAW_DIR", str(dirs["raw"]))
-    monkeypatch.setenv("CRM_WORK_DIR", str(dirs["work"]))
+    monkeypatch.setenv("CRM_WORK_URL", str(dirs["work"]))
     monkeypatch.setenv("CRM_DOCS_DIR", str(dirs["docs"]))
     monkeypatch.setenv("CRM_FILE_SETTLE_SECONDS", "0")
     # Tests use a handful of rows, so one bad row is a large share: relax the gate by default.
@@ -101,7 +102,6 @@ def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
 def use_config(tmp_path: Path, monkeypatch, **sections) -> Path:
     """Point CRM_PIPELINE_CONFIG at a copy of the shipped YAML with some sections replaced."""
     import yaml
-
     from winecrm.core import settings
 
     config = yaml.safe_load((settings.CONFIG_DIR / "pipeline.yaml").read_text(encoding="utf-8"))

@@ -1,7 +1,9 @@
-"""The weekly pipeline's stages as plain functions, shared by the DAG, the demo and the benchmarks.
+"""The weekly run's stages as plain functions, shared by the DAG, the demo, the CLI and the benchmarks.
 
-Each stage takes a psycopg connection and the run id, records what it did in ``etl.runs`` and
-is safe to repeat: a retry or a rerun of the same logical date changes nothing more.
+Each stage takes a psycopg connection and the run id, holds the warehouse's writer lock while it
+writes (one writer per warehouse, whatever started the work), records what it did in its
+attempt's row of ``etl.runs`` and is safe to repeat: a retry or a rerun of the same logical
+date changes nothing more.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from winecrm.core import db, settings
+from winecrm.core.migrations import apply_migrations
 from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
-from winecrm.core import settings
 from winecrm.etl import validate as validate_mod
-from winecrm.core.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
+STAGES = ("ingest", "validate", "load", "score", "recommend")
 
 
 @dataclass(frozen=True)
@@ -55,31 +58,47 @@ def week_window(run_id: str, logical_date: dt.datetime) -> RunWindow:
     return RunWindow(run_id, logical_date, week_start, week_start + dt.timedelta(days=6))
 
 
+def writer(conn: psycopg.Connection, run_id: str, stage: str):
+    """The warehouse's writer lock, named after the run and the stage holding it."""
+    return db.warehouse_writer(conn, f"{run_id}:{stage}")
+
+
 def prepare(conn: psycopg.Connection, window: RunWindow) -> list[str]:
-    """Apply pending migrations and open (or reopen, on a rerun) the run record."""
-    applied = apply_migrations(conn)
-    conn.execute(
-        """INSERT INTO etl.runs (run_id, logical_date, week_start, week_end)
-           VALUES (%s, %s, %s, %s)
-           ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,
-               started_at = now(), files_seen = 0, files_new = 0, files_duplicate = 0,
-               files_quarantined = 0, rows_read = 0, rows_loaded = 0, rows_quarantined = 0,
-               stage_seconds = '{}', details = '{}'""",
-        (window.run_id, window.logical_date, window.week_start, window.week_end),
-    )
-    conn.commit()
+    """Check the settings files, apply pending migrations and open a new attempt of the run.
+
+    A rerun of the same run id is a new attempt (``etl.runs.attempt`` + 1): what earlier
+    attempts did stays recorded."""
+    settings.check_all()
+    with writer(conn, window.run_id, "prepare"):
+        applied = apply_migrations(conn)
+        conn.execute(
+            """INSERT INTO etl.runs (run_id, attempt, logical_date, week_start, week_end)
+               SELECT %(run_id)s, coalesce(max(attempt), 0) + 1, %(logical_date)s, %(week_start)s, %(week_end)s
+               FROM etl.runs WHERE run_id = %(run_id)s""",
+            {"run_id": window.run_id, "logical_date": window.logical_date, "week_start": window.week_start,
+             "week_end": window.week_end},
+        )
+        conn.commit()
     return applied
+
+
+def heartbeat(conn: psycopg.Connection, run_id: str) -> None:
+    """A sign of life of the run's current attempt (see ``ingest`` for why it matters)."""
+    conn.execute(f"UPDATE etl.runs SET heartbeat_at = now() WHERE {_CURRENT}", {"run_id": run_id})
+    conn.commit()
+
+
+_CURRENT = "run_id = %(run_id)s AND attempt = (SELECT max(attempt) FROM etl.runs WHERE run_id = %(run_id)s)"
 
 
 def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | None = None) -> tuple[bool, list[str]]:
     """Whether every required dataset has a complete export for the week; else what is missing."""
-    cfg = settings.pipeline_config().get("exports", {})
-    required = cfg.get("required_datasets", ["ventes_lignes", "clients", "produits", "stock"])
+    cfg = settings.pipeline_config().exports
     raw_dir = raw_dir or settings.paths().raw_dir
     files = ingest_mod.discover(raw_dir, now=now)
     latest_ok = window.logical_date.astimezone(PARIS).date() + dt.timedelta(days=1)
     missing = []
-    for dataset in required:
+    for dataset in cfg.required_datasets:
         in_window = [f for f in files if f.dataset == dataset and window.week_start < f.export_date <= latest_ok]
         complete = [f for f in in_window if f.complete]
         if complete:
@@ -94,8 +113,7 @@ def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | 
 
 
 def wait_deadline(window: RunWindow) -> dt.datetime:
-    hours = float(settings.pipeline_config().get("exports", {}).get("max_wait_hours", 6))
-    return window.logical_date + dt.timedelta(hours=hours)
+    return window.logical_date + dt.timedelta(hours=settings.pipeline_config().exports.max_wait_hours)
 
 
 class ExportsMissing(RuntimeError):
@@ -119,12 +137,12 @@ def check_exports(window: RunWindow, now: dt.datetime | None = None) -> bool:
 
 
 def _record(conn: psycopg.Connection, run_id: str, stage: str, seconds: float, details: dict, **counters) -> None:
-    sets = ", ".join(f"{k} = %({k})s" for k in counters)
+    sets = "".join(f", {k} = %({k})s" for k in counters)
     conn.execute(
         f"""UPDATE etl.runs SET stage_seconds = stage_seconds || jsonb_build_object(%(stage)s::text, %(seconds)s::float8),
-                details = details || jsonb_build_object(%(stage)s::text, %(details)s::jsonb)
-                {', ' + sets if sets else ''}
-            WHERE run_id = %(run_id)s""",
+                details = details || jsonb_build_object(%(stage)s::text, %(details)s::jsonb),
+                heartbeat_at = now(){sets}
+            WHERE {_CURRENT}""",
         {"stage": stage, "seconds": round(seconds, 3), "details": json.dumps(details, default=str),
          "run_id": run_id, **counters},
     )
@@ -133,42 +151,50 @@ def _record(conn: psycopg.Connection, run_id: str, stage: str, seconds: float, d
 
 def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
     started = time.perf_counter()
-    report = ingest_mod.ingest(conn, run_id)
-    details = report.as_dict()
-    _record(conn, run_id, "ingest", time.perf_counter() - started, details,
-            files_seen=report.files_seen, files_new=report.files_new, files_duplicate=report.files_duplicate,
-            files_quarantined=report.files_quarantined, rows_read=report.rows_read)
+    with writer(conn, run_id, "ingest"):
+        heartbeat(conn, run_id)
+        report = ingest_mod.ingest(conn, run_id)
+        details = report.as_dict()
+        _record(conn, run_id, "ingest", time.perf_counter() - started, details,
+                files_seen=report.files_seen, files_new=report.files_new, files_duplicate=report.files_duplicate,
+                files_quarantined=report.files_quarantined, rows_read=report.rows_read)
     return details
 
 
 def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
+    """Validate the run's files. A file above the quality gate is rejected (recorded, not
+    loaded, never taken again); the other files go on — ``finish`` then fails the run naming
+    the rejected files, so someone looks at them."""
     started = time.perf_counter()
-    try:
+    with writer(conn, run_id, "validate"):
+        heartbeat(conn, run_id)
         summary = validate_mod.validate(conn, run_id)
-    except validate_mod.QualityGateError as exc:
-        _record(conn, run_id, "validate", time.perf_counter() - started, {"quality_gate": str(exc)})
-        raise
-    _record(conn, run_id, "validate", time.perf_counter() - started,
-            {"datasets": summary, "data_docs": str(settings.paths().data_docs_index)},
-            rows_quarantined=sum(s["quarantined"] for s in summary.values()))
+        _record(conn, run_id, "validate", time.perf_counter() - started,
+                {"datasets": summary["datasets"], "rejected_files": summary["rejected_files"],
+                 "data_docs": str(settings.paths().data_docs_index)},
+                rows_quarantined=sum(s["quarantined"] for s in summary["datasets"].values()))
     return summary
 
 
 def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     started = time.perf_counter()
-    report = load_mod.load(conn, run_id)
-    _record(conn, run_id, "load", time.perf_counter() - started, report,
-            rows_loaded=sum(r["rows_staged"] for r in report.values()))
+    with writer(conn, run_id, "load"):
+        heartbeat(conn, run_id)
+        report = load_mod.load(conn, run_id)
+        _record(conn, run_id, "load", time.perf_counter() - started, report,
+                rows_loaded=sum(r["rows_staged"] for r in report.values()))
     return report
 
 
 def _as_of_week_end(conn: psycopg.Connection, run_id: str, stage: str, compute) -> dict:
     """Run ``compute(conn, run_id, as_of)`` as of the Sunday that ends the run's week, so a
-    backfill reproduces that week, and record it under ``stage``."""
+    backfill reproduces that week's sales, and record it under ``stage``."""
     started = time.perf_counter()
-    week_end = conn.execute("SELECT week_end FROM etl.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
-    report = compute(conn, run_id, week_end)
-    _record(conn, run_id, stage, time.perf_counter() - started, report)
+    with writer(conn, run_id, stage):
+        heartbeat(conn, run_id)
+        week_end = conn.execute(f"SELECT week_end FROM etl.runs WHERE {_CURRENT}", {"run_id": run_id}).fetchone()[0]
+        report = compute(conn, run_id, week_end)
+        _record(conn, run_id, stage, time.perf_counter() - started, report)
     return report
 
 
@@ -185,28 +211,64 @@ def run_recommend(conn: psycopg.Connection, run_id: str) -> dict:
     return _as_of_week_end(conn, run_id, "recommend", recommend.recommend)
 
 
+def run_purge(conn: psycopg.Connection, run_id: str) -> dict:
+    """RGPD retention: personal data of rejected input, old Data Docs pages and work files."""
+    from winecrm.etl import retention
+
+    with writer(conn, run_id, "purge"):
+        report = retention.purge(conn)
+        _record(conn, run_id, "purge", 0.0, report)
+    return report
+
+
+class FilesRejected(RuntimeError):
+    """Files were rejected by the quality gate: the run's other files went through, but someone
+    must look at these. Not worth retrying."""
+
+
 def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -> dict:
-    """Close the run record (the counters were written by each stage as it finished)."""
+    """Close the run's current attempt (the counters were written by each stage as it finished).
+
+    Never takes the writer lock: failure callbacks call it and must not wait behind a load."""
     conn.rollback()
     conn.execute(
-        """UPDATE etl.runs SET status = %(status)s, finished_at = now(), error = %(error)s
-           WHERE run_id = %(run_id)s""",
+        f"""UPDATE etl.runs SET status = %(status)s, finished_at = now(), heartbeat_at = now(),
+                error = coalesce(%(error)s, error)
+            WHERE {_CURRENT}""",
         {"status": "failed" if error else "success", "error": error, "run_id": run_id},
     )
     conn.commit()
     return run_summary(conn, run_id)
 
 
+def finish_checked(conn: psycopg.Connection, run_id: str) -> dict:
+    """``finish`` for a run that reached its end: failed (with the files named) when the quality
+    gate rejected some of its files, else success."""
+    rejected = conn.execute(
+        """SELECT file_path, status_reason FROM etl.file_manifest
+           WHERE run_id = %s AND status = 'rejected' ORDER BY file_id""", (run_id,)).fetchall()
+    if not rejected:
+        return finish(conn, run_id)
+    message = ("Quality gate: " + " | ".join(reason or path for path, reason in rejected)
+               + " — the run's other files were loaded; the rejected files are kept out and will not be "
+                 "taken again. Their bad rows are in etl.quarantine (file, line, column, raw values) and in "
+                 "the Data Docs. Fix the export and drop the corrected file into RAW (new content = new file), "
+                 "or raise quality_gate.max_bad_row_share in include/config/pipeline.yaml if such rows are expected.")
+    finish(conn, run_id, error=message)
+    raise FilesRejected(message)
+
+
 def run_summary(conn: psycopg.Connection, run_id: str) -> dict:
     row = conn.execute(
-        """SELECT run_id, logical_date, week_start, week_end, status, files_seen, files_new, files_duplicate,
-                  files_quarantined, rows_read, rows_loaded, rows_quarantined, stage_seconds, details, error
-           FROM etl.runs WHERE run_id = %s""",
-        (run_id,),
+        f"""SELECT run_id, attempt, logical_date, week_start, week_end, status, files_seen, files_new,
+                   files_duplicate, files_quarantined, rows_read, rows_loaded, rows_quarantined, stage_seconds,
+                   details, error
+            FROM etl.runs WHERE {_CURRENT}""",
+        {"run_id": run_id},
     ).fetchone()
     if row is None:
         return {}
-    keys = ["run_id", "logical_date", "week_start", "week_end", "status", "files_seen", "files_new",
+    keys = ["run_id", "attempt", "logical_date", "week_start", "week_end", "status", "files_seen", "files_new",
             "files_duplicate", "files_quarantined", "rows_read", "rows_loaded", "rows_quarantined",
             "stage_seconds", "details", "error"]
     summary = dict(zip(keys, row))
@@ -221,15 +283,13 @@ def run_summary(conn: psycopg.Connection, run_id: str) -> dict:
 
 
 def run_all(conn: psycopg.Connection, window: RunWindow) -> dict:
-    """Every stage in order, without Airflow (benchmarks, CLI)."""
+    """Every stage in order, without Airflow (demo checks, benchmarks, CLI)."""
     prepare(conn, window)
     try:
-        run_ingest(conn, window.run_id)
-        run_validate(conn, window.run_id)
-        run_load(conn, window.run_id)
-        run_score(conn, window.run_id)
-        run_recommend(conn, window.run_id)
+        for stage in STAGES:
+            globals()[f"run_{stage}"](conn, window.run_id)
+        run_purge(conn, window.run_id)
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")
         raise
-    return finish(conn, window.run_id)
+    return finish_checked(conn, window.run_id)

@@ -16,9 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
-from winecrm.demo import sampledata
 from winecrm.core import settings
+from winecrm.demo import sampledata
 
 pytestmark = pytest.mark.airflow
 LOGICAL_DATE = "2026-11-16T05:00:00+00:00"
@@ -69,7 +68,7 @@ def dag_env(tmp_path_factory, module_warehouse, airflow_db, alerts):
     env.update({
         "CRM_DATABASE_URL": module_warehouse,
         "CRM_RAW_DIR": str(base / "raw"),
-        "CRM_WORK_DIR": str(base / "work"),
+        "CRM_WORK_URL": str(base / "work"),
         "CRM_DOCS_DIR": str(base / "quality"),
         "CRM_ALERT_WEBHOOK_URL": alerts[0],
         "PYTHONPATH": str(settings.PROJECT_ROOT / "plugins"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
-from tests.conftest import MONDAY_RUN
 from winecrm import pipeline
 from winecrm.demo import sampledata
+
+from tests.conftest import MONDAY_RUN
 
 
 @pytest.fixture
@@ -45,31 +45,43 @@ def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, 
     assert negative[0] > 0 and negative[1] < 0
     assert conn.execute("SELECT count(*) FROM etl.produits").fetchone()[0] == sample.products
     # the run record holds what happened
-    assert set(summary["stage_seconds"]) == {"ingest", "validate", "load", "score", "recommend"}
+    assert set(summary["stage_seconds"]) == {"ingest", "validate", "load", "score", "recommend", "purge"}
     assert summary["details"]["validate"]["datasets"]["ventes_lignes"]["quarantined"] == 8
 
 
-def test_rerunning_the_same_logical_date_changes_nothing(conn, sample):
+def test_rerunning_the_same_logical_date_changes_nothing_and_keeps_each_attempt(conn, sample):
     window = pipeline.week_window("run_1", MONDAY_RUN)
-    pipeline.run_all(conn, window)
+    first = pipeline.run_all(conn, window)
     before = _warehouse_state(conn)
     again = pipeline.run_all(conn, window)
     assert _warehouse_state(conn) == before
     assert (again["files_new"], again["rows_read"], again["rows_loaded"]) == (0, 0, 0)
-    assert conn.execute("SELECT count(*) FROM etl.runs").fetchone()[0] == 1
+    # the rerun is a second attempt: the first one still says what it did
+    attempts = conn.execute("SELECT attempt, status, files_new, rows_read, rows_loaded, details ? 'load' "
+                            "FROM etl.runs WHERE run_id = 'run_1' ORDER BY attempt").fetchall()
+    assert attempts == [(1, "success", first["files_new"], first["rows_read"], first["rows_loaded"], True),
+                        (2, "success", 0, 0, 0, True)]
+    assert first["rows_read"] > 0 and again["attempt"] == 2
 
 
-def test_a_crash_between_stages_is_finished_by_the_next_run(conn, sample):
+def test_a_live_run_keeps_its_files_a_dead_one_hands_them_over(conn, sample):
     window = pipeline.week_window("run_1", MONDAY_RUN)
     pipeline.prepare(conn, window)
     pipeline.run_ingest(conn, "run_1")
-    pipeline.run_validate(conn, "run_1")  # ...and the worker dies before load
-    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN + dt.timedelta(days=7)))
-    fresh = _warehouse_state(conn)
+    pipeline.run_validate(conn, "run_1")  # ...and run_1 is still at work (or its worker died)
+    other = pipeline.week_window("run_2", MONDAY_RUN + dt.timedelta(days=7))
+    pipeline.prepare(conn, other)
+    report = pipeline.run_ingest(conn, "run_2")
+    assert report["files_new"] == 0 and len(report["files_owned_elsewhere"]) == len(sample.files)
+    assert all("being processed by run run_1" in line for line in report["files_owned_elsewhere"])
+    assert {r for (r,) in conn.execute("SELECT DISTINCT run_id FROM etl.file_manifest")} == {"run_1"}
+    # run_1 silent for longer than timeouts.run_hours: dead (Airflow has failed it by then)
+    conn.execute("UPDATE etl.runs SET heartbeat_at = now() - interval '21 hours' WHERE run_id = 'run_1'")
+    conn.commit()
+    summary = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN + dt.timedelta(days=7)))
     assert summary["rows_loaded"] > 0
-    statuses = {s for (s,) in conn.execute("SELECT DISTINCT status FROM etl.file_manifest")}
-    assert statuses == {"loaded"}
-    assert fresh["quarantine"] == len(sample.bad_rows)
+    assert {s for (s,) in conn.execute("SELECT DISTINCT status FROM etl.file_manifest")} == {"loaded"}
+    assert _warehouse_state(conn)["quarantine"] == len(sample.bad_rows)
 
 
 def test_week_window_is_the_monday_to_sunday_before_the_logical_date():
@@ -82,7 +94,7 @@ def test_week_window_is_the_monday_to_sunday_before_the_logical_date():
 
 
 def test_sensor_waits_then_fails_naming_what_is_missing(crm_dirs, monkeypatch):
-    from tests.conftest import write_export, sales_line
+    from tests.conftest import sales_line, write_export
 
     window = pipeline.week_window("r", MONDAY_RUN)
     write_export(crm_dirs["raw"], "ventes_lignes", "ventes_lignes_2026-11-16.csv", [sales_line()])

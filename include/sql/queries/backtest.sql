@@ -8,7 +8,7 @@
 CREATE TEMP TABLE bt_targets AS
 WITH future_buyers AS (
     SELECT DISTINCT client_code FROM etl.ventes_lignes
-    WHERE document_type <> 'AVOIR' AND date_livraison > %(cutoff)s AND date_livraison <= %(horizon_end)s
+    WHERE document_type = ANY(%(sale_types)s) AND date_livraison > %(cutoff)s AND date_livraison <= %(horizon_end)s
 )
 SELECT r.client_code, r.segment, r.rfm_score::float8 AS rfm_score, l.score::float8 AS lead_score,
        l.raw_score::float8 AS lead_raw_score,
@@ -32,7 +32,7 @@ SELECT v.article, coalesce(max(p.produit), v.article) AS produit, max(p.famille_
        count(DISTINCT v.client_code) AS buyers
 FROM etl.ventes_lignes v
 LEFT JOIN etl.produits p ON p.article = v.article
-WHERE v.document_type <> 'AVOIR' AND v.date_livraison > %(cutoff)s::date - %(availability_days)s
+WHERE v.document_type = ANY(%(sale_types)s) AND v.date_livraison > %(cutoff)s::date - %(availability_days)s
   AND v.date_livraison <= %(cutoff)s
 GROUP BY v.article;
 
@@ -41,7 +41,7 @@ GROUP BY v.article;
 CREATE TEMP TABLE bt_history AS
 SELECT v.client_code, v.article, count(DISTINCT v.document_no) AS orders, max(v.date_livraison) AS last_bought
 FROM etl.ventes_lignes v
-WHERE v.document_type <> 'AVOIR' AND v.date_livraison <= %(cutoff)s
+WHERE v.document_type = ANY(%(sale_types)s) AND v.date_livraison <= %(cutoff)s
 GROUP BY v.client_code, v.article;
 
 -- step: index_history
@@ -60,7 +60,7 @@ FROM etl.ventes_lignes v
 JOIN bt_targets t ON t.client_code = v.client_code
 JOIN bt_items i ON i.article = v.article
 LEFT JOIN bt_history h ON h.client_code = v.client_code AND h.article = v.article
-WHERE v.document_type <> 'AVOIR' AND v.date_livraison > %(cutoff)s AND v.date_livraison <= %(horizon_end)s;
+WHERE v.document_type = ANY(%(sale_types)s) AND v.date_livraison > %(cutoff)s AND v.date_livraison <= %(horizon_end)s;
 
 -- step: evaluated
 -- The customers each task is judged on: those with at least one relevant article.

@@ -24,5 +24,8 @@ ON CONFLICT (article) DO UPDATE SET
     source_row = EXCLUDED.source_row,
     loaded_run = EXCLUDED.loaded_run,
     updated_at = now()
-WHERE (SELECT export_date FROM etl.file_manifest WHERE file_id = p.file_id)
-      <= (SELECT export_date FROM etl.file_manifest WHERE file_id = EXCLUDED.file_id);
+-- Never let an older export overwrite a newer one; between two exports of the same date the
+-- later-registered file wins, so the result does not depend on the order runs load them in.
+WHERE EXISTS (SELECT 1 FROM etl.file_manifest old_m, etl.file_manifest new_m
+              WHERE old_m.file_id = p.file_id AND new_m.file_id = EXCLUDED.file_id
+                AND (old_m.export_date, old_m.file_id) <= (new_m.export_date, new_m.file_id));

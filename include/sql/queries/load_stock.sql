@@ -16,4 +16,4 @@ ON CONFLICT (article, millesime, entrepot) DO UPDATE SET
     source_row = EXCLUDED.source_row,
     loaded_run = EXCLUDED.loaded_run,
     updated_at = now()
-WHERE s.snapshot_date <= EXCLUDED.snapshot_date;
+WHERE (s.snapshot_date, s.file_id) <= (EXCLUDED.snapshot_date, EXCLUDED.file_id);

@@ -4,15 +4,14 @@
 -- themselves are then COPYed straight into etl.ventes_lignes (see winecrm/load.py).
 
 -- step: latest_delivery_in_run
--- The same document in several files of this run: the latest file (highest file_id) wins.
+-- The same document in several files of this run: the newest export wins (export date, then the
+-- later-registered file), the same order skip_older_exports applies across runs, so the
+-- warehouse ends the same whichever run loads which file first.
 CREATE TEMP TABLE accepted_documents ON COMMIT DROP AS
-SELECT s.document_type, s.document_no, s.file_id, m.export_date
-FROM (
-    SELECT document_type, document_no, max(file_id) AS file_id
-    FROM stg_documents
-    GROUP BY document_type, document_no
-) s
-JOIN etl.file_manifest m ON m.file_id = s.file_id;
+SELECT DISTINCT ON (s.document_type, s.document_no) s.document_type, s.document_no, s.file_id, m.export_date
+FROM stg_documents s
+JOIN etl.file_manifest m ON m.file_id = s.file_id
+ORDER BY s.document_type, s.document_no, m.export_date DESC, s.file_id DESC;
 
 -- step: skip_older_exports
 -- Never let an older export overwrite a document already loaded from a newer one.
@@ -23,7 +22,7 @@ WHERE EXISTS (
     JOIN etl.file_manifest m ON m.file_id = v.file_id
     WHERE v.document_type = a.document_type
       AND v.document_no = a.document_no
-      AND m.export_date > a.export_date);
+      AND (m.export_date, m.file_id) > (a.export_date, a.file_id));
 
 -- step: replace_documents
 DELETE FROM etl.ventes_lignes v

@@ -35,7 +35,7 @@ CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
 WITH buyers AS (
     SELECT article, count(DISTINCT client_code) AS buyers
     FROM etl.ventes_lignes
-    WHERE document_type <> 'AVOIR' AND date_livraison > %(as_of)s::date - 365 AND date_livraison <= %(as_of)s
+    WHERE document_type = ANY(%(sale_types)s) AND date_livraison > %(as_of)s::date - 365 AND date_livraison <= %(as_of)s
     GROUP BY article
 )
 SELECT s.article, coalesce(p.produit, s.article) AS produit, p.famille_crm, coalesce(b.buyers, 0) AS buyers
@@ -66,7 +66,7 @@ FROM (
                * greatest(coalesce(min(c.typical_days_between_orders), 365), 7)::float8 AS half_life_days
     FROM etl.ventes_lignes v
     JOIN rec_customers c ON c.client_code = v.client_code AND c.excluded_because IS NULL
-    WHERE v.date_livraison <= %(as_of)s AND v.document_type <> 'AVOIR'
+    WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
     GROUP BY v.client_code, v.article, v.document_no
 ) o
 GROUP BY o.client_code, o.article;

@@ -24,12 +24,14 @@ WITH lines AS (
                ELSE 1 END AS bottles
     FROM etl.ventes_lignes v
     LEFT JOIN etl.produits p ON p.article = v.article
-    WHERE v.date_livraison <= %(as_of)s
+    -- only sales and credit notes count (pipeline.yaml, revenue): a delivery note (BL) and the
+    -- invoice of the same sale must not both add to revenue and orders
+    WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(counted_types)s)
 ),
 orders AS (
     SELECT client_code, document_no, min(date_livraison) AS order_date
     FROM lines
-    WHERE document_type <> 'AVOIR'
+    WHERE document_type = ANY(%(sale_types)s)
     GROUP BY client_code, document_no
 ),
 order_gaps AS (
@@ -43,8 +45,8 @@ order_gaps AS (
 ),
 totals AS (
     SELECT l.client_code,
-           min(l.date_livraison) FILTER (WHERE l.document_type <> 'AVOIR') AS first_purchase,
-           max(l.date_livraison) FILTER (WHERE l.document_type <> 'AVOIR') AS last_purchase,
+           min(l.date_livraison) FILTER (WHERE l.document_type = ANY(%(sale_types)s)) AS first_purchase,
+           max(l.date_livraison) FILTER (WHERE l.document_type = ANY(%(sale_types)s)) AS last_purchase,
            sum(l.bottles) AS bottles,
            sum(l.mt_ht) AS revenue_ht,
            count(DISTINCT l.famille_crm) AS families_bought
@@ -160,7 +162,7 @@ WITH purchases AS (
     SELECT DISTINCT v.client_code, v.article, p.famille_crm, p.cepage
     FROM etl.ventes_lignes v
     LEFT JOIN etl.produits p ON p.article = v.article
-    WHERE v.date_livraison <= %(as_of)s AND v.document_type <> 'AVOIR'
+    WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
 ),
 bought AS (
     SELECT DISTINCT client_code, 'article' AS level, article AS item FROM purchases

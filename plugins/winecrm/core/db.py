@@ -1,15 +1,21 @@
-"""Warehouse connections: an explicit URL, ``CRM_DATABASE_URL``, or an embedded PostgreSQL.
+"""Warehouse connections, the single-writer lock, and the embedded PostgreSQL for demo and tests.
 
-The Airflow connection ``crm_warehouse`` is resolved in ``winecrm.airflow.glue`` and passed in as
-an explicit URL, so this module stays usable without Airflow.
+Where the warehouse is: an explicit URL (the Airflow connection ``crm_warehouse``, resolved in
+``winecrm.airflow``), else ``CRM_DATABASE_URL``. The embedded server (PyPI ``pgserver``) starts
+only where it is asked for — ``CRM_ALLOW_EMBEDDED_DB=1``, set by the demo, the tests and
+``make airflow`` — so a deployed worker with a missing connection fails loudly instead of
+writing customer data into a throw-away database of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -18,8 +24,18 @@ from winecrm.core import settings
 log = logging.getLogger(__name__)
 
 EMBEDDED_DB_NAME = "winecrm"
+ALLOW_EMBEDDED_ENV = "CRM_ALLOW_EMBEDDED_DB"
+WRITER_LOCK_KEY = 7_734_222  # arbitrary, constant: "winecrm warehouse writer"
 _embedded_lock = threading.Lock()
 _embedded_server = None  # kept referenced so pgserver does not stop it while we run
+
+
+class WarehouseNotConfigured(RuntimeError):
+    """No warehouse to connect to: the message says what to set."""
+
+
+def embedded_allowed() -> bool:
+    return os.environ.get(ALLOW_EMBEDDED_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def embedded_server_url(data_dir: Path | None = None, db_name: str = EMBEDDED_DB_NAME) -> str:
@@ -59,25 +75,103 @@ def ensure_database(admin_url: str, db_name: str) -> None:
 
 
 def database_url(explicit: str | None = None) -> str:
-    """Where the warehouse is: explicit URL > ``CRM_DATABASE_URL`` > embedded PostgreSQL."""
+    """Where the warehouse is: explicit URL > ``CRM_DATABASE_URL`` > embedded (only if allowed)."""
     if explicit:
         return explicit
     env_url = os.environ.get("CRM_DATABASE_URL")
     if env_url:
         return env_url
-    return embedded_server_url()
+    if embedded_allowed():
+        return embedded_server_url()
+    raise WarehouseNotConfigured(
+        "No warehouse database configured. Set the Airflow connection 'crm_warehouse' (e.g. "
+        "AIRFLOW_CONN_CRM_WAREHOUSE='postgresql://winecrm:PASSWORD@db-host:5432/winecrm') or "
+        "CRM_DATABASE_URL; for a local try-out only, CRM_ALLOW_EMBEDDED_DB=1 starts an embedded "
+        "PostgreSQL (make demo, make test and make airflow set it).")
 
 
-def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
-    return psycopg.connect(database_url(url), autocommit=autocommit, application_name="winecrm")
+def session_settings() -> dict[str, str]:
+    """statement_timeout / lock_timeout from pipeline.yaml (warehouse.*), as PostgreSQL settings."""
+    cfg = settings.pipeline_config().warehouse
+    return {"statement_timeout": f"{int(cfg.statement_timeout_minutes * 60_000)}ms",
+            "lock_timeout": f"{int(cfg.lock_timeout_minutes * 60_000)}ms"}
+
+
+def connect(url: str | None = None, *, autocommit: bool = False, application_name: str = "winecrm",
+            timeouts: bool = True) -> psycopg.Connection:
+    """A connection with the deployment's timeouts applied (anything in the URL — sslmode,
+    connect_timeout, options... — is kept as given)."""
+    conn = psycopg.connect(database_url(url), autocommit=autocommit, application_name=application_name[:63])
+    if timeouts:
+        for name, value in session_settings().items():
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        if not autocommit:
+            conn.commit()
+    return conn
 
 
 def redact(url: str) -> str:
     """A URL fit for logs: the password replaced by ***."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+# --------------------------------------------------------------------------------------------
+# one writer per warehouse
+
+
+class WarehouseBusy(RuntimeError):
+    """Another writer held the warehouse for longer than warehouse.writer_wait_minutes."""
+
+
+def writer_holders(conn: psycopg.Connection) -> list[str]:
+    """Who holds the writer lock now: application name (``winecrm:<run>:<stage>``), pid, since."""
+    rows = conn.execute(
+        """SELECT a.application_name, a.pid, a.backend_start
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+        (WRITER_LOCK_KEY,)).fetchall()
+    return [f"{name or '?'} (pid {pid}, connected {since:%d/%m/%Y %H:%M:%S %Z})" for name, pid, since in rows]
+
+
+@contextlib.contextmanager
+def warehouse_writer(conn: psycopg.Connection, holder: str, *, wait_seconds: float | None = None,
+                     poll_seconds: float = 2.0):
+    """Hold the warehouse's writer lock (a session-level advisory lock) for the block.
+
+    Every stage that writes the warehouse takes it, whatever started the work (DAG run,
+    backfill, demo, CLI): concurrent writers wait their turn instead of interleaving inside a
+    load. The lock goes with the connection, so a killed worker never leaves it behind.
+    """
+    if wait_seconds is None:
+        wait_seconds = settings.pipeline_config().warehouse.writer_wait_minutes * 60
+    conn.execute("SELECT set_config('application_name', %s, false)", (f"winecrm:{holder}"[:63],))
+    conn.commit()
+    deadline = time.monotonic() + wait_seconds
+    told = 0.0
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK_KEY,)).fetchone()[0]:
+        conn.commit()
+        holders = writer_holders(conn)
+        if time.monotonic() >= deadline:
+            raise WarehouseBusy(
+                f"The warehouse has another writer since more than {wait_seconds / 60:.0f} min "
+                f"(warehouse.writer_wait_minutes): {'; '.join(holders) or 'unknown'}. Only one run, "
+                "backfill or CLI command writes at a time; retry when it has finished.")
+        if time.monotonic() - told >= 60:
+            log.info("Waiting for the warehouse: another writer is at work: %s", "; ".join(holders) or "?")
+            told = time.monotonic()
+        time.sleep(poll_seconds)
+    conn.commit()
+    try:
+        yield conn
+    finally:
+        try:
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK_KEY,))
+            conn.commit()
+        except psycopg.Error:  # connection gone: the server released the lock with it
+            pass

@@ -1,24 +1,33 @@
-"""Runtime settings: environment variables first, then the YAML pipeline config.
+"""Runtime settings: environment variables first, then the YAML files, read through one validated model.
 
 Everything a deployment tunes lives either in the environment (paths, URLs, secrets) or in
-``include/config/pipeline.yaml`` (thresholds and business rules). Nothing is read at import time.
+``include/config/pipeline.yaml`` and ``include/config/scoring.yaml`` (thresholds and business
+rules). Each YAML file is validated as a whole by a pydantic model: a typo in a key or a value
+of the wrong kind fails at once (``prepare_run`` loads both) with the file, the key and the
+reason — never later as a ``KeyError`` in the middle of a load. Nothing is read at import time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-INCLUDE_DIR = PROJECT_ROOT / "include"
+INCLUDE_DIR = Path(os.environ.get("CRM_INCLUDE_DIR") or PROJECT_ROOT / "include")
 SQL_DIR = INCLUDE_DIR / "sql"
 CONFIG_DIR = INCLUDE_DIR / "config"
 TEMPLATES_DIR = INCLUDE_DIR / "templates"
+
+
+class ConfigError(ValueError):
+    """A settings file is invalid: the message names the file, the key and the reason."""
 
 
 def _path_from_env(name: str, default: Path) -> Path:
@@ -28,40 +37,287 @@ def _path_from_env(name: str, default: Path) -> Path:
 
 @dataclass(frozen=True)
 class Paths:
-    data_dir: Path  # local runtime state (embedded PostgreSQL, work files, Data Docs)
+    data_dir: Path  # local runtime state (embedded PostgreSQL, Data Docs)
     raw_dir: Path  # root of the RAW exports: <raw_dir>/isavigne/<dataset>/...
-    work_dir: Path  # per-run intermediate files
+    work_url: str  # per-run intermediate files: a local path or a storage URL (s3://..., gs://...)
     docs_dir: Path  # Great Expectations project (Data Docs live under it)
 
     @property
+    def data_docs_site(self) -> Path:
+        return self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+    @property
     def data_docs_index(self) -> Path:
-        return self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        return self.data_docs_site / "index.html"
 
 
 def paths() -> Paths:
     data_dir = _path_from_env("CRM_DATA_DIR", PROJECT_ROOT / ".crm")
+    work_url = os.environ.get("CRM_WORK_URL") or str(data_dir / "work")
     return Paths(
         data_dir=data_dir,
         raw_dir=_path_from_env("CRM_RAW_DIR", data_dir / "raw"),
-        work_dir=_path_from_env("CRM_WORK_DIR", data_dir / "work"),
+        work_url=work_url,
         docs_dir=_path_from_env("CRM_DOCS_DIR", data_dir / "quality"),
     )
 
 
-@lru_cache(maxsize=4)
-def _load_yaml(path: str) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------
+# pipeline.yaml
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleConfig(_Section):
+    timezone: str = "Europe/Paris"
+
+
+class ExportsConfig(_Section):
+    required_datasets: list[Literal["ventes_lignes", "clients", "produits", "stock"]] = Field(
+        default_factory=lambda: ["ventes_lignes", "clients", "produits", "stock"], min_length=1)
+    max_wait_hours: float = Field(6, gt=0)
+    poke_interval_seconds: int = Field(300, ge=10)
+
+
+class FilesConfig(_Section):
+    settle_seconds: float = Field(120, ge=0)
+    chunk_rows: int = Field(250_000, ge=1)
+    # XLSX is a zip of XML: refuse workbooks that would expand beyond these (zip bombs).
+    max_xlsx_uncompressed_mb: float = Field(1_000, gt=0)
+    max_xlsx_compression_ratio: float = Field(200, gt=1)
+
+
+class ValidationConfig(_Section):
+    document_types: list[str] = Field(default_factory=lambda: ["VENTE", "FACTURE", "BL", "AVOIR"], min_length=1)
+    max_qty_line: float = Field(5000, gt=0)
+    max_unit_price_ht: float = Field(5000, gt=0)
+    max_line_amount_ht: float = Field(250_000, gt=0)
+    min_sale_date: dt.date = dt.date(2000, 1, 1)
+    max_days_after_export: int = Field(7, ge=0)
+    max_stock_quantity: float = Field(10_000_000, gt=0)
+
+    @field_validator("document_types")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.strip().upper() for v in value]
+
+
+class RevenueConfig(_Section):
+    # Which sales document types are sales (revenue, orders) and which reduce them. A delivery note
+    # (BL) and its invoice (FACTURE) describe the same sale: counting both doubles revenue.
+    sale_document_types: list[str] = Field(default_factory=lambda: ["VENTE", "FACTURE"], min_length=1)
+    credit_note_types: list[str] = Field(default_factory=lambda: ["AVOIR"])
+
+    @field_validator("sale_document_types", "credit_note_types")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.strip().upper() for v in value]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "RevenueConfig":
+        both = set(self.sale_document_types) & set(self.credit_note_types)
+        if both:
+            raise ValueError(f"document types both sale and credit note: {', '.join(sorted(both))}")
+        return self
+
+
+class QualityGateConfig(_Section):
+    max_bad_row_share: float = Field(0.05, ge=0, le=1)
+    per_dataset: dict[Literal["ventes_lignes", "clients", "produits", "stock"], float] = Field(default_factory=dict)
+
+    def limit(self, dataset: str) -> float:
+        return float(self.per_dataset.get(dataset, self.max_bad_row_share))
+
+
+class WarehouseConfig(_Section):
+    # One writer at a time: how long a second writer waits for the first before failing.
+    writer_wait_minutes: float = Field(60, ge=0)
+    # Per statement / per lock wait, so a hung COPY or a blocked table fails loudly instead of
+    # blocking every later Monday. 0 disables.
+    statement_timeout_minutes: float = Field(30, ge=0)
+    lock_timeout_minutes: float = Field(5, ge=0)
+
+
+class TimeoutsConfig(_Section):
+    task_minutes: float = Field(60, gt=0)  # execution_timeout of each task (the sensor has its own)
+    run_hours: float = Field(20, gt=0)  # dagrun_timeout: the whole run, sensor wait included
+
+
+class RetentionConfig(_Section):
+    # RGPD: raw values of rejected rows (names, e-mail addresses) and the Data Docs pages that
+    # show them are kept this long, then purged by the weekly run.
+    quarantine_raw_values_days: int = Field(90, ge=1)
+    data_docs_days: int = Field(90, ge=1)
+    work_files_days: int = Field(14, ge=1)
+
+
+class AlertsConfig(_Section):
+    email: str = ""
+    webhook_url: str = ""
+
+
+class PipelineConfig(_Section):
+    schedule: ScheduleConfig = ScheduleConfig()
+    exports: ExportsConfig = ExportsConfig()
+    files: FilesConfig = FilesConfig()
+    validation: ValidationConfig = ValidationConfig()
+    revenue: RevenueConfig = RevenueConfig()
+    quality_gate: QualityGateConfig = QualityGateConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    @model_validator(mode="after")
+    def _revenue_types_are_accepted(self) -> "PipelineConfig":
+        unknown = set(self.revenue.sale_document_types + self.revenue.credit_note_types) \
+            - set(self.validation.document_types)
+        if unknown:
+            raise ValueError(f"revenue: {', '.join(sorted(unknown))} not in validation.document_types")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# scoring.yaml
+
+
+class RfmFixed(_Section):
+    recency_days: tuple[int, int, int] = (30, 90, 180)
+    orders: tuple[int, int, int] = (2, 4, 8)
+    revenue_ht: tuple[float, float, float] = (150, 400, 1000)
+
+
+class RfmConfig(_Section):
+    method: Literal["quartiles", "fixed"] = "quartiles"
+    fixed: RfmFixed = RfmFixed()
+
+
+class SegmentsConfig(_Section):
+    churn_after_days: int = Field(180, gt=0)
+    vip_min: float = Field(3.5, ge=1, le=4)
+    standard_min: float = Field(1.5, ge=1, le=4)
+
+
+class LeadScoreConfig(_Section):
+    base: int = 50
+    per_rfm_point: float = 10
+    rfm_cap: float = 40
+    per_engagement_event: float = 2
+    engagement_cap: float = 20
+    per_purchase: float = 5
+    purchase_cap: float = 25
+
+
+class AffinityConfig(_Section):
+    min_pair_customers: int = Field(2, ge=1)
+
+
+Scenario = Literal["cross_sell", "rebuy", "winback"]
+
+
+class RecommendationsConfig(_Section):
+    scenario_by_segment: dict[Literal["VIP", "Standard", "At Risk", "Churn"], Scenario] = Field(
+        default_factory=lambda: {"VIP": "cross_sell", "Standard": "cross_sell", "At Risk": "rebuy",
+                                 "Churn": "winback"})
+    max_products: int = Field(3, ge=1, le=10)
+    silence_days: int = Field(135, ge=0)
+    recent_purchase_days: int = Field(60, ge=0)
+    winback_min_revenue_ht: float = Field(100, ge=0)
+    winback_offer_code: str = "REVIENS15"
+    winback_discount_pct: int = Field(15, ge=0, le=100)
+    control_share: float = Field(0.10, ge=0, lt=1)
+    neighbours_per_article: int = Field(20, ge=1)
+    cross_sell_similarity: Literal["cosine", "jaccard", "confidence"] = "confidence"
+    taste_weight: float = Field(0.5, ge=0, le=1)
+    recency_half_life_cycles: float = Field(3, gt=0)
+    recency_floor: float = Field(0.3, ge=0, le=1)
+    rebuy_due_boost: float = Field(0, ge=0)
+
+    def scenario(self, segment: str) -> str:
+        defaults = RecommendationsConfig.model_fields["scenario_by_segment"].default_factory()
+        return {**defaults, **self.scenario_by_segment}[segment]
+
+
+class ScoringConfig(_Section):
+    rfm: RfmConfig = RfmConfig()
+    segments: SegmentsConfig = SegmentsConfig()
+    lead_score: LeadScoreConfig = LeadScoreConfig()
+    affinity: AffinityConfig = AffinityConfig()
+    recommendations: RecommendationsConfig = RecommendationsConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def _describe(error: ValidationError, path: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{key}: {item['msg']}{shown}")
+    return f"{path}: " + "; ".join(lines)
+
+
+def parse_config(model: type[BaseModel], raw: dict | None, path: str):
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+@lru_cache(maxsize=8)
+def _load(model_name: str, path: str, mtime: float):
+    with open(path, encoding="utf-8") as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return parse_config({"pipeline": PipelineConfig, "scoring": ScoringConfig}[model_name], raw, path)
+
+
+def pipeline_config_path() -> str:
+    return os.environ.get("CRM_PIPELINE_CONFIG", str(CONFIG_DIR / "pipeline.yaml"))
+
+
+def scoring_config_path() -> str:
+    return os.environ.get("CRM_SCORING_CONFIG", str(CONFIG_DIR / "scoring.yaml"))
+
+
+def raw_yaml(path: str) -> dict:
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh) or {}
 
 
-def pipeline_config() -> dict[str, Any]:
-    """The pipeline YAML (``CRM_PIPELINE_CONFIG`` overrides its location)."""
-    path = os.environ.get("CRM_PIPELINE_CONFIG", str(CONFIG_DIR / "pipeline.yaml"))
-    return _load_yaml(path)
+def pipeline_config() -> PipelineConfig:
+    """The validated pipeline YAML (``CRM_PIPELINE_CONFIG`` overrides its location)."""
+    path = pipeline_config_path()
+    return _load("pipeline", path, os.path.getmtime(path))
 
 
-def scoring_config() -> dict[str, Any]:
-    """The scoring / recommendation YAML (``CRM_SCORING_CONFIG`` overrides its location)."""
-    path = os.environ.get("CRM_SCORING_CONFIG", str(CONFIG_DIR / "scoring.yaml"))
-    return _load_yaml(path)
+def scoring_config() -> ScoringConfig:
+    """The validated scoring / recommendation YAML (``CRM_SCORING_CONFIG`` overrides its location)."""
+    path = scoring_config_path()
+    return _load("scoring", path, os.path.getmtime(path))
 
+
+def scoring_from(cfg: "ScoringConfig | dict | None") -> ScoringConfig:
+    """The scoring settings to use: the file's when None, else the given model or mapping
+    (a mapping is validated like the file, e.g. the backtest's --set variants, tests)."""
+    if cfg is None:
+        return scoring_config()
+    if isinstance(cfg, ScoringConfig):
+        return cfg
+    return parse_config(ScoringConfig, cfg, "scoring.yaml")
+
+
+def check_all() -> None:
+    """Validate every settings file now (``prepare_run`` calls it, so a bad file fails the run
+    in its first task, naming the key, instead of halfway through)."""
+    pipeline_config()
+    scoring_config()

@@ -10,49 +10,30 @@ import time
 import psycopg
 
 from winecrm.core.queries import named_steps, run_steps
-from winecrm.crm.scoring import scoring_config
+from winecrm.core import settings
+from winecrm.core.settings import ScoringConfig
+from winecrm.crm.scoring import revenue_parameters
 
 SCENARIOS = ("cross_sell", "rebuy", "winback")
-SIMILARITIES = ("cosine", "jaccard", "confidence")
 
 
-def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
-    rec = (cfg or scoring_config()).get("recommendations", {})
-    by_segment = {"VIP": "cross_sell", "Standard": "cross_sell", "At Risk": "rebuy", "Churn": "winback",
-                  **rec.get("scenario_by_segment", {})}
-    for segment, scenario in by_segment.items():
-        if scenario not in SCENARIOS:
-            raise ValueError(f"include/config/scoring.yaml: recommendations.scenario_by_segment.{segment} "
-                             f"must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
-    similarity = rec.get("cross_sell_similarity", "confidence")
-    if similarity not in SIMILARITIES:
-        raise ValueError(f"include/config/scoring.yaml: recommendations.cross_sell_similarity must be one of "
-                         f"{', '.join(SIMILARITIES)}, not {similarity!r}")
-    taste_weight = float(rec.get("taste_weight", 0.5))
-    if not 0 <= taste_weight <= 1:
-        raise ValueError("include/config/scoring.yaml: recommendations.taste_weight must be in [0, 1]")
-    half_life_cycles = float(rec.get("recency_half_life_cycles", 3))
-    floor = float(rec.get("recency_floor", 0.3))
-    if half_life_cycles <= 0 or not 0 <= floor <= 1:
-        raise ValueError("include/config/scoring.yaml: recommendations.recency_half_life_cycles must be > 0 "
-                         "and recency_floor in [0, 1]")
-    share = float(rec.get("control_share", 0.10))
-    if not 0 <= share < 1:
-        raise ValueError("include/config/scoring.yaml: recommendations.control_share must be in [0, 1)")
+def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = None) -> dict:
+    rec = settings.scoring_from(cfg).recommendations
     return {
         "as_of": as_of, "run_id": run_id,
-        "scenario_vip": by_segment["VIP"], "scenario_standard": by_segment["Standard"],
-        "scenario_at_risk": by_segment["At Risk"], "scenario_churn": by_segment["Churn"],
-        "max_products": int(rec.get("max_products", 3)), "silence_days": int(rec.get("silence_days", 135)),
-        "recent_purchase_days": int(rec.get("recent_purchase_days", 60)),
-        "winback_min_revenue": float(rec.get("winback_min_revenue_ht", 100)),
-        "winback_offer_code": str(rec.get("winback_offer_code", "REVIENS15")),
-        "winback_discount_pct": int(rec.get("winback_discount_pct", 15)),
-        "control_share": share,
-        "neighbours_per_article": int(rec.get("neighbours_per_article", 20)),
-        "recency_half_life_cycles": half_life_cycles, "recency_floor": floor,
-        "due_boost": float(rec.get("rebuy_due_boost", 0)),
-        "similarity": similarity, "taste_weight": taste_weight,
+        "scenario_vip": rec.scenario("VIP"), "scenario_standard": rec.scenario("Standard"),
+        "scenario_at_risk": rec.scenario("At Risk"), "scenario_churn": rec.scenario("Churn"),
+        "max_products": rec.max_products, "silence_days": rec.silence_days,
+        "recent_purchase_days": rec.recent_purchase_days,
+        "winback_min_revenue": rec.winback_min_revenue_ht,
+        "winback_offer_code": rec.winback_offer_code,
+        "winback_discount_pct": rec.winback_discount_pct,
+        "control_share": rec.control_share,
+        "neighbours_per_article": rec.neighbours_per_article,
+        "recency_half_life_cycles": rec.recency_half_life_cycles, "recency_floor": rec.recency_floor,
+        "due_boost": rec.rebuy_due_boost,
+        "similarity": rec.cross_sell_similarity, "taste_weight": rec.taste_weight,
+        **revenue_parameters(),
     }
 
 
@@ -64,7 +45,7 @@ def ranking_steps() -> list[tuple[str, str]]:
     return steps[labels.index("history"):labels.index("candidates") + 1]
 
 
-def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | None = None) -> dict:
+def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None) -> dict:
     started = time.perf_counter()
     params = parameters(as_of, run_id, cfg)
     done = run_steps(conn, named_steps("recommend"), params)

@@ -15,41 +15,40 @@ import psycopg
 
 from winecrm.core import settings
 from winecrm.core.queries import named_steps, run_steps
+from winecrm.core.settings import ScoringConfig
 
 log = logging.getLogger(__name__)
 
 
-def scoring_config() -> dict:
+def scoring_config() -> ScoringConfig:
     return settings.scoring_config()
 
 
-def parameters(as_of: dt.date, run_id: str, cfg: dict | None = None) -> dict:
-    cfg = cfg or scoring_config()
-    rfm, seg, lead = cfg.get("rfm", {}), cfg.get("segments", {}), cfg.get("lead_score", {})
-    affinity = cfg.get("affinity", {})
-    fixed = rfm.get("fixed", {})
-    r_days = fixed.get("recency_days", [30, 90, 180])
-    f_orders = fixed.get("orders", [2, 4, 8])
-    m_revenue = fixed.get("revenue_ht", [150, 400, 1000])
-    method = rfm.get("method", "quartiles")
-    if method not in ("quartiles", "fixed"):
-        raise ValueError(f"include/config/scoring.yaml: rfm.method must be quartiles or fixed, not {method!r}")
+def revenue_parameters() -> dict:
+    """Which document types are sales and which are credit notes (pipeline.yaml, revenue)."""
+    revenue = settings.pipeline_config().revenue
+    return {"sale_types": list(revenue.sale_document_types),
+            "counted_types": list(revenue.sale_document_types) + list(revenue.credit_note_types)}
+
+
+def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = None) -> dict:
+    cfg = settings.scoring_from(cfg)
+    fixed, seg, lead = cfg.rfm.fixed, cfg.segments, cfg.lead_score
     return {
-        "as_of": as_of, "run_id": run_id, "method": method,
-        "r_days_4": r_days[0], "r_days_3": r_days[1], "r_days_2": r_days[2],
-        "f_orders_2": f_orders[0], "f_orders_3": f_orders[1], "f_orders_4": f_orders[2],
-        "m_revenue_2": m_revenue[0], "m_revenue_3": m_revenue[1], "m_revenue_4": m_revenue[2],
-        "churn_days": seg.get("churn_after_days", 180), "vip_min": seg.get("vip_min", 3.5),
-        "standard_min": seg.get("standard_min", 1.5),
-        "base": lead.get("base", 50), "per_rfm_point": lead.get("per_rfm_point", 10),
-        "rfm_cap": lead.get("rfm_cap", 40), "per_event": lead.get("per_engagement_event", 2),
-        "engagement_cap": lead.get("engagement_cap", 20), "per_purchase": lead.get("per_purchase", 5),
-        "purchase_cap": lead.get("purchase_cap", 25),
-        "min_pair_customers": int(affinity.get("min_pair_customers", 2)),
+        "as_of": as_of, "run_id": run_id, "method": cfg.rfm.method,
+        "r_days_4": fixed.recency_days[0], "r_days_3": fixed.recency_days[1], "r_days_2": fixed.recency_days[2],
+        "f_orders_2": fixed.orders[0], "f_orders_3": fixed.orders[1], "f_orders_4": fixed.orders[2],
+        "m_revenue_2": fixed.revenue_ht[0], "m_revenue_3": fixed.revenue_ht[1], "m_revenue_4": fixed.revenue_ht[2],
+        "churn_days": seg.churn_after_days, "vip_min": seg.vip_min, "standard_min": seg.standard_min,
+        "base": lead.base, "per_rfm_point": lead.per_rfm_point, "rfm_cap": lead.rfm_cap,
+        "per_event": lead.per_engagement_event, "engagement_cap": lead.engagement_cap,
+        "per_purchase": lead.per_purchase, "purchase_cap": lead.purchase_cap,
+        "min_pair_customers": cfg.affinity.min_pair_customers,
+        **revenue_parameters(),
     }
 
 
-def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: dict | None = None) -> dict:
+def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None) -> dict:
     """Compute every score as of ``as_of`` (inclusive); returns row counts and segment sizes."""
     started = time.perf_counter()
     params = parameters(as_of, run_id, cfg)

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from winecrm.core import db
+from winecrm.airflow import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
+from winecrm.core import db, storage, settings
 from winecrm.demo import sampledata
-from winecrm.core import settings
 
 LOGICAL_DATE = "2026-11-16T05:00:00+00:00"  # Monday 16 Nov 2026, 06:00 Europe/Paris
 TABLES = ("etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock", "etl.quarantine", "etl.file_manifest")
@@ -36,7 +36,6 @@ def airflow_env(database_url: str) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "plugins"), env.get("PYTHONPATH")])),
         "CRM_DATABASE_URL": database_url,
         "GX_ANALYTICS_ENABLED": "False",
     })
@@ -49,6 +48,11 @@ def _airflow(args: list[str], env: dict[str, str], log_file: Path) -> int:
         fh.write(f"\n$ airflow {' '.join(args)}\n")
         fh.flush()
         return subprocess.call([str(airflow), *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def create_pool(env: dict[str, str], log_file: Path) -> int:
+    """The warehouse pool (1 slot) the writing tasks run in, as docker compose's init creates it."""
+    return _airflow(["pools", "set", WAREHOUSE_POOL, "1", WAREHOUSE_POOL_DESCRIPTION], env, log_file)
 
 
 def counts(conn) -> dict[str, int]:
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep previous demo data instead of starting fresh")
     args = parser.parse_args(argv)
 
+    # The demo is one of the places an embedded PostgreSQL is asked for (unless CRM_DATABASE_URL is set).
+    os.environ.setdefault(db.ALLOW_EMBEDDED_ENV, "1")
     paths = settings.paths()
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     log_file = paths.data_dir / "demo-airflow.log"
@@ -134,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     url = db.database_url()  # starts the embedded server and holds it for the whole demo
     print(f"Warehouse: {db.redact(url) if not embedded else 'embedded PostgreSQL in ' + str(paths.data_dir / 'pg')}")
     if not args.keep:
-        for folder in (paths.raw_dir, paths.work_dir, paths.docs_dir):
+        for folder in (paths.raw_dir, paths.docs_dir):
             shutil.rmtree(folder, ignore_errors=True)
+        storage.remove_tree(storage.work_root())
         if embedded:
             import psycopg
 
@@ -151,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     print(f"Airflow metadata (SQLite) in {env['AIRFLOW_HOME']}; log of the Airflow commands: {log_file}")
     if _airflow(["db", "migrate"], env, log_file) != 0:
-        print("airflow db migrate failed; see the log above", file=sys.stderr)
+        print(f"airflow db migrate failed; see {log_file}", file=sys.stderr)
+        return 1
+    if create_pool(env, log_file) != 0:
+        print(f"creating the Airflow pool {WAREHOUSE_POOL} failed; see {log_file}", file=sys.stderr)
         return 1
 
     ok = True

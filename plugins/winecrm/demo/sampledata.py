@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from winecrm.etl.contract import VENTES_LIGNES
+
 DEFAULT_AS_OF = dt.date(2026, 11, 16)  # a Monday: the export date of the newest weekly files
 
 # code, family, grape, colour, base price TTC (75 cl), popularity weight, vintages offered
@@ -64,9 +66,7 @@ _VILLES = [("67000", "Strasbourg"), ("68000", "Colmar"), ("68100", "Mulhouse"), 
            ("68150", "Ribeauvillé"), ("67140", "Barr"), ("44000", "Nantes")]
 _DOMAINS = ["gmail.com", "orange.fr", "free.fr", "laposte.net", "wanadoo.fr", "yahoo.fr", "sfr.fr"]
 
-SALES_COLUMNS = ["client_code", "date_livraison", "produit_label", "qty_line", "pu_ht", "mt_ht",
-                 "mt_ttc", "marge", "document_type", "document_no", "article", "email",
-                 "code_postal", "ville"]
+SALES_COLUMNS = VENTES_LIGNES.column_names  # the export's columns, as the contract names them
 VAT = 1.20
 
 

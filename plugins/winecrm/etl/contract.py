@@ -115,8 +115,21 @@ STOCK = Dataset(
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (VENTES_LIGNES, CLIENTS, PRODUITS, STOCK)}
 
-# Document types iSaVigne emits; AVOIR lines are credit notes and reduce quantities/amounts.
-CREDIT_NOTE_TYPES = frozenset({"AVOIR"})
+# How each kind of column is stored in the warehouse (staging tables and etl.* columns).
+SQL_TYPES = {"text": "text", "email": "text", "decimal": "numeric", "int": "integer", "date": "date",
+             "bool": "boolean"}
+
+
+def warehouse_columns(dataset: Dataset) -> list[tuple[str, str]]:
+    """The dataset's columns as the warehouse stores them, in order: (name, SQL type). An email
+    column is followed by its ``email_valid`` flag. The single source of the column lists used by
+    the loader, the sample data and the backtest; a test holds the DDL in include/sql to it."""
+    columns: list[tuple[str, str]] = []
+    for column in dataset.columns:
+        columns.append((column.name, SQL_TYPES[column.kind]))
+        if column.kind == "email":
+            columns.append(("email_valid", "boolean"))
+    return columns
 
 
 def normalise_header(text: object) -> str:

@@ -1,9 +1,15 @@
 """Ingest: find complete exports in RAW, register them by SHA-256, read them into work files.
 
-RAW is never modified. A file is taken only once it is complete (a ``<name>.done`` / ``.ok``
-marker next to it, or unchanged for ``files.settle_seconds``). The same bytes under any name
-are ingested once: later copies are recorded in ``etl.file_deliveries`` as duplicates.
-Each ingested file becomes Parquet parts in the run's work folder, all values still text.
+RAW is never modified, and nothing outside it is read: symbolic links are not followed. A file
+is taken only once it is complete (a ``<name>.done`` / ``.ok`` marker next to it, or unchanged
+for ``files.settle_seconds``). The same bytes under any name are ingested once: later copies are
+recorded in ``etl.file_deliveries`` as duplicates. Each ingested file becomes Parquet parts in
+the run's work folder (``winecrm.core.storage``), all values still text.
+
+A file belongs to the run that registered it. Another run takes it over only when that run is
+no longer running — finished, failed, or silent for longer than ``timeouts.run_hours`` (a
+crashed worker) — never from a live run, and every status change names its run, so two runs
+cannot both process one file.
 """
 
 from __future__ import annotations
@@ -14,16 +20,16 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from winecrm.core import settings
+from winecrm.core import settings, storage
+from winecrm.core.storage import run_work_dir
 from winecrm.etl.contract import DATASETS
-from winecrm.etl.readers import EncodingRetry, FileRejected, detect_format, iter_chunks
+from winecrm.etl.readers import EncodingRetry, FileRejected, detect_format, iter_chunks, no_follow
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,22 @@ def settle_seconds() -> float:
     env = os.environ.get("CRM_FILE_SETTLE_SECONDS")
     if env is not None:
         return float(env)
-    return float(settings.pipeline_config().get("files", {}).get("settle_seconds", 120))
+    return float(settings.pipeline_config().files.settle_seconds)
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Regular files under ``folder``, recursively, never following a symbolic link (a link in RAW
+    could point anywhere on the worker: /etc, another estate's exports, a secrets mount)."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink():
+                log.warning("Ignored %s: a symbolic link (RAW files must be real files)", path)
+                continue
+            found.append(path)
+    return sorted(found)
 
 
 def discover(raw_dir: Path, now: float | None = None) -> list[RawFile]:
@@ -79,11 +100,11 @@ def discover(raw_dir: Path, now: float | None = None) -> list[RawFile]:
     base = raw_dir / "isavigne"
     for dataset in DATASETS:
         folder = base / dataset
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.is_symlink() or base.is_symlink():
             continue
-        for path in sorted(folder.rglob("*")):
+        for path in _walk(folder):
             name = path.name
-            if not path.is_file() or name.startswith((".", "~$")) or name.lower().endswith(IGNORED_SUFFIXES):
+            if name.startswith((".", "~$")) or name.lower().endswith(IGNORED_SUFFIXES):
                 continue
             stat = path.stat()
             has_marker = any(path.with_name(name + s).exists() for s in MARKER_SUFFIXES)
@@ -101,15 +122,10 @@ def discover(raw_dir: Path, now: float | None = None) -> list[RawFile]:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(path, "rb", opener=no_follow) as fh:
         for block in iter(lambda: fh.read(1024 * 1024), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def run_work_dir(run_id: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:80]
-    return settings.paths().work_dir / f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -119,6 +135,7 @@ class IngestReport:
     files_duplicate: int = 0
     files_quarantined: int = 0
     files_waiting: list[str] = field(default_factory=list)
+    files_owned_elsewhere: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # "copy.csv = original.csv"
     rejected: list[str] = field(default_factory=list)
     rows_read: int = 0
@@ -141,11 +158,22 @@ def quarantine_file(conn: psycopg.Connection, file_id: int, run_id: str, raw: Ra
                VALUES (%s, %s, %s, %s, NULL, %s, %s, %s, NULL)""",
             (file_id, run_id, raw.dataset, raw.relative, rejection.column, [rejection.check], rejection.reason),
         )
-        conn.execute(
-            "UPDATE etl.file_manifest SET status = 'quarantined', status_reason = %s, rows_read = 0, "
-            "rows_good = 0, rows_quarantined = 0, rows_loaded = 0 WHERE file_id = %s",
-            (rejection.reason, file_id),
-        )
+        set_status(conn, file_id, run_id, "status = 'quarantined', status_reason = %s, rows_read = 0, "
+                   "rows_good = 0, rows_quarantined = 0, rows_loaded = 0", (rejection.reason,))
+
+
+LIVE_OWNER = """
+    SELECT 1 FROM etl.runs r
+    WHERE r.run_id = %(owner)s AND r.status = 'running'
+      AND r.attempt = (SELECT max(attempt) FROM etl.runs WHERE run_id = %(owner)s)
+      AND r.heartbeat_at > now() - %(stale_hours)s * interval '1 hour'"""
+
+
+def owner_is_live(conn: psycopg.Connection, owner: str) -> bool:
+    """Whether the run owning a file is still running: its current attempt is 'running' and gave
+    a sign of life within ``timeouts.run_hours`` (Airflow has failed it by then in any case)."""
+    stale_hours = settings.pipeline_config().timeouts.run_hours
+    return conn.execute(LIVE_OWNER, {"owner": owner, "stale_hours": stale_hours}).fetchone() is not None
 
 
 def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestReport) -> int | None:
@@ -177,30 +205,42 @@ def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestRe
             report.files_new += 1
             return file_id
         file_id, status, first_path, owner = row
-        if status in ("loaded", "quarantined"):
-            if first_path != raw.relative:
-                report.files_duplicate += 1
-                report.duplicates.append(f"{raw.relative} = {first_path} (same SHA-256, not ingested again)")
-            return None
-        # Registered by a run that did not finish (or by this run, before a retry): take it over.
         if first_path != raw.relative:
             report.files_duplicate += 1
             report.duplicates.append(f"{raw.relative} = {first_path} (same SHA-256, not ingested again)")
-            if owner == run_id:
-                return None
+        if status in ("loaded", "quarantined", "rejected"):
+            return None
+        if first_path != raw.relative and owner == run_id:
+            return None  # this run already has the content under its first name
+        if owner != run_id and owner_is_live(conn, owner):
+            report.files_owned_elsewhere.append(f"{first_path}: being processed by run {owner}")
+            return None
+        # Registered by a run that is no longer running (or by this run, before a retry): take it over.
         conn.execute("UPDATE etl.file_manifest SET run_id = %s, status = 'registered' WHERE file_id = %s",
                      (run_id, file_id))
         return file_id
 
 
-def _write_parts(raw: RawFile, fmt, header_row: int, target: Path, chunk_rows: int) -> int:
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+class FileTakenOver(RuntimeError):
+    """The file's manifest row no longer belongs to this run: another run took it over."""
+
+
+def set_status(conn: psycopg.Connection, file_id: int, run_id: str, sql_set: str, params: tuple = ()) -> None:
+    """``UPDATE etl.file_manifest SET <sql_set>`` for a file this run owns, or FileTakenOver."""
+    cursor = conn.execute(f"UPDATE etl.file_manifest SET {sql_set} WHERE file_id = %s AND run_id = %s",
+                          (*params, file_id, run_id))
+    if cursor.rowcount != 1:
+        raise FileTakenOver(f"file {file_id} is no longer owned by run {run_id}: another run took it over")
+
+
+def _write_parts(raw: RawFile, fmt, header_row: int, target, chunk_rows: int) -> int:
+    storage.remove_tree(target)
+    storage.make_dirs(target)
     dataset = DATASETS[raw.dataset]
     rows = 0
     for index, chunk in enumerate(iter_chunks(raw.path, dataset, fmt, header_row, chunk_rows)):
-        chunk.to_parquet(target / f"part-{index:05d}.parquet", index=False)
+        with (target / f"part-{index:05d}.parquet").open("wb") as fh:
+            chunk.to_parquet(fh, index=False)
         rows += len(chunk)
     return rows
 
@@ -227,19 +267,17 @@ def ingest_file(conn: psycopg.Connection, run_id: str, file_id: int, raw: RawFil
     after = raw.path.stat()
     if (after.st_size, after.st_mtime) != (before.st_size, before.st_mtime):
         # Still being written: forget it; the complete file (new SHA-256) is taken next time.
-        shutil.rmtree(target, ignore_errors=True)
+        storage.remove_tree(target)
         with conn.transaction():
-            conn.execute("DELETE FROM etl.file_manifest WHERE file_id = %s", (file_id,))
+            conn.execute("DELETE FROM etl.file_manifest WHERE file_id = %s AND run_id = %s", (file_id, run_id))
             conn.execute("DELETE FROM etl.file_deliveries WHERE file_path = %s", (raw.relative,))
         raise FileChangedDuringRead(f"{raw.relative} changed while being read; it will be taken on the next run")
-    conn.execute(
-        """UPDATE etl.file_manifest SET status = 'ingested', file_format = %s, encoding = %s, delimiter = %s,
-               sheet_name = %s, header_mapping = %s, extra_columns = %s, rows_read = %s, warnings = %s
-           WHERE file_id = %s""",
-        (fmt.file_format, fmt.encoding, fmt.delimiter, fmt.sheet_name,
-         json.dumps(fmt.mapping.source_names, ensure_ascii=False), fmt.mapping.extra_columns, rows,
-         json.dumps(fmt.warnings, ensure_ascii=False), file_id),
-    )
+    set_status(conn, file_id, run_id,
+               """status = 'ingested', file_format = %s, encoding = %s, delimiter = %s, sheet_name = %s,
+                  header_mapping = %s, extra_columns = %s, rows_read = %s, warnings = %s""",
+               (fmt.file_format, fmt.encoding, fmt.delimiter, fmt.sheet_name,
+                json.dumps(fmt.mapping.source_names, ensure_ascii=False), fmt.mapping.extra_columns, rows,
+                json.dumps(fmt.warnings, ensure_ascii=False)))
     conn.commit()
     return rows
 
@@ -251,7 +289,7 @@ class FileChangedDuringRead(RuntimeError):
 def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *,
            chunk_rows: int | None = None) -> IngestReport:
     raw_dir = raw_dir or settings.paths().raw_dir
-    chunk_rows = chunk_rows or int(settings.pipeline_config().get("files", {}).get("chunk_rows", 250_000))
+    chunk_rows = chunk_rows or settings.pipeline_config().files.chunk_rows
     report = IngestReport()
     claimed: list[tuple[int, RawFile]] = []
     for raw in discover(raw_dir):

@@ -1,47 +1,31 @@
 """Load: bulk COPY of validated rows into a staging table, then set-based SQL into the warehouse.
 
-One transaction per dataset: either every validated file of the dataset is in the warehouse
-(and marked ``loaded`` in the manifest) or none is. The SQL lives in ``include/sql/queries``.
+Each dataset is loaded in its own transaction: either every validated file of the dataset is in
+the warehouse (and marked ``loaded`` in the manifest) or none is; the datasets of a run commit
+one after the other (products, customers, stock, then sales). The SQL lives in
+``include/sql/queries``. Only the run that owns a file marks it loaded; the caller holds the
+warehouse's writer lock, so no other load runs meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 import psycopg
 
-from winecrm.etl.ingest import run_work_dir
+from winecrm.core import storage
 from winecrm.core.queries import named_steps
+from winecrm.core.storage import run_work_dir
+from winecrm.etl.contract import DATASETS, VENTES_LIGNES, warehouse_columns
+from winecrm.etl.ingest import set_status
 from winecrm.etl.readers import ROW_COLUMN
 
 log = logging.getLogger(__name__)
 
-# Staging column types, in COPY order. file_id / source_row / export_date are added to each.
-STAGING_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "ventes_lignes": [
-        ("client_code", "text"), ("date_livraison", "date"), ("produit_label", "text"),
-        ("qty_line", "numeric"), ("pu_ht", "numeric"), ("mt_ht", "numeric"), ("mt_ttc", "numeric"),
-        ("marge", "numeric"), ("document_type", "text"), ("document_no", "text"), ("article", "text"),
-        ("email", "text"), ("email_valid", "boolean"), ("code_postal", "text"), ("ville", "text"),
-    ],
-    "clients": [
-        ("client_code", "text"), ("nom", "text"), ("prenom", "text"), ("email", "text"),
-        ("email_valid", "boolean"), ("telephone", "text"), ("adresse", "text"), ("code_postal", "text"),
-        ("ville", "text"), ("pays", "text"), ("opt_out", "boolean"),
-    ],
-    "produits": [
-        ("produit", "text"), ("article", "text"), ("millesime", "integer"), ("famille_crm", "text"),
-        ("sous_famille", "text"), ("macro_categorie", "text"), ("prix_ttc", "numeric"),
-        ("price_band", "text"), ("premium_tier", "text"), ("cepage", "text"), ("couleur", "text"),
-    ],
-    "stock": [
-        ("article", "text"), ("millesime", "integer"), ("entrepot", "text"), ("quantite", "numeric"),
-        ("unite", "text"),
-    ],
-}
+# Staging column types, in COPY order (from the contract). file_id / source_row / export_date are added to each.
+STAGING_COLUMNS: dict[str, list[tuple[str, str]]] = {name: warehouse_columns(ds) for name, ds in DATASETS.items()}
 TRAILER = [("file_id", "bigint"), ("source_row", "bigint"), ("export_date", "date")]
 LOAD_ORDER = ("produits", "clients", "stock", "ventes_lignes")
 
@@ -134,9 +118,8 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"CREATE TEMP TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)}) ON COMMIT DROP")
         for file_id, _, export_date in files:
-            parts = sorted((work / f"file-{file_id}").glob("good-*.parquet"))
-            for part in parts:
-                good = pd.read_parquet(part)
+            for part in good_parts(work, file_id):
+                good = read_part(part)
                 if good.empty:
                     continue
                 copy_frame(conn, table, _staging_frame(dataset_name, good, file_id, export_date))
@@ -149,17 +132,22 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
             cursor = conn.execute(sql, {"run_id": run_id}) if "%(run_id)s" in sql else conn.execute(sql)
             step_counts[label] = cursor.rowcount
         for file_id, _, _ in files:
-            conn.execute(
-                "UPDATE etl.file_manifest SET status = 'loaded', rows_loaded = %s, loaded_at = now() WHERE file_id = %s",
-                (per_file.get(file_id, 0), file_id),
-            )
+            set_status(conn, file_id, run_id, "status = 'loaded', rows_loaded = %s, loaded_at = now()",
+                       (per_file.get(file_id, 0),))
     return {"rows_staged": staged, "steps": step_counts, "copy_seconds": round(copy_seconds, 3),
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-SALES_LINE_COLUMNS = ["document_type", "document_no", "client_code", "date_livraison", "produit_label",
-                      "article", "qty_line", "pu_ht", "mt_ht", "mt_ttc", "marge", "email", "email_valid",
-                      "code_postal", "ville", "file_id", "source_row", "loaded_run"]
+SALES_LINE_COLUMNS = [name for name, _ in warehouse_columns(VENTES_LIGNES)] + ["file_id", "source_row", "loaded_run"]
+
+
+def read_part(part) -> pd.DataFrame:
+    with part.open("rb") as fh:
+        return pd.read_parquet(fh)
+
+
+def good_parts(work, file_id: int) -> list:
+    return storage.sorted_glob(work / f"file-{file_id}", "good-*.parquet")
 
 
 def _document_key(frame: pd.DataFrame) -> pd.Series:
@@ -170,10 +158,14 @@ BULK_MIN_LINES = 100_000  # below this, maintaining the key row by row is cheap 
 BULK_SHARE_OF_TABLE = 0.25  # ...and only when the load adds at least this share of the table
 
 
-def per_part_rows(parts: list[Path]) -> int:
+def per_part_rows(parts: list) -> int:
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
+    total = 0
+    for part in parts:
+        with part.open("rb") as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
 
 
 def bulk_rebuild_worthwhile(lines: int, table_rows: float) -> bool:
@@ -186,7 +178,7 @@ def estimated_rows(conn: psycopg.Connection, table: str) -> float:
 
 
 def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, object]],
-                         parts: dict[int, list[Path]], step_counts: dict, timings: dict) -> dict[int, set[str]]:
+                         parts: dict[int, list], step_counts: dict, timings: dict) -> dict[int, set[str]]:
     """Stage the run's document keys and let ``load_ventes_lignes.sql`` decide which documents
     this run writes (deleting their old lines). Returns, per file, the documents NOT to write."""
     started = time.perf_counter()
@@ -201,7 +193,7 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
         for file_id, _, export_date in files:
             if not parts[file_id]:
                 continue
-            docs = pd.concat([pd.read_parquet(part, columns=["document_type", "document_no"])
+            docs = pd.concat([read_part(part)[["document_type", "document_no"]]
                               for part in parts[file_id]], ignore_index=True).drop_duplicates()
             docs["file_id"] = file_id
             docs["export_date"] = pd.Timestamp(str(export_date))
@@ -237,7 +229,7 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
     """
     started = time.perf_counter()
     work = run_work_dir(run_id)
-    parts = {file_id: sorted((work / f"file-{file_id}").glob("good-*.parquet")) for file_id, _, _ in files}
+    parts = {file_id: good_parts(work, file_id) for file_id, _, _ in files}
     per_file: dict[int, int] = {}
     step_counts: dict[str, int] = {}
     with conn.transaction():
@@ -257,7 +249,7 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         def line_frames():
             for file_id, _, _ in files:
                 for part in parts[file_id]:
-                    good = pd.read_parquet(part)
+                    good = read_part(part)
                     if good.empty:
                         continue
                     per_file[file_id] = per_file.get(file_id, 0) + len(good)
@@ -283,10 +275,8 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started
         for file_id, _, _ in files:
-            conn.execute(
-                "UPDATE etl.file_manifest SET status = 'loaded', rows_loaded = %s, loaded_at = now() WHERE file_id = %s",
-                (per_file.get(file_id, 0), file_id),
-            )
+            set_status(conn, file_id, run_id, "status = 'loaded', rows_loaded = %s, loaded_at = now()",
+                       (per_file.get(file_id, 0),))
     return {"rows_staged": sum(per_file.values()), "steps": step_counts,
             "step_seconds": {k: round(v, 3) for k, v in timings.items()},
             "seconds": round(time.perf_counter() - started, 3)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,11 @@ MALFORMED_COLUMN = "_malformed"  # why a row does not fit the header, else null
 RAW_LINE_COLUMN = "_raw"  # the row's fields as JSON when malformed
 
 csv.field_size_limit(10 * 1024 * 1024)
+
+
+def no_follow(path: str, flags: int) -> int:
+    """open() that refuses a symbolic link: RAW files are read, never what a link points to."""
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 class FileRejected(Exception):
@@ -81,7 +87,7 @@ def _looks_binary(text: str) -> bool:
 
 
 def sniff_csv(path: Path, dataset: Dataset) -> FileFormat:
-    with open(path, "rb") as fh:
+    with open(path, "rb", opener=no_follow) as fh:
         sample = fh.read(SAMPLE_BYTES)
     if not sample.strip():
         raise FileRejected(f"{path.name}: empty file (0 data bytes)", check="empty_file")
@@ -147,7 +153,8 @@ def iter_csv_chunks(path: Path, fmt: FileFormat, chunk_rows: int) -> Iterator[pd
     assert fmt.mapping is not None and fmt.encoding and fmt.delimiter
     width = len(fmt.header)
     encoding = fmt.encoding
-    with open(path, "r", encoding=encoding, newline="", errors="strict" if encoding != "latin-1" else "replace") as fh:
+    with open(path, "r", encoding=encoding, newline="", errors="strict" if encoding != "latin-1" else "replace",
+              opener=no_follow) as fh:
         reader = csv.reader(fh, delimiter=fmt.delimiter)
         try:
             next(reader)  # header
@@ -208,12 +215,45 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
+def check_zip_safety(path: Path, max_uncompressed_mb: float, max_ratio: float) -> None:
+    """Refuse an .xlsx (a zip of XML files) that would expand beyond what any real export needs:
+    a zip bomb fills the worker's memory or disk before the first row is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileRejected(f"{path.name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc}); "
+                           "incomplete copy or wrong extension?", check="unreadable_xlsx") from exc
+    total = sum(m.file_size for m in members)
+    if total > max_uncompressed_mb * 1024 * 1024:
+        raise FileRejected(f"{path.name}: the workbook would expand to {total / 1024 / 1024:,.0f} MB "
+                           f"(> files.max_xlsx_uncompressed_mb = {max_uncompressed_mb:,.0f}); not read",
+                           check="xlsx_too_large")
+    for member in members:
+        if member.compress_size and member.file_size / member.compress_size > max_ratio and member.file_size > 1024 * 1024:
+            raise FileRejected(f"{path.name}: part {member.filename} is compressed {member.file_size / member.compress_size:,.0f}:1 "
+                               f"(> files.max_xlsx_compression_ratio = {max_ratio:,.0f}): a zip bomb, not read",
+                               check="xlsx_zip_bomb")
+
+
 def _open_workbook(path: Path):
     import openpyxl
+    from defusedxml import DefusedXmlException
 
+    from winecrm.core import settings
+
+    if not openpyxl.DEFUSEDXML:
+        # openpyxl parses with defusedxml (no entity expansion, no external entities) only when the
+        # package is importable and OPENPYXL_DEFUSEDXML is not "False": never read XLSX without it.
+        raise RuntimeError("defusedxml is required to read .xlsx exports safely (pip install defusedxml; "
+                           "do not set OPENPYXL_DEFUSEDXML=False)")
+    limits = settings.pipeline_config().files
+    check_zip_safety(path, limits.max_xlsx_uncompressed_mb, limits.max_xlsx_compression_ratio)
     try:
         # data_only=False: a formula cell gives its formula text, stored as plain text, never evaluated.
         return openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except DefusedXmlException as exc:
+        raise _unsafe_xml(path, exc) from exc
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise FileRejected(f"{path.name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc}); "
                            "incomplete copy or wrong extension?", check="unreadable_xlsx") from exc
@@ -227,7 +267,21 @@ def _sheet_header(sheet) -> tuple[int, list[str]]:
     return 0, []
 
 
+def _unsafe_xml(path: Path, exc: Exception) -> FileRejected:
+    return FileRejected(f"{path.name}: the workbook's XML declares entities ({exc.__class__.__name__}), which an "
+                        "export never does (XML bomb / external entity); not read", check="xlsx_unsafe_xml")
+
+
 def sniff_xlsx(path: Path, dataset: Dataset) -> tuple[FileFormat, int]:
+    from defusedxml import DefusedXmlException
+
+    try:
+        return _sniff_xlsx(path, dataset)
+    except DefusedXmlException as exc:
+        raise _unsafe_xml(path, exc) from exc
+
+
+def _sniff_xlsx(path: Path, dataset: Dataset) -> tuple[FileFormat, int]:
     workbook = _open_workbook(path)
     try:
         candidates = []
@@ -258,6 +312,15 @@ def sniff_xlsx(path: Path, dataset: Dataset) -> tuple[FileFormat, int]:
 
 
 def iter_xlsx_chunks(path: Path, fmt: FileFormat, header_row: int, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    from defusedxml import DefusedXmlException
+
+    try:
+        yield from _iter_xlsx_chunks(path, fmt, header_row, chunk_rows)
+    except DefusedXmlException as exc:
+        raise _unsafe_xml(path, exc) from exc
+
+
+def _iter_xlsx_chunks(path: Path, fmt: FileFormat, header_row: int, chunk_rows: int) -> Iterator[pd.DataFrame]:
     assert fmt.mapping is not None
     workbook = _open_workbook(path)
     try:

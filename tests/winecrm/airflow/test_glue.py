@@ -7,7 +7,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-
 from winecrm.airflow import glue
 
 
@@ -53,8 +52,9 @@ def test_environment_url_is_used_without_a_connection(monkeypatch):
 def test_failure_notification_is_posted_and_recorded(webhook_server, warehouse_url, monkeypatch, conn):
     url, received = webhook_server
     monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", url)
-    from tests.conftest import MONDAY_RUN
     from winecrm import pipeline
+
+    from tests.conftest import MONDAY_RUN
 
     pipeline.prepare(conn, pipeline.week_window("scheduled__x", MONDAY_RUN))
 

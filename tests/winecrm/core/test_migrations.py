@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-
 from winecrm.core.migrations import MigrationError, apply_migrations, migration_files
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from winecrm import pipeline
+from winecrm.crm import recommend, scoring
+from winecrm.demo import sampledata
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
-from winecrm import pipeline
-from winecrm.crm import recommend
-from winecrm.demo import sampledata
-from winecrm.crm import scoring
 
 AS_OF = dt.date(2026, 11, 15)
 CFG = {"rfm": {"method": "fixed"}, "affinity": {"min_pair_customers": 1},

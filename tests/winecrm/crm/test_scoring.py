@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
-from tests.conftest import MONDAY_RUN, sales_line, write_export
 from winecrm import pipeline
 from winecrm.crm import scoring
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 AS_OF = dt.date(2026, 11, 15)
 FIXED = {"rfm": {"method": "fixed", "fixed": {"recency_days": [30, 90, 180], "orders": [2, 4, 8],

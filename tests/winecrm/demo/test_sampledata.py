@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from winecrm.demo import sampledata
-from winecrm.etl.readers import read_all
 from winecrm.etl.contract import VENTES_LIGNES
+from winecrm.etl.readers import read_all
 
 
 def _digest(folder):

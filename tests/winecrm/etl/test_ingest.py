@@ -6,10 +6,11 @@ import hashlib
 import os
 import time
 
-from tests.conftest import MONDAY_RUN, sales_line, write_export
-from winecrm.etl import ingest
 from winecrm import pipeline
+from winecrm.etl import ingest
 from winecrm.etl.ingest import discover, export_date_of
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 
 def _raw_fingerprint(raw):

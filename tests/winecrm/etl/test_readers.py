@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import openpyxl
 import pytest
-
-from tests.conftest import SALES_HEADER, sales_line
 from winecrm.etl.contract import CLIENTS, PRODUITS, VENTES_LIGNES
 from winecrm.etl.readers import FileRejected, read_all
+
+from tests.conftest import SALES_HEADER, sales_line
 
 
 def _write(tmp_path, name, data: bytes):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from winecrm import pipeline
 
 from tests.conftest import MONDAY_RUN, sales_line, use_config, write_export
-from winecrm import pipeline
-from winecrm.etl.validate import QualityGateError
 
 
 def _run_until_validate(conn, run_id="run_1"):
@@ -42,7 +43,7 @@ def test_each_kind_of_bad_row_is_quarantined_with_a_clear_reason(conn, crm_dirs,
     write_export(crm_dirs["raw"], "ventes_lignes", "ventes_2026-11-16.csv",
                  [sales_line(doc_no="F1"), sales_line(doc_no="F2", **kwargs), sales_line(doc_no="F3")])
     summary = _run_until_validate(conn)
-    assert summary["ventes_lignes"]["quarantined"] == 1 and summary["ventes_lignes"]["good"] == 2
+    assert summary["datasets"]["ventes_lignes"]["quarantined"] == 1 and summary["datasets"]["ventes_lignes"]["good"] == 2
     (row_no, (col, expectations, text, raw)), = _quarantine(conn).items()
     assert row_no == 3  # header is line 1
     assert col == column
@@ -77,7 +78,7 @@ def test_two_different_lines_of_one_document_are_both_kept(conn, crm_dirs):
         sales_line(doc_no="F1", article="RIES-22", qty="1", pu="0,00", mt="0,00", ttc="0,00", marge="0,00"),
     ])
     summary = _run_until_validate(conn)
-    assert summary["ventes_lignes"]["good"] == 2
+    assert summary["datasets"]["ventes_lignes"]["good"] == 2
 
 
 def test_malformed_row_is_quarantined_with_its_fields(conn, crm_dirs):
@@ -142,20 +143,32 @@ def test_mojibake_labels_are_repaired(conn, crm_dirs):
     assert conn.execute("SELECT produit_label FROM etl.ventes_lignes").fetchone()[0] == "Crémant d'Alsace Rosé"
 
 
-def test_quality_gate_stops_the_run_before_loading(conn, crm_dirs, monkeypatch, tmp_path):
+def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, crm_dirs, monkeypatch, tmp_path):
     use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    raw = crm_dirs["raw"]
     lines = [sales_line(doc_no=f"F{i}") for i in range(10)] + [sales_line(doc_no=f"B{i}", qty="?") for i in range(2)]
-    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
-    window = pipeline.week_window("run_1", MONDAY_RUN)
-    with pytest.raises(QualityGateError) as info:
-        pipeline.run_all(conn, window)
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", lines)
+    write_export(raw, "clients", "clients_2026-11-16.csv", ["C1;Dupont;Jean;jean@example.fr"],
+                 header="client_code;nom;prenom;email")
+    with pytest.raises(pipeline.FilesRejected) as info:
+        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
     message = str(info.value)
-    assert "ventes_lignes: 2 of 12 rows bad (16.7% > 5.0%)" in message
+    assert "isavigne/ventes_lignes/v_2026-11-16.csv rejected: 2 of 12 rows bad (16.7% > 5.0%" in message
     assert "expect_column_values_to_match_regex(qty_line_text) (2)" in message
+    assert "other files were loaded" in message
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM etl.clients").fetchone()[0] == 1  # the good file went on
     assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 2
-    status, error = conn.execute("SELECT status, error FROM etl.runs").fetchone()
-    assert status == "failed" and "Quality gate failed" in error
+    assert conn.execute("SELECT status FROM etl.file_manifest WHERE dataset = 'ventes_lignes'").fetchone()[0] == "rejected"
+    status, error = conn.execute("SELECT status, error FROM etl.runs WHERE run_id = 'run_1'").fetchone()
+    assert status == "failed" and "Quality gate" in error
+
+    # Next Monday: a good export arrives; the rejected file is not taken again and blocks nothing.
+    write_export(raw, "ventes_lignes", "v_2026-11-23.csv", [sales_line(doc_no=f"G{i}") for i in range(10)])
+    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN + dt.timedelta(days=7)))
+    assert summary["status"] == "success" and summary["files_new"] == 1
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 10
+    assert conn.execute("SELECT run_id FROM etl.file_manifest WHERE status = 'rejected'").fetchone()[0] == "run_1"
 
 
 def test_revalidating_after_a_retry_does_not_duplicate_quarantine_rows(conn, crm_dirs):
@@ -167,8 +180,8 @@ def test_revalidating_after_a_retry_does_not_duplicate_quarantine_rows(conn, crm
 
 
 def test_data_docs_are_built_and_need_no_internet(conn, crm_dirs):
-    from winecrm.etl import datadocs
     from winecrm.core import settings
+    from winecrm.etl import datadocs
 
     write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line()])
     _run_until_validate(conn)
@@ -191,7 +204,7 @@ def test_exact_duplicates_are_found_across_chunks_of_a_big_file(conn, crm_dirs, 
     lines.append(lines[9])      # and a repeat inside the last chunk
     write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
     summary = _run_until_validate(conn)
-    assert summary["ventes_lignes"]["quarantined"] == 2
+    assert summary["datasets"]["ventes_lignes"]["quarantined"] == 2
     texts = {row: text for row, (_, _, text, _) in _quarantine(conn).items()}
     assert texts[9].endswith("exact duplicate of line 3 of the same file")
     assert texts[13].endswith("exact duplicate of line 11 of the same file")

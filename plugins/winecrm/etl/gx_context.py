@@ -1,0 +1,108 @@
+"""Great Expectations: one file-based context (Data Docs accumulate across runs), suites and
+checkpoints declared from the rules in code, run on each validation frame."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from winecrm.core.settings import ValidationConfig
+from winecrm.etl.contract import Dataset
+from winecrm.etl.rules import Rule, rules_for
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+def _silence_gx() -> None:
+    for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Validator:
+    """One GX file context per validate call; suites are (re)declared from code each time."""
+
+    def __init__(self, docs_dir: Path, run_name: str):
+        import great_expectations as gx
+
+        _silence_gx()
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        self.gx = gx
+        self.context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+        try:
+            self.context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+            self.context.variables.save_config()
+        except Exception:  # older/newer GX without the setting: bars are cosmetic
+            pass
+        self.source = self.context.data_sources.add_or_update_pandas("isavigne")
+        self.run_name = run_name
+        self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule]]] = {}
+
+    def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig):
+        key = (dataset.name, export_date)
+        if key in self._checkpoints:
+            return self._checkpoints[key]
+        gx = self.gx
+        try:
+            asset = self.source.get_asset(dataset.name)
+        except LookupError:
+            asset = self.source.add_dataframe_asset(name=dataset.name)
+        try:
+            batch = asset.get_batch_definition("chunk")
+        except (KeyError, LookupError, ValueError):
+            batch = asset.add_batch_definition_whole_dataframe("chunk")
+        rules = rules_for(dataset, export_date, cfg)
+        suite = gx.ExpectationSuite(name=f"isavigne_{dataset.name}", expectations=[r.expectation for r in rules])
+        suite = self.context.suites.add_or_update(suite)
+        # add_or_update returns expectations with ids; keep our Rule objects aligned by order.
+        for rule, expectation in zip(rules, suite.expectations):
+            rule.expectation = expectation
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"isavigne_{dataset.name}", data=batch, suite=suite))
+        checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"isavigne_{dataset.name}", validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format={"result_format": "COMPLETE"}))
+        self._checkpoints[key] = (checkpoint, rules)
+        return checkpoint, rules
+
+    def run(self, dataset: Dataset, frame: pd.DataFrame, export_date: dt.date, cfg: ValidationConfig, batch_label: str):
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        checkpoint, rules = self._checkpoint(dataset, export_date, cfg)
+        # The run name becomes a folder and a link in Data Docs: keep it URL- and path-safe.
+        run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_name}__{batch_label}")
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
+        validation = next(iter(result.run_results.values()))
+        by_id = {r.expectation.id: r for r in rules}
+        outcomes = []
+        for expectation_result in validation.results:
+            config = expectation_result.expectation_config
+            rule = by_id.get(config.id)
+            if rule is None:
+                continue
+            indexes = expectation_result.result.get("unexpected_index_list") or []
+            if isinstance(indexes, list) and indexes and isinstance(indexes[0], dict):
+                indexes = [next(iter(i.values())) for i in indexes]
+            column = config.kwargs.get("column")
+            label = f"{config.type}({column})" if column else config.type
+            outcomes.append((rule, label, bool(expectation_result.success), indexes,
+                             expectation_result.exception_info))
+        return outcomes
+
+
+
+
+def rebuild_data_docs(docs_dir: Path) -> None:
+    """Rebuild the Data Docs site from the validation results still on disk (after a purge)."""
+    import great_expectations as gx
+
+    from winecrm.core import settings
+    from winecrm.etl.datadocs import make_offline
+
+    _silence_gx()
+    context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    context.build_data_docs()
+    make_offline(settings.paths().data_docs_site)

@@ -1,0 +1,150 @@
+"""Typing delivered text: trimmed strings, French decimals and dates, yes/no, mojibake repair,
+exact-duplicate lines across the chunks of a file, and the validation frame the rules run on.
+
+A validation frame keeps, for every typed column ``<col>``, the text as delivered in
+``<col>_text`` — what the quarantine, the reasons and the Data Docs show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from winecrm.etl.contract import Dataset
+from winecrm.etl.readers import MALFORMED_COLUMN, RAW_LINE_COLUMN, ROW_COLUMN
+
+# Non-capturing groups only: pandas warns on capture groups in str.contains.
+EMAIL_RE = r"^[a-z0-9][a-z0-9._%+'-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}$"
+DECIMAL_RE = r"^[-+]?(?:\d{1,3}(?:[ \u00a0\u202f.]\d{3})+|\d+)?(?:[.,]\d+)?$"
+INT_RE = r"^\d{1,4}$"
+DATE_RE = r"^(?:\d{1,2}/\d{1,2}/\d{4}|\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2})?)?)$"
+TRUE_WORDS = {"oui", "o", "yes", "y", "true", "vrai", "1", "x"}
+FALSE_WORDS = {"non", "n", "no", "false", "faux", "0"}
+DUPLICATE_COLUMN = "_duplicate_of_row"  # earlier identical line (sales) / later row with same key
+
+
+def _strip(series: pd.Series) -> pd.Series:
+    # Arrow-backed strings: .str methods run as vectorised Arrow kernels, not per-value Python.
+    text = series.astype("string[pyarrow]").str.strip()
+    return text.mask(text == "")
+
+
+def _fix_mojibake(series: pd.Series) -> pd.Series:
+    """'CrÃ©mant' -> 'Crémant' where a UTF-8 label went through a Windows-1252 round trip."""
+    suspicious = series.str.contains("Ã|Â", regex=True, na=False)
+    if not suspicious.any():
+        return series
+
+    def repair(text: str) -> str:
+        try:
+            return text.encode("cp1252").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return text
+
+    fixed = series.copy()
+    fixed[suspicious] = series[suspicious].map(repair)
+    return fixed
+
+
+def parse_decimal(text: pd.Series) -> pd.Series:
+    cleaned = text.str.replace(r"[ \u00a0\u202f]", "", regex=True)
+    has_comma = cleaned.str.contains(",", regex=False, na=False)
+    cleaned = cleaned.where(~has_comma, cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+    return pd.to_numeric(cleaned, errors="coerce").astype("float64")
+
+
+def parse_date(text: pd.Series) -> pd.Series:
+    french = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
+    missing = french.isna() & text.notna()
+    if missing.any():
+        iso = pd.to_datetime(text[missing].str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+        french = french.where(~missing, iso)
+    return french
+
+
+def parse_bool(text: pd.Series) -> pd.Series:
+    lowered = text.str.lower()
+    return pd.Series(np.where(lowered.isin(TRUE_WORDS), True, np.where(lowered.isin(FALSE_WORDS), False, None)),
+                     index=text.index, dtype="object")
+
+
+class SeenLines:
+    """Exact-duplicate detection across all chunks of one file, in bounded memory: one 64-bit
+    hash and one line number per distinct line (16 bytes), not the lines themselves."""
+
+    def __init__(self):
+        self.first_row = pd.Series(dtype="int64", index=pd.Index([], dtype="uint64"))  # line hash -> first line
+
+    def first_rows(self, dataset: Dataset, chunk: pd.DataFrame) -> pd.Series:
+        """For each row of ``chunk``: the line number of an earlier identical line, else <NA>."""
+        business = [c for c in dataset.column_names if c in chunk.columns]
+        hashes = pd.util.hash_pandas_object(chunk[business], index=False).to_numpy()
+        rows = chunk[ROW_COLUMN].to_numpy(dtype="int64")
+        well_formed = chunk[MALFORMED_COLUMN].isna().to_numpy()
+        frame = pd.DataFrame({"h": hashes, "row": rows})[well_formed]
+        first_here = frame.groupby("h", sort=False)["row"].transform("first")
+        earlier = frame["h"].map(self.first_row)  # from previous chunks
+        first = earlier.fillna(first_here).astype("int64")
+        result = pd.Series(pd.NA, index=chunk.index, dtype="Int64")
+        is_repeat = (first != frame["row"]).to_numpy()
+        result.iloc[np.flatnonzero(well_formed)[is_repeat]] = first.to_numpy()[is_repeat]
+        new = frame.drop_duplicates("h")
+        new = new[~new["h"].isin(self.first_row.index)]
+        self.first_row = pd.concat([self.first_row, pd.Series(new["row"].to_numpy(), index=new["h"].to_numpy())])
+        return result
+
+
+def build_frame(dataset: Dataset, chunk: pd.DataFrame, seen_lines: SeenLines | None = None,
+                credit_note_types: frozenset[str] = frozenset({"AVOIR"})) -> pd.DataFrame:
+    """Raw text chunk -> validation frame (typed ``<col>`` + delivered ``<col>_text``)."""
+    # Indexed by line number, so GX's unexpected_index_list (and the "Index" column of the
+    # Data Docs) are the file's own line numbers.
+    chunk = chunk.set_index(pd.Index(chunk[ROW_COLUMN].astype("int64").to_numpy()), drop=False)
+    out = pd.DataFrame(index=chunk.index)
+    out[ROW_COLUMN] = chunk[ROW_COLUMN].astype("int64")
+    out[MALFORMED_COLUMN] = chunk[MALFORMED_COLUMN]
+    out[RAW_LINE_COLUMN] = chunk[RAW_LINE_COLUMN]
+    for column in dataset.columns:
+        if column.name not in chunk.columns:
+            continue
+        text = _strip(chunk[column.name])
+        if column.kind == "text":
+            out[column.name] = _fix_mojibake(text)
+        elif column.kind == "email":
+            out[f"{column.name}_text"] = text
+            out[column.name] = text.str.lower()
+        elif column.kind == "decimal":
+            out[f"{column.name}_text"] = text
+            out[column.name] = parse_decimal(text)
+        elif column.kind == "int":
+            out[f"{column.name}_text"] = text.str.replace(r"\.0$", "", regex=True)
+            out[column.name] = pd.to_numeric(out[f"{column.name}_text"], errors="coerce")
+            if column.name == "millesime":  # 0 (or 0000) is how non-vintage wines are often exported
+                out[column.name] = out[column.name].mask(out[column.name] == 0)
+        elif column.kind == "date":
+            out[f"{column.name}_text"] = text
+            out[column.name] = parse_date(text)
+            # yyyymmdd as an integer: range checks stay vectorised (GX compares datetimes row by row)
+            # and read naturally in Data Docs.
+            out[f"{column.name}_yyyymmdd"] = (out[column.name].dt.year * 10000 + out[column.name].dt.month * 100
+                                              + out[column.name].dt.day).astype("Int64")
+        elif column.kind == "bool":
+            out[f"{column.name}_text"] = text
+            out[column.name] = parse_bool(text)
+    if dataset.name == "ventes_lignes":
+        out["document_type"] = out["document_type"].str.upper()
+        credit = out["document_type"].isin(credit_note_types)
+        # Credit notes are checked on magnitudes; the sign is applied at load time.
+        for name in ("qty_line", "mt_ht", "mt_ttc", "marge"):
+            if name in out:
+                out[name] = out[name].where(~credit, out[name].abs())
+        out[DUPLICATE_COLUMN] = (seen_lines or SeenLines()).first_rows(dataset, chunk)
+    elif dataset.natural_key:
+        key = list(dataset.natural_key)
+        present = [k for k in key if k in out]
+        superseded = out.duplicated(subset=present, keep="last") & out[present[0]].notna()
+        last_row = out.groupby(present, dropna=False, sort=False)[ROW_COLUMN].transform("last")
+        out[DUPLICATE_COLUMN] = last_row.where(superseded).astype("Int64")
+    return out
+
+

@@ -1,0 +1,84 @@
+"""RGPD retention of what the pipeline keeps about rejected input.
+
+Rejected rows are kept in ``etl.quarantine`` with their raw values (names, e-mail addresses,
+phone numbers as delivered) and shown in the Data Docs, so a person can fix the export. After
+``retention.quarantine_raw_values_days`` the raw values are blanked and the reason is reduced to
+file, line, column and the failing checks; Data Docs validation pages older than
+``retention.data_docs_days`` are deleted (and the index rebuilt); run work files older than
+``retention.work_files_days`` are deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+import psycopg
+
+from winecrm.core import settings, storage
+
+log = logging.getLogger(__name__)
+
+
+def purge_quarantine(conn: psycopg.Connection, days: int) -> int:
+    cursor = conn.execute(
+        """UPDATE etl.quarantine
+           SET raw_values = NULL,
+               reason = file_path || coalesce(' line ' || row_no, '') || ': '
+                        || coalesce(column_name || ': ', '') || array_to_string(expectations, ', ')
+                        || ' (details purged after ' || %(days)s || ' days)'
+           WHERE quarantined_at < now() - make_interval(days => %(days)s) AND raw_values IS NOT NULL""",
+        {"days": days})
+    conn.commit()
+    return cursor.rowcount
+
+
+def purge_data_docs(days: int, now: float | None = None) -> int:
+    """Delete validation results and their pages older than ``days``; rebuild the site index."""
+    docs = settings.paths().docs_dir / "gx"
+    cutoff = (now or time.time()) - days * 86400
+    removed = 0
+    for folder in (docs / "uncommitted" / "validations", settings.paths().data_docs_site / "validations"):
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    if removed:
+        from winecrm.etl.gx_context import rebuild_data_docs
+
+        rebuild_data_docs(settings.paths().docs_dir)
+    return removed
+
+
+def purge_work_files(days: int, now: float | None = None) -> int:
+    """Delete run work folders not modified for ``days``."""
+    root = storage.work_root()
+    cutoff = dt.datetime.fromtimestamp((now or time.time()) - days * 86400, tz=dt.timezone.utc)
+    removed = 0
+    for folder in storage.sorted_glob(root, "*"):
+        newest = None
+        for part in folder.rglob("*"):
+            try:
+                modified = part.stat().st_mtime
+            except (FileNotFoundError, AttributeError):
+                continue
+            modified = modified if isinstance(modified, (int, float)) else modified.timestamp()
+            newest = max(newest or 0.0, modified)
+        if newest is not None and dt.datetime.fromtimestamp(newest, tz=dt.timezone.utc) < cutoff:
+            storage.remove_tree(folder)
+            removed += 1
+    return removed
+
+
+def purge(conn: psycopg.Connection) -> dict:
+    cfg = settings.pipeline_config().retention
+    report = {
+        "quarantine_rows_purged": purge_quarantine(conn, cfg.quarantine_raw_values_days),
+        "data_docs_files_deleted": purge_data_docs(cfg.data_docs_days),
+        "work_folders_deleted": purge_work_files(cfg.work_files_days),
+    }
+    log.info("Retention: %s", report)
+    return report
