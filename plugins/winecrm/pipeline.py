@@ -229,11 +229,13 @@ class FilesRejected(RuntimeError):
 def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -> dict:
     """Close the run's current attempt (the counters were written by each stage as it finished).
 
-    Never takes the writer lock: failure callbacks call it and must not wait behind a load."""
+    The first error recorded for an attempt stays (the root cause; the run-level callback that
+    follows a task's failure knows less). Never takes the writer lock: failure callbacks call it
+    and must not wait behind a load."""
     conn.rollback()
     conn.execute(
         f"""UPDATE etl.runs SET status = %(status)s, finished_at = now(), heartbeat_at = now(),
-                error = coalesce(%(error)s, error)
+                error = coalesce(error, %(error)s)
             WHERE {_CURRENT}""",
         {"status": "failed" if error else "success", "error": error, "run_id": run_id},
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from winecrm.core import settings
@@ -28,6 +29,9 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 def airflow_db(session_dir):
     env = dict(os.environ)
     result = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = subprocess.run([AIRFLOW, "pools", "set", "crm_warehouse", "1", "one writer"], env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return Path(env["AIRFLOW_HOME"]) / "airflow.db"
 
@@ -71,10 +75,15 @@ def dag_env(tmp_path_factory, module_warehouse, airflow_db, alerts):
         "CRM_WORK_URL": str(base / "work"),
         "CRM_DOCS_DIR": str(base / "quality"),
         "CRM_ALERT_WEBHOOK_URL": alerts[0],
-        "PYTHONPATH": str(settings.PROJECT_ROOT / "plugins"),
         "GX_ANALYTICS_ENABLED": "False",
     })
     planted = sampledata.write_sample_exports(base / "raw", n_customers=300, years=1.2)
+    # 300 customers make weekly files of ~70 lines, where the 8 planted bad rows are > 5 %:
+    # the gate is judged per file, so relax it as the other pipeline tests do.
+    config = yaml.safe_load((settings.CONFIG_DIR / "pipeline.yaml").read_text(encoding="utf-8"))
+    config["quality_gate"]["max_bad_row_share"] = 0.5
+    (base / "pipeline.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env["CRM_PIPELINE_CONFIG"] = str(base / "pipeline.yaml")
     return env, planted
 
 
@@ -103,10 +112,11 @@ def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     states = task_states(airflow_db, "2026-11-16")
     assert states == {t: "success" for t in
-                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "finish_run")}
+                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "purge",
+                       "finish_run")}
     with psycopg.connect(module_warehouse) as conn:
         status, week_start, rows_loaded, rows_quarantined = conn.execute(
-            "SELECT status, week_start::text, rows_loaded, rows_quarantined FROM etl.runs").fetchone()
+            "SELECT status, week_start::text, rows_loaded, rows_quarantined FROM etl.runs WHERE attempt = 1").fetchone()
         assert (status, week_start) == ("success", "2026-11-09")
         assert rows_quarantined == len(planted.bad_rows)
         assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == planted.sales_lines_total

@@ -26,16 +26,22 @@ def test_every_dag_file_imports_without_errors(dagbag):
 
 
 def test_house_rules(dagbag):
-    from winecrm.airflow.glue import TAG_CRM, notify_failure
+    from winecrm.airflow import TAG_CRM
+    from winecrm.airflow.callbacks import RecordRunFailure, WebhookAlert, EmailAlert, task_failure_callbacks
 
     for dag_id, dag in dagbag.dags.items():
         assert dag.doc_md and dag.doc_md.strip(), dag_id
         assert TAG_CRM in dag.tags, dag_id
         assert dag.start_date.tzinfo is not None, dag_id
+        assert dag.dagrun_timeout is not None, f"{dag_id}: a hung run must time out (and alert)"
+        run_callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
+        assert {type(c) for c in run_callbacks} >= {RecordRunFailure, WebhookAlert, EmailAlert}, dag_id
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
-            assert notify_failure in callbacks, f"{dag_id}.{task.task_id} has no failure callback"
+            assert callbacks == task_failure_callbacks(), f"{dag_id}.{task.task_id} has no failure callbacks"
+            if task.task_type != "DecoratedSensorOperator":
+                assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
 
 
 def test_crm_weekly_shape(dagbag):
@@ -44,12 +50,16 @@ def test_crm_weekly_shape(dagbag):
     assert str(dag.timezone.name) == "Europe/Paris"
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.start_date == pendulum.datetime(2026, 1, 5, 6, tz="Europe/Paris")
-    order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "finish_run"]
+    order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "purge",
+             "finish_run"]
     assert set(order) == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     sensor = dag.get_task("wait_for_exports")
     assert sensor.mode == "reschedule"
+    # every task that writes the warehouse is in the one-slot pool (max_active_runs does not cover backfills)
+    writers = {t.task_id for t in dag.tasks if t.pool == "crm_warehouse"}
+    assert writers == {"ingest", "validate", "load", "score", "recommend", "purge"}
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)

@@ -62,7 +62,15 @@ def failure_payload(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class RecordRunFailure(BaseNotifier):
+class _PlainNotifier(BaseNotifier):
+    """A notifier with nothing to template. (Airflow renders notifier templates with the DAG's
+    Jinja environment, which a serialized DAG, as `airflow dags test` hands to run callbacks, lacks.)"""
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        return None
+
+
+class RecordRunFailure(_PlainNotifier):
     """Close the run's current attempt as failed in etl.runs (never waits for the writer lock)."""
 
     def notify(self, context):
@@ -81,7 +89,7 @@ class RecordRunFailure(BaseNotifier):
             log.exception("Could not record the failure in etl.runs")
 
 
-class WebhookAlert(BaseNotifier):
+class WebhookAlert(_PlainNotifier):
     """POST a JSON alert with a Slack/Teams-style ``text`` to CRM_ALERT_WEBHOOK_URL."""
 
     def notify(self, context):
@@ -107,6 +115,13 @@ class EmailAlert(SmtpNotifier):
 
     def __init__(self):
         super().__init__(to="", subject=FAILURE_SUBJECT, html_content=FAILURE_HTML, smtp_conn_id=SMTP_CONN_ID)
+
+    def get_template_env(self, dag=None):
+        # Our own sandboxed environment: the templates above need no DAG macros, and a serialized
+        # DAG (run callbacks under `airflow dags test`) has no template environment to lend.
+        import jinja2.sandbox
+
+        return jinja2.sandbox.SandboxedEnvironment(autoescape=False, undefined=jinja2.Undefined)
 
     def __call__(self, *args):
         address, _ = alert_targets()

@@ -1,0 +1,137 @@
+"""The Airflow plugin: only it is imported from plugins/, and its pages answer only to logged-in
+Airflow users — checked over real HTTP against `airflow api-server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import MONDAY_RUN
+from winecrm import pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def test_plugin_manager_imports_the_plugin_and_nothing_of_the_domain_package(tmp_path):
+    code = (
+        "import sys\n"
+        "from airflow import plugins_manager\n"
+        "plugins_manager.ensure_plugins_loaded()\n"
+        "names = [p.name for p in plugins_manager._get_plugins()[0]]\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('backtest', 'db', 'demo', 'load', 'settings',\n"
+        "    'validate', 'ingest', 'pipeline', 'readers', 'scoring', 'recommend', 'winecrm', 'pandas', 'psycopg',\n"
+        "    'great_expectations'))\n"
+        "print('PLUGINS', names)\n"
+        "print('LEAKED', leaked)\n"
+    )
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+           "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False", "AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "PLUGINS ['winecrm']" in result.stdout, result.stdout
+    assert "LEAKED []" in result.stdout, result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory, pg_admin_url, template_db):
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    base = tmp_path_factory.mktemp("apiserver")
+    name = f"winecrm_ui_{os.getpid()}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    url = make_conninfo(pg_admin_url, dbname=name)
+    with psycopg.connect(url) as conn:
+        pipeline.prepare(conn, pipeline.week_window("scheduled__2026-11-16T05:00:00+00:00", MONDAY_RUN))
+        pipeline.finish(conn, "scheduled__2026-11-16T05:00:00+00:00", error="load: <b>disk</b> full")
+    site = base / "quality" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("<html><body>Data Docs index</body></html>", encoding="utf-8")
+    (base / "secret.txt").write_text("outside the site", encoding="utf-8")
+    passwords = base / "passwords.json"
+    passwords.write_text(json.dumps({"viewer": "viewer-pw"}), encoding="utf-8")
+    port = _free_port()
+    env = {**os.environ,
+           "AIRFLOW_HOME": str(base / "airflow"),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+           "AIRFLOW__API_AUTH__JWT_SECRET": "test-secret-for-the-plugin-test",
+           "CRM_DATABASE_URL": url, "CRM_DOCS_DIR": str(base / "quality")}
+    migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    log = open(base / "api-server.log", "w")
+    server = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host", "127.0.0.1"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{base_url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
+                break
+        except requests.ConnectionError:
+            time.sleep(1)
+    else:
+        server.kill()
+        pytest.fail("api-server did not start: " + (base / "api-server.log").read_text()[-3000:])
+    yield base_url
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+RUN_PATH = "/winecrm/runs/scheduled__2026-11-16T05:00:00+00:00"
+
+
+@pytest.mark.airflow
+def test_anonymous_callers_are_refused(api_server):
+    for path in (RUN_PATH, "/winecrm/data-docs/index.html"):
+        response = requests.get(api_server + path, timeout=10)
+        assert response.status_code == 401, (path, response.status_code, response.text[:200])
+    forged = requests.get(api_server + RUN_PATH, headers={"Authorization": "Bearer not-a-token"}, timeout=10)
+    assert forged.status_code in (401, 403)
+
+
+@pytest.mark.airflow
+def test_a_logged_in_user_sees_the_run_summary_and_data_docs(api_server):
+    token = requests.post(api_server + "/auth/token", json={"username": "viewer", "password": "viewer-pw"},
+                          timeout=10).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    page = requests.get(api_server + RUN_PATH, headers=headers, timeout=10)
+    assert page.status_code == 200, page.text[:500]
+    assert "Sales week 09/11/2026 – 15/11/2026" in page.text
+    assert "load: &lt;b&gt;disk&lt;/b&gt; full" in page.text  # shown as text, never as markup
+    # the UI's session cookie works the same way as the header
+    docs = requests.get(api_server + "/winecrm/data-docs/index.html", cookies={"_token": token}, timeout=10)
+    assert docs.status_code == 200 and "Data Docs index" in docs.text
+    escape = requests.get(api_server + "/winecrm/data-docs/..%2F..%2F..%2F..%2Fsecret.txt", headers=headers, timeout=10)
+    assert escape.status_code == 404
+    assert requests.get(api_server + "/winecrm/runs/nope", headers=headers, timeout=10).status_code == 404
+    # the plugin's links are in the UI
+    plugins = requests.get(api_server + "/api/v2/plugins", headers=headers, timeout=10).json()["plugins"]
+    views = {v["name"]: v for p in plugins if p["name"] == "winecrm" for v in p["external_views"]}
+    assert views["Run summary"]["href"] == "winecrm/runs/{RUN_ID}" and views["Run summary"]["destination"] == "dag_run"
+    assert views["Data Docs"]["destination"] == "nav"

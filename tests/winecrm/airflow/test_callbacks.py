@@ -1,0 +1,91 @@
+"""Failure callbacks: the run record is closed, the webhook gets a JSON alert over real HTTP,
+and the e-mail (the SMTP provider's notifier) escapes what it shows."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from tests.conftest import MONDAY_RUN
+from winecrm import pipeline
+from winecrm.airflow import callbacks
+
+
+@pytest.fixture
+def webhook_server():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "json": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/crm", received
+    server.shutdown()
+
+
+class TI:
+    dag_id, task_id, run_id, try_number, log_url = "crm_weekly", "load", "scheduled__x", 3, "http://ui/log?a=1&b=2"
+
+
+def _fire(context):
+    for callback in callbacks.task_failure_callbacks():
+        callback(context)
+
+
+def test_failure_is_recorded_and_posted(webhook_server, warehouse_url, monkeypatch, conn):
+    url, received = webhook_server
+    monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", url)
+    pipeline.prepare(conn, pipeline.week_window("scheduled__x", MONDAY_RUN))
+    _fire({"ti": TI(), "exception": RuntimeError("disk full"), "logical_date": MONDAY_RUN})
+    (call,) = received
+    assert call["path"] == "/hooks/crm"
+    assert call["json"]["task_id"] == "load" and call["json"]["error"] == "RuntimeError: disk full"
+    assert "crm_weekly.load failed" in call["json"]["text"]
+    status, error = conn.execute("SELECT status, error FROM etl.runs WHERE run_id = 'scheduled__x'").fetchone()
+    assert status == "failed" and error == "load: RuntimeError: disk full"
+
+
+def test_a_whole_run_failing_is_recorded_too(webhook_server, warehouse_url, monkeypatch, conn):
+    url, received = webhook_server
+    monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", url)
+    pipeline.prepare(conn, pipeline.week_window("scheduled__y", MONDAY_RUN))
+
+    class DagRun:
+        dag_id, run_id, logical_date = "crm_weekly", "scheduled__y", MONDAY_RUN
+
+    for callback in callbacks.run_failure_callbacks():
+        callback({"dag_run": DagRun(), "reason": "timed_out"})
+    assert "crm_weekly (run) failed" in received[0]["json"]["text"]
+    status, error = conn.execute("SELECT status, error FROM etl.runs WHERE run_id = 'scheduled__y'").fetchone()
+    assert status == "failed" and error == "run: timed_out"
+
+
+def test_a_dead_alert_channel_does_not_raise(monkeypatch, warehouse_url):
+    monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/nobody-listens")
+    _fire({"ti": TI(), "exception": ValueError("x")})
+
+
+def test_failure_email_escapes_what_it_shows():
+    notifier = callbacks.EmailAlert()
+
+    class DagRun:
+        dag_id, run_id = "crm_weekly", "manual__<b>"
+
+    notifier.render_template_fields({"ti": TI(), "dag_run": DagRun(),
+                                     "exception": ValueError("client <script>alert(1)</script> & O'Neil {{ 7*7 }}")})
+    html = notifier.html_content
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; O&#39;Neil" in html
+    assert "{{ 7*7 }}" in html  # the error text is data, never a template
+    assert "manual__&lt;b&gt;" in html and "http://ui/log?a=1&amp;b=2" in html
+    assert notifier.subject == "[winecrm] crm_weekly.load a échoué"
