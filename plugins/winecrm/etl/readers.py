@@ -255,6 +255,9 @@ def _open_workbook(path: Path):
     except DefusedXmlException as exc:
         raise _unsafe_xml(path, exc) from exc
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        cause = _cause(exc, DefusedXmlException)
+        if cause is not None:  # openpyxl wraps what the XML parser refused in a ValueError
+            raise _unsafe_xml(path, cause) from exc
         raise FileRejected(f"{path.name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc}); "
                            "incomplete copy or wrong extension?", check="unreadable_xlsx") from exc
 
@@ -267,7 +270,17 @@ def _sheet_header(sheet) -> tuple[int, list[str]]:
     return 0, []
 
 
-def _unsafe_xml(path: Path, exc: Exception) -> FileRejected:
+def _cause(exc: BaseException, kind: type) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _unsafe_xml(path: Path, exc: BaseException) -> FileRejected:
     return FileRejected(f"{path.name}: the workbook's XML declares entities ({exc.__class__.__name__}), which an "
                         "export never does (XML bomb / external entity); not read", check="xlsx_unsafe_xml")
 

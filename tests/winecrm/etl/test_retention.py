@@ -1,0 +1,52 @@
+"""RGPD retention: personal data of rejected rows and the pages showing them do not stay forever."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
+from winecrm import pipeline
+from winecrm.core import settings, storage
+from winecrm.etl import retention
+
+
+def test_old_quarantine_raw_values_and_data_docs_pages_are_purged(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(doc_no=f"F{i}") for i in range(20)]
+                 + [sales_line(doc_no="BAD", qty="deux", email="marie.kuntz@example", client="KUNTZ")])
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    raw_values, reason = conn.execute("SELECT raw_values::text, reason FROM etl.quarantine").fetchone()
+    assert "marie.kuntz@example" in raw_values and "'deux'" in reason
+    # a fresh row is kept as it is
+    assert retention.purge_quarantine(conn, 90) == 0
+    conn.execute("UPDATE etl.quarantine SET quarantined_at = now() - interval '91 days'")
+    conn.commit()
+    assert retention.purge_quarantine(conn, 90) == 1
+    raw_values, reason = conn.execute("SELECT raw_values, reason FROM etl.quarantine").fetchone()
+    assert raw_values is None and "deux" not in reason and "marie" not in reason
+    assert reason.startswith("isavigne/ventes_lignes/v_2026-11-16.csv line 22: qty_line: ")
+    assert reason.endswith("(details purged after 90 days)")
+
+    site = settings.paths().data_docs_site
+    pages = [p for p in (site / "validations").rglob("*.html")]
+    assert pages and any("marie.kuntz" in p.read_text(encoding="utf-8") for p in pages)
+    assert retention.purge_data_docs(90) == 0
+    old = time.time() - 91 * 86400
+    for folder in (settings.paths().docs_dir / "gx" / "uncommitted" / "validations", site / "validations"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                os.utime(path, (old, old))
+    assert retention.purge_data_docs(90) > 0
+    leftovers = [p for p in site.rglob("*.html") if "marie.kuntz" in p.read_text(encoding="utf-8")]
+    assert leftovers == [] and settings.paths().data_docs_index.exists()
+
+
+def test_old_work_folders_are_deleted(conn, crm_dirs):
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line()])
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    folder = storage.run_work_dir("run_1")
+    assert list(folder.rglob("*.parquet"))
+    assert retention.purge_work_files(14) == 0
+    assert retention.purge_work_files(14, now=time.time() + 15 * 86400) == 1
+    assert not list(storage.work_root().rglob("*.parquet"))
