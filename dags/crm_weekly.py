@@ -34,7 +34,6 @@ Configuration: `include/config/pipeline.yaml`; connection `crm_warehouse` (else
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-
 from winecrm.airflow import (
     START_DATE,
     TAG_CRM,

@@ -4,10 +4,14 @@ one fresh database per test cloned from a migrated template, and private RAW/wor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import tempfile
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import psycopg
@@ -97,6 +101,30 @@ def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     # Tests use a handful of rows, so one bad row is a large share: relax the gate by default.
     use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5})
     return dirs
+
+
+@contextlib.contextmanager
+def alert_receiver():
+    """A real HTTP endpoint for failure webhooks: yields (url, received), each POST as
+    {"path": ..., "json": ...}."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "json": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks/crm", received
+    finally:
+        server.shutdown()
 
 
 def use_config(tmp_path: Path, monkeypatch, **sections) -> Path:

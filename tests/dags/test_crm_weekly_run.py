@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import psycopg
@@ -19,6 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from winecrm.core import settings
 from winecrm.demo import sampledata
+
+from tests.conftest import alert_receiver
 
 pytestmark = pytest.mark.airflow
 LOGICAL_DATE = "2026-11-16T05:00:00+00:00"
@@ -48,21 +47,8 @@ def module_warehouse(pg_admin_url, template_db):
 
 @pytest.fixture(scope="module")
 def alerts():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/alert", received
-    server.shutdown()
+    with alert_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +139,7 @@ def test_missing_exports_fail_fast_with_a_clear_message_and_an_alert(first_run, 
     assert states["prepare_run"] == "success"
     assert states["wait_for_exports"] == "failed"
     assert states.get("ingest") in (None, "upstream_failed")
-    alert = next(a for a in received if a["task_id"] == "wait_for_exports")
+    alert = next(a["json"] for a in received if a["json"]["task_id"] == "wait_for_exports")
     assert "exports for the week 26/01/2026–01/02/2026" in alert["error"]
     assert "ventes_lignes: no file in" in alert["error"] and "clients: no file in" in alert["error"]
     with psycopg.connect(module_warehouse) as conn:

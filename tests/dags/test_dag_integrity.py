@@ -27,7 +27,7 @@ def test_every_dag_file_imports_without_errors(dagbag):
 
 def test_house_rules(dagbag):
     from winecrm.airflow import TAG_CRM
-    from winecrm.airflow.callbacks import RecordRunFailure, WebhookAlert, EmailAlert, task_failure_callbacks
+    from winecrm.airflow.callbacks import EmailAlert, RecordRunFailure, WebhookAlert, task_failure_callbacks
 
     for dag_id, dag in dagbag.dags.items():
         assert dag.doc_md and dag.doc_md.strip(), dag_id

@@ -21,7 +21,6 @@ import psycopg
 import pytest
 import yaml
 from psycopg import sql
-
 from winecrm.core import settings
 from winecrm.demo import sampledata
 
@@ -36,10 +35,9 @@ RUN_ID = "celery_check__2026-11-16"
 
 def _services_or_skip():
     try:
+        import airflow.providers.celery  # noqa: F401
         import celery  # noqa: F401
         import redis
-
-        import airflow.providers.celery  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"Celery check needs the celery provider and redis client: {exc}")
     try:

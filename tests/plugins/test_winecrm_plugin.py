@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from winecrm import pipeline
 
 from tests.conftest import MONDAY_RUN
-from winecrm import pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))

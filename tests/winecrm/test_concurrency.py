@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
-from tests.conftest import MONDAY_RUN, sales_line, write_export
 from winecrm import pipeline
 from winecrm.core import db
 from winecrm.demo import sampledata
 from winecrm.etl import load
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 
 def _sales(conn):

@@ -9,8 +9,8 @@ import time
 
 import psycopg
 
-from winecrm.core.queries import named_steps, run_steps
 from winecrm.core import settings
+from winecrm.core.queries import named_steps, run_steps
 from winecrm.core.settings import ScoringConfig
 from winecrm.crm.scoring import revenue_parameters
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from winecrm.airflow import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
-from winecrm.core import db, storage, settings
+from winecrm.core import db, settings, storage
 from winecrm.demo import sampledata
 
 LOGICAL_DATE = "2026-11-16T05:00:00+00:00"  # Monday 16 Nov 2026, 06:00 Europe/Paris

@@ -3,35 +3,17 @@ and the e-mail (the SMTP provider's notifier) escapes what it shows."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pytest
-
-from tests.conftest import MONDAY_RUN
 from winecrm import pipeline
 from winecrm.airflow import callbacks
+
+from tests.conftest import MONDAY_RUN, alert_receiver
 
 
 @pytest.fixture
 def webhook_server():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"path": self.path, "json": json.loads(body)})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hooks/crm", received
-    server.shutdown()
+    with alert_receiver() as receiver:
+        yield receiver
 
 
 class TI:

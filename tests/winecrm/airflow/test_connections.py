@@ -7,7 +7,6 @@ import json
 
 import psycopg
 import pytest
-
 from winecrm.airflow import connections
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from winecrm.core import db
 
 from tests.conftest import use_config
-from winecrm.core import db
 
 
 def test_statement_and_lock_timeouts_come_from_the_config(warehouse_url, tmp_path, monkeypatch):

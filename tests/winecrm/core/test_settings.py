@@ -4,10 +4,10 @@ the file, the key and the reason."""
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import MONDAY_RUN, use_config
 from winecrm import pipeline
 from winecrm.core import settings
+
+from tests.conftest import MONDAY_RUN, use_config
 
 
 def test_the_shipped_files_are_valid_and_give_the_documented_defaults():

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.conftest import MONDAY_RUN, sales_line, write_export
 from winecrm import pipeline
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 OLD_WEEK_RUN = MONDAY_RUN - dt.timedelta(days=7)  # covers Mon 2 – Sun 8 Nov 2026
 OLD_SUNDAY = dt.date(2026, 11, 8)

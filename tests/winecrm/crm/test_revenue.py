@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.conftest import MONDAY_RUN, sales_line, use_config, write_export
 from winecrm import pipeline
+
+from tests.conftest import MONDAY_RUN, sales_line, use_config, write_export
 
 AS_OF = dt.date(2026, 11, 15)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 
-from tests.conftest import MONDAY_RUN, sales_line, write_export
 from winecrm import pipeline
 from winecrm.core import settings, storage
 from winecrm.etl import retention
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 
 def test_old_quarantine_raw_values_and_data_docs_pages_are_purged(conn, crm_dirs):

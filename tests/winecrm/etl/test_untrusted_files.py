@@ -6,11 +6,11 @@ import os
 import zipfile
 
 import pytest
-
-from tests.conftest import MONDAY_RUN, sales_line, write_export
 from winecrm import pipeline
 from winecrm.demo import sampledata
 from winecrm.etl import ingest
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
 
 
 def _start(conn, run_id="run_1"):
@@ -18,7 +18,6 @@ def _start(conn, run_id="run_1"):
 
 
 def _catalogue_xlsx(path):
-    import pandas as pd
 
     frame = sampledata.build_catalogue()[["produit", "article", "millesime", "famille_crm", "prix_ttc"]].head(3)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +94,8 @@ def test_symbolic_links_in_raw_are_never_followed(conn, crm_dirs, tmp_path):
 
 
 def test_a_file_swapped_for_a_link_after_discovery_is_not_read(crm_dirs, tmp_path):
-    from winecrm.etl.readers import FileRejected, detect_format
     from winecrm.etl.contract import VENTES_LIGNES
+    from winecrm.etl.readers import FileRejected, detect_format
 
     target = write_export(tmp_path, "ventes_lignes", "elsewhere.csv", [sales_line()])
     link = crm_dirs["raw"] / "swapped.csv"
