@@ -26,7 +26,6 @@ from winecrm.etl import validate as validate_mod
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
-STAGES = ("ingest", "validate", "load", "score", "recommend")
 
 
 @dataclass(frozen=True)
@@ -288,9 +287,8 @@ def run_all(conn: psycopg.Connection, window: RunWindow) -> dict:
     """Every stage in order, without Airflow (demo checks, benchmarks, CLI)."""
     prepare(conn, window)
     try:
-        for stage in STAGES:
-            globals()[f"run_{stage}"](conn, window.run_id)
-        run_purge(conn, window.run_id)
+        for run_stage in (run_ingest, run_validate, run_load, run_score, run_recommend, run_purge):
+            run_stage(conn, window.run_id)
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")
         raise
