@@ -9,6 +9,22 @@ import logging
 log = logging.getLogger(__name__)
 
 
+def use_airflow_storage() -> None:
+    """Work files on an object store go through Airflow's ObjectStoragePath, so the credentials
+    can come from an Airflow connection named in the URL (``s3://aws_default@bucket/winecrm/work``).
+    A plain local path keeps the plain path."""
+    from urllib.parse import urlsplit
+
+    from winecrm.core import settings, storage
+
+    if urlsplit(settings.paths().work_url).scheme == "":
+        storage.use_root_factory(None)
+        return
+    from airflow.sdk import ObjectStoragePath
+
+    storage.use_root_factory(ObjectStoragePath)
+
+
 def _fail_fast(exc: Exception):
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -53,6 +69,7 @@ def run_stage(stage: str, run: dict) -> dict:
     from winecrm.airflow.connections import warehouse_connection
     from winecrm.core.db import WarehouseBusy
 
+    use_airflow_storage()
     with warehouse_connection(stage) as conn:
         try:
             return getattr(pipeline, f"run_{stage}")(conn, run["run_id"])

@@ -66,3 +66,37 @@ def sorted_glob(folder, pattern: str) -> list:
         return sorted(folder.glob(pattern), key=lambda p: p.name)
     except FileNotFoundError:
         return []
+
+
+def _local_path(path) -> str | None:
+    return str(getattr(path, "path", path)) if is_local(path) else None
+
+
+def write_parquet(frame, path) -> None:
+    """A work file: by path on a local disk (Arrow's own file I/O), else through the storage URL."""
+    local = _local_path(path)
+    if local is not None:
+        frame.to_parquet(local, index=False)
+        return
+    with path.open("wb") as fh:
+        frame.to_parquet(fh, index=False)
+
+
+def read_parquet(path, columns: list[str] | None = None):
+    import pandas as pd
+
+    local = _local_path(path)
+    if local is not None:
+        return pd.read_parquet(local, columns=columns)
+    with path.open("rb") as fh:
+        return pd.read_parquet(fh, columns=columns)
+
+
+def parquet_rows(path) -> int:
+    import pyarrow.parquet as pq
+
+    local = _local_path(path)
+    if local is not None:
+        return pq.ParquetFile(local).metadata.num_rows
+    with path.open("rb") as fh:
+        return pq.ParquetFile(fh).metadata.num_rows

@@ -239,8 +239,7 @@ def _write_parts(raw: RawFile, fmt, header_row: int, target, chunk_rows: int) ->
     dataset = DATASETS[raw.dataset]
     rows = 0
     for index, chunk in enumerate(iter_chunks(raw.path, dataset, fmt, header_row, chunk_rows)):
-        with (target / f"part-{index:05d}.parquet").open("wb") as fh:
-            chunk.to_parquet(fh, index=False)
+        storage.write_parquet(chunk, target / f"part-{index:05d}.parquet")
         rows += len(chunk)
     return rows
 

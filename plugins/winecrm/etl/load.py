@@ -141,9 +141,8 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
 SALES_LINE_COLUMNS = [name for name, _ in warehouse_columns(VENTES_LIGNES)] + ["file_id", "source_row", "loaded_run"]
 
 
-def read_part(part) -> pd.DataFrame:
-    with part.open("rb") as fh:
-        return pd.read_parquet(fh)
+def read_part(part, columns: list[str] | None = None) -> pd.DataFrame:
+    return storage.read_parquet(part, columns)
 
 
 def good_parts(work, file_id: int) -> list:
@@ -159,13 +158,7 @@ BULK_SHARE_OF_TABLE = 0.25  # ...and only when the load adds at least this share
 
 
 def per_part_rows(parts: list) -> int:
-    import pyarrow.parquet as pq
-
-    total = 0
-    for part in parts:
-        with part.open("rb") as fh:
-            total += pq.ParquetFile(fh).metadata.num_rows
-    return total
+    return sum(storage.parquet_rows(part) for part in parts)
 
 
 def bulk_rebuild_worthwhile(lines: int, table_rows: float) -> bool:
@@ -193,7 +186,7 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
         for file_id, _, export_date in files:
             if not parts[file_id]:
                 continue
-            docs = pd.concat([read_part(part)[["document_type", "document_no"]]
+            docs = pd.concat([read_part(part, ["document_type", "document_no"])
                               for part in parts[file_id]], ignore_index=True).drop_duplicates()
             docs["file_id"] = file_id
             docs["export_date"] = pd.Timestamp(str(export_date))

@@ -189,13 +189,11 @@ def validate(conn: psycopg.Connection, run_id: str) -> dict:
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
             seen_lines = SeenLines()
             for index, part in enumerate(parts):
-                with part.open("rb") as fh:
-                    chunk = build_frame(dataset, pd.read_parquet(fh), seen_lines, credit_types)
+                chunk = build_frame(dataset, storage.read_parquet(part), seen_lines, credit_types)
                 outcomes = validator.run(dataset, chunk, export_date, cfg, f"file{file_id}_{Path(file_path).stem}_part{index}")
                 good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
                 copy_quarantine(conn, bad)
-                with (folder / f"good-{index:05d}.parquet").open("wb") as fh:
-                    _good_columns(dataset, good, credit_types).to_parquet(fh, index=False)
+                storage.write_parquet(_good_columns(dataset, good, credit_types), folder / f"good-{index:05d}.parquet")
             rejection = gate_verdict(verdict, file_path, pipeline_cfg.quality_gate.limit(dataset_name))
             warnings = json.dumps([f"{k}: {v} rows" for k, v in verdict.warnings.items()])
             if rejection:
