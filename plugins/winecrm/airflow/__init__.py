@@ -32,7 +32,8 @@ def _timeouts():
     from winecrm.core import settings
 
     try:
-        return settings.pipeline_config().timeouts, settings.pipeline_config().exports
+        cfg = settings.pipeline_config()
+        return cfg.timeouts, cfg.exports
     except (settings.ConfigError, OSError):
         return settings.TimeoutsConfig(), settings.ExportsConfig()
 
