@@ -44,7 +44,7 @@ def _page(title: str, body: str) -> HTMLResponse:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}"
-        "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}"
+        "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
         "th{background:#f4f4f4}.failed{color:#b00020}.success{color:#1b7f3b}pre{white-space:pre-wrap;margin:0}"
         f"</style></head><body>{body}</body></html>")
 
@@ -60,7 +60,9 @@ def run_summary(run_id: str) -> HTMLResponse:
                       stage_seconds, error
                FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC""", (run_id,)).fetchall()
         reasons = conn.execute(
-            """SELECT dataset, file_path, coalesce(column_name, '(file)'), array_to_string(expectations, ', '),
+            """SELECT dataset, file_path,
+                      coalesce(column_name, CASE WHEN row_no IS NULL THEN '(whole file)' ELSE '(row)' END),
+                      array_to_string(expectations, ', '),
                       count(*), min(reason)
                FROM etl.quarantine WHERE run_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC LIMIT 50""",
             (run_id,)).fetchall()
@@ -87,7 +89,7 @@ def run_summary(run_id: str) -> HTMLResponse:
     body.append("</table><h3>Files</h3><table><tr><th>file</th><th>dataset</th><th>status</th><th>rows read</th>"
                 "<th>loaded</th><th>quarantined</th><th>reason</th></tr>")
     for f in files:
-        body.append("<tr>" + "".join(f"<td>{e(str(v or ''))}</td>" for v in f) + "</tr>")
+        body.append("<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in f) + "</tr>")
     body.append("</table><h3>Quarantine reasons</h3><table><tr><th>dataset</th><th>file</th><th>column</th>"
                 "<th>checks</th><th>rows</th><th>example</th></tr>")
     for r in reasons:
