@@ -23,6 +23,7 @@ from winecrm.core.migrations import apply_migrations
 from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
+from winecrm.etl.contract import DATASETS
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
@@ -90,20 +91,32 @@ def heartbeat(conn: psycopg.Connection, run_id: str) -> None:
 _CURRENT = "run_id = %(run_id)s AND attempt = (SELECT max(attempt) FROM etl.runs WHERE run_id = %(run_id)s)"
 
 
+def latest_export_date(window: RunWindow) -> dt.date:
+    """Exports dated after the week's Monday and up to the day after the run's logical date
+    belong to the run's week."""
+    return window.logical_date.astimezone(PARIS).date() + dt.timedelta(days=1)
+
+
+def in_window(window: RunWindow, export_date: dt.date) -> bool:
+    return window.week_start < export_date <= latest_export_date(window)
+
+
 def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | None = None) -> tuple[bool, list[str]]:
-    """Whether every required dataset has a complete export for the week; else what is missing."""
+    """Whether the week's exports are there: every required dataset has a complete export, and
+    no file of the week (of any dataset) is still being copied; else what is awaited."""
     cfg = settings.pipeline_config().exports
     raw_dir = raw_dir or settings.paths().raw_dir
     files = ingest_mod.discover(raw_dir, now=now)
-    latest_ok = window.logical_date.astimezone(PARIS).date() + dt.timedelta(days=1)
+    latest_ok = latest_export_date(window)
     missing = []
-    for dataset in cfg.required_datasets:
-        in_window = [f for f in files if f.dataset == dataset and window.week_start < f.export_date <= latest_ok]
-        complete = [f for f in in_window if f.complete]
-        if complete:
+    for dataset in DATASETS:
+        in_week = [f for f in files if f.dataset == dataset and in_window(window, f.export_date)]
+        settling = [f for f in in_week if not f.complete]
+        if settling:  # a file of the week still arriving is waited for, even when an older one is complete
+            missing.append(f"{dataset}: " + "; ".join(f"{f.relative} {f.why_incomplete}" for f in settling))
             continue
-        if in_window:
-            missing.append(f"{dataset}: " + "; ".join(f"{f.relative} {f.why_incomplete}" for f in in_window))
+        if dataset not in cfg.required_datasets or in_week:
+            continue
         else:
             missing.append(f"{dataset}: no file in {raw_dir / 'isavigne' / dataset} dated "
                            f"{window.week_start + dt.timedelta(days=1):%d/%m/%Y}–{latest_ok:%d/%m/%Y} "
@@ -148,6 +161,11 @@ def _record(conn: psycopg.Connection, run_id: str, stage: str, seconds: float, d
     conn.commit()
 
 
+class FilesStillArriving(RuntimeError):
+    """A file of the run's week was still being copied when ingest looked: the task fails naming
+    it (its retry takes it once complete) rather than going on without it."""
+
+
 def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
     started = time.perf_counter()
     with writer(conn, run_id, "ingest"):
@@ -157,7 +175,22 @@ def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
         _record(conn, run_id, "ingest", time.perf_counter() - started, details,
                 files_seen=report.files_seen, files_new=report.files_new, files_duplicate=report.files_duplicate,
                 files_quarantined=report.files_quarantined, rows_read=report.rows_read)
+    window = current_window(conn, run_id)
+    late = [line for line in report.files_waiting
+            if any(line.startswith(path) and in_window(window, dt.date.fromisoformat(day))
+                   for path, day in report.waiting_export_dates.items())]
+    if late:
+        raise FilesStillArriving(
+            f"Exports of the week {window.week_start:%d/%m/%Y}–{window.week_end:%d/%m/%Y} still being copied: "
+            + " | ".join(late) + ". The run does not go on without them; the task's retry takes them once "
+            "complete (or drop <file>.done next to a file that is complete).")
     return details
+
+
+def current_window(conn: psycopg.Connection, run_id: str) -> RunWindow:
+    logical_date, week_start, week_end = conn.execute(
+        f"SELECT logical_date, week_start, week_end FROM etl.runs WHERE {_CURRENT}", {"run_id": run_id}).fetchone()
+    return RunWindow(run_id, logical_date, week_start, week_end)
 
 
 def run_validate(conn: psycopg.Connection, run_id: str) -> dict:

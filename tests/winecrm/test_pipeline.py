@@ -122,3 +122,42 @@ def test_sensor_accepts_a_backfill_whose_files_are_long_there(sample):
     old_week = pipeline.week_window("backfill", MONDAY_RUN)
     assert pipeline.exports_status(old_week)[0]
     assert pipeline.check_exports(old_week, now=MONDAY_RUN + dt.timedelta(days=400)) is True
+
+
+def test_a_late_file_of_the_week_is_waited_for_never_left_out(conn, crm_dirs, monkeypatch):
+    """A missed export dropped just before the run: older files satisfy every dataset, the new one
+    is still settling. The sensor waits for it; if it lands after the sensor, ingest fails naming it."""
+    import os
+    import time
+
+    from tests.conftest import sales_line, write_export
+
+    raw = crm_dirs["raw"]
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    for dataset, name, header, line in (
+            ("clients", "clients_2026-11-10.csv", "client_code;nom;prenom;email", "C1;Dupont;Jean;j@example.fr"),
+            ("produits", "produits_2026-11-10.csv", "produit;article;millesime;famille_crm;prix_ttc",
+             "Riesling 2022;RIES-22;2022;Riesling;11,50"),
+            ("stock", "stock_2026-11-10.csv", "article;millesime;entrepot;quantite", "RIES-22;2022;Cave;12")):
+        write_export(raw, dataset, name, [line], header=header)
+    write_export(raw, "ventes_lignes", "ventes_2026-11-10.csv", [sales_line(doc_no="OLD")])
+    old = time.time() - 3600
+    for path in raw.rglob("*.csv"):
+        os.utime(path, (old, old))
+    monkeypatch.setenv("CRM_FILE_SETTLE_SECONDS", "600")
+    late = write_export(raw, "ventes_lignes", "ventes_2026-11-16.csv", [sales_line(doc_no="LATE")])  # 0 s old
+    future = write_export(raw, "ventes_lignes", "ventes_2026-12-07.csv", [sales_line(doc_no="NEXT")])  # next month's
+    ready, waiting = pipeline.exports_status(window)
+    assert not ready and len(waiting) == 1
+    assert waiting[0].startswith("ventes_lignes: isavigne/ventes_lignes/ventes_2026-11-16.csv modified")
+    pipeline.prepare(conn, window)
+    with pytest.raises(pipeline.FilesStillArriving) as info:
+        pipeline.run_ingest(conn, "run_1")
+    assert "ventes_2026-11-16.csv" in str(info.value) and "2026-12-07" not in str(info.value)
+    # the task's retry, once the file is complete: nothing is left out
+    late.with_name(late.name + ".done").write_text("")
+    pipeline.run_ingest(conn, "run_1")
+    pipeline.run_validate(conn, "run_1")
+    pipeline.run_load(conn, "run_1")
+    docs = {d for (d,) in conn.execute("SELECT document_no FROM etl.ventes_lignes")}
+    assert docs == {"OLD", "LATE"} and future.exists()

@@ -135,6 +135,7 @@ class IngestReport:
     files_duplicate: int = 0
     files_quarantined: int = 0
     files_waiting: list[str] = field(default_factory=list)
+    waiting_export_dates: dict[str, str] = field(default_factory=dict)  # relative path -> export date
     files_owned_elsewhere: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # "copy.csv = original.csv"
     rejected: list[str] = field(default_factory=list)
@@ -295,6 +296,7 @@ def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *
         report.files_seen += 1
         if not raw.complete:
             report.files_waiting.append(f"{raw.relative}: {raw.why_incomplete}")
+            report.waiting_export_dates[raw.relative] = raw.export_date.isoformat()
             continue
         file_id = _claim(conn, run_id, raw, report)
         conn.commit()
@@ -305,6 +307,7 @@ def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *
             rows = ingest_file(conn, run_id, file_id, raw, chunk_rows)
         except FileChangedDuringRead as exc:
             report.files_waiting.append(str(exc))
+            report.waiting_export_dates[raw.relative] = raw.export_date.isoformat()
             continue
         if rows:
             report.rows_read += rows
