@@ -58,6 +58,10 @@ def week_window(run_id: str, logical_date: dt.datetime) -> RunWindow:
     return RunWindow(run_id, logical_date, week_start, week_start + dt.timedelta(days=6))
 
 
+# The run's current attempt in etl.runs (a rerun is a new attempt of the same run id).
+_CURRENT = "run_id = %(run_id)s AND attempt = (SELECT max(attempt) FROM etl.runs WHERE run_id = %(run_id)s)"
+
+
 def writer(conn: psycopg.Connection, run_id: str, stage: str):
     """The warehouse's writer lock, named after the run and the stage holding it."""
     return db.warehouse_writer(conn, f"{run_id}:{stage}")
@@ -87,8 +91,6 @@ def heartbeat(conn: psycopg.Connection, run_id: str) -> None:
     conn.execute(f"UPDATE etl.runs SET heartbeat_at = now() WHERE {_CURRENT}", {"run_id": run_id})
     conn.commit()
 
-
-_CURRENT = "run_id = %(run_id)s AND attempt = (SELECT max(attempt) FROM etl.runs WHERE run_id = %(run_id)s)"
 
 
 def latest_export_date(window: RunWindow) -> dt.date:

@@ -7,7 +7,6 @@ resolved when a failure happens (nothing is looked up when the DAG file is parse
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -146,6 +145,3 @@ def run_failure_callbacks() -> list:
     """on_failure_callback of a DAG: a run failed as a whole (dagrun_timeout, marked failed in the UI)."""
     return _TASK_CALLBACKS
 
-
-def log_payload(context) -> str:
-    return json.dumps(failure_payload(context), default=str)
