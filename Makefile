@@ -34,8 +34,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The metadata database is named here, per checkout: airflow.cfg would pin the first checkout's path.
 AIRFLOW_LOCAL_ENV = PATH=$(CURDIR)/$(BIN):$$PATH \
 	AIRFLOW_HOME=$(CURDIR)/airflow_home \
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(CURDIR)/airflow_home/airflow.db \
+	CRM_DATA_DOCS_URL=http://localhost:8080/winecrm/data-docs \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False

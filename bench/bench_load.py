@@ -129,7 +129,7 @@ def main() -> int:
                                                    for k in ("ingest", "validate", "load")), 1)
             results["score_s"] = summary["stage_seconds"].get("score")
             results["initial_load_detail"] = summary["details"]["load"]["ventes_lignes"]
-            results["rows_loaded"] = summary["rows_loaded"]
+            results["rows_written"] = summary["rows_written"]
             results["rows_quarantined"] = summary["rows_quarantined"]
         results["initial_peak_rss_mb"] = round(rss.mb)
         print(json.dumps(results, indent=1))
@@ -164,7 +164,7 @@ def baselines(url: str, run_id: str, to_sql_rows: int, summary: dict) -> dict:
 
     out = {}
     load_s = summary["stage_seconds"]["load"]
-    rows = summary["rows_loaded"]
+    rows = summary["rows_written"]
     out["load_stage_s"] = load_s
     out["load_rows_per_s"] = round(rows / load_s)
 

@@ -1,11 +1,17 @@
 """
 ### crm_weekly — iSaVigne exports to the CRM warehouse, every Monday 06:00 (Europe/Paris)
 
-1. **prepare_run** — checks the settings files, applies pending SQL migrations, opens a new
-   attempt of the run in `etl.runs` (a rerun keeps what earlier attempts did).
-2. **wait_for_exports** — waits (reschedule mode: no worker slot held) until every required
-   dataset has a complete export for the week; fails with the list of what is missing after
-   `exports.max_wait_hours`.
+**Which week.** A run covers the Monday–Sunday week before its date (the Monday 06:00 run of
+16/11 covers 09/11–15/11), or the week chosen in the trigger form. The run's note in the run
+list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 nouveau fichier,
+507 lignes lues, 6 écrites, … ». Backfill dialog: one run per Monday, each its own week.
+
+1. **prepare_run** — checks the settings files and the trigger form, applies pending SQL
+   migrations, opens a new attempt of the run in `etl.runs` (a rerun keeps earlier attempts).
+2. **wait_for_exports** — waits (reschedule mode: no worker slot held) for a sales export dated
+   in the week, a customers / products / stock snapshot at or before it, and for every file of
+   the week still being copied; fails naming what is missing `exports.max_wait_hours` after the
+   run started.
 3. **ingest** — registers each new file by SHA-256 in `etl.file_manifest` (never twice),
    detects encoding / delimiter / sheet, maps headers; RAW is never modified, links never followed.
 4. **validate** — Great Expectations suite per dataset; bad rows go to `etl.quarantine`
@@ -41,15 +47,18 @@ from winecrm.airflow import (
     TAG_WEEKLY,
     WAREHOUSE_POOL,
     default_args,
+    outlets,
     run_timeout,
     sensor_poke_seconds,
     sensor_timeout,
+    trigger_params,
 )
 from winecrm.airflow.callbacks import run_failure_callbacks
 
 
 @dag(
     dag_id="crm_weekly",
+    description="Weekly iSaVigne exports → CRM warehouse → scores and recommendations (Mondays 06:00 Paris)",
     schedule="0 6 * * 1",
     start_date=START_DATE,
     catchup=False,
@@ -57,71 +66,78 @@ from winecrm.airflow.callbacks import run_failure_callbacks
     dagrun_timeout=run_timeout(),
     default_args=default_args(),
     on_failure_callback=run_failure_callbacks(),
+    params=trigger_params(),
     tags=[TAG_CRM, TAG_WEEKLY, TAG_ETL],
     doc_md=__doc__,
 )
 def crm_weekly():
-    @task
+    @task(doc_md="Settings, trigger form and migrations checked; a new attempt of the run opened in `etl.runs`.")
     def prepare_run(**context) -> dict:
         from winecrm.airflow.tasks import prepare_run
 
         return prepare_run(context)
 
     @task.sensor(mode="reschedule", poke_interval=sensor_poke_seconds(), timeout=sensor_timeout().total_seconds(),
-                 execution_timeout=None)
-    def wait_for_exports(run: dict) -> bool:
+                 execution_timeout=None,
+                 doc_md="Waits for the week's sales export, customer / product / stock snapshots and any file "
+                        "of the week still being copied; fails naming what is missing at the deadline.")
+    def wait_for_exports(run_id=None) -> bool:
         from winecrm.airflow.tasks import wait_for_exports
 
-        return wait_for_exports(run)
+        return wait_for_exports(run_id)
 
-    @task(pool=WAREHOUSE_POOL)
-    def ingest(run: dict) -> dict:
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False,
+          doc_md="New files of RAW registered by SHA-256 (never twice) and read; one log line per file.")
+    def ingest(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("ingest", run)
+        return run_stage("ingest", run_id)
 
-    @task(pool=WAREHOUSE_POOL)
-    def validate(run: dict) -> dict:
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("validate"),
+          doc_md="Great Expectations per file: bad rows quarantined with file, line and delivered value; a file "
+                 "above the quality gate rejected (see `accept_files`). Links to each file's Data Docs page.")
+    def validate(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("validate", run)
+        return run_stage("validate", run_id)
 
-    @task(pool=WAREHOUSE_POOL)
-    def load(run: dict) -> dict:
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("load"),
+          doc_md="Validated rows into the warehouse: rows written, superseded and skipped (older than what "
+                 "the warehouse has) counted apart.")
+    def load(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("load", run)
+        return run_stage("load", run_id)
 
-    @task(pool=WAREHOUSE_POOL)
-    def score(run: dict) -> dict:
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("score"),
+          doc_md="As of the week's Sunday: customer 360, RFM segments, lead score, affinities.")
+    def score(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("score", run)
+        return run_stage("score", run_id)
 
-    @task(pool=WAREHOUSE_POOL)
-    def recommend(run: dict) -> dict:
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("recommend"),
+          doc_md="Up to 3 products per customer with a French reason; guard-rails and a control group.")
+    def recommend(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("recommend", run)
+        return run_stage("recommend", run_id)
 
-    @task(pool=WAREHOUSE_POOL)
-    def purge(run: dict) -> dict:
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False,
+          doc_md="RGPD retention: old raw values of rejected rows, old Data Docs pages and work files.")
+    def purge(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("purge", run)
+        return run_stage("purge", run_id)
 
-    @task
-    def finish_run(run: dict) -> dict:
+    @task(doc_md="Closes the run record and writes its note; fails naming files the quality gate rejected.")
+    def finish_run(run_id=None, ti=None) -> dict:
         from winecrm.airflow.tasks import finish_run
 
-        return finish_run(run)
+        return finish_run(run_id, ti)
 
-    run = prepare_run()
-    exports_ready = wait_for_exports(run)
-    stages = [ingest(run), validate(run), load(run), score(run), recommend(run), purge(run), finish_run(run)]
-    exports_ready >> stages[0]
-    for upstream, downstream in zip(stages, stages[1:]):
-        upstream >> downstream
+    (prepare_run() >> wait_for_exports() >> ingest() >> validate() >> load() >> score() >> recommend()
+     >> purge() >> finish_run())
 
 
 crm_weekly()

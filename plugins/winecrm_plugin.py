@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 
+from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -56,8 +57,8 @@ def run_summary(run_id: str) -> HTMLResponse:
     with warehouse_connection("ui") as conn:
         attempts = conn.execute(
             """SELECT attempt, status, week_start, week_end, started_at, finished_at, files_seen, files_new,
-                      files_duplicate, files_quarantined, rows_read, rows_loaded, rows_quarantined,
-                      stage_seconds, error
+                      files_duplicate, files_quarantined, rows_read, rows_written, rows_superseded, rows_skipped,
+                      rows_quarantined, stage_seconds, error, note, params
                FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC""", (run_id,)).fetchall()
         reasons = conn.execute(
             """SELECT dataset, file_path,
@@ -68,26 +69,31 @@ def run_summary(run_id: str) -> HTMLResponse:
             (run_id,)).fetchall()
         files = conn.execute(
             """SELECT file_path, dataset, status, coalesce(rows_read, 0), coalesce(rows_loaded, 0),
-                      coalesce(rows_quarantined, 0), status_reason
+                      coalesce(rows_skipped, 0), coalesce(rows_quarantined, 0),
+                      concat_ws(' — ', status_reason, 'accepted: ' || accepted_by)
                FROM etl.file_manifest WHERE run_id = %s ORDER BY file_id""", (run_id,)).fetchall()
     if not attempts:
         raise HTTPException(404, f"No weekly run {run_id!r} in the warehouse (etl.runs)")
+    from winecrm.core.weeks import Week, paris
+
     e = html.escape
     first = attempts[0]
     body = [f"<h2>Weekly run {e(run_id)}</h2>",
-            f"<p>Sales week {first[2]:%d/%m/%Y} – {first[3]:%d/%m/%Y}. "
+            f"<p><b>{e(first[17] or Week(first[2], first[3]).label_fr())}</b></p>",
+            f"<p>Sales week {first[2]:%d/%m/%Y} – {first[3]:%d/%m/%Y}; times in Paris time. "
             f"<a href='../data-docs/index.html'>Data Docs</a></p>",
             "<h3>Attempts</h3><table><tr><th>#</th><th>status</th><th>started</th><th>finished</th><th>files "
-            "seen / new / duplicate / rejected</th><th>rows read / loaded / quarantined</th><th>seconds per stage</th>"
-            "<th>error</th></tr>"]
+            "seen / new / duplicate / unreadable</th><th>rows read / written / of which superseding / skipped "
+            "(older) / quarantined</th><th>seconds per stage</th><th>params</th><th>error</th></tr>"]
     for a in attempts:
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in (a[13] or {}).items())
-        body.append(f"<tr><td>{a[0]}</td><td class='{e(a[1])}'>{e(a[1])}</td><td>{a[4]:%d/%m %H:%M}</td>"
-                    f"<td>{'' if a[5] is None else f'{a[5]:%d/%m %H:%M}'}</td>"
-                    f"<td>{a[6]} / {a[7]} / {a[8]} / {a[9]}</td><td>{a[10]} / {a[11]} / {a[12]}</td>"
-                    f"<td>{e(stages)}</td><td><pre>{e(a[14] or '')}</pre></td></tr>")
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in (a[15] or {}).items())
+        params = ", ".join(f"{k}={v}" for k, v in (a[18] or {}).items() if v not in (None, [], ""))
+        body.append(f"<tr><td>{a[0]}</td><td class='{e(a[1])}'>{e(a[1])}</td><td>{e(paris(a[4]))}</td>"
+                    f"<td>{e(paris(a[5])) if a[5] else ''}</td>"
+                    f"<td>{a[6]} / {a[7]} / {a[8]} / {a[9]}</td><td>{a[10]} / {a[11]} / {a[12]} / {a[13]} / {a[14]}</td>"
+                    f"<td>{e(stages)}</td><td>{e(params)}</td><td><pre>{e(a[16] or '')}</pre></td></tr>")
     body.append("</table><h3>Files</h3><table><tr><th>file</th><th>dataset</th><th>status</th><th>rows read</th>"
-                "<th>loaded</th><th>quarantined</th><th>reason</th></tr>")
+                "<th>written</th><th>skipped (older)</th><th>quarantined</th><th>reason</th></tr>")
     for f in files:
         body.append("<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in f) + "</tr>")
     body.append("</table><h3>Quarantine reasons</h3><table><tr><th>dataset</th><th>file</th><th>column</th>"
@@ -114,8 +120,81 @@ def data_docs(path: str):
     return FileResponse(target)
 
 
+class RunNotes:
+    """Airflow listener: the run list shows which week a run covers and what it did, as the
+    run's note. The tasks hand the text over as an XCom (``run_note``: « Semaine du … : en
+    cours », then the outcome from ``finish_run`` or the failure callback); the scheduler, which
+    owns the metadata database, writes it as the note. A note a person wrote is left alone."""
+
+    KEY = "run_note"
+
+    def _set(self, dag_run, fallback: str | None = None) -> None:
+        if getattr(dag_run, "dag_id", None) != DAG_ID:
+            return
+        try:
+            from sqlalchemy import select
+            from sqlalchemy.orm import object_session
+
+            from airflow.models.xcom import XComModel
+
+            session = object_session(dag_run)
+            if session is None:
+                return
+            existing = dag_run.dag_run_note
+            if existing is not None and existing.user_id is not None:
+                return  # written by a person
+            value = session.scalar(
+                select(XComModel.value).where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
+                                              XComModel.key == self.KEY)
+                .order_by(XComModel.timestamp.desc()).limit(1))
+            text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
+            if isinstance(text, str) and text and text != dag_run.note:
+                dag_run.note = text[:1000]
+        except Exception:  # a note must never break scheduling
+            import logging
+
+            logging.getLogger(__name__).exception("winecrm: could not set the run note")
+
+    def _week_label(self, dag_run) -> str | None:
+        try:
+            import datetime as dt
+
+            from winecrm.core.weeks import Week
+
+            week = (dag_run.conf or {}).get("week")
+            if week:
+                return Week.containing(dt.date.fromisoformat(str(week)[:10])).label_fr()
+            return Week.before(dag_run.logical_date or dag_run.run_after).label_fr()
+        except Exception:
+            return None
+
+    @hookimpl
+    def on_dag_run_running(self, dag_run, msg):
+        label = self._week_label(dag_run)
+        self._set(dag_run, f"{label} : en cours" if label else None)
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run, msg):
+        self._set(dag_run)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run, msg):
+        label = self._week_label(dag_run)
+        self._set(dag_run, f"{label} : ÉCHEC — {msg}" if label else None)
+        if dag_run.note and dag_run.note.endswith(": en cours"):
+            dag_run.note = f"{label} : ÉCHEC — {msg or 'voir le journal des tâches'}"
+
+
+class _Row:
+    """What XComModel.deserialize_value expects: an object with a ``value``."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class WineCrmPlugin(AirflowPlugin):
     name = "winecrm"
+    listeners = [RunNotes()]
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "winecrm weekly run pages"}]
     external_views = [
         {"name": "Data Docs", "href": "winecrm/data-docs/index.html", "destination": "nav",

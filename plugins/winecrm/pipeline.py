@@ -12,21 +12,21 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import psycopg
 
 from winecrm.core import db, settings
 from winecrm.core.migrations import apply_migrations
+from winecrm.core.run_params import RunParams, RunParamsError
+from winecrm.core.weeks import PARIS, Week, number_fr, paris, plural_fr
 from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
 from winecrm.etl.contract import DATASETS
 
 log = logging.getLogger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass(frozen=True)
@@ -35,27 +35,33 @@ class RunWindow:
     logical_date: dt.datetime
     week_start: dt.date  # Monday of the sales week covered
     week_end: dt.date  # its Sunday
+    started_at: dt.datetime | None = None  # when this attempt began (etl.runs.started_at)
+    params: dict = field(default_factory=dict)  # the trigger form's values, as recorded
+
+    @property
+    def week(self) -> Week:
+        return Week(self.week_start, self.week_end)
+
+    @property
+    def run_params(self) -> RunParams:
+        return RunParams.parse(self.params)
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "logical_date": self.logical_date.isoformat(),
                 "week_start": self.week_start.isoformat(), "week_end": self.week_end.isoformat()}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "RunWindow":
-        return cls(data["run_id"], dt.datetime.fromisoformat(data["logical_date"]),
-                   dt.date.fromisoformat(data["week_start"]), dt.date.fromisoformat(data["week_end"]))
 
-
-def week_window(run_id: str, logical_date: dt.datetime) -> RunWindow:
-    """The complete Monday–Sunday week before the run's logical date (Europe/Paris).
+def week_window(run_id: str, logical_date: dt.datetime, params: RunParams | None = None,
+                today: dt.date | None = None) -> RunWindow:
+    """The sales week a run covers: the trigger form's ``week`` when given, else the complete
+    Monday–Sunday week before the run's logical date (Europe/Paris).
 
     Weekly cron runs get data_interval_start == data_interval_end, so the window is derived
     from the logical date: a run on Monday 16 Nov 06:00 covers Mon 9 – Sun 15 Nov.
     """
-    local = logical_date.astimezone(PARIS).date()
-    this_monday = local - dt.timedelta(days=local.weekday())
-    week_start = this_monday - dt.timedelta(days=7)
-    return RunWindow(run_id, logical_date, week_start, week_start + dt.timedelta(days=6))
+    params = params or RunParams()
+    week = params.week_of(logical_date, today or dt.datetime.now(PARIS).date())
+    return RunWindow(run_id, logical_date, week.start, week.end, params=params.recorded())
 
 
 # The run's current attempt in etl.runs (a rerun is a new attempt of the same run id).
@@ -67,20 +73,46 @@ def writer(conn: psycopg.Connection, run_id: str, stage: str):
     return db.warehouse_writer(conn, f"{run_id}:{stage}")
 
 
+def resolve_raw_files(names: list[str], param: str, raw_dir: Path | None = None) -> list[str]:
+    """The RAW paths (as the manifest records them) of the files a person named in the trigger
+    form, by path inside RAW or by file name; each must match exactly one file."""
+    if not names:
+        return []
+    raw_dir = raw_dir or settings.paths().raw_dir
+    files = [f.relative for f in ingest_mod.discover(raw_dir)]
+    resolved = []
+    for name in names:
+        wanted = name.replace("\\", "/").strip("/")
+        matches = [f for f in files if f == wanted or f.endswith("/" + wanted)]
+        if len(matches) != 1:
+            found = "no file" if not matches else f"{len(matches)} files ({', '.join(matches[:5])})"
+            raise RunParamsError(f"{param}: {name!r} matches {found} in {raw_dir}; give its path inside RAW, "
+                                 "as the run summary and the failure message show it")
+        resolved.append(matches[0])
+    return resolved
+
+
 def prepare(conn: psycopg.Connection, window: RunWindow) -> list[str]:
-    """Check the settings files, apply pending migrations and open a new attempt of the run.
+    """Check the settings files and the run's params, apply pending migrations and open a new
+    attempt of the run.
 
     A rerun of the same run id is a new attempt (``etl.runs.attempt`` + 1): what earlier
     attempts did stays recorded."""
     settings.check_all()
+    params = window.run_params
+    recorded = params.model_copy(update={
+        "reingest_files": resolve_raw_files(params.reingest_files, "reingest_files"),
+        "accept_files": resolve_raw_files(params.accept_files, "accept_files"),
+    }).recorded()
     with writer(conn, window.run_id, "prepare"):
         applied = apply_migrations(conn)
         conn.execute(
-            """INSERT INTO etl.runs (run_id, attempt, logical_date, week_start, week_end)
-               SELECT %(run_id)s, coalesce(max(attempt), 0) + 1, %(logical_date)s, %(week_start)s, %(week_end)s
+            """INSERT INTO etl.runs (run_id, attempt, logical_date, week_start, week_end, params)
+               SELECT %(run_id)s, coalesce(max(attempt), 0) + 1, %(logical_date)s, %(week_start)s, %(week_end)s,
+                      %(params)s
                FROM etl.runs WHERE run_id = %(run_id)s""",
             {"run_id": window.run_id, "logical_date": window.logical_date, "week_start": window.week_start,
-             "week_end": window.week_end},
+             "week_end": window.week_end, "params": json.dumps(recorded)},
         )
         conn.commit()
     return applied
@@ -92,61 +124,92 @@ def heartbeat(conn: psycopg.Connection, run_id: str) -> None:
     conn.commit()
 
 
-
-def latest_export_date(window: RunWindow) -> dt.date:
-    """Exports dated after the week's Monday and up to the day after the run's logical date
-    belong to the run's week."""
-    return window.logical_date.astimezone(PARIS).date() + dt.timedelta(days=1)
+def current_window(conn: psycopg.Connection, run_id: str) -> RunWindow:
+    row = conn.execute(
+        f"SELECT logical_date, week_start, week_end, started_at, params FROM etl.runs WHERE {_CURRENT}",
+        {"run_id": run_id}).fetchone()
+    if row is None:
+        raise RuntimeError(f"No record of run {run_id} in etl.runs: prepare_run did not run for it")
+    return RunWindow(run_id, *row)
 
 
 def in_window(window: RunWindow, export_date: dt.date) -> bool:
-    return window.week_start < export_date <= latest_export_date(window)
+    return window.week.holds_export(export_date)
 
 
-def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | None = None) -> tuple[bool, list[str]]:
-    """Whether the week's exports are there: every required dataset has a complete export, and
-    no file of the week (of any dataset) is still being copied; else what is awaited."""
+DATASET_LABELS = {"ventes_lignes": "sales", "clients": "customers", "produits": "products", "stock": "stock"}
+
+
+def _settle(window: RunWindow) -> float | None:
+    return window.params.get("settle_seconds")
+
+
+def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | None = None,
+                   conn: psycopg.Connection | None = None) -> tuple[bool, list[str]]:
+    """Whether the week's exports are there, else what is awaited.
+
+    Every required dataset has an export: dated in the run's week for ``weekly_datasets``;
+    for the others (snapshots) the latest export dated at or before the week's last export day
+    will do, on disk or already loaded. And no file of the week, of any dataset, is still being
+    copied (it is waited for even when an older file is complete)."""
     cfg = settings.pipeline_config().exports
     raw_dir = raw_dir or settings.paths().raw_dir
-    files = ingest_mod.discover(raw_dir, now=now)
-    latest_ok = latest_export_date(window)
+    files = ingest_mod.discover(raw_dir, now=now, settle=_settle(window))
+    week = window.week
+    span = f"{week.first_export_day:%d/%m/%Y}–{week.last_export_day:%d/%m/%Y}"
     missing = []
-    for dataset in DATASETS:
-        in_week = [f for f in files if f.dataset == dataset and in_window(window, f.export_date)]
+    for dataset, label in DATASET_LABELS.items():
+        in_week = [f for f in files if f.dataset == dataset and week.holds_export(f.export_date)]
         settling = [f for f in in_week if not f.complete]
         if settling:  # a file of the week still arriving is waited for, even when an older one is complete
-            missing.append(f"{dataset}: " + "; ".join(f"{f.relative} {f.why_incomplete}" for f in settling))
+            missing.append(f"{label}: " + "; ".join(f"{f.relative} {f.why_incomplete}" for f in settling))
             continue
         if dataset not in cfg.required_datasets or in_week:
             continue
-        else:
-            missing.append(f"{dataset}: no file in {raw_dir / 'isavigne' / dataset} dated "
-                           f"{window.week_start + dt.timedelta(days=1):%d/%m/%Y}–{latest_ok:%d/%m/%Y} "
-                           "(date in the file name, else modification time)")
+        folder = raw_dir / "isavigne" / dataset
+        if dataset in cfg.weekly_datasets:
+            missing.append(f"no {label} export dated {span} for this week in {folder} "
+                           "(the date is read from the file name, else its modification time)")
+            continue
+        earlier = any(f.complete and f.dataset == dataset and f.export_date <= week.last_export_day for f in files)
+        if not earlier and conn is not None:
+            earlier = conn.execute(
+                "SELECT 1 FROM etl.file_manifest WHERE dataset = %s AND status = 'loaded' AND export_date <= %s LIMIT 1",
+                (dataset, week.last_export_day)).fetchone() is not None
+        if not earlier:
+            missing.append(f"no {label} export dated on or before {week.last_export_day:%d/%m/%Y} in {folder} "
+                           f"(a snapshot of the {label} at or before the week is enough)")
     return (not missing, missing)
 
 
 def wait_deadline(window: RunWindow) -> dt.datetime:
-    return window.logical_date + dt.timedelta(hours=settings.pipeline_config().exports.max_wait_hours)
+    """``exports.max_wait_hours`` after the run's scheduled time, or after the moment it started
+    when that is later (a backfill of a past week, a run triggered late, a rerun)."""
+    start = window.logical_date
+    if window.started_at is not None and window.started_at > start:
+        start = window.started_at
+    return start + dt.timedelta(hours=settings.pipeline_config().exports.max_wait_hours)
 
 
 class ExportsMissing(RuntimeError):
     """The week's exports did not arrive in time: not worth retrying."""
 
 
-def check_exports(window: RunWindow, now: dt.datetime | None = None) -> bool:
+def check_exports(window: RunWindow, now: dt.datetime | None = None, conn: psycopg.Connection | None = None) -> bool:
     """Sensor body: True when ready, False to look again later, ExportsMissing past the deadline."""
-    ready, missing = exports_status(window)
+    ready, missing = exports_status(window, conn=conn)
+    week = f"{window.week_start:%d/%m/%Y}–{window.week_end:%d/%m/%Y}"
     if ready:
+        log.info("Exports of the week %s are all there.", week)
         return True
     now = now or dt.datetime.now(dt.timezone.utc)
     deadline = wait_deadline(window)
     if now >= deadline:
         raise ExportsMissing(
-            f"iSaVigne exports for the week {window.week_start:%d/%m/%Y}–{window.week_end:%d/%m/%Y} "
-            f"still incomplete at {deadline.astimezone(PARIS):%d/%m/%Y %H:%M} (exports.max_wait_hours): "
-            + " | ".join(missing))
-    log.info("Waiting for exports (deadline %s): %s", deadline.isoformat(), " | ".join(missing))
+            f"Week {week}: gave up waiting at {paris(deadline)} (Paris; exports.max_wait_hours after the run "
+            "started): " + " | ".join(missing)
+            + ". Drop the missing export into RAW and clear this task (or trigger the week again).")
+    log.info("Week %s: waiting until %s (Paris) for: %s", week, paris(deadline), " | ".join(missing))
     return False
 
 
@@ -170,14 +233,24 @@ class FilesStillArriving(RuntimeError):
 
 def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
     started = time.perf_counter()
+    window = current_window(conn, run_id)
+    params = window.params
     with writer(conn, run_id, "ingest"):
         heartbeat(conn, run_id)
-        report = ingest_mod.ingest(conn, run_id)
+        report = ingest_mod.ingest(conn, run_id, settle=params.get("settle_seconds"),
+                                   reingest_files=params.get("reingest_files", []),
+                                   accept_files=params.get("accept_files", []))
         details = report.as_dict()
+        log.info("Week %s–%s: %d file(s) in RAW — %d new, %d with a content already ingested under another "
+                 "name, %d unreadable, %d taken again on request, %d already processed by earlier runs",
+                 f"{window.week_start:%d/%m}", f"{window.week_end:%d/%m/%Y}", report.files_seen, report.files_new,
+                 report.files_duplicate,
+                 report.files_quarantined, len(report.files_taken_again),
+                 report.files_seen - report.files_new - report.files_duplicate - len(report.files_waiting)
+                 - len(report.files_owned_elsewhere) - len(report.files_taken_again))
         _record(conn, run_id, "ingest", time.perf_counter() - started, details,
                 files_seen=report.files_seen, files_new=report.files_new, files_duplicate=report.files_duplicate,
                 files_quarantined=report.files_quarantined, rows_read=report.rows_read)
-    window = current_window(conn, run_id)
     late = [line for line in report.files_waiting
             if any(line.startswith(path) and in_window(window, dt.date.fromisoformat(day))
                    for path, day in report.waiting_export_dates.items())]
@@ -189,12 +262,6 @@ def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
     return details
 
 
-def current_window(conn: psycopg.Connection, run_id: str) -> RunWindow:
-    logical_date, week_start, week_end = conn.execute(
-        f"SELECT logical_date, week_start, week_end FROM etl.runs WHERE {_CURRENT}", {"run_id": run_id}).fetchone()
-    return RunWindow(run_id, logical_date, week_start, week_end)
-
-
 def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
     """Validate the run's files. A file above the quality gate is rejected (recorded, not
     loaded, never taken again); the other files go on — ``finish`` then fails the run naming
@@ -202,11 +269,13 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
     started = time.perf_counter()
     with writer(conn, run_id, "validate"):
         heartbeat(conn, run_id)
-        summary = validate_mod.validate(conn, run_id)
+        accept = current_window(conn, run_id).params.get("accept_files", [])
+        summary = validate_mod.validate(conn, run_id, accept_files=accept)
         _record(conn, run_id, "validate", time.perf_counter() - started,
                 {"datasets": summary["datasets"], "rejected_files": summary["rejected_files"],
-                 "data_docs": str(settings.paths().data_docs_index)},
-                rows_quarantined=sum(s["quarantined"] for s in summary["datasets"].values()))
+                 "pages": summary["pages"], "data_docs": settings.paths().data_docs_link()},
+                rows_quarantined=sum(s["quarantined"] for s in summary["datasets"].values()),
+                rows_validated=sum(s["good"] for s in summary["datasets"].values()))
     return summary
 
 
@@ -215,9 +284,21 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     with writer(conn, run_id, "load"):
         heartbeat(conn, run_id)
         report = load_mod.load(conn, run_id)
-        _record(conn, run_id, "load", time.perf_counter() - started, report,
-                rows_loaded=sum(r["rows_staged"] for r in report.values()))
+        totals = {key: sum(r[key] for r in report.values()) for key in ("rows_written", "rows_superseded", "rows_skipped")}
+        _record(conn, run_id, "load", time.perf_counter() - started, report, **totals)
+    if not report:
+        log.info("Nothing to load: no validated file in this run.")
+    for dataset, counts in report.items():
+        log.info("%s: %d good rows → %d written (%d of them replacing an older export of the same %s), "
+                 "%d skipped (a newer export of the same %s is already there)", dataset, counts["rows_staged"],
+                 counts["rows_written"], counts["rows_superseded"], _UNIT[dataset], counts["rows_skipped"],
+                 _UNIT[dataset])
+        for path, per_file in counts.get("per_file", {}).items():
+            log.info("    %s: %d written, %d skipped", path, per_file["written"], per_file["skipped"])
     return report
+
+
+_UNIT = {"ventes_lignes": "document", "clients": "customer", "produits": "article", "stock": "article and warehouse"}
 
 
 def _as_of_week_end(conn: psycopg.Connection, run_id: str, stage: str, compute) -> dict:
@@ -261,7 +342,8 @@ class FilesRejected(RuntimeError):
 
 
 def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -> dict:
-    """Close the run's current attempt (the counters were written by each stage as it finished).
+    """Close the run's current attempt (the counters were written by each stage as it finished)
+    and write its one-line French note (``run_note``).
 
     The first error recorded for an attempt stays (the root cause; the run-level callback that
     follows a task's failure knows less). Never takes the writer lock: failure callbacks call it
@@ -273,8 +355,31 @@ def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -
             WHERE {_CURRENT}""",
         {"status": "failed" if error else "success", "error": error, "run_id": run_id},
     )
+    summary = run_summary(conn, run_id)
+    if summary:
+        summary["note"] = run_note(summary)
+        conn.execute(f"UPDATE etl.runs SET note = %(note)s WHERE {_CURRENT}", {"note": summary["note"], "run_id": run_id})
     conn.commit()
-    return run_summary(conn, run_id)
+    return summary
+
+
+def run_note(summary: dict) -> str:
+    """« Semaine du 09/11 au 15/11/2026 : 1 nouveau fichier, 507 lignes lues, 6 écrites, 501 ignorées
+    (déjà à jour), 0 en quarantaine » — what Airflow's run list shows for the run (its note)."""
+    week = Week(summary["week_start"], summary["week_end"]).label_fr()
+    counts = ", ".join([
+        plural_fr(summary["files_new"], "nouveau fichier", "nouveaux fichiers"),
+        plural_fr(summary["rows_read"], "ligne lue", "lignes lues"),
+        plural_fr(summary["rows_written"], "écrite"),
+        plural_fr(summary["rows_skipped"], "ignorée") + " (déjà à jour)",
+        f"{number_fr(summary['rows_quarantined'])} en quarantaine",
+    ])
+    if summary.get("status") == "failed":
+        reason = (summary.get("error") or "").strip().splitlines()[0] if summary.get("error") else "voir le journal"
+        if len(reason) > 220:
+            reason = reason[:217] + "…"
+        return f"{week} : ÉCHEC — {reason} ({counts})"
+    return f"{week} : {counts}"
 
 
 def finish_checked(conn: psycopg.Connection, run_id: str) -> dict:
@@ -285,28 +390,21 @@ def finish_checked(conn: psycopg.Connection, run_id: str) -> dict:
            WHERE run_id = %s AND status = 'rejected' ORDER BY file_id""", (run_id,)).fetchall()
     if not rejected:
         return finish(conn, run_id)
-    message = ("Quality gate: " + " | ".join(reason or path for path, reason in rejected)
-               + " — the run's other files were loaded; the rejected files are kept out and will not be "
-                 "taken again. Their bad rows are in etl.quarantine (file, line, column, raw values) and in "
-                 "the Data Docs. Fix the export and drop the corrected file into RAW (new content = new file), "
-                 "or raise quality_gate.max_bad_row_share in include/config/pipeline.yaml if such rows are expected.")
+    files = ", ".join(path for path, _ in rejected)
+    message = (f"Quality gate rejected {files}: kept out of the warehouse, not taken again unless accepted; "
+               "the run's other files were loaded.\n" + "\n".join(reason or path for path, reason in rejected))
     finish(conn, run_id, error=message)
     raise FilesRejected(message)
 
 
 def run_summary(conn: psycopg.Connection, run_id: str) -> dict:
-    row = conn.execute(
-        f"""SELECT run_id, attempt, logical_date, week_start, week_end, status, files_seen, files_new,
-                   files_duplicate, files_quarantined, rows_read, rows_loaded, rows_quarantined, stage_seconds,
-                   details, error
-            FROM etl.runs WHERE {_CURRENT}""",
-        {"run_id": run_id},
-    ).fetchone()
+    keys = ["run_id", "attempt", "logical_date", "week_start", "week_end", "status", "started_at", "finished_at",
+            "files_seen", "files_new", "files_duplicate", "files_quarantined", "rows_read", "rows_validated",
+            "rows_written", "rows_superseded", "rows_skipped", "rows_quarantined", "stage_seconds", "details",
+            "params", "error", "note"]
+    row = conn.execute(f"SELECT {', '.join(keys)} FROM etl.runs WHERE {_CURRENT}", {"run_id": run_id}).fetchone()
     if row is None:
         return {}
-    keys = ["run_id", "attempt", "logical_date", "week_start", "week_end", "status", "files_seen", "files_new",
-            "files_duplicate", "files_quarantined", "rows_read", "rows_loaded", "rows_quarantined",
-            "stage_seconds", "details", "error"]
     summary = dict(zip(keys, row))
     summary["quarantine_reasons"] = [
         {"dataset": d, "column": c, "expectations": e, "rows": n}
@@ -314,7 +412,7 @@ def run_summary(conn: psycopg.Connection, run_id: str) -> dict:
             """SELECT dataset, column_name, expectations, count(*) FROM etl.quarantine
                WHERE run_id = %s GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2""", (run_id,))
     ]
-    summary["data_docs"] = str(settings.paths().data_docs_index)
+    summary["data_docs"] = settings.paths().data_docs_link()
     return summary
 
 

@@ -1,8 +1,13 @@
-"""crm_weekly run for real with `airflow dags test` (one shared run; Airflow start-up is slow)."""
+"""crm_weekly run for real with `airflow dags test`, as the data engineer and on-call use it:
+a Monday run, the same date again, a backfill of a past week chosen in the trigger form, a week
+whose exports never came, a quality-gate failure and its way out. Each run's note (the run list)
+and logs are checked. Airflow start-up is slow: each scenario is one run, shared by assertions."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -15,11 +20,13 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from winecrm.demo import sampledata
 
-from tests.conftest import alert_receiver, relaxed_gate_config
+from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, write_export
 
 pytestmark = pytest.mark.airflow
-LOGICAL_DATE = "2026-11-16T05:00:00+00:00"
+LOGICAL_DATE = "2026-11-16T05:00:00+00:00"  # Monday 06:00 Paris: covers 09/11–15/11
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+ALL_TASKS = ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "purge",
+             "finish_run")
 
 
 @pytest.fixture(scope="module")
@@ -63,43 +70,55 @@ def dag_env(tmp_path_factory, module_warehouse, airflow_db, alerts):
     })
     planted = sampledata.write_sample_exports(base / "raw", n_customers=300, years=1.2)
     env["CRM_PIPELINE_CONFIG"] = str(relaxed_gate_config(base))  # the gate is judged per file
-    return env, planted
+    return env, planted, base
 
 
-def dags_test(env, logical_date):
-    return subprocess.run([AIRFLOW, "dags", "test", "crm_weekly", logical_date], env=env,
+def dags_test(env, *args):
+    return subprocess.run([AIRFLOW, "dags", "test", "crm_weekly", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 
-def task_states(airflow_db: Path, logical_date_prefix: str) -> dict[str, str]:
+def latest_run(airflow_db: Path) -> dict:
+    """The newest crm_weekly run in Airflow's metadata: its task states and its note."""
     with sqlite3.connect(airflow_db) as db:
-        run_id = db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'crm_weekly' AND logical_date LIKE ? "
-                            "ORDER BY id DESC LIMIT 1", (f"{logical_date_prefix}%",)).fetchone()[0]
-        return dict(db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = 'crm_weekly' AND run_id = ?",
-                               (run_id,)).fetchall())
+        dag_run_id, run_id = db.execute("SELECT id, run_id FROM dag_run WHERE dag_id = 'crm_weekly' "
+                                        "ORDER BY id DESC LIMIT 1").fetchone()
+        states = dict(db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = 'crm_weekly' AND run_id = ?",
+                                 (run_id,)).fetchall())
+        note = db.execute("SELECT content FROM dag_run_note WHERE dag_run_id = ?", (dag_run_id,)).fetchone()
+    return {"run_id": run_id, "states": states, "note": note[0] if note else None}
+
+
+def run_record(warehouse: str, run_id: str) -> dict:
+    with psycopg.connect(warehouse) as conn:
+        cursor = conn.execute("SELECT * FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC LIMIT 1", (run_id,))
+        return dict(zip([c.name for c in cursor.description], cursor.fetchone()))
 
 
 @pytest.fixture(scope="module")
-def first_run(dag_env, airflow_db):
-    env, planted = dag_env
+def monday_run(dag_env, airflow_db):
+    env, planted, _ = dag_env
     result = dags_test(env, LOGICAL_DATE)
-    return result, planted
+    return result, latest_run(airflow_db), planted
 
 
-def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, module_warehouse):
-    result, planted = first_run
+def test_monday_run_loads_the_sample_and_says_which_week_in_its_note(monday_run, module_warehouse):
+    result, run, planted = monday_run
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    states = task_states(airflow_db, "2026-11-16")
-    assert states == {t: "success" for t in
-                      ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "purge",
-                       "finish_run")}
+    assert run["states"] == {t: "success" for t in ALL_TASKS}
+    record = run_record(module_warehouse, run["run_id"])
+    assert (record["status"], str(record["week_start"])) == ("success", "2026-11-09")
+    assert record["rows_quarantined"] == len(planted.bad_rows)
+    # written / superseded / skipped counted apart: the overlapping re-export is read, not written twice
+    assert record["rows_validated"] == record["rows_written"] + record["rows_skipped"] and record["rows_skipped"] > 0
+    assert record["params"] == {"week": None, "dry_run": True, "reingest_files": [], "accept_files": [],
+                                "settle_seconds": None}
+    # the run list shows the week and the outcome (the run's note, set by the plugin's listener)
+    assert run["note"] == record["note"]
+    assert re.fullmatch(r"Semaine du 09/11 au 15/11/2026 : \d+ nouveaux fichiers, [\d\u202f]+ lignes lues, "
+                        r"[\d\u202f]+ écrites, [\d\u202f]+ ignorées \(déjà à jour\), 9 en quarantaine", run["note"]), run["note"]
     with psycopg.connect(module_warehouse) as conn:
-        status, week_start, rows_loaded, rows_quarantined = conn.execute(
-            "SELECT status, week_start::text, rows_loaded, rows_quarantined FROM etl.runs WHERE attempt = 1").fetchone()
-        assert (status, week_start) == ("success", "2026-11-09")
-        assert rows_quarantined == len(planted.bad_rows)
         assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == planted.sales_lines_total
-        assert rows_loaded > planted.sales_lines_total  # the overlapping re-export counted, not duplicated
         segments = dict(conn.execute("SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = '2026-11-15' "
                                      "GROUP BY 1"))
         assert sum(segments.values()) == conn.execute(
@@ -111,8 +130,22 @@ def test_weekly_dag_runs_every_task_and_loads_the_sample(first_run, airflow_db, 
         assert recommended > 0 and recommended + excluded == sum(segments.values())
 
 
-def test_rerunning_the_same_date_through_airflow_changes_nothing(first_run, dag_env, module_warehouse):
-    env, planted = dag_env
+def test_task_logs_are_for_people(monday_run):
+    """Per file: rows read / good / quarantined with examples and the Data Docs page; no GX noise,
+    no Python dicts of return values; times in Paris."""
+    out = monday_run[0].stdout
+    assert "Skipping registering function" not in out
+    assert "Returned value was" not in out.split("finish_run")[0]
+    assert re.search(r"isavigne/ventes_lignes/ventes_lignes_2026-11-16\.csv: \d+ rows read \(CSV, ", out)
+    assert re.search(r"isavigne/ventes_lignes/ventes_lignes_2026-11-16\.csv: \d+ rows → \d+ good, 8 quarantined", out)
+    assert re.search(r"line \d+: date_livraison: '31/02/2026' is not a valid date", out)
+    assert "Data Docs: " in out and "/validations/isavigne_ventes_lignes/" in out
+    assert re.search(r"ventes_lignes: \d+ good rows → \d+ written \(\d+ of them replacing", out)
+    assert "Semaine du 09/11 au 15/11/2026 (sales delivered 09/11/2026–15/11/2026); run date 16/11/2026 06:00" in out
+
+
+def test_rerunning_the_same_date_through_airflow_changes_nothing(monday_run, dag_env, module_warehouse, airflow_db):
+    env, planted, _ = dag_env
     with psycopg.connect(module_warehouse) as conn:
         before = conn.execute("SELECT count(*), sum(mt_ht), max(loaded_at) FROM etl.ventes_lignes").fetchone()
     result = dags_test(env, LOGICAL_DATE)
@@ -120,22 +153,73 @@ def test_rerunning_the_same_date_through_airflow_changes_nothing(first_run, dag_
     with psycopg.connect(module_warehouse) as conn:
         assert conn.execute("SELECT count(*), sum(mt_ht), max(loaded_at) FROM etl.ventes_lignes").fetchone() == before
         assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == len(planted.bad_rows)
+    assert latest_run(airflow_db)["note"].startswith("Semaine du 09/11 au 15/11/2026 : 0 nouveau fichier, 0 ligne lue")
 
 
-def test_missing_exports_fail_fast_with_a_clear_message_and_an_alert(first_run, dag_env, airflow_db, alerts,
-                                                                     module_warehouse):
-    env, _ = dag_env
-    url, received = alerts
-    result = dags_test(env, "2026-02-02T05:00:00+00:00")  # nothing was exported that week
-    states = task_states(airflow_db, "2026-02-02")
-    assert states, result.stdout[-3000:] + result.stderr[-3000:]
-    assert states["prepare_run"] == "success"
-    assert states["wait_for_exports"] == "failed"
-    assert states.get("ingest") in (None, "upstream_failed")
-    alert = next(a["json"] for a in received if a["json"]["task_id"] == "wait_for_exports")
-    assert "exports for the week 26/01/2026–01/02/2026" in alert["error"]
-    assert "ventes_lignes: no file in" in alert["error"] and "clients: no file in" in alert["error"]
+def test_a_past_week_chosen_in_the_trigger_form_runs_on_the_snapshots_before_it(monday_run, dag_env, airflow_db,
+                                                                                module_warehouse):
+    """A backfill of an older week: triggered now (no 7-day run, no logical date taken), the week
+    in the form; customers / products / stock come from the latest snapshot at or before it."""
+    env, _, _ = dag_env
+    result = dags_test(env, "-c", json.dumps({"week": "2026-11-04"}))
+    run = latest_run(airflow_db)
+    assert result.returncode == 0 and run["states"] == {t: "success" for t in ALL_TASKS}, result.stdout[-4000:]
+    record = run_record(module_warehouse, run["run_id"])
+    assert (str(record["week_start"]), str(record["week_end"])) == ("2026-11-02", "2026-11-08")
+    assert record["params"]["week"] == "2026-11-04"
+    assert run["note"].startswith("Semaine du 02/11 au 08/11/2026 : 0 nouveau fichier")
     with psycopg.connect(module_warehouse) as conn:
-        status, error = conn.execute(
-            "SELECT status, error FROM etl.runs WHERE week_start = '2026-01-26'").fetchone()
-    assert status == "failed" and error.startswith("wait_for_exports: AirflowFailException")
+        assert conn.execute("SELECT count(*) FROM crm.rfm_scores WHERE as_of_date = '2026-11-08'").fetchone()[0] > 0
+
+
+def test_a_week_whose_exports_never_came_fails_at_its_deadline_naming_them(monday_run, dag_env, airflow_db, alerts,
+                                                                          module_warehouse):
+    env, _, base = dag_env
+    url, received = alerts
+    # 7 s of waiting instead of 6 h: the sensor looks, waits, looks again and gives up.
+    quick = relaxed_gate_config(base, "quick_deadline.yaml", exports={"max_wait_hours": 0.002,
+                                                                     "poke_interval_seconds": 10})
+    result = dags_test({**env, "CRM_PIPELINE_CONFIG": str(quick)}, "-c", json.dumps({"week": "2026-01-28"}))
+    run = latest_run(airflow_db)
+    assert run["states"]["prepare_run"] == "success", result.stdout[-3000:] + result.stderr[-3000:]
+    assert run["states"]["wait_for_exports"] == "failed"
+    assert run["states"].get("ingest") in (None, "upstream_failed")
+    alert = next(a["json"] for a in received if a["json"]["task_id"] == "wait_for_exports")
+    assert "Week 26/01/2026–01/02/2026: gave up waiting at " in alert["error"]
+    assert "no sales export dated 27/01/2026–03/02/2026 for this week" in alert["error"]
+    assert "no customers export dated on or before 03/02/2026" in alert["error"]  # the first snapshot is of October
+    record = run_record(module_warehouse, run["run_id"])
+    assert record["status"] == "failed" and record["error"].startswith("wait_for_exports: AirflowFailException")
+    assert run["note"].startswith("Semaine du 26/01 au 01/02/2026 : ÉCHEC — wait_for_exports: ")
+
+
+def test_a_quality_gate_failure_names_the_file_and_the_way_out_works(monday_run, dag_env, airflow_db, alerts,
+                                                                     module_warehouse):
+    env, _, base = dag_env
+    url, received = alerts
+    raw = Path(env["CRM_RAW_DIR"])
+    bad = write_export(raw, "ventes_lignes", "ventes_lignes_2026-11-17_corrections.csv",
+                       [sales_line(doc_no=f"K{i}") for i in range(4)]
+                       + [sales_line(doc_no=f"Z{i}", date="32/11/2026") for i in range(6)])
+    old = bad.stat().st_mtime - 3600
+    os.utime(bad, (old, old))
+    result = dags_test(env, "-c", json.dumps({"week": "2026-11-09"}))  # the week again, its new file in RAW
+    run = latest_run(airflow_db)
+    assert run["states"]["finish_run"] == "failed", result.stdout[-3000:]
+    assert run["states"]["load"] == "success"  # the other files went on
+    alert = next(a["json"] for a in reversed(received) if a["json"]["task_id"] == "finish_run")
+    message = alert["error"]
+    assert "isavigne/ventes_lignes/ventes_lignes_2026-11-17_corrections.csv rejected by the quality gate: 6 of 10" in message
+    assert "line 6: date_livraison: '32/11/2026' is not a valid date" in message
+    assert "Data Docs of this file: " in message and "'accept_files' = isavigne/ventes_lignes/" in message
+    assert run["note"].startswith("Semaine du 09/11 au 15/11/2026 : ÉCHEC — finish_run: ")
+    # The way out: the same week, with the file accepted in the trigger form.
+    result = dags_test(env, "-c", json.dumps({"week": "2026-11-09",
+                                              "accept_files": ["ventes_lignes_2026-11-17_corrections.csv"]}))
+    run = latest_run(airflow_db)
+    assert result.returncode == 0 and run["states"] == {t: "success" for t in ALL_TASKS}, result.stdout[-4000:]
+    assert run["note"].startswith("Semaine du 09/11 au 15/11/2026 : 0 nouveau fichier, 10 lignes lues, 4 écrites")
+    with psycopg.connect(module_warehouse) as conn:
+        assert conn.execute("SELECT count(*) FROM etl.ventes_lignes WHERE document_no LIKE 'K%'").fetchone()[0] == 4
+        assert conn.execute("SELECT accepted_by FROM etl.file_manifest WHERE file_path LIKE '%corrections.csv'"
+                            ).fetchone()[0].startswith("param accept_files of run manual__")

@@ -36,7 +36,10 @@ def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, 
         "SELECT dataset, file_path, row_no FROM etl.quarantine WHERE row_no IS NOT NULL")}
     assert found == {(b.dataset, b.file_name, b.row_no) for b in sample.bad_rows}
     # nothing lost: every row read was loaded or quarantined
-    assert summary["rows_read"] == summary["rows_loaded"] + summary["rows_quarantined"]
+    assert summary["rows_read"] == summary["rows_validated"] + summary["rows_quarantined"]
+    # ...and every good row was written or skipped for a newer export of its document, counted apart
+    assert summary["rows_validated"] == summary["rows_written"] + summary["rows_skipped"]
+    assert summary["rows_skipped"] > 0 and summary["rows_written"] >= sample.sales_lines_total
     # no double counting: the overlapping re-export and the copy did not add lines
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == sample.sales_lines_total  # bad lines were fixed by the re-export
     assert summary["files_duplicate"] == 1 and summary["files_new"] == len(sample.files) - 1
@@ -55,12 +58,13 @@ def test_rerunning_the_same_logical_date_changes_nothing_and_keeps_each_attempt(
     before = _warehouse_state(conn)
     again = pipeline.run_all(conn, window)
     assert _warehouse_state(conn) == before
-    assert (again["files_new"], again["rows_read"], again["rows_loaded"]) == (0, 0, 0)
+    assert (again["files_new"], again["rows_read"], again["rows_written"]) == (0, 0, 0)
     # the rerun is a second attempt: the first one still says what it did
-    attempts = conn.execute("SELECT attempt, status, files_new, rows_read, rows_loaded, details ? 'load' "
+    attempts = conn.execute("SELECT attempt, status, files_new, rows_read, rows_written, details ? 'load' "
                             "FROM etl.runs WHERE run_id = 'run_1' ORDER BY attempt").fetchall()
-    assert attempts == [(1, "success", first["files_new"], first["rows_read"], first["rows_loaded"], True),
+    assert attempts == [(1, "success", first["files_new"], first["rows_read"], first["rows_written"], True),
                         (2, "success", 0, 0, 0, True)]
+    assert again["note"].startswith("Semaine du 09/11 au 15/11/2026 : 0 nouveau fichier, 0 ligne lue, 0 écrite")
     assert first["rows_read"] > 0 and again["attempt"] == 2
 
 
@@ -79,7 +83,7 @@ def test_a_live_run_keeps_its_files_a_dead_one_hands_them_over(conn, sample):
     conn.execute("UPDATE etl.runs SET heartbeat_at = now() - interval '21 hours' WHERE run_id = 'run_1'")
     conn.commit()
     summary = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN + dt.timedelta(days=7)))
-    assert summary["rows_loaded"] > 0
+    assert summary["rows_written"] > 0
     assert {s for (s,) in conn.execute("SELECT DISTINCT status FROM etl.file_manifest")} == {"loaded"}
     assert _warehouse_state(conn)["quarantine"] == len(sample.bad_rows)
 
@@ -90,7 +94,40 @@ def test_week_window_is_the_monday_to_sunday_before_the_logical_date():
     # 23:30 UTC on Sunday is already Monday in Paris
     late = pipeline.week_window("r", dt.datetime(2026, 3, 29, 23, 30, tzinfo=dt.timezone.utc))
     assert late.week_start == dt.date(2026, 3, 23)
-    assert pipeline.RunWindow.from_dict(window.as_dict()) == window
+
+
+def test_the_week_chosen_in_the_trigger_form_wins_over_the_run_date():
+    from winecrm.core.run_params import RunParams, RunParamsError
+
+    now = dt.datetime(2026, 11, 30, 17, tzinfo=dt.timezone.utc)  # a manual trigger: logical date = now
+    chosen = pipeline.week_window("r", now, RunParams.parse({"week": "2026-11-11"}), today=dt.date(2026, 11, 30))
+    assert (chosen.week_start, chosen.week_end) == (dt.date(2026, 11, 9), dt.date(2026, 11, 15))
+    assert chosen.params["week"] == "2026-11-11"
+    with pytest.raises(RunParamsError, match="week: the week of 30/11/2026–06/12/2026 is not over yet"):
+        pipeline.week_window("r", now, RunParams.parse({"week": "2026-12-01"}), today=dt.date(2026, 11, 30))
+    with pytest.raises(RunParamsError, match="Trigger form: week"):
+        RunParams.parse({"week": "11/11/2026"})
+    with pytest.raises(RunParamsError, match="settle_seconds"):
+        RunParams.parse({"settle_seconds": -5})
+    with pytest.raises(RunParamsError, match="reingest_files.*not an absolute path"):
+        RunParams.parse({"reingest_files": ["/etc/passwd"]})
+    # the form's empty values are the defaults
+    assert RunParams.parse({"week": None, "reingest_files": None, "accept_files": ""}) == RunParams()
+
+
+def test_params_are_checked_against_raw_and_recorded(conn, crm_dirs):
+    from winecrm.core.run_params import RunParams, RunParamsError
+
+    from tests.conftest import sales_line, write_export
+
+    write_export(crm_dirs["raw"], "ventes_lignes", "ventes_2026-11-16.csv", [sales_line()])
+    params = RunParams.parse({"reingest_files": ["ventes_2026-11-16.csv"], "settle_seconds": 0, "dry_run": True})
+    pipeline.prepare(conn, pipeline.week_window("run_p", MONDAY_RUN, params))
+    recorded = conn.execute("SELECT params FROM etl.runs WHERE run_id = 'run_p'").fetchone()[0]
+    assert recorded["reingest_files"] == ["isavigne/ventes_lignes/ventes_2026-11-16.csv"]
+    assert recorded["settle_seconds"] == 0 and recorded["dry_run"] is True
+    with pytest.raises(RunParamsError, match="accept_files: 'nope.csv' matches no file"):
+        pipeline.prepare(conn, pipeline.week_window("run_q", MONDAY_RUN, RunParams.parse({"accept_files": ["nope.csv"]})))
 
 
 def test_sensor_waits_then_fails_naming_what_is_missing(crm_dirs, monkeypatch):
@@ -100,12 +137,39 @@ def test_sensor_waits_then_fails_naming_what_is_missing(crm_dirs, monkeypatch):
     write_export(crm_dirs["raw"], "ventes_lignes", "ventes_lignes_2026-11-16.csv", [sales_line()])
     ready, missing = pipeline.exports_status(window)
     assert not ready
-    assert [m.split(":")[0] for m in missing] == ["clients", "produits", "stock"]
-    assert "no file in" in missing[0] and "10/11/2026–17/11/2026" in missing[0]
+    assert [m.split(" export")[0] for m in missing] == ["no customers", "no products", "no stock"]
+    assert "dated on or before 17/11/2026" in missing[0] and "snapshot" in missing[0]
     assert pipeline.check_exports(window, now=MONDAY_RUN + dt.timedelta(hours=1)) is False
     with pytest.raises(pipeline.ExportsMissing) as info:
         pipeline.check_exports(window, now=MONDAY_RUN + dt.timedelta(hours=7))
-    assert "09/11/2026–15/11/2026" in str(info.value) and "clients" in str(info.value)
+    assert "Week 09/11/2026–15/11/2026: gave up waiting at 16/11/2026 12:00 (Paris" in str(info.value)
+    assert "no customers export" in str(info.value)
+
+
+def test_a_backfill_takes_the_latest_snapshot_at_or_before_its_week(sample):
+    """Customers, products and stock are snapshots: a past week only needs its own sales export."""
+    from winecrm.core.run_params import RunParams
+
+    today = dt.date(2026, 11, 30)
+    for monday in ("2026-10-19", "2026-10-26", "2026-11-02", "2026-11-09"):
+        window = pipeline.week_window("b", MONDAY_RUN, RunParams.parse({"week": monday}), today=today)
+        assert pipeline.exports_status(window) == (True, []), monday
+    # the week before the snapshots and the weekly files: no sales export dated in it
+    old = pipeline.week_window("b", MONDAY_RUN, RunParams.parse({"week": "2026-10-05"}), today=today)
+    ready, missing = pipeline.exports_status(old)
+    assert not ready and missing[0].startswith("no sales export dated 06/10/2026–13/10/2026 for this week")
+    assert "no customers export dated on or before 13/10/2026" in missing[1]
+
+
+def test_a_backfill_started_today_waits_from_its_start_not_from_a_deadline_long_past():
+    old_week = pipeline.week_window("b", dt.datetime(2026, 11, 9, 5, tzinfo=dt.timezone.utc))
+    started = dt.datetime(2026, 11, 30, 16, tzinfo=dt.timezone.utc)
+    late_run = pipeline.RunWindow(old_week.run_id, old_week.logical_date, old_week.week_start, old_week.week_end,
+                                  started_at=started)
+    assert pipeline.check_exports(late_run, now=started + dt.timedelta(hours=1)) is False
+    with pytest.raises(pipeline.ExportsMissing, match=r"gave up waiting at 30/11/2026 23:00 \(Paris.*no sales export "
+                                                      r"dated 03/11/2026–10/11/2026 for this week"):
+        pipeline.check_exports(late_run, now=started + dt.timedelta(hours=6, minutes=1))
 
 
 def test_sensor_names_a_file_still_being_written(crm_dirs, monkeypatch):
@@ -149,7 +213,7 @@ def test_a_late_file_of_the_week_is_waited_for_never_left_out(conn, crm_dirs, mo
     future = write_export(raw, "ventes_lignes", "ventes_2026-12-07.csv", [sales_line(doc_no="NEXT")])  # next month's
     ready, waiting = pipeline.exports_status(window)
     assert not ready and len(waiting) == 1
-    assert waiting[0].startswith("ventes_lignes: isavigne/ventes_lignes/ventes_2026-11-16.csv modified")
+    assert waiting[0].startswith("sales: isavigne/ventes_lignes/ventes_2026-11-16.csv modified")
     pipeline.prepare(conn, window)
     with pytest.raises(pipeline.FilesStillArriving) as info:
         pipeline.run_ingest(conn, "run_1")

@@ -2,6 +2,8 @@
 -- not carry (NULL in staging because absent from the header) keeps its previous value.
 
 -- step: upsert
+-- Returns how many rows were inserted and how many existing rows were replaced (superseded).
+WITH upserted AS (
 INSERT INTO etl.clients AS c (client_code, nom, prenom, email, email_valid, telephone, adresse,
                               code_postal, ville, pays, opt_out, file_id, source_row, loaded_run, updated_at)
 SELECT DISTINCT ON (client_code)
@@ -28,4 +30,8 @@ ON CONFLICT (client_code) DO UPDATE SET
 -- later-registered file wins, so the result does not depend on the order runs load them in.
 WHERE EXISTS (SELECT 1 FROM etl.file_manifest old_m, etl.file_manifest new_m
               WHERE old_m.file_id = c.file_id AND new_m.file_id = EXCLUDED.file_id
-                AND (old_m.export_date, old_m.file_id) <= (new_m.export_date, new_m.file_id));
+                AND (old_m.export_date, old_m.file_id) <= (new_m.export_date, new_m.file_id))
+RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS replaced
+FROM upserted;

@@ -1,6 +1,8 @@
 -- Upsert staged products into etl.produits (one row per article; the latest export wins).
 
 -- step: upsert
+-- Returns how many rows were inserted and how many existing rows were replaced (superseded).
+WITH upserted AS (
 INSERT INTO etl.produits AS p (article, produit, millesime, famille_crm, sous_famille, macro_categorie,
                                prix_ttc, price_band, premium_tier, cepage, couleur,
                                file_id, source_row, loaded_run, updated_at)
@@ -28,4 +30,8 @@ ON CONFLICT (article) DO UPDATE SET
 -- later-registered file wins, so the result does not depend on the order runs load them in.
 WHERE EXISTS (SELECT 1 FROM etl.file_manifest old_m, etl.file_manifest new_m
               WHERE old_m.file_id = p.file_id AND new_m.file_id = EXCLUDED.file_id
-                AND (old_m.export_date, old_m.file_id) <= (new_m.export_date, new_m.file_id));
+                AND (old_m.export_date, old_m.file_id) <= (new_m.export_date, new_m.file_id))
+RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS replaced
+FROM upserted;

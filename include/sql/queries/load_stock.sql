@@ -1,6 +1,8 @@
 -- Upsert staged stock levels into etl.stock (per article, vintage, warehouse; newest snapshot wins).
 
 -- step: upsert
+-- Returns how many rows were inserted and how many existing rows were replaced (superseded).
+WITH upserted AS (
 INSERT INTO etl.stock AS s (article, millesime, entrepot, quantite, unite, snapshot_date,
                             file_id, source_row, loaded_run, updated_at)
 SELECT DISTINCT ON (article, COALESCE(millesime, 0), entrepot)
@@ -16,4 +18,8 @@ ON CONFLICT (article, millesime, entrepot) DO UPDATE SET
     source_row = EXCLUDED.source_row,
     loaded_run = EXCLUDED.loaded_run,
     updated_at = now()
-WHERE (s.snapshot_date, s.file_id) <= (EXCLUDED.snapshot_date, EXCLUDED.file_id);
+WHERE (s.snapshot_date, s.file_id) <= (EXCLUDED.snapshot_date, EXCLUDED.file_id)
+RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS replaced
+FROM upserted;

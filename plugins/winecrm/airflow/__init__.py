@@ -67,3 +67,53 @@ def default_args() -> dict:
         "execution_timeout": task_timeout(),
         "on_failure_callback": task_failure_callbacks(),
     }
+
+
+def trigger_params() -> dict:
+    """The trigger form (Airflow renders titles, descriptions, a date picker and text areas).
+    ``prepare_run`` checks the values again (winecrm.core.run_params) and records them."""
+    from airflow.sdk import Param
+
+    return {
+        "week": Param(
+            None, type=["null", "string"], format="date", title="Week to process",
+            description="Any day of the sales week (Monday–Sunday, Paris time). Empty: the week before the "
+                        "run's date, as the Monday 06:00 run does. For a backfill of several weeks, use the "
+                        "backfill dialog instead: each run takes the week before its date."),
+        "dry_run": Param(
+            True, type="boolean", title="Dry run: no e-mail sent",
+            description="Campaign e-mails are only rendered to the outbox. Sending needs this unticked AND a "
+                        "person's approval in the UI. (Recorded with the run; the e-mail stage reads it.)"),
+        "reingest_files": Param(
+            [], type=["null", "array"], items={"type": "string"}, title="Re-ingest these files",
+            description="One file per line: its path inside RAW as the run summary shows it "
+                        "(isavigne/ventes_lignes/ventes_lignes_2026-11-16.csv) or its name. Files already "
+                        "processed are read, validated and loaded again (the newest export still wins)."),
+        "accept_files": Param(
+            [], type=["null", "array"], items={"type": "string"}, title="Accept these files despite the quality gate",
+            description="One file per line. Their good rows load and their bad rows stay in quarantine, "
+                        "however many there are; a file rejected by an earlier run is taken again. "
+                        "Same effect as a '<file>.accept' marker next to the file in RAW."),
+        "settle_seconds": Param(
+            None, type=["null", "integer"], minimum=0, title="Settle time (seconds)",
+            description="How long a file must stay unchanged before it is read (default "
+                        "files.settle_seconds in pipeline.yaml). 0 takes files at once: only when nothing "
+                        "is being copied into RAW."),
+    }
+
+
+# One asset per warehouse table a run writes, so the Assets view shows what each run produced
+# and later DAGs (campaigns, events) can be scheduled on them.
+ASSET_TABLES = {
+    "validate": ["etl.quarantine"],
+    "load": ["etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock"],
+    "score": ["crm.customer_360", "crm.rfm_scores", "crm.lead_scores", "crm.product_affinity"],
+    "recommend": ["crm.recommendations", "crm.recommendation_exclusions"],
+}
+
+
+def outlets(stage: str) -> list:
+    from airflow.sdk import Asset
+
+    return [Asset(name=table, uri=f"winecrm-warehouse://{table.replace('.', '/')}", group="winecrm-warehouse")
+            for table in ASSET_TABLES.get(stage, [])]

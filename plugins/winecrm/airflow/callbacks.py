@@ -77,15 +77,25 @@ class RecordRunFailure(_PlainNotifier):
         if not payload["run_id"]:
             return
         where = f"{payload['task_id']}: " if payload["task_id"] else "run: "
+        summary = None
         try:
             from winecrm import pipeline
             from winecrm.airflow.connections import warehouse_connection
 
             with warehouse_connection("failure-callback") as conn:
                 if conn.execute("SELECT to_regclass('etl.runs') IS NOT NULL").fetchone()[0]:
-                    pipeline.finish(conn, payload["run_id"], error=where + (payload["error"] or "failed"))
+                    summary = pipeline.finish(conn, payload["run_id"], error=where + (payload["error"] or "failed"))
         except Exception:  # the alert below must still go out
             log.exception("Could not record the failure in etl.runs")
+            return
+        ti = context.get("ti")
+        if summary and ti is not None and hasattr(ti, "xcom_push"):
+            from winecrm.airflow.tasks import NOTE_KEY
+
+            try:  # the plugin's listener sets it as the run's note
+                ti.xcom_push(NOTE_KEY, summary["note"])
+            except Exception:
+                log.exception("Could not hand the run note over")
 
 
 class WebhookAlert(_PlainNotifier):

@@ -1,12 +1,16 @@
 """The bodies of crm_weekly's tasks: thin wrappers that open the warehouse connection and call
-``winecrm.pipeline``, turning errors a retry cannot fix into failures without retry."""
+``winecrm.pipeline``, turning errors a retry cannot fix into failures without retry.
+
+Every task finds its run in ``etl.runs`` by the Airflow run id: nothing travels between tasks
+by XCom but the run note (see the plugin's listener)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 log = logging.getLogger(__name__)
+
+NOTE_KEY = "run_note"  # XCom key of the one-line French summary the plugin sets as the run's note
 
 
 def use_airflow_storage() -> None:
@@ -35,36 +39,45 @@ def prepare_run(context) -> dict:
     from winecrm import pipeline
     from winecrm.airflow.connections import WarehouseConnectionError, warehouse_connection
     from winecrm.core.db import WarehouseNotConfigured
+    from winecrm.core.run_params import RunParams, RunParamsError
     from winecrm.core.settings import ConfigError
+    from winecrm.core.weeks import paris
 
     # A manual run triggered without a logical date (allowed in Airflow 3) covers the week
     # before the moment it was asked to run.
     logical_date = context.get("logical_date") or context["dag_run"].run_after
-    window = pipeline.week_window(context["run_id"], logical_date)
     try:
+        params = RunParams.parse(dict(context.get("params") or {}))
+        window = pipeline.week_window(context["run_id"], logical_date, params)
         with warehouse_connection("prepare") as conn:
             applied = pipeline.prepare(conn, window)
-    except (WarehouseConnectionError, WarehouseNotConfigured, ConfigError) as exc:
+            window = pipeline.current_window(conn, window.run_id)
+    except (WarehouseConnectionError, WarehouseNotConfigured, ConfigError, RunParamsError) as exc:
         raise _fail_fast(exc) from exc
-    log.info("Week %s – %s; migrations applied now: %s", window.week_start, window.week_end, applied or "none")
+    log.info("%s (sales delivered %s–%s); run date %s (Paris); migrations applied now: %s",
+             window.week.label_fr(), window.week_start.strftime("%d/%m/%Y"), window.week_end.strftime("%d/%m/%Y"),
+             paris(logical_date), ", ".join(applied) or "none")
+    log.info("Params: %s", window.params)
+    context["ti"].xcom_push(NOTE_KEY, f"{window.week.label_fr()} : en cours")
     return window.as_dict()
 
 
-def wait_for_exports(run: dict) -> bool:
+def wait_for_exports(run_id: str) -> bool:
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
 
-    window = pipeline.RunWindow.from_dict(run)
     with warehouse_connection("sensor") as conn:
-        pipeline.heartbeat(conn, window.run_id)
-    try:
-        return pipeline.check_exports(window)
-    except pipeline.ExportsMissing as exc:
-        raise _fail_fast(exc) from exc
+        pipeline.heartbeat(conn, run_id)
+        window = pipeline.current_window(conn, run_id)
+        try:
+            return pipeline.check_exports(window, conn=conn)
+        except pipeline.ExportsMissing as exc:
+            raise _fail_fast(exc) from exc
 
 
-def run_stage(stage: str, run: dict) -> dict:
-    """``winecrm.pipeline.run_<stage>`` for the DAG run, on the warehouse."""
+def run_stage(stage: str, run_id: str) -> dict:
+    """``winecrm.pipeline.run_<stage>`` for the DAG run, on the warehouse. Returns a few counters
+    (the full report is in ``etl.runs.details`` and the Run summary page)."""
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
     from winecrm.core.db import WarehouseBusy
@@ -72,19 +85,23 @@ def run_stage(stage: str, run: dict) -> dict:
     use_airflow_storage()
     with warehouse_connection(stage) as conn:
         try:
-            return getattr(pipeline, f"run_{stage}")(conn, run["run_id"])
+            getattr(pipeline, f"run_{stage}")(conn, run_id)
         except WarehouseBusy as exc:
             raise _fail_fast(exc) from exc
+        summary = pipeline.run_summary(conn, run_id)
+    return {k: summary.get(k) for k in ("files_new", "rows_read", "rows_quarantined", "rows_written", "rows_skipped")}
 
 
-def finish_run(run: dict) -> dict:
+def finish_run(run_id: str, ti) -> dict:
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
 
     with warehouse_connection("finish") as conn:
         try:
-            summary = pipeline.finish_checked(conn, run["run_id"])
+            summary = pipeline.finish_checked(conn, run_id)
         except pipeline.FilesRejected as exc:
             raise _fail_fast(exc) from exc
-    log.info("%s", json.dumps(summary, indent=2, default=str, ensure_ascii=False))
-    return {k: summary[k] for k in ("status", "files_new", "rows_read", "rows_loaded", "rows_quarantined")}
+    log.info("%s", summary["note"])
+    ti.xcom_push(NOTE_KEY, summary["note"])
+    return {k: summary[k] for k in ("status", "note", "files_new", "rows_read", "rows_written", "rows_superseded",
+                                    "rows_skipped", "rows_quarantined")}

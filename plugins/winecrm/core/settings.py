@@ -50,6 +50,13 @@ class Paths:
     def data_docs_index(self) -> Path:
         return self.data_docs_site / "index.html"
 
+    def data_docs_link(self, page: str = "index.html") -> str:
+        """Where a person opens a Data Docs page: through the Airflow UI when CRM_DATA_DOCS_URL
+        says where the plugin serves them (e.g. http://localhost:8080/winecrm/data-docs), else
+        the file on disk."""
+        base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/")
+        return f"{base}/{page}" if base else str(self.data_docs_site / page)
+
 
 def paths() -> Paths:
     data_dir = _path_from_env("CRM_DATA_DIR", PROJECT_ROOT / ".crm")
@@ -77,8 +84,19 @@ class ScheduleConfig(_Section):
 class ExportsConfig(_Section):
     required_datasets: list[Literal["ventes_lignes", "clients", "produits", "stock"]] = Field(
         default_factory=lambda: ["ventes_lignes", "clients", "produits", "stock"], min_length=1)
+    # Of those, the datasets that need an export dated in the run's week. The others are
+    # snapshots (customers, catalogue, stock): the latest export at or before the week will do.
+    weekly_datasets: list[Literal["ventes_lignes", "clients", "produits", "stock"]] = Field(
+        default_factory=lambda: ["ventes_lignes"])
     max_wait_hours: float = Field(6, gt=0)
     poke_interval_seconds: int = Field(300, ge=10)
+
+    @model_validator(mode="after")
+    def _weekly_are_required(self) -> "ExportsConfig":
+        extra = set(self.weekly_datasets) - set(self.required_datasets)
+        if extra:
+            raise ValueError(f"weekly_datasets: {', '.join(sorted(extra))} not in required_datasets")
+        return self
 
 
 class FilesConfig(_Section):

@@ -1,16 +1,22 @@
-"""``make demo``: the weekly DAG end to end on the sample estate, then the same date again.
+"""``make demo``: the weekly DAG end to end on the sample estate — a backfill of three weeks,
+then the last week again.
 
 1. starts the embedded PostgreSQL (unless CRM_DATABASE_URL is set) and keeps it up meanwhile;
 2. writes the sample iSaVigne exports into $CRM_RAW_DIR (default .crm/raw);
-3. prepares Airflow (AIRFLOW_HOME inside the project, SQLite metadata);
-4. runs ``airflow dags test crm_weekly <logical date>`` — the real DAG, every task;
-5. prints what happened, checks the quarantine against the rows planted as bad;
-6. runs the same logical date again and shows that the warehouse did not change.
+3. prepares Airflow (AIRFLOW_HOME inside the project, SQLite metadata at an absolute path of
+   this checkout, so a copied checkout never writes into another one's database);
+4. runs ``airflow dags test crm_weekly -c '{"week": …}'`` for three weeks in order — the real
+   DAG, every task, the week chosen as in the trigger form (the run's date stays now: no run
+   of 7 days, no logical date taken from a later trigger);
+5. prints each run's note, the last week's details, checks the quarantine against the rows
+   planted as bad;
+6. runs the last week again and shows that the warehouse did not change.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +28,7 @@ from winecrm.airflow import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
 from winecrm.core import db, settings, storage
 from winecrm.demo import sampledata
 
-LOGICAL_DATE = "2026-11-16T05:00:00+00:00"  # Monday 16 Nov 2026, 06:00 Europe/Paris
+BACKFILL_WEEKS = ("2026-10-26", "2026-11-02", "2026-11-09")  # Mondays: the sample's last three weeks
 TABLES = ("etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock", "etl.quarantine", "etl.file_manifest")
 
 
@@ -30,6 +36,8 @@ def airflow_env(database_url: str) -> dict[str, str]:
     root = settings.PROJECT_ROOT
     env = dict(os.environ)
     env.setdefault("AIRFLOW_HOME", str(root / "airflow_home"))
+    # airflow.cfg, once written, pins the database by absolute path: set it per checkout instead.
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{Path(env['AIRFLOW_HOME']).resolve()}/airflow.db")
     env.update({
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
@@ -72,26 +80,31 @@ def latest_run(conn) -> dict:
     return pipeline.run_summary(conn, row[0]) if row else {}
 
 
-def print_summary(summary: dict, planted: list, conn) -> bool:
-    print(f"\nRun {summary['run_id']} — week {summary['week_start']} → {summary['week_end']}: {summary['status'].upper()}")
-    print(f"  files: {summary['files_seen']} seen, {summary['files_new']} new, "
-          f"{summary['files_duplicate']} duplicate content (not re-ingested), {summary['files_quarantined']} rejected")
-    ingest = summary["details"].get("ingest", {})
+def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
+    """``ingested``: the backfill's run that read the files (its first); ``summary``: its last run."""
+    print(f"\nFiles and rows — run {ingested['run_id']} ({ingested['week_start']} → {ingested['week_end']}), "
+          "the backfill's first run, took every new file of RAW:")
+    print(f"  files: {ingested['files_seen']} seen, {ingested['files_new']} new, "
+          f"{ingested['files_duplicate']} duplicate content (not re-ingested), {ingested['files_quarantined']} unreadable")
+    ingest = ingested["details"].get("ingest", {})
     for line in ingest.get("duplicates", []):
         print(f"    duplicate: {line}")
     for line in ingest.get("rejected", []):
         print(f"    rejected : {line}")
-    print(f"  rows: {summary['rows_read']} read, {summary['rows_loaded']} loaded, {summary['rows_quarantined']} quarantined")
-    for item in summary["quarantine_reasons"]:
+    print(f"  rows: {ingested['rows_read']} read, {ingested['rows_written']} written "
+          f"({ingested['rows_superseded']} replacing older lines), {ingested['rows_skipped']} skipped "
+          f"(a newer export of the same document), {ingested['rows_quarantined']} quarantined")
+    for item in ingested["quarantine_reasons"]:
         print(f"    {item['rows']:>4} × {item['dataset']}.{item['column'] or '(row)'}: {', '.join(item['expectations'])}")
     for reason, in conn.execute(
             "SELECT reason FROM etl.quarantine WHERE run_id = %s ORDER BY dataset, file_path, row_no LIMIT 12",
-            (summary["run_id"],)):
+            (ingested["run_id"],)):
         print(f"      - {reason}")
-    warnings = summary["details"].get("validate", {}).get("datasets", {})
+    warnings = ingested["details"].get("validate", {}).get("datasets", {})
     for dataset, stats in warnings.items():
         for name, n in stats.get("warnings", {}).items():
             print(f"    warning: {dataset} {name}: {n} rows loaded with a flag")
+    print(f"\nScores and recommendations — run {summary['run_id']} ({summary['week_start']} → {summary['week_end']}):")
     score = summary["details"].get("score", {})
     if score:
         print(f"  scores as of {score['as_of']}: {score['customers']} customers — "
@@ -111,10 +124,10 @@ def print_summary(summary: dict, planted: list, conn) -> bool:
             print(f"    {scenario:<10} {code}: « {reason} »")
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
-    print(f"  Data Docs (offline HTML): {summary['data_docs']}")
+    print(f"  Data Docs (offline HTML): {ingested['data_docs']}")
     found = {(ds, Path(path).name.replace(" (copie)", ""), row) for ds, path, row in conn.execute(
         "SELECT dataset, file_path, row_no FROM etl.quarantine WHERE run_id = %s AND row_no IS NOT NULL",
-        (summary["run_id"],))}
+        (ingested["run_id"],))}
     expected = {(b.dataset, b.file_name, b.row_no) for b in planted}
     exact = found == expected
     print(f"  quarantine vs. rows planted as bad by the generator: {len(found)} / {len(expected)} "
@@ -126,7 +139,8 @@ def print_summary(summary: dict, planted: list, conn) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--logical-date", default=LOGICAL_DATE)
+    parser.add_argument("--weeks", nargs="+", metavar="YYYY-MM-DD",
+                        help="Mondays of the weeks to run, in order (default: the sample's last three weeks)")
     parser.add_argument("--keep", action="store_true", help="keep previous demo data instead of starting fresh")
     args = parser.parse_args(argv)
 
@@ -165,30 +179,36 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     ok = True
-    for attempt in ("first run", "same logical date again"):
-        with db.connect(url) as conn:
-            before = counts(conn) if attempt != "first run" else None
-            sum_before = checksum(conn) if before else None
+    weeks = args.weeks or list(BACKFILL_WEEKS)
+    runs = [(week, f"backfill {i + 1}/{len(weeks)}") for i, week in enumerate(weeks)] + [(weeks[-1], "same week again")]
+    before = sum_before = None
+    first_run = None
+    for week, label in runs:
+        if label == "same week again":
+            with db.connect(url) as conn:
+                before, sum_before = counts(conn), checksum(conn)
         started = time.perf_counter()
-        print(f"\n▶ airflow dags test crm_weekly {args.logical_date}   ({attempt})")
-        code = _airflow(["dags", "test", "crm_weekly", args.logical_date], env, log_file)
-        print(f"  finished in {time.perf_counter() - started:.0f}s with exit code {code}")
+        conf = json.dumps({"week": week})
+        print(f"\n▶ airflow dags test crm_weekly -c '{conf}'   ({label})")
+        code = _airflow(["dags", "test", "crm_weekly", "-c", conf], env, log_file)
         with db.connect(url) as conn:
             summary = latest_run(conn)
+            print(f"  {summary.get('note') or '(no note)'}")
+            print(f"  finished in {time.perf_counter() - started:.0f}s with exit code {code}")
             if code != 0 or not summary or summary.get("status") != "success":
                 print(f"The DAG run failed; details in {log_file}", file=sys.stderr)
                 if summary:
                     print(f"  error recorded in etl.runs: {summary.get('error')}", file=sys.stderr)
                 return 1
-            if before is None:
-                ok &= print_summary(summary, planted.bad_rows, conn)
-                print("  warehouse: " + ", ".join(f"{t} {n}" for t, n in counts(conn).items()))
-            else:
+            first_run = first_run or summary
+            if label == "same week again":
                 after = counts(conn)
                 same = after == before and checksum(conn) == sum_before
-                print(f"  {summary['files_new']} new files, {summary['rows_loaded']} rows loaded; "
-                      f"warehouse {'unchanged' if same else 'CHANGED'} ({after['etl.ventes_lignes']} sales lines)")
+                print(f"  warehouse {'unchanged' if same else 'CHANGED'} ({after['etl.ventes_lignes']} sales lines)")
                 ok &= same
+            elif week == weeks[-1]:
+                ok &= print_summary(first_run, summary, planted.bad_rows, conn)
+                print("  warehouse: " + ", ".join(f"{t} {n}" for t, n in counts(conn).items()))
     print("\nDemo OK." if ok else "\nDemo finished with a mismatch (see above).")
     return 0 if ok else 1
 

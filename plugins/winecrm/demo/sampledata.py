@@ -357,6 +357,24 @@ def write_sample_exports(raw_dir: Path, *, as_of: dt.date = DEFAULT_AS_OF, n_cus
     result.files.append(copy)
     copy_late = True  # dropped an hour after the original (see the utime loop below)
 
+    # The first snapshots of the customer file, the catalogue and the stock, delivered with the
+    # history: a run of any week after it (a backfill) has reference data at or before its week.
+    first_client_cols = ["client_code", "nom", "prenom", "email", "telephone", "adresse", "code_postal", "ville",
+                         "pays", "opt_out"]
+    first_clients = customers[first_client_cols].rename(columns={"opt_out": "refus_email"})
+    first_clients_path = base / "clients" / f"clients_{history_end:%Y-%m-%d}.csv"
+    write_csv(first_clients_path, first_clients, "cp1252")
+    first_products_path = base / "produits" / f"produits_{history_end:%Y-%m-%d}.csv"
+    write_csv(first_products_path, catalogue[["produit", "article", "millesime", "famille_crm", "sous_famille",
+                                              "macro_categorie", "prix_ttc", "price_band", "premium_tier", "cepage",
+                                              "couleur"]].astype("string").fillna(""), "utf-8-sig")
+    first_stock_path = base / "stock" / f"stock_{history_end:%Y-%m-%d}.csv"
+    write_csv(first_stock_path, pd.DataFrame([
+        {"article": p["article"], "millesime": "" if pd.isna(p["millesime"]) else int(p["millesime"]),
+         "entrepot": "Cave Ribeauvillé", "quantite": "120", "unite": "bouteille"} for _, p in catalogue.iterrows()]),
+        "utf-8-sig")
+    result.files += [first_clients_path, first_products_path, first_stock_path]
+
     # Customers, cp1252, with one row missing its code.
     client_cols = ["client_code", "nom", "prenom", "email", "telephone", "adresse", "code_postal", "ville", "pays", "opt_out"]
     clients = customers[client_cols].copy()

@@ -1,4 +1,4 @@
-"""Make Great Expectations Data Docs viewable offline.
+"""Make Great Expectations Data Docs viewable offline, and show warnings as warnings.
 
 GX writes pages that pull Bootstrap, jQuery, Vega, Font Awesome… from public CDNs and a logo
 from S3. We copy the same files (vendored in ``include/static/datadocs/vendor``) into the site
@@ -41,6 +41,14 @@ CDN_FILES = {
     "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css":
         "bootstrap-prefers-dark.css",
 }
+WARNINGS_SUFFIX = "_warnings"  # the suites of rules that flag rows without quarantining them
+_INDEX_ROW = re.compile(r"\{'validation_success': .*?'asset_name': '[^']*'\}", re.S)
+_FAILED_ICON = '<i class="fas fa-times text-danger ge-failed-icon" ></i>'
+_WARNING_ICON = ('<i class="fas fa-exclamation-triangle text-warning" title="rows loaded with a flag"></i>'
+                 '<span class="text-warning"> warnings</span>')
+_PAGE_FAILED = '<i class="fas fa-times text-danger" aria-hidden="true"></i> Failed'
+_PAGE_WARNING = ('<i class="fas fa-exclamation-triangle text-warning" aria-hidden="true"></i> Warnings '
+                 '(rows loaded with a flag, nothing quarantined)')
 _ASSET_ATTR = re.compile(r'(?P<attr>src|href)="(?P<url>https?://[^"]+)"')
 _LOGO = "great-expectations-web-assets"
 
@@ -52,6 +60,22 @@ def external_assets(html: str) -> list[str]:
         for match in _ASSET_ATTR.finditer(tag.group(0)):
             found.append(match.group("url"))
     return found
+
+
+def mark_warning_suites(html: str, page: Path) -> str:
+    """GX marks any validation with a failed expectation "Failed" (red ✗). A warnings suite's
+    failures only flag rows: show them as warnings, keep ✗ for rows really quarantined."""
+    if "ge-index-page-validation-results-table" in html:
+        def row(match: re.Match) -> str:
+            text = match.group(0)
+            if f"{WARNINGS_SUFFIX}'" not in text.split("'_expectation_suite_name_sort': ", 1)[-1].split(",", 1)[0]:
+                return text
+            return text.replace(_FAILED_ICON, _WARNING_ICON).replace(
+                "'_validation_success_text': 'Failed'", "'_validation_success_text': 'Warnings'")
+        return _INDEX_ROW.sub(row, html)
+    if f"{WARNINGS_SUFFIX}/" in page.as_posix():
+        return html.replace(_PAGE_FAILED, _PAGE_WARNING)
+    return html
 
 
 def make_offline(site_dir: Path) -> int:
@@ -79,7 +103,7 @@ def make_offline(site_dir: Path) -> int:
 
             return _ASSET_ATTR.sub(swap_url, tag)
 
-        new_html = re.sub(r"<(script|link|img)\b[^>]*>", swap, html)
+        new_html = mark_warning_suites(re.sub(r"<(script|link|img)\b[^>]*>", swap, html), page)
         if new_html != html:
             page.write_text(new_html, encoding="utf-8")
             changed += 1

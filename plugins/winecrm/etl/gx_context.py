@@ -16,8 +16,16 @@ from winecrm.etl.rules import Rule, rules_for
 if TYPE_CHECKING:
     import pandas as pd
 
+WARNINGS_SUFFIX = "_warnings"
+
+
 def _silence_gx() -> None:
-    for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
+    """GX logs at INFO/DEBUG a line per registered metric function ("Skipping registering
+    function … because it is a closure": ~200 per run) and per store operation; task logs are
+    for people. Its warnings and errors still show."""
+    for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context",
+                 "great_expectations.expectations", "great_expectations.expectations.registry",
+                 "great_expectations.execution_engine"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -25,9 +33,9 @@ class Validator:
     """One GX file context per validate call; suites are (re)declared from code each time."""
 
     def __init__(self, docs_dir: Path, run_name: str):
+        _silence_gx()  # before the import: GX logs ~200 lines while it is imported
         import great_expectations as gx
 
-        _silence_gx()
         docs_dir.mkdir(parents=True, exist_ok=True)
         self.gx = gx
         self.context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
@@ -38,6 +46,7 @@ class Validator:
             pass
         self.source = self.context.data_sources.add_or_update_pandas("isavigne")
         self.run_name = run_name
+        self.last_run_name = ""
         self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule]]] = {}
 
     def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig):
@@ -54,15 +63,24 @@ class Validator:
         except (KeyError, LookupError, ValueError):
             batch = asset.add_batch_definition_whole_dataframe("chunk")
         rules = rules_for(dataset, export_date, cfg)
-        suite = gx.ExpectationSuite(name=f"isavigne_{dataset.name}", expectations=[r.expectation for r in rules])
-        suite = self.context.suites.add_or_update(suite)
-        # add_or_update returns expectations with ids; keep our Rule objects aligned by order.
-        for rule, expectation in zip(rules, suite.expectations):
-            rule.expectation = expectation
-        definition = self.context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"isavigne_{dataset.name}", data=batch, suite=suite))
+        # Two suites: rules that quarantine rows, and rules that only flag them (a malformed
+        # e-mail). Data Docs then show a red ✗ on the first only when rows were quarantined, and
+        # the second as warnings (see datadocs.mark_warning_suites).
+        definitions = []
+        for suffix, members in (("", [r for r in rules if not r.warning]),
+                                (WARNINGS_SUFFIX, [r for r in rules if r.warning])):
+            if not members:
+                continue
+            name = f"isavigne_{dataset.name}{suffix}"
+            suite = gx.ExpectationSuite(name=name, expectations=[r.expectation for r in members])
+            suite = self.context.suites.add_or_update(suite)
+            # add_or_update returns expectations with ids; keep our Rule objects aligned by order.
+            for rule, expectation in zip(members, suite.expectations):
+                rule.expectation = expectation
+            definitions.append(self.context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite)))
         checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"isavigne_{dataset.name}", validation_definitions=[definition],
+            name=f"isavigne_{dataset.name}", validation_definitions=definitions,
             actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
             result_format={"result_format": "COMPLETE"}))
         self._checkpoints[key] = (checkpoint, rules)
@@ -75,10 +93,11 @@ class Validator:
         # The run name becomes a folder and a link in Data Docs: keep it URL- and path-safe.
         run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_name}__{batch_label}")
         result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
-        validation = next(iter(result.run_results.values()))
+        self.last_run_name = run_name
         by_id = {r.expectation.id: r for r in rules}
         outcomes = []
-        for expectation_result in validation.results:
+        results = [r for validation in result.run_results.values() for r in validation.results]
+        for expectation_result in results:
             config = expectation_result.expectation_config
             rule = by_id.get(config.id)
             if rule is None:
@@ -97,12 +116,12 @@ class Validator:
 
 def rebuild_data_docs(docs_dir: Path) -> None:
     """Rebuild the Data Docs site from the validation results still on disk (after a purge)."""
+    _silence_gx()
     import great_expectations as gx
 
     from winecrm.core import settings
     from winecrm.etl.datadocs import make_offline
 
-    _silence_gx()
     context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
     context.build_data_docs()
     make_offline(settings.paths().data_docs_site)

@@ -33,8 +33,9 @@ from winecrm.etl.readers import EncodingRetry, FileRejected, detect_format, iter
 
 log = logging.getLogger(__name__)
 
-IGNORED_SUFFIXES = (".done", ".ok", ".tmp", ".part", ".crdownload", ".partial")
+IGNORED_SUFFIXES = (".done", ".ok", ".accept", ".tmp", ".part", ".crdownload", ".partial")
 MARKER_SUFFIXES = (".done", ".ok")
+ACCEPT_SUFFIX = ".accept"  # <file>.accept: let this file through the quality gate (see validate)
 _DATE_IN_NAME = re.compile(r"(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)")
 _FR_DATE_IN_NAME = re.compile(r"([0-3]\d)[-_.]([01]\d)[-_.](20\d{2})")
 
@@ -70,7 +71,9 @@ def export_date_of(name: str, mtime: float) -> dt.date:
     return dt.datetime.fromtimestamp(mtime).date()
 
 
-def settle_seconds() -> float:
+def settle_seconds(override: float | None = None) -> float:
+    if override is not None:  # the run's trigger-form value
+        return float(override)
     env = os.environ.get("CRM_FILE_SETTLE_SECONDS")
     if env is not None:
         return float(env)
@@ -92,10 +95,10 @@ def _walk(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def discover(raw_dir: Path, now: float | None = None) -> list[RawFile]:
+def discover(raw_dir: Path, now: float | None = None, settle: float | None = None) -> list[RawFile]:
     """Every candidate export under ``raw_dir/isavigne/<dataset>/`` (recursively), oldest first."""
     now = time.time() if now is None else now
-    settle = settle_seconds()
+    settle = settle_seconds(settle)
     found: list[RawFile] = []
     base = raw_dir / "isavigne"
     for dataset in DATASETS:
@@ -137,6 +140,7 @@ class IngestReport:
     files_waiting: list[str] = field(default_factory=list)
     waiting_export_dates: dict[str, str] = field(default_factory=dict)  # relative path -> export date
     files_owned_elsewhere: list[str] = field(default_factory=list)
+    files_taken_again: list[str] = field(default_factory=list)  # re-ingest / accept asked by the run
     duplicates: list[str] = field(default_factory=list)  # "copy.csv = original.csv"
     rejected: list[str] = field(default_factory=list)
     rows_read: int = 0
@@ -177,8 +181,18 @@ def owner_is_live(conn: psycopg.Connection, owner: str) -> bool:
     return conn.execute(LIVE_OWNER, {"owner": owner, "stale_hours": stale_hours}).fetchone() is not None
 
 
-def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestReport) -> int | None:
-    """Register the file's content; return its file_id if this run must ingest it."""
+def accepted_by_marker(raw_dir: Path, relative: str) -> bool:
+    marker = raw_dir / (relative + ACCEPT_SUFFIX)
+    return marker.exists() and not marker.is_symlink()
+
+
+def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestReport,
+           take_again: frozenset[str] = frozenset(), accepted: frozenset[str] = frozenset()) -> int | None:
+    """Register the file's content; return its file_id if this run must ingest it.
+
+    A file already processed is taken again only when the run's params ask for it
+    (``reingest_files``), or when the quality gate rejected it and it is now accepted (param
+    ``accept_files`` or a ``<file>.accept`` marker)."""
     known = conn.execute(
         "SELECT sha256 FROM etl.file_deliveries WHERE file_path = %s AND size_bytes = %s AND file_mtime = %s",
         (raw.relative, raw.size, _utc(raw.mtime)),
@@ -209,8 +223,15 @@ def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestRe
         if first_path != raw.relative:
             report.files_duplicate += 1
             report.duplicates.append(f"{raw.relative} = {first_path} (same SHA-256, not ingested again)")
-        if status in ("loaded", "quarantined", "rejected"):
+            log.info("%s: same content as %s, not ingested again", raw.relative, first_path)
+        asked = raw.relative in take_again or (status == "rejected" and raw.relative in accepted)
+        if status in ("loaded", "quarantined", "rejected") and not (asked and first_path == raw.relative):
             return None
+        if status in ("loaded", "quarantined", "rejected"):
+            report.files_taken_again.append(f"{raw.relative} (was {status})")
+            conn.execute("UPDATE etl.file_manifest SET run_id = %s, status = 'registered', status_reason = NULL "
+                         "WHERE file_id = %s", (run_id, file_id))
+            return file_id
         if first_path != raw.relative and owner == run_id:
             return None  # this run already has the content under its first name
         if owner != run_id and owner_is_live(conn, owner):
@@ -279,6 +300,9 @@ def ingest_file(conn: psycopg.Connection, run_id: str, file_id: int, raw: RawFil
                 json.dumps(fmt.mapping.source_names, ensure_ascii=False), fmt.mapping.extra_columns, rows,
                 json.dumps(fmt.warnings, ensure_ascii=False)))
     conn.commit()
+    log.info("%s: %d rows read (%s, %s%s%s)%s", raw.relative, rows, fmt.file_format.upper(), fmt.encoding,
+             f", delimiter {fmt.delimiter!r}" if fmt.delimiter else "", f", sheet {fmt.sheet_name!r}" if fmt.sheet_name else "",
+             "".join(f"; {w}" for w in fmt.warnings))
     return rows
 
 
@@ -287,18 +311,23 @@ class FileChangedDuringRead(RuntimeError):
 
 
 def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *,
-           chunk_rows: int | None = None) -> IngestReport:
+           chunk_rows: int | None = None, settle: float | None = None,
+           reingest_files: list[str] = (), accept_files: list[str] = ()) -> IngestReport:
     raw_dir = raw_dir or settings.paths().raw_dir
     chunk_rows = chunk_rows or settings.pipeline_config().files.chunk_rows
     report = IngestReport()
     claimed: list[tuple[int, RawFile]] = []
-    for raw in discover(raw_dir):
+    found = discover(raw_dir, settle=settle)
+    take_again = frozenset(reingest_files)
+    accepted = frozenset(accept_files) | {f.relative for f in found if accepted_by_marker(raw_dir, f.relative)}
+    for raw in found:
         report.files_seen += 1
         if not raw.complete:
+            log.warning("%s: not taken yet, %s", raw.relative, raw.why_incomplete)
             report.files_waiting.append(f"{raw.relative}: {raw.why_incomplete}")
             report.waiting_export_dates[raw.relative] = raw.export_date.isoformat()
             continue
-        file_id = _claim(conn, run_id, raw, report)
+        file_id = _claim(conn, run_id, raw, report, take_again, accepted)
         conn.commit()
         if file_id is not None:
             claimed.append((file_id, raw))

@@ -128,14 +128,32 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
         copy_seconds = time.perf_counter() - started
         conn.execute(f"ANALYZE {table}")
         step_counts = {}
+        inserted = replaced = 0
         for label, sql in named_steps(f"load_{dataset_name}"):
             cursor = conn.execute(sql, {"run_id": run_id}) if "%(run_id)s" in sql else conn.execute(sql)
-            step_counts[label] = cursor.rowcount
+            if label == "upsert":
+                inserted, replaced = cursor.fetchone()
+                step_counts[label] = inserted + replaced
+            else:
+                step_counts[label] = cursor.rowcount
+        # Which file's rows ended in the table (the newest export of each key wins).
+        written_per_file = dict(conn.execute(
+            f"SELECT file_id, count(*) FROM etl.{dataset_name} WHERE loaded_run = %s AND file_id = ANY(%s) GROUP BY 1",
+            (run_id, [f for f, _, _ in files])).fetchall())
         for file_id, _, _ in files:
-            set_status(conn, file_id, run_id, "status = 'loaded', rows_loaded = %s, loaded_at = now()",
-                       (per_file.get(file_id, 0),))
-    return {"rows_staged": staged, "steps": step_counts, "copy_seconds": round(copy_seconds, 3),
+            written = written_per_file.get(file_id, 0)
+            set_status(conn, file_id, run_id,
+                       "status = 'loaded', rows_loaded = %s, rows_skipped = %s, loaded_at = now()",
+                       (written, per_file.get(file_id, 0) - written))
+    return {"rows_staged": staged, "rows_written": inserted + replaced, "rows_superseded": replaced,
+            "rows_skipped": staged - inserted - replaced, "per_file": _per_file_counts(files, per_file, written_per_file),
+            "steps": step_counts, "copy_seconds": round(copy_seconds, 3),
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _per_file_counts(files, good: dict[int, int], written: dict[int, int]) -> dict[str, dict]:
+    return {path: {"good": good.get(file_id, 0), "written": written.get(file_id, 0),
+                   "skipped": good.get(file_id, 0) - written.get(file_id, 0)} for file_id, path, _ in files}
 
 
 SALES_LINE_COLUMNS = [name for name, _ in warehouse_columns(VENTES_LIGNES)] + ["file_id", "source_row", "loaded_run"]
@@ -224,6 +242,7 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
     work = run_work_dir(run_id)
     parts = {file_id: good_parts(work, file_id) for file_id, _, _ in files}
     per_file: dict[int, int] = {}
+    written_per_file: dict[int, int] = {}
     step_counts: dict[str, int] = {}
     with conn.transaction():
         # Sorting / hashing a few hundred thousand document keys spills to disk at the default 4 MB.
@@ -248,6 +267,7 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
                     per_file[file_id] = per_file.get(file_id, 0) + len(good)
                     if file_id in skipped:
                         good = good[~_document_key(good).isin(skipped[file_id])]
+                    written_per_file[file_id] = written_per_file.get(file_id, 0) + len(good)
                     frame = _staging_frame("ventes_lignes", good, file_id, "2000-01-01")
                     frame["loaded_run"] = run_id
                     yield frame[SALES_LINE_COLUMNS]
@@ -268,9 +288,14 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started
         for file_id, _, _ in files:
-            set_status(conn, file_id, run_id, "status = 'loaded', rows_loaded = %s, loaded_at = now()",
-                       (per_file.get(file_id, 0),))
-    return {"rows_staged": sum(per_file.values()), "steps": step_counts,
+            written_here = written_per_file.get(file_id, 0)
+            set_status(conn, file_id, run_id,
+                       "status = 'loaded', rows_loaded = %s, rows_skipped = %s, loaded_at = now()",
+                       (written_here, per_file.get(file_id, 0) - written_here))
+    staged = sum(per_file.values())
+    return {"rows_staged": staged, "rows_written": written,
+            "rows_superseded": step_counts.get("replace_documents", 0), "rows_skipped": staged - written,
+            "per_file": _per_file_counts(files, per_file, written_per_file), "steps": step_counts,
             "step_seconds": {k: round(v, 3) for k, v in timings.items()},
             "seconds": round(time.perf_counter() - started, 3)}
 
@@ -290,6 +315,5 @@ def load(conn: psycopg.Connection, run_id: str) -> dict:
             report[dataset_name] = load_sales_lines(conn, run_id, by_dataset[dataset_name])
         elif dataset_name in by_dataset:
             report[dataset_name] = load_dataset(conn, run_id, dataset_name, by_dataset[dataset_name])
-            log.info("Loaded %s: %s", dataset_name, report[dataset_name])
     conn.commit()
     return report

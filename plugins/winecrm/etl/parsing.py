@@ -68,6 +68,10 @@ def parse_bool(text: pd.Series) -> pd.Series:
                      index=text.index, dtype="object")
 
 
+UNPARSED_SUFFIX = "_unparsed"
+EMPTY_MARK = "(empty)"
+
+
 class SeenLines:
     """Exact-duplicate detection across all chunks of one file, in bounded memory: one 64-bit
     hash and one line number per distinct line (16 bytes), not the lines themselves."""
@@ -131,6 +135,12 @@ def build_frame(dataset: Dataset, chunk: pd.DataFrame, seen_lines: SeenLines | N
         elif column.kind == "bool":
             out[f"{column.name}_text"] = text
             out[column.name] = parse_bool(text)
+    for column in dataset.columns:
+        if column.not_null and column.kind != "text" and column.name in out:
+            # The delivered text where no typed value came out of it ("(empty)" when nothing was
+            # delivered), null elsewhere: what Data Docs show for a missing or unreadable value.
+            text = out[f"{column.name}_text"] if f"{column.name}_text" in out else out[column.name].astype("string")
+            out[f"{column.name}{UNPARSED_SUFFIX}"] = text.astype("string").fillna(EMPTY_MARK).where(out[column.name].isna())
     if dataset.name == "ventes_lignes":
         out["document_type"] = out["document_type"].str.upper()
         credit = out["document_type"].isin(credit_note_types)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from winecrm.core.settings import ValidationConfig
 from winecrm.etl.contract import Dataset
-from winecrm.etl.parsing import DATE_RE, DECIMAL_RE, DUPLICATE_COLUMN, EMAIL_RE, FALSE_WORDS, INT_RE, TRUE_WORDS
+from winecrm.etl.parsing import UNPARSED_SUFFIX, DATE_RE, DECIMAL_RE, DUPLICATE_COLUMN, EMAIL_RE, FALSE_WORDS, INT_RE, TRUE_WORDS
 from winecrm.etl.readers import MALFORMED_COLUMN
 
 
@@ -21,6 +21,7 @@ class Rule:
     expectation: object  # a gx.expectations.* instance
     column: str | None  # canonical column it is about (for the quarantine row)
     warning: bool = False  # warnings flag rows, they do not quarantine them
+    presence: bool = False  # "a value is required": said only when no other rule explains the column
     explain: str = ""  # sentence template; {value} is the raw value
 
 
@@ -52,9 +53,14 @@ def rules_for(dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> 
             rules.append(Rule(E.ExpectColumnValuesToBeInSet(column=f"{name}_text",
                                                             value_set=sorted(TRUE_WORDS | FALSE_WORDS | {w.upper() for w in TRUE_WORDS | FALSE_WORDS} | {w.title() for w in TRUE_WORDS | FALSE_WORDS})),
                               name, warning=True, explain="{value!r} is not yes/no; left unknown"))
-        if column.not_null:
-            rules.append(Rule(E.ExpectColumnValuesToNotBeNull(column=name), name,
-                              explain="missing value" if column.kind == "text" else "{value!r} is not a valid " + column.kind))
+        if column.not_null and column.kind == "text":
+            rules.append(Rule(E.ExpectColumnValuesToNotBeNull(column=name), name, presence=True,
+                              explain="missing value"))
+        elif column.not_null:
+            # On the delivered text of the values that could not be typed, so Data Docs show
+            # '31/02/2026' rather than NaT.
+            rules.append(Rule(E.ExpectColumnValuesToBeNull(column=f"{name}{UNPARSED_SUFFIX}"), name, presence=True,
+                              explain="{value!r} is not a valid " + column.kind))
     if dataset.name == "ventes_lignes":
         rules += [
             Rule(E.ExpectColumnValuesToBeInSet(column="document_type", value_set=list(cfg.document_types)),

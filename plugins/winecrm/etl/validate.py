@@ -84,10 +84,10 @@ def split_chunk(dataset: Dataset, chunk: pd.DataFrame, outcomes, verdict: FileVe
         column = first_rule.column if first_rule.column != "*" else None
         raw_values = _raw_values(dataset, row)
         reasons = []
-        explained_columns = {r.column for r, _ in rules if "NotBeNull" not in type(r.expectation).__name__}
+        explained_columns = {r.column for r, _ in rules if not r.presence}
         for rule, _ in rules:
             source_column = rule.column if rule.column not in (None, "*") else None
-            if "NotBeNull" in type(rule.expectation).__name__ and source_column in explained_columns \
+            if rule.presence and source_column in explained_columns \
                     and raw_values.get(source_column) not in (None, ""):
                 continue  # the parse/format rule on the same column already says why
             raw_value = raw_values.get(source_column) if source_column else row.get(MALFORMED_COLUMN)
@@ -148,19 +148,57 @@ def copy_quarantine(conn: psycopg.Connection, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def gate_verdict(verdict: FileVerdict, file_path: str, limit: float) -> str | None:
-    """Why the file is rejected by the quality gate, or None when it passes."""
+EXAMPLES_IN_MESSAGE = 5
+
+
+def gate_verdict(verdict: FileVerdict, file_path: str, limit: float, examples: list[str] = (),
+                 docs_link: str = "") -> str | None:
+    """Why the file is rejected by the quality gate, or None when it passes: the file, the
+    share, a few bad rows with their delivered values, the Data Docs page and the way out."""
     share = verdict.quarantined / verdict.rows if verdict.rows else 0.0
     if share <= limit:
         return None
-    top = sorted(verdict.reasons.items(), key=lambda kv: -kv[1])[:5]
-    return (f"{file_path} rejected: {verdict.quarantined} of {verdict.rows} rows bad ({share:.1%} > "
-            f"{limit:.1%}, quality_gate); main reasons: " + ", ".join(f"{k} ({v})" for k, v in top))
+    lines = [f"{file_path} rejected by the quality gate: {verdict.quarantined} of {verdict.rows} rows bad "
+             f"({share:.1%} > {limit:.1%}, quality_gate.max_bad_row_share); nothing of it was loaded. Examples:"]
+    lines += [f"  - {example}" for example in examples[:EXAMPLES_IN_MESSAGE]]
+    if docs_link:
+        lines.append(f"  Data Docs of this file: {docs_link}")
+    lines.append(f"  Way out: fix the export and drop the corrected file into RAW (new content = new file), or, if "
+                 f"these rows are what the estate delivers, let the file through: trigger crm_weekly with "
+                 f"'accept_files' = {file_path} (or create {file_path}.accept next to it in RAW; the next run "
+                 f"takes it) — its good rows load, the bad ones stay in etl.quarantine.")
+    return "\n".join(lines)
 
 
-def validate(conn: psycopg.Connection, run_id: str) -> dict:
+def docs_page_of(site: Path, run_name: str) -> str | None:
+    """The Data Docs page (relative to the site) of one validation run, if GX wrote it."""
+    for page in sorted(site.glob(f"validations/*/{run_name}/*/*.html")):
+        if "_warnings/" not in page.as_posix():
+            return page.relative_to(site).as_posix()
+    return None
+
+
+def _log_file(file_path: str, verdict: FileVerdict, examples: list[str], docs: str, accepted_by: str | None) -> None:
+    share = verdict.quarantined / verdict.rows if verdict.rows else 0.0
+    flagged = ", ".join(f"{n} {name}" for name, n in verdict.warnings.items())
+    log.info("%s: %d rows → %d good, %d quarantined (%.1f %%)%s%s", file_path, verdict.rows, verdict.good,
+             verdict.quarantined, 100 * share, f"; flagged but loaded: {flagged}" if flagged else "",
+             f"; quality gate not applied ({accepted_by})" if accepted_by else "")
+    for example in examples[:EXAMPLES_IN_MESSAGE]:
+        log.info("    %s", example)
+    if verdict.quarantined > len(examples[:EXAMPLES_IN_MESSAGE]):
+        log.info("    … %d more in etl.quarantine", verdict.quarantined - len(examples[:EXAMPLES_IN_MESSAGE]))
+    log.info("    Data Docs: %s", docs)
+
+
+def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()) -> dict:
     """Validate every file this run ingested; returns per-dataset counters and the files the
-    quality gate rejected (``{"datasets": {...}, "rejected_files": [...]}``)."""
+    quality gate rejected (``{"datasets": {...}, "rejected_files": [...]}``).
+
+    Files in ``accept_files`` (the run's param) or with a ``<file>.accept`` marker in RAW are
+    not judged by the gate: their bad rows are quarantined, their good rows load."""
+    from winecrm.etl.ingest import accepted_by_marker
+
     pipeline_cfg = settings.pipeline_config()
     cfg = pipeline_cfg.validation
     credit_types = frozenset(pipeline_cfg.revenue.credit_note_types)
@@ -172,39 +210,53 @@ def validate(conn: psycopg.Connection, run_id: str) -> dict:
     ).fetchall()
     summary: dict[str, dict] = {}
     rejected: list[str] = []
+    pages: dict[str, str] = {}
     if not files:
-        return {"datasets": summary, "rejected_files": rejected}
+        log.info("No new file to validate.")
+        return {"datasets": summary, "rejected_files": rejected, "pages": pages}
     validator = Validator(paths.docs_dir, run_id)
     work = run_work_dir(run_id)
     for file_id, dataset_name, file_path, export_date in files:
         dataset = DATASETS[dataset_name]
         verdict = FileVerdict(file_id, dataset_name)
+        examples: list[str] = []
+        run_names: list[str] = []
         folder = work / f"file-{file_id}"
         parts = storage.sorted_glob(folder, "part-*.parquet")
         if not parts:
             raise RuntimeError(f"Work files of {file_path} are missing in {folder}; re-run the ingest task")
         for old in storage.sorted_glob(folder, "good-*.parquet"):
             old.unlink()
+        accepted_by = (f"param accept_files of run {run_id}" if file_path in accept_files
+                       else f"marker {file_path}.accept" if accepted_by_marker(paths.raw_dir, file_path) else None)
         with conn.transaction():
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
             seen_lines = SeenLines()
             for index, part in enumerate(parts):
                 chunk = build_frame(dataset, storage.read_parquet(part), seen_lines, credit_types)
                 outcomes = validator.run(dataset, chunk, export_date, cfg, f"file{file_id}_{Path(file_path).stem}_part{index}")
+                run_names.append(validator.last_run_name)
                 good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
+                examples += [row[7].removeprefix(f"{file_path} ") for row in bad[:EXAMPLES_IN_MESSAGE - len(examples)]]
                 copy_quarantine(conn, bad)
                 storage.write_parquet(_good_columns(dataset, good, credit_types), folder / f"good-{index:05d}.parquet")
-            rejection = gate_verdict(verdict, file_path, pipeline_cfg.quality_gate.limit(dataset_name))
+            page = next((p for p in (docs_page_of(paths.data_docs_site, n) for n in run_names) if p), None)
+            docs = paths.data_docs_link(page or "index.html")
+            pages[file_path] = docs
+            limit = pipeline_cfg.quality_gate.limit(dataset_name)
+            rejection = None if accepted_by else gate_verdict(verdict, file_path, limit, examples, docs)
             warnings = json.dumps([f"{k}: {v} rows" for k, v in verdict.warnings.items()])
+            _log_file(file_path, verdict, examples, docs, accepted_by)
             if rejection:
                 log.warning("%s", rejection)
                 rejected.append(rejection)
                 set_status(conn, file_id, run_id, "status = 'rejected', status_reason = %s, rows_good = %s, "
-                           "rows_quarantined = %s, warnings = warnings || %s::jsonb",
+                           "rows_quarantined = %s, warnings = warnings || %s::jsonb, accepted_by = NULL",
                            (rejection, verdict.good, verdict.quarantined, warnings))
             else:
                 set_status(conn, file_id, run_id, "status = 'validated', rows_good = %s, rows_quarantined = %s, "
-                           "warnings = warnings || %s::jsonb", (verdict.good, verdict.quarantined, warnings))
+                           "warnings = warnings || %s::jsonb, accepted_by = %s",
+                           (verdict.good, verdict.quarantined, warnings, accepted_by))
         stats = summary.setdefault(dataset_name, {"rows": 0, "good": 0, "quarantined": 0, "warnings": {},
                                                   "reasons": {}, "rejected_files": 0})
         stats["rows"] += verdict.rows
@@ -220,7 +272,8 @@ def validate(conn: psycopg.Connection, run_id: str) -> dict:
     from winecrm.etl.datadocs import make_offline
 
     make_offline(paths.data_docs_site)
-    return {"datasets": summary, "rejected_files": rejected}
+    log.info("Data Docs index: %s", paths.data_docs_link())
+    return {"datasets": summary, "rejected_files": rejected, "pages": pages}
 
 
 __all__ = ["validate", "build_frame", "Validator", "gate_verdict"]

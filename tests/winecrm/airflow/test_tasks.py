@@ -19,7 +19,7 @@ def test_a_whole_run_through_a_storage_url(conn, crm_dirs, monkeypatch, tmp_path
         write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
                      [sales_line(doc_no=f"F{i}") for i in range(30)] + [sales_line(doc_no="X", qty="z")])
         summary = pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
-        assert summary["rows_loaded"] == 30 and summary["rows_quarantined"] == 1
+        assert summary["rows_written"] == 30 and summary["rows_quarantined"] == 1
         parts = [p.name for p in storage.run_work_dir("run_1").rglob("*.parquet")]
         assert "part-00000.parquet" in parts and "good-00000.parquet" in parts
         assert list(store.rglob("good-00000.parquet"))

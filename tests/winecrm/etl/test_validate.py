@@ -24,7 +24,7 @@ def _quarantine(conn):
 
 BAD_CASES = [
     # (line kwargs, column, expectation fragment, reason fragment)
-    (dict(date="31/02/2026"), "date_livraison", "expect_column_values_to_not_be_null(date_livraison)", "'31/02/2026' is not a valid date"),
+    (dict(date="31/02/2026"), "date_livraison", "expect_column_values_to_be_null(date_livraison_unparsed)", "'31/02/2026' is not a valid date"),
     (dict(date="2026/11/02"), "date_livraison", "expect_column_values_to_match_regex(date_livraison_text)", "not a dd/mm/yyyy date"),
     (dict(date="02/11/1999"), "date_livraison", "expect_column_values_to_be_between(date_livraison_yyyymmdd)", "outside the plausible range"),
     (dict(qty="deux"), "qty_line", "expect_column_values_to_match_regex(qty_line_text)", "'deux' is not a number"),
@@ -58,7 +58,8 @@ def test_good_rows_of_a_file_with_bad_rows_are_all_loaded(conn, crm_dirs):
     write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
     window = pipeline.week_window("run_1", MONDAY_RUN)
     summary = pipeline.run_all(conn, window)
-    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_quarantined"]) == (51, 50, 1)
+    assert (summary["rows_read"], summary["rows_validated"], summary["rows_quarantined"]) == (51, 50, 1)
+    assert (summary["rows_written"], summary["rows_superseded"], summary["rows_skipped"]) == (50, 0, 0)
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 50
 
 
@@ -153,8 +154,12 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     with pytest.raises(pipeline.FilesRejected) as info:
         pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
     message = str(info.value)
-    assert "isavigne/ventes_lignes/v_2026-11-16.csv rejected: 2 of 12 rows bad (16.7% > 5.0%" in message
-    assert "expect_column_values_to_match_regex(qty_line_text) (2)" in message
+    assert "isavigne/ventes_lignes/v_2026-11-16.csv rejected by the quality gate: 2 of 12 rows bad (16.7% > 5.0%" in message
+    # examples with the line and the value as delivered, the Data Docs page, the way out
+    assert "line 12: qty_line: '?' is not a number" in message and "line 13: qty_line: '?' is not a number" in message
+    assert "Data Docs of this file: " in message and "/validations/isavigne_ventes_lignes/run_1__file1_v_2026-11-16" in message
+    assert "'accept_files' = isavigne/ventes_lignes/v_2026-11-16.csv" in message
+    assert "isavigne/ventes_lignes/v_2026-11-16.csv.accept" in message
     assert "other files were loaded" in message
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM etl.clients").fetchone()[0] == 1  # the good file went on
@@ -169,6 +174,43 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     assert summary["status"] == "success" and summary["files_new"] == 1
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 10
     assert conn.execute("SELECT run_id FROM etl.file_manifest WHERE status = 'rejected'").fetchone()[0] == "run_1"
+
+    # The way out, for a scheduled run: a marker next to the file. The next run takes it again;
+    # its good rows load, its bad rows stay in quarantine; later runs leave it alone.
+    (raw / "isavigne" / "ventes_lignes" / "v_2026-11-16.csv.accept").write_text("")
+    summary = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN + dt.timedelta(days=14)))
+    assert summary["status"] == "success" and summary["details"]["ingest"]["files_taken_again"] == [
+        "isavigne/ventes_lignes/v_2026-11-16.csv (was rejected)"]
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 20
+    assert conn.execute("SELECT status, accepted_by FROM etl.file_manifest WHERE file_path LIKE '%v_2026-11-16.csv'"
+                        ).fetchone() == ("loaded", "marker isavigne/ventes_lignes/v_2026-11-16.csv.accept")
+    assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 2
+    again = pipeline.run_all(conn, pipeline.week_window("run_4", MONDAY_RUN + dt.timedelta(days=21)))
+    assert again["files_new"] == 0 and again["details"]["ingest"]["files_taken_again"] == []
+
+
+def test_accept_and_reingest_params_take_a_file_again(conn, crm_dirs, monkeypatch, tmp_path):
+    from winecrm.core.run_params import RunParams
+
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(doc_no=f"F{i}") for i in range(10)] + [sales_line(doc_no="B", qty="?")])
+    with pytest.raises(pipeline.FilesRejected):
+        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    # accept_files in the trigger form: the rejected file is taken again and let through
+    accept = RunParams.parse({"accept_files": ["v_2026-11-16.csv"]})
+    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN, accept))
+    assert summary["status"] == "success" and summary["rows_written"] == 10
+    assert conn.execute("SELECT accepted_by FROM etl.file_manifest").fetchone()[0] == "param accept_files of run run_2"
+    # reingest_files: a loaded file read, validated and loaded again; nothing doubles
+    reingest = RunParams.parse({"reingest_files": ["isavigne/ventes_lignes/v_2026-11-16.csv"],
+                                "accept_files": ["v_2026-11-16.csv"]})
+    again = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN, reingest))
+    assert again["details"]["ingest"]["files_taken_again"] == ["isavigne/ventes_lignes/v_2026-11-16.csv (was loaded)"]
+    assert (again["rows_read"], again["rows_written"], again["rows_superseded"]) == (11, 10, 10)
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 10
+    assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 1
 
 
 def test_revalidating_after_a_retry_does_not_duplicate_quarantine_rows(conn, crm_dirs):
@@ -208,3 +250,34 @@ def test_exact_duplicates_are_found_across_chunks_of_a_big_file(conn, crm_dirs, 
     texts = {row: text for row, (_, _, text, _) in _quarantine(conn).items()}
     assert texts[9].endswith("exact duplicate of line 3 of the same file")
     assert texts[13].endswith("exact duplicate of line 11 of the same file")
+
+
+def test_data_docs_show_warnings_as_warnings_and_delivered_values_not_nat(conn, crm_dirs):
+    """A malformed e-mail only flags its row: no red ✗ for that file. A bad date shows as delivered."""
+    import re
+
+    from winecrm.core import settings
+
+    raw = crm_dirs["raw"]
+    write_export(raw, "clients", "clients_2026-11-16.csv", ["C1;Dupont;Jean;jean@example.fr", "C2;Kœnig;Anne;anne@@x"],
+                 header="client_code;nom;prenom;email")
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no=f"F{i}") for i in range(30)]
+                 + [sales_line(doc_no="BAD", date="31/02/2026")])
+    _run_until_validate(conn)
+    site = settings.paths().data_docs_site
+    index = settings.paths().data_docs_index.read_text(encoding="utf-8")
+    rows = re.findall(r"\{'validation_success': .*?'asset_name': '[^']*'\}", index, re.S)
+    status = {re.search(r"'_expectation_suite_name_sort': '([^']+)'", r).group(1) + "/" + r.split("'asset_name': ")[1]:
+              re.search(r"'_validation_success_text': '([^']+)'", r).group(1) for r in rows}
+    assert status["isavigne_clients/'clients'}"] == "Success"  # nothing quarantined: no ✗
+    assert status["isavigne_clients_warnings/'clients'}"] == "Warnings"
+    assert status["isavigne_ventes_lignes/'ventes_lignes'}"] == "Failed"  # a row really quarantined
+    warning_row = next(r for r in rows if "isavigne_clients_warnings'" in r)
+    assert "ge-failed-icon" not in warning_row and "fa-exclamation-triangle" in warning_row
+    warnings_page, = site.glob("validations/isavigne_clients_warnings/*/*/*.html")
+    page_html = warnings_page.read_text(encoding="utf-8")
+    assert "Warnings (rows loaded with a flag, nothing quarantined)" in page_html and "anne@@x" in page_html
+    sales_page, = site.glob("validations/isavigne_ventes_lignes/*/*/*.html")
+    sales_html = sales_page.read_text(encoding="utf-8")
+    assert "31/02/2026" in sales_html and "NaT" not in sales_html
+    assert conn.execute("SELECT email_valid FROM etl.clients WHERE client_code = 'C2'").fetchone() is None  # not loaded yet
