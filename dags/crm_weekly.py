@@ -71,7 +71,8 @@ from winecrm.airflow.callbacks import run_failure_callbacks
     doc_md=__doc__,
 )
 def crm_weekly():
-    @task(doc_md="Settings, trigger form and migrations checked; a new attempt of the run opened in `etl.runs`.")
+    @task(show_return_value_in_logs=False,
+          doc_md="Settings, trigger form and migrations checked; a new attempt of the run opened in `etl.runs`.")
     def prepare_run(**context) -> dict:
         from winecrm.airflow.tasks import prepare_run
 
@@ -130,7 +131,8 @@ def crm_weekly():
 
         return run_stage("purge", run_id)
 
-    @task(doc_md="Closes the run record and writes its note; fails naming files the quality gate rejected.")
+    @task(show_return_value_in_logs=False,
+          doc_md="Closes the run record and writes its note; fails naming files the quality gate rejected.")
     def finish_run(run_id=None, ti=None) -> dict:
         from winecrm.airflow.tasks import finish_run
 

@@ -120,6 +120,9 @@ def data_docs(path: str):
     return FileResponse(target)
 
 
+RUNNING_SUFFIX = " : en cours"
+
+
 class RunNotes:
     """Airflow listener: the run list shows which week a run covers and what it did, as the
     run's note. The tasks hand the text over as an XCom (``run_note``: « Semaine du … : en
@@ -128,28 +131,45 @@ class RunNotes:
 
     KEY = "run_note"
 
-    def _set(self, dag_run, fallback: str | None = None) -> None:
+    def _set(self, dag_run, fallback: str | None = None, finished: bool = False) -> None:
         if getattr(dag_run, "dag_id", None) != DAG_ID:
             return
         try:
             from sqlalchemy import select
             from sqlalchemy.orm import object_session
 
+            from airflow import settings as airflow_settings
+            from airflow.models.dagrun import DagRunNote
             from airflow.models.xcom import XComModel
 
+            # The caller's session: the run's own, else the thread's scoped session, which the
+            # caller (scheduler loop, `airflow dags test`) is using and commits. Writing through
+            # another connection could wait on the caller's own row locks.
             session = object_session(dag_run)
+            own_transaction = False
             if session is None:
-                return
-            existing = dag_run.dag_run_note
-            if existing is not None and existing.user_id is not None:
+                session = airflow_settings.Session()
+                own_transaction = not session.in_transaction()
+            note = session.get(DagRunNote, dag_run.id)
+            if note is not None and note.user_id is not None:
                 return  # written by a person
             value = session.scalar(
                 select(XComModel.value).where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
                                               XComModel.key == self.KEY)
                 .order_by(XComModel.timestamp.desc()).limit(1))
             text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
-            if isinstance(text, str) and text and text != dag_run.note:
-                dag_run.note = text[:1000]
+            if finished and isinstance(text, str) and text.endswith(RUNNING_SUFFIX) and fallback:
+                text = fallback  # failed before any task could say how (timeout, marked failed)
+            if not isinstance(text, str) or not text:
+                return
+            if note is None:
+                note = DagRunNote(content=text[:1000])
+                note.dag_run_id = dag_run.id
+                session.add(note)
+            elif note.content != text[:1000]:
+                note.content = text[:1000]
+            if own_transaction:
+                session.commit()
         except Exception:  # a note must never break scheduling
             import logging
 
@@ -171,7 +191,7 @@ class RunNotes:
     @hookimpl
     def on_dag_run_running(self, dag_run, msg):
         label = self._week_label(dag_run)
-        self._set(dag_run, f"{label} : en cours" if label else None)
+        self._set(dag_run, f"{label}{RUNNING_SUFFIX}" if label else None)
 
     @hookimpl
     def on_dag_run_success(self, dag_run, msg):
@@ -180,9 +200,7 @@ class RunNotes:
     @hookimpl
     def on_dag_run_failed(self, dag_run, msg):
         label = self._week_label(dag_run)
-        self._set(dag_run, f"{label} : ÉCHEC — {msg}" if label else None)
-        if dag_run.note and dag_run.note.endswith(": en cours"):
-            dag_run.note = f"{label} : ÉCHEC — {msg or 'voir le journal des tâches'}"
+        self._set(dag_run, f"{label} : ÉCHEC — {msg or 'voir le journal des tâches'}" if label else None, finished=True)
 
 
 class _Row:

@@ -135,7 +135,7 @@ def test_task_logs_are_for_people(monday_run):
     no Python dicts of return values; times in Paris."""
     out = monday_run[0].stdout
     assert "Skipping registering function" not in out
-    assert "Returned value was" not in out.split("finish_run")[0]
+    assert "Returned value was" not in out
     assert re.search(r"isavigne/ventes_lignes/ventes_lignes_2026-11-16\.csv: \d+ rows read \(CSV, ", out)
     assert re.search(r"isavigne/ventes_lignes/ventes_lignes_2026-11-16\.csv: \d+ rows → \d+ good, 8 quarantined", out)
     assert re.search(r"line \d+: date_livraison: '31/02/2026' is not a valid date", out)
@@ -207,12 +207,15 @@ def test_a_quality_gate_failure_names_the_file_and_the_way_out_works(monday_run,
     run = latest_run(airflow_db)
     assert run["states"]["finish_run"] == "failed", result.stdout[-3000:]
     assert run["states"]["load"] == "success"  # the other files went on
-    alert = next(a["json"] for a in reversed(received) if a["json"]["task_id"] == "finish_run")
+    alert = next(a["json"] for a in received
+                 if a["json"]["task_id"] == "finish_run" and "quality gate" in (a["json"]["error"] or ""))
     message = alert["error"]
     assert "isavigne/ventes_lignes/ventes_lignes_2026-11-17_corrections.csv rejected by the quality gate: 6 of 10" in message
     assert "line 6: date_livraison: '32/11/2026' is not a valid date" in message
     assert "Data Docs of this file: " in message and "'accept_files' = isavigne/ventes_lignes/" in message
-    assert run["note"].startswith("Semaine du 09/11 au 15/11/2026 : ÉCHEC — finish_run: ")
+    assert run["note"].startswith("Semaine du 09/11 au 15/11/2026 : ÉCHEC — Quality gate rejected "
+                                  "isavigne/ventes_lignes/ventes_lignes_2026-11-17_corrections.csv")
+    assert run["note"].endswith("(1 nouveau fichier, 10 lignes lues, 0 écrite, 0 ignorée (déjà à jour), 6 en quarantaine)")
     # The way out: the same week, with the file accepted in the trigger form.
     result = dags_test(env, "-c", json.dumps({"week": "2026-11-09",
                                               "accept_files": ["ventes_lignes_2026-11-17_corrections.csv"]}))

@@ -54,9 +54,25 @@ def test_crm_weekly_shape(dagbag):
              "finish_run"]
     assert set(order) == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:]):
-        assert downstream in dag.get_task(upstream).downstream_task_ids
+        # a straight line: the run's window travels through etl.runs, not by an edge from prepare_run
+        assert dag.get_task(upstream).downstream_task_ids == {downstream}
     sensor = dag.get_task("wait_for_exports")
     assert sensor.mode == "reschedule"
+    from winecrm.core import settings
+
+    assert sensor.poke_interval == settings.pipeline_config().exports.poke_interval_seconds
+    # what the UI shows: a description, a doc for every task, the trigger form, the tables produced
+    assert dag.description and "Monday" in dag.doc_md
+    assert all(task.doc_md for task in dag.tasks)
+    form = dag.params.dump()
+    assert set(form) == {"week", "dry_run", "reingest_files", "accept_files", "settle_seconds"}
+    for name in form:
+        param = dag.params.get_param(name)
+        assert param.schema.get("title") and param.description, name
+    assert dag.params.get_param("week").schema["format"] == "date" and form["dry_run"] is True
+    produced = {asset.name for task in dag.tasks for asset in task.outlets}
+    assert {"etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock", "crm.rfm_scores", "crm.lead_scores",
+            "crm.recommendations"} <= produced
     # every task that writes the warehouse is in the one-slot pool (max_active_runs does not cover backfills)
     writers = {t.task_id for t in dag.tasks if t.pool == "crm_warehouse"}
     assert writers == {"ingest", "validate", "load", "score", "recommend", "purge"}
