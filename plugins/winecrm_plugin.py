@@ -158,7 +158,7 @@ class RunNotes:
                                               XComModel.key == self.KEY)
                 .order_by(XComModel.timestamp.desc()).limit(1))
             text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
-            if finished and isinstance(text, str) and text.endswith(RUNNING_SUFFIX) and fallback:
+            if finished and fallback and (not isinstance(text, str) or text.endswith(RUNNING_SUFFIX)):
                 text = fallback  # failed before any task could say how (timeout, marked failed)
             if not isinstance(text, str) or not text:
                 return
@@ -193,14 +193,49 @@ class RunNotes:
         label = self._week_label(dag_run)
         self._set(dag_run, f"{label}{RUNNING_SUFFIX}" if label else None)
 
+    def _close_marked_run(self, dag_run, msg: str | None, failed: bool) -> str | None:
+        """A run marked failed (or success) in the UI runs no callback of ours: close its record
+        in etl.runs here (the API server has the warehouse connection, the plugin's pages use it)
+        and tell on-call. Runs failed by a task or a timeout are closed by the callbacks."""
+        if dag_run.dag_id != DAG_ID or "manually" not in (msg or ""):
+            return None
+        import logging
+
+        try:
+            from winecrm import pipeline
+            from winecrm.airflow.connections import warehouse_connection
+
+            with warehouse_connection("marked-in-ui") as conn:
+                row = conn.execute("SELECT status FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC LIMIT 1",
+                                   (dag_run.run_id,)).fetchone()
+                if row is None or row[0] != "running":
+                    return None
+                summary = pipeline.finish(conn, dag_run.run_id, error=f"run: {msg}" if failed else None)
+        except Exception:
+            logging.getLogger(__name__).exception("winecrm: could not close the run record of %s", dag_run.run_id)
+            return None
+        if failed:
+            from winecrm.airflow.callbacks import EmailAlert, WebhookAlert
+
+            context = {"dag_run": dag_run, "reason": msg, "ti": None, "exception": None}
+            for notifier in (WebhookAlert(), EmailAlert()):
+                try:
+                    notifier(context) if isinstance(notifier, EmailAlert) else notifier.notify(context)
+                except Exception:
+                    logging.getLogger(__name__).exception("winecrm: alert not sent")
+        return summary.get("note")
+
     @hookimpl
     def on_dag_run_success(self, dag_run, msg):
-        self._set(dag_run)
+        note = self._close_marked_run(dag_run, msg, failed=False)
+        self._set(dag_run, note, finished=note is not None)
 
     @hookimpl
     def on_dag_run_failed(self, dag_run, msg):
+        note = self._close_marked_run(dag_run, msg, failed=True)
         label = self._week_label(dag_run)
-        self._set(dag_run, f"{label} : ÉCHEC — {msg or 'voir le journal des tâches'}" if label else None, finished=True)
+        fallback = note or (f"{label} : ÉCHEC — {msg or 'voir le journal des tâches'}" if label else None)
+        self._set(dag_run, fallback, finished=True)
 
 
 class _Row:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from winecrm import pipeline
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import MONDAY_RUN, alert_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -49,7 +49,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory, pg_admin_url, template_db):
+def alerts():
+    with alert_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory, pg_admin_url, template_db, alerts):
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
@@ -68,19 +74,21 @@ def api_server(tmp_path_factory, pg_admin_url, template_db):
     (site / "index.html").write_text("<html><body>Data Docs index</body></html>", encoding="utf-8")
     (base / "secret.txt").write_text("outside the site", encoding="utf-8")
     passwords = base / "passwords.json"
-    passwords.write_text(json.dumps({"viewer": "viewer-pw"}), encoding="utf-8")
+    passwords.write_text(json.dumps({"viewer": "viewer-pw", "ops": "ops-pw"}), encoding="utf-8")
     port = _free_port()
     env = {**os.environ,
            "AIRFLOW_HOME": str(base / "airflow"),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer,ops:admin",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
            "AIRFLOW__API_AUTH__JWT_SECRET": "test-secret-for-the-plugin-test",
-           "CRM_DATABASE_URL": url, "CRM_DOCS_DIR": str(base / "quality")}
-    migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
+           "CRM_DATABASE_URL": url, "CRM_DOCS_DIR": str(base / "quality"),
+           "CRM_ALERT_WEBHOOK_URL": alerts[0]}
+    for command in (["db", "migrate"], ["dags", "reserialize"]):  # crm_weekly known: runs can be triggered
+        done = subprocess.run([AIRFLOW, *command], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
     log = open(base / "api-server.log", "w")
     server = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host", "127.0.0.1"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -95,7 +103,7 @@ def api_server(tmp_path_factory, pg_admin_url, template_db):
     else:
         server.kill()
         pytest.fail("api-server did not start: " + (base / "api-server.log").read_text()[-3000:])
-    yield base_url
+    yield base_url, url
     server.terminate()
     server.wait(timeout=30)
     log.close()
@@ -108,6 +116,7 @@ RUN_PATH = "/winecrm/runs/scheduled__2026-11-16T05:00:00+00:00"
 
 @pytest.mark.airflow
 def test_anonymous_callers_are_refused(api_server):
+    api_server, _ = api_server
     for path in (RUN_PATH, "/winecrm/data-docs/index.html"):
         response = requests.get(api_server + path, timeout=10)
         assert response.status_code == 401, (path, response.status_code, response.text[:200])
@@ -117,12 +126,13 @@ def test_anonymous_callers_are_refused(api_server):
 
 @pytest.mark.airflow
 def test_a_logged_in_user_sees_the_run_summary_and_data_docs(api_server):
+    api_server, _ = api_server
     token = requests.post(api_server + "/auth/token", json={"username": "viewer", "password": "viewer-pw"},
                           timeout=10).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     page = requests.get(api_server + RUN_PATH, headers=headers, timeout=10)
     assert page.status_code == 200, page.text[:500]
-    assert "Sales week 09/11/2026 – 15/11/2026" in page.text
+    assert "Sales week 09/11/2026 – 15/11/2026; times in Paris time" in page.text
     assert "load: &lt;b&gt;disk&lt;/b&gt; full" in page.text  # shown as text, never as markup
     # the UI's session cookie works the same way as the header
     docs = requests.get(api_server + "/winecrm/data-docs/index.html", cookies={"_token": token}, timeout=10)
@@ -135,3 +145,32 @@ def test_a_logged_in_user_sees_the_run_summary_and_data_docs(api_server):
     views = {v["name"]: v for p in plugins if p["name"] == "winecrm" for v in p["external_views"]}
     assert views["Run summary"]["href"] == "winecrm/runs/{RUN_ID}" and views["Run summary"]["destination"] == "dag_run"
     assert views["Data Docs"]["destination"] == "nav"
+
+
+@pytest.mark.airflow
+def test_a_run_marked_failed_in_the_ui_closes_its_record_alerts_and_says_so_in_its_note(api_server, alerts):
+    """Marking a run failed runs no DAG callback in Airflow 3: the plugin's listener closes etl.runs."""
+    import psycopg
+
+    base_url, warehouse = api_server
+    token = requests.post(base_url + "/auth/token", json={"username": "ops", "password": "ops-pw"},
+                          timeout=10).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(base_url + "/api/v2/dags/crm_weekly/dagRuns", headers=headers, timeout=30,
+                            json={"logical_date": None, "conf": {"week": "2026-11-09"}})
+    assert created.status_code == 200, created.text[:500]
+    run_id = created.json()["dag_run_id"]
+    with psycopg.connect(warehouse) as conn:  # the run got as far as its first task
+        pipeline.prepare(conn, pipeline.week_window(run_id, MONDAY_RUN))
+    marked = requests.patch(f"{base_url}/api/v2/dags/crm_weekly/dagRuns/{run_id}", headers=headers, timeout=30,
+                            json={"state": "failed"})
+    assert marked.status_code == 200 and marked.json()["state"] == "failed", marked.text[:500]
+    with psycopg.connect(warehouse) as conn:
+        status, error, note = conn.execute("SELECT status, error, note FROM etl.runs WHERE run_id = %s",
+                                           (run_id,)).fetchone()
+    assert status == "failed" and error == "run: Dag Run's state was manually set to `failed`."
+    assert note.startswith("Semaine du 09/11 au 15/11/2026 : ÉCHEC — run: Dag Run's state was manually set")
+    shown = requests.get(f"{base_url}/api/v2/dags/crm_weekly/dagRuns/{run_id}", headers=headers, timeout=10).json()
+    assert shown["note"] == note
+    _, received = alerts
+    assert any(a["json"]["run_id"] == run_id and "manually set" in a["json"]["error"] for a in received)

@@ -82,8 +82,9 @@ def trigger_params() -> dict:
                         "backfill dialog instead: each run takes the week before its date."),
         "dry_run": Param(
             True, type="boolean", title="Dry run: no e-mail sent",
-            description="Campaign e-mails are only rendered to the outbox. Sending needs this unticked AND a "
-                        "person's approval in the UI. (Recorded with the run; the e-mail stage reads it.)"),
+            description="Campaign e-mails only rendered to the outbox, never sent; sending will need this "
+                        "unticked AND a person's approval in the UI. Recorded with the run. (No stage sends "
+                        "e-mail yet: the campaign stage comes next.)"),
         "reingest_files": Param(
             [], type=["null", "array"], items={"type": "string"}, title="Re-ingest these files",
             description="One file per line: its path inside RAW as the run summary shows it "

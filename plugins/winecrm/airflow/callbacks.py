@@ -89,7 +89,9 @@ class RecordRunFailure(_PlainNotifier):
             log.exception("Could not record the failure in etl.runs")
             return
         ti = context.get("ti")
-        if summary and ti is not None and hasattr(ti, "xcom_push"):
+        # A task's own failure hands the run note over (the plugin's listener sets it); a run-level
+        # callback comes after it and has no task of its own to push from.
+        if summary and ti is not None and context.get("exception") is not None and hasattr(ti, "xcom_push"):
             from winecrm.airflow.tasks import NOTE_KEY
 
             try:  # the plugin's listener sets it as the run's note
