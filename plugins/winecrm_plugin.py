@@ -46,7 +46,8 @@ def _page(title: str, body: str) -> HTMLResponse:
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}"
         "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
-        "th{background:#f4f4f4}.failed{color:#b00020}.success{color:#1b7f3b}pre{white-space:pre-wrap;margin:0}"
+        "th{background:#f4f4f4}.failed{color:#b00020}.success{color:#1b7f3b}"
+        "pre{white-space:pre-wrap;margin:0;background:#fafafa;border:1px solid #eee;padding:.5rem}"
         f"</style></head><body>{body}</body></html>")
 
 
@@ -84,15 +85,21 @@ def run_summary(run_id: str) -> HTMLResponse:
             f"<a href='../data-docs/index.html'>Data Docs</a></p>",
             "<h3>Attempts</h3><table><tr><th>#</th><th>status</th><th>started</th><th>finished</th><th>files "
             "seen / new / duplicate / unreadable</th><th>rows read / written / of which superseding / skipped "
-            "(older) / quarantined</th><th>seconds per stage</th><th>params</th><th>error</th></tr>"]
+            "(older) / quarantined</th><th>seconds per stage</th><th>params</th></tr>"]
+    errors = []
     for a in attempts:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in (a[15] or {}).items())
         params = ", ".join(f"{k}={v}" for k, v in (a[18] or {}).items() if v not in (None, [], ""))
         body.append(f"<tr><td>{a[0]}</td><td class='{e(a[1])}'>{e(a[1])}</td><td>{e(paris(a[4]))}</td>"
                     f"<td>{e(paris(a[5])) if a[5] else ''}</td>"
                     f"<td>{a[6]} / {a[7]} / {a[8]} / {a[9]}</td><td>{a[10]} / {a[11]} / {a[12]} / {a[13]} / {a[14]}</td>"
-                    f"<td>{e(stages)}</td><td>{e(params)}</td><td><pre>{e(a[16] or '')}</pre></td></tr>")
-    body.append("</table><h3>Files</h3><table><tr><th>file</th><th>dataset</th><th>status</th><th>rows read</th>"
+                    f"<td>{e(stages)}</td><td>{e(params) or 'defaults'}</td></tr>")
+        if a[16]:
+            errors.append(f"<h4>Attempt {a[0]}</h4><pre>{e(a[16])}</pre>")
+    body.append("</table>")
+    if errors:
+        body.append("<h3>Errors</h3>" + "".join(errors))
+    body.append("<h3>Files</h3><table><tr><th>file</th><th>dataset</th><th>status</th><th>rows read</th>"
                 "<th>written</th><th>skipped (older)</th><th>quarantined</th><th>reason</th></tr>")
     for f in files:
         body.append("<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in f) + "</tr>")
