@@ -103,8 +103,8 @@ def crm_weekly():
         return run_stage("validate", run_id)
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("load"),
-          doc_md="Validated rows into the warehouse: rows written, superseded and skipped (older than what "
-                 "the warehouse has) counted apart.")
+          doc_md="Validated rows into the warehouse: rows written, skipped (older than what "
+                 "the warehouse has) and replaced, counted apart.")
     def load(run_id=None) -> dict:
         from winecrm.airflow.tasks import run_stage
 

@@ -84,7 +84,7 @@ def run_summary(run_id: str) -> HTMLResponse:
             f"<p>Sales week {first[2]:%d/%m/%Y} – {first[3]:%d/%m/%Y}; times in Paris time. "
             f"<a href='../data-docs/index.html'>Data Docs</a></p>",
             "<h3>Attempts</h3><table><tr><th>#</th><th>status</th><th>started</th><th>finished</th><th>files "
-            "seen / new / duplicate / unreadable</th><th>rows read / written / of which superseding / skipped "
+            "seen / new / duplicate / unreadable</th><th>rows read / written / older rows replaced / skipped "
             "(older) / quarantined</th><th>seconds per stage</th><th>params</th></tr>"]
     errors = []
     for a in attempts:
@@ -128,6 +128,11 @@ def data_docs(path: str):
 
 
 RUNNING_SUFFIX = " : en cours"
+# Airflow's reasons for a failed run, when no task said more (e.g. prepare_run refused the form).
+FAILURE_REASONS_FR = {
+    "task_failure": "une tâche a échoué avant d'ouvrir le run (voir son journal)",
+    "timed_out": "durée maximale du run dépassée (timeouts.run_hours)",
+}
 
 
 class RunNotes:
@@ -157,26 +162,33 @@ class RunNotes:
             if session is None:
                 session = airflow_settings.Session()
                 own_transaction = not session.in_transaction()
-            note = session.get(DagRunNote, dag_run.id)
-            if note is not None and note.user_id is not None:
-                return  # written by a person
-            value = session.scalar(
-                select(XComModel.value).where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
-                                              XComModel.key == self.KEY)
-                .order_by(XComModel.timestamp.desc()).limit(1))
-            text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
-            if finished and fallback and (not isinstance(text, str) or text.endswith(RUNNING_SUFFIX)):
-                text = fallback  # failed before any task could say how (timeout, marked failed)
-            if not isinstance(text, str) or not text:
-                return
-            if note is None:
-                note = DagRunNote(content=text[:1000])
-                note.dag_run_id = dag_run.id
-                session.add(note)
-            elif note.content != text[:1000]:
-                note.content = text[:1000]
-            if own_transaction:
-                session.commit()
+            try:
+                # In a savepoint, flushed here: a failure undoes only the note, never the caller's work.
+                with session.begin_nested():
+                    note = session.get(DagRunNote, dag_run.id)
+                    text = None
+                    if note is None or note.user_id is None:  # a note a person wrote stays
+                        value = session.scalar(
+                            select(XComModel.value).where(XComModel.dag_run_id == dag_run.id,
+                                                          XComModel.key == self.KEY)
+                            .order_by(XComModel.timestamp.desc()).limit(1))
+                        text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
+                        if finished and fallback and (not isinstance(text, str) or text.endswith(RUNNING_SUFFIX)):
+                            text = fallback  # failed before any task could say how (timeout, marked failed)
+                    if isinstance(text, str) and text:
+                        if note is None:
+                            note = DagRunNote(content=text[:1000])
+                            note.dag_run_id = dag_run.id
+                            session.add(note)
+                        elif note.content != text[:1000]:
+                            note.content = text[:1000]
+                        session.flush()
+                if own_transaction:
+                    session.commit()
+            except Exception:
+                if own_transaction:
+                    session.rollback()
+                raise
         except Exception:  # a note must never break scheduling
             import logging
 
@@ -235,13 +247,16 @@ class RunNotes:
     @hookimpl
     def on_dag_run_success(self, dag_run, msg):
         note = self._close_marked_run(dag_run, msg, failed=False)
+        if note:
+            note = f"{note} — marqué réussi à la main dans l'interface ({msg})"
         self._set(dag_run, note, finished=note is not None)
 
     @hookimpl
     def on_dag_run_failed(self, dag_run, msg):
         note = self._close_marked_run(dag_run, msg, failed=True)
         label = self._week_label(dag_run)
-        fallback = note or (f"{label} : ÉCHEC — {msg or 'voir le journal des tâches'}" if label else None)
+        why = FAILURE_REASONS_FR.get(msg or "", msg or FAILURE_REASONS_FR["task_failure"])
+        fallback = note or (f"{label} : ÉCHEC — {why}" if label else None)
         self._set(dag_run, fallback, finished=True)
 
 

@@ -245,9 +245,7 @@ def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
                  "name, %d unreadable, %d taken again on request, %d already processed by earlier runs",
                  f"{window.week_start:%d/%m}", f"{window.week_end:%d/%m/%Y}", report.files_seen, report.files_new,
                  report.files_duplicate,
-                 report.files_quarantined, len(report.files_taken_again),
-                 report.files_seen - report.files_new - report.files_duplicate - len(report.files_waiting)
-                 - len(report.files_owned_elsewhere) - len(report.files_taken_again))
+                 report.files_quarantined, len(report.files_taken_again), report.files_known)
         _record(conn, run_id, "ingest", time.perf_counter() - started, details,
                 files_seen=report.files_seen, files_new=report.files_new, files_duplicate=report.files_duplicate,
                 files_quarantined=report.files_quarantined, rows_read=report.rows_read)
@@ -275,7 +273,9 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
                 {"datasets": summary["datasets"], "rejected_files": summary["rejected_files"],
                  "pages": summary["pages"], "data_docs": settings.paths().data_docs_link()},
                 rows_quarantined=sum(s["quarantined"] for s in summary["datasets"].values()),
-                rows_validated=sum(s["good"] for s in summary["datasets"].values()))
+                rows_validated=conn.execute(  # good rows handed to the load: rejected files left out
+                    "SELECT coalesce(sum(rows_good), 0) FROM etl.file_manifest WHERE run_id = %s AND status = 'validated'",
+                    (run_id,)).fetchone()[0])
     return summary
 
 
@@ -289,10 +289,9 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     if not report:
         log.info("Nothing to load: no validated file in this run.")
     for dataset, counts in report.items():
-        log.info("%s: %d good rows → %d written (%d of them replacing an older export of the same %s), "
-                 "%d skipped (a newer export of the same %s is already there)", dataset, counts["rows_staged"],
-                 counts["rows_written"], counts["rows_superseded"], _UNIT[dataset], counts["rows_skipped"],
-                 _UNIT[dataset])
+        log.info("%s: %d good rows → %d written, %d skipped (a newer export of the same %s is already there); "
+                 "%d warehouse rows of an older export replaced", dataset, counts["rows_staged"],
+                 counts["rows_written"], counts["rows_skipped"], _UNIT[dataset], counts["rows_superseded"])
         for path, per_file in counts.get("per_file", {}).items():
             log.info("    %s: %d written, %d skipped", path, per_file["written"], per_file["skipped"])
     return report

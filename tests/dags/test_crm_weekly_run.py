@@ -140,7 +140,8 @@ def test_task_logs_are_for_people(monday_run):
     assert re.search(r"isavigne/ventes_lignes/ventes_lignes_2026-11-16\.csv: \d+ rows → \d+ good, 8 quarantined", out)
     assert re.search(r"line \d+: date_livraison: '31/02/2026' is not a valid date", out)
     assert "Data Docs: " in out and "/validations/isavigne_ventes_lignes/" in out
-    assert re.search(r"ventes_lignes: \d+ good rows → \d+ written \(\d+ of them replacing", out)
+    assert re.search(r"ventes_lignes: \d+ good rows → \d+ written, \d+ skipped \(a newer export of the same "
+                     r"document is already there\); \d+ warehouse rows of an older export replaced", out)
     assert "Semaine du 09/11 au 15/11/2026 (sales delivered 09/11/2026–15/11/2026); run date 16/11/2026 06:00" in out
 
 

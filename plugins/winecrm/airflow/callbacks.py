@@ -85,7 +85,7 @@ class RecordRunFailure(_PlainNotifier):
             with warehouse_connection("failure-callback") as conn:
                 if conn.execute("SELECT to_regclass('etl.runs') IS NOT NULL").fetchone()[0]:
                     summary = pipeline.finish(conn, payload["run_id"], error=where + (payload["error"] or "failed"))
-        except Exception:  # the alert below must still go out
+        except Exception:  # the alert notifiers that follow this one still run
             log.exception("Could not record the failure in etl.runs")
             return
         ti = context.get("ti")

@@ -6,6 +6,7 @@ by XCom but the run note (see the plugin's listener)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,27 @@ def wait_for_exports(run_id: str) -> bool:
     with warehouse_connection("sensor") as conn:
         pipeline.heartbeat(conn, run_id)
         window = pipeline.current_window(conn, run_id)
+        # Counted from this try's first look too: clearing the task after dropping the missing
+        # file gives it a new wait, not the deadline the previous try already reached.
+        window = dataclasses.replace(window, started_at=max(filter(None, (window.started_at, _first_look()))))
         try:
             return pipeline.check_exports(window, conn=conn)
         except pipeline.ExportsMissing as exc:
             raise _fail_fast(exc) from exc
+
+
+def _first_look():
+    """When the sensor's current try first looked (reschedule mode keeps it across looks)."""
+    import datetime as dt
+
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    try:
+        first = context["ti"].get_first_reschedule_date(context)
+    except Exception:  # outside a reschedule-mode sensor: this look is the first
+        first = None
+    return first or dt.datetime.now(dt.timezone.utc)
 
 
 def run_stage(stage: str, run_id: str) -> dict:

@@ -91,9 +91,9 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
         print(f"    duplicate: {line}")
     for line in ingest.get("rejected", []):
         print(f"    rejected : {line}")
-    print(f"  rows: {ingested['rows_read']} read, {ingested['rows_written']} written "
-          f"({ingested['rows_superseded']} replacing older lines), {ingested['rows_skipped']} skipped "
-          f"(a newer export of the same document), {ingested['rows_quarantined']} quarantined")
+    print(f"  rows: {ingested['rows_read']} read, {ingested['rows_written']} written, {ingested['rows_skipped']} skipped "
+          f"(a newer export of the same document), {ingested['rows_quarantined']} quarantined; "
+          f"{ingested['rows_superseded']} older warehouse lines replaced")
     for item in ingested["quarantine_reasons"]:
         print(f"    {item['rows']:>4} × {item['dataset']}.{item['column'] or '(row)'}: {', '.join(item['expectations'])}")
     for reason, in conn.execute(

@@ -73,7 +73,8 @@ def mark_warning_suites(html: str, page: Path) -> str:
             return text.replace(_FAILED_ICON, _WARNING_ICON).replace(
                 "'_validation_success_text': 'Failed'", "'_validation_success_text': 'Warnings'")
         return _INDEX_ROW.sub(row, html)
-    if f"{WARNINGS_SUFFIX}/" in page.as_posix():
+    inside_site = page.as_posix().rsplit("/validations/", 1)[-1]  # <suite>/<run>/<time>/<batch>.html
+    if "/validations/" in page.as_posix() and inside_site.split("/", 1)[0].endswith(WARNINGS_SUFFIX):
         return html.replace(_PAGE_FAILED, _PAGE_WARNING)
     return html
 

@@ -141,6 +141,7 @@ class IngestReport:
     waiting_export_dates: dict[str, str] = field(default_factory=dict)  # relative path -> export date
     files_owned_elsewhere: list[str] = field(default_factory=list)
     files_taken_again: list[str] = field(default_factory=list)  # re-ingest / accept asked by the run
+    files_known: int = 0  # processed by an earlier run, left alone
     duplicates: list[str] = field(default_factory=list)  # "copy.csv = original.csv"
     rejected: list[str] = field(default_factory=list)
     rows_read: int = 0
@@ -182,8 +183,13 @@ def owner_is_live(conn: psycopg.Connection, owner: str) -> bool:
 
 
 def accepted_by_marker(raw_dir: Path, relative: str) -> bool:
-    marker = raw_dir / (relative + ACCEPT_SUFFIX)
-    return marker.exists() and not marker.is_symlink()
+    """``<file>.accept`` next to the file, at least as recent as it: a file re-delivered under the
+    same name after the marker (new content) is judged by the quality gate again."""
+    marker, target = raw_dir / (relative + ACCEPT_SUFFIX), raw_dir / relative
+    try:
+        return not marker.is_symlink() and marker.stat().st_mtime >= target.stat().st_mtime
+    except OSError:
+        return False
 
 
 def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestReport,
@@ -226,6 +232,8 @@ def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestRe
             log.info("%s: same content as %s, not ingested again", raw.relative, first_path)
         asked = raw.relative in take_again or (status == "rejected" and raw.relative in accepted)
         if status in ("loaded", "quarantined", "rejected") and not (asked and first_path == raw.relative):
+            if first_path == raw.relative:
+                report.files_known += 1
             return None
         if status in ("loaded", "quarantined", "rejected"):
             report.files_taken_again.append(f"{raw.relative} (was {status})")

@@ -173,8 +173,9 @@ def gate_verdict(verdict: FileVerdict, file_path: str, limit: float, examples: l
 def docs_page_of(site: Path, run_name: str) -> str | None:
     """The Data Docs page (relative to the site) of one validation run, if GX wrote it."""
     for page in sorted(site.glob(f"validations/*/{run_name}/*/*.html")):
-        if "_warnings/" not in page.as_posix():
-            return page.relative_to(site).as_posix()
+        relative = page.relative_to(site)
+        if not relative.parts[1].endswith("_warnings"):  # validations/<suite>/...
+            return relative.as_posix()
     return None
 
 

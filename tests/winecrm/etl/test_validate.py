@@ -188,6 +188,18 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     again = pipeline.run_all(conn, pipeline.week_window("run_4", MONDAY_RUN + dt.timedelta(days=21)))
     assert again["files_new"] == 0 and again["details"]["ingest"]["files_taken_again"] == []
 
+    # The estate re-delivers other content under the same name: the old marker does not cover it.
+    import os
+    import time
+
+    marker = raw / "isavigne" / "ventes_lignes" / "v_2026-11-16.csv.accept"
+    old = time.time() - 3600
+    os.utime(marker, (old, old))
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no=f"N{i}") for i in range(3)]
+                 + [sales_line(doc_no="NB", qty="?")])
+    with pytest.raises(pipeline.FilesRejected, match="v_2026-11-16.csv rejected by the quality gate: 1 of 4"):
+        pipeline.run_all(conn, pipeline.week_window("run_5", MONDAY_RUN + dt.timedelta(days=28)))
+
 
 def test_accept_and_reingest_params_take_a_file_again(conn, crm_dirs, monkeypatch, tmp_path):
     from winecrm.core.run_params import RunParams
