@@ -50,6 +50,12 @@ def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, 
     # the run record holds what happened
     assert set(summary["stage_seconds"]) == {"ingest", "validate", "load", "score", "recommend", "purge"}
     assert summary["details"]["validate"]["datasets"]["ventes_lignes"]["quarantined"] == 8
+    # reasons in correct French: never « le Edelzwicker »
+    import re
+
+    reasons = [r for (r,) in conn.execute("SELECT reason_fr FROM crm.recommendations")]
+    assert reasons and not [r for r in reasons if re.search(r"\ble [AEIOUYÉÈÊaeiouyéèê]", r)]
+    assert any("l'Edelzwicker" in r for r in reasons) or not any("Edelzwicker" in r for r in reasons)
 
 
 def test_rerunning_the_same_logical_date_changes_nothing_and_keeps_each_attempt(conn, sample):

@@ -176,9 +176,9 @@ INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segmen
 SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, round(r.score::numeric, 4),
        coalesce(r.reason_fr,
                 CASE WHEN src.source_article IS NOT NULL
-                     THEN 'Parce que vous avez aimé le ' || coalesce(ps.produit, src.source_article)
-                          || ', nous pensons que le ' || r.produit || ' vous plaira.'
-                     ELSE 'Vous aimez le ' || pr.famille_crm || ' : découvrez notre ' || r.produit || '.' END),
+                     THEN 'Parce que vous avez aimé ' || crm.le_vin(coalesce(ps.produit, src.source_article))
+                          || ', nous pensons que ' || crm.le_vin(r.produit) || ' vous plaira.'
+                     ELSE 'Vous aimez ' || crm.le_vin(pr.famille_crm) || ' : découvrez notre ' || r.produit || '.' END),
        r.offer_code,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(r.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)

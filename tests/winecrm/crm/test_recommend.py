@@ -180,3 +180,14 @@ def test_bad_scenario_in_config_is_refused():
 def test_bad_ranking_settings_are_refused(bad):
     with pytest.raises(ValueError, match="scoring.yaml"):
         recommend.parameters(AS_OF, "r", {"recommendations": bad})
+
+
+def test_wine_names_take_the_right_french_article(conn):
+    """« le Riesling », « l'Edelzwicker », « l'Auxerrois », for every name of the sample catalogue."""
+    catalogue = sampledata.build_catalogue()
+    names = sorted(set(catalogue["produit"]) | set(catalogue["famille_crm"]) | {"Auxerrois", "Éclat de Pinot"})
+    for name in names:
+        (with_article,) = conn.execute("SELECT crm.le_vin(%s)", (name,)).fetchone()
+        expected = ("l'" if name[0].lower() in "aeiouyàâäéèêëîïôöùûü" else "le ") + name
+        assert with_article == expected, name
+    assert conn.execute("SELECT crm.le_vin('Edelzwicker 2023')").fetchone()[0] == "l'Edelzwicker 2023"
