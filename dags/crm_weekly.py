@@ -89,47 +89,47 @@ def crm_weekly():
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False,
           doc_md="New files of RAW registered by SHA-256 (never twice) and read; one log line per file.")
-    def ingest(run_id=None) -> dict:
+    def ingest(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("ingest", run_id)
+        run_stage("ingest", run_id)
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("validate"),
           doc_md="Great Expectations per file: bad rows quarantined with file, line and delivered value; a file "
                  "above the quality gate rejected (see `accept_files`). Links to each file's Data Docs page.")
-    def validate(run_id=None) -> dict:
+    def validate(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("validate", run_id)
+        run_stage("validate", run_id)
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("load"),
           doc_md="Validated rows into the warehouse: rows written, skipped (older than what "
                  "the warehouse has) and replaced, counted apart.")
-    def load(run_id=None) -> dict:
+    def load(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("load", run_id)
+        run_stage("load", run_id)
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("score"),
           doc_md="As of the week's Sunday: customer 360, RFM segments, lead score, affinities.")
-    def score(run_id=None) -> dict:
+    def score(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("score", run_id)
+        run_stage("score", run_id)
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("recommend"),
           doc_md="Up to 3 products per customer with a French reason; guard-rails and a control group.")
-    def recommend(run_id=None) -> dict:
+    def recommend(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("recommend", run_id)
+        run_stage("recommend", run_id)
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False,
           doc_md="RGPD retention: old raw values of rejected rows, old Data Docs pages and work files.")
-    def purge(run_id=None) -> dict:
+    def purge(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
 
-        return run_stage("purge", run_id)
+        run_stage("purge", run_id)
 
     @task(show_return_value_in_logs=False,
           doc_md="Closes the run record and writes its note; fails naming files the quality gate rejected.")

@@ -14,12 +14,14 @@ plugin manager out of plugins/winecrm).
 from __future__ import annotations
 
 import html
+import logging
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+log = logging.getLogger(__name__)
 DAG_ID = "crm_weekly"
 URL_PREFIX = "/winecrm"
 
@@ -190,9 +192,7 @@ class RunNotes:
                     session.rollback()
                 raise
         except Exception:  # a note must never break scheduling
-            import logging
-
-            logging.getLogger(__name__).exception("winecrm: could not set the run note")
+            log.exception("winecrm: could not set the run note")
 
     def _week_label(self, dag_run) -> str | None:
         try:
@@ -218,8 +218,6 @@ class RunNotes:
         and tell on-call. Runs failed by a task or a timeout are closed by the callbacks."""
         if dag_run.dag_id != DAG_ID or "manually" not in (msg or ""):
             return None
-        import logging
-
         try:
             from winecrm import pipeline
             from winecrm.airflow.connections import warehouse_connection
@@ -231,7 +229,7 @@ class RunNotes:
                     return None
                 summary = pipeline.finish(conn, dag_run.run_id, error=f"run: {msg}" if failed else None)
         except Exception:
-            logging.getLogger(__name__).exception("winecrm: could not close the run record of %s", dag_run.run_id)
+            log.exception("winecrm: could not close the run record of %s", dag_run.run_id)
             return None
         if failed:
             from winecrm.airflow.callbacks import EmailAlert, WebhookAlert
@@ -241,7 +239,7 @@ class RunNotes:
                 try:
                     notifier(context) if isinstance(notifier, EmailAlert) else notifier.notify(context)
                 except Exception:
-                    logging.getLogger(__name__).exception("winecrm: alert not sent")
+                    log.exception("winecrm: alert not sent")
         return summary.get("note")
 
     @hookimpl

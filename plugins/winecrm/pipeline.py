@@ -73,13 +73,9 @@ def writer(conn: psycopg.Connection, run_id: str, stage: str):
     return db.warehouse_writer(conn, f"{run_id}:{stage}")
 
 
-def resolve_raw_files(names: list[str], param: str, raw_dir: Path | None = None) -> list[str]:
-    """The RAW paths (as the manifest records them) of the files a person named in the trigger
-    form, by path inside RAW or by file name; each must match exactly one file."""
-    if not names:
-        return []
-    raw_dir = raw_dir or settings.paths().raw_dir
-    files = [f.relative for f in ingest_mod.discover(raw_dir)]
+def resolve_raw_files(names: list[str], param: str, files: list[str], raw_dir: Path) -> list[str]:
+    """The RAW paths (as the manifest records them, ``files``) of the files a person named in the
+    trigger form, by path inside RAW or by file name; each must match exactly one file."""
     resolved = []
     for name in names:
         wanted = name.replace("\\", "/").strip("/")
@@ -100,10 +96,14 @@ def prepare(conn: psycopg.Connection, window: RunWindow) -> list[str]:
     attempts did stays recorded."""
     settings.check_all()
     params = window.run_params
-    recorded = params.model_copy(update={
-        "reingest_files": resolve_raw_files(params.reingest_files, "reingest_files"),
-        "accept_files": resolve_raw_files(params.accept_files, "accept_files"),
-    }).recorded()
+    if params.reingest_files or params.accept_files:
+        raw_dir = settings.paths().raw_dir
+        files = [f.relative for f in ingest_mod.discover(raw_dir)]
+        params = params.model_copy(update={
+            "reingest_files": resolve_raw_files(params.reingest_files, "reingest_files", files, raw_dir),
+            "accept_files": resolve_raw_files(params.accept_files, "accept_files", files, raw_dir),
+        })
+    recorded = params.recorded()
     with writer(conn, window.run_id, "prepare"):
         applied = apply_migrations(conn)
         conn.execute(

@@ -93,9 +93,9 @@ def _first_look():
     return first or dt.datetime.now(dt.timezone.utc)
 
 
-def run_stage(stage: str, run_id: str) -> dict:
-    """``winecrm.pipeline.run_<stage>`` for the DAG run, on the warehouse. Returns a few counters
-    (the full report is in ``etl.runs.details`` and the Run summary page)."""
+def run_stage(stage: str, run_id: str) -> None:
+    """``winecrm.pipeline.run_<stage>`` for the DAG run, on the warehouse (its report goes to
+    ``etl.runs.details`` and the Run summary page, not to XCom)."""
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
     from winecrm.core.db import WarehouseBusy
@@ -106,8 +106,6 @@ def run_stage(stage: str, run_id: str) -> dict:
             getattr(pipeline, f"run_{stage}")(conn, run_id)
         except WarehouseBusy as exc:
             raise _fail_fast(exc) from exc
-        summary = pipeline.run_summary(conn, run_id)
-    return {k: summary.get(k) for k in ("files_new", "rows_read", "rows_quarantined", "rows_written", "rows_skipped")}
 
 
 def finish_run(run_id: str, ti) -> dict:

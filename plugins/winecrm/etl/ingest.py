@@ -33,9 +33,9 @@ from winecrm.etl.readers import EncodingRetry, FileRejected, detect_format, iter
 
 log = logging.getLogger(__name__)
 
-IGNORED_SUFFIXES = (".done", ".ok", ".accept", ".tmp", ".part", ".crdownload", ".partial")
 MARKER_SUFFIXES = (".done", ".ok")
 ACCEPT_SUFFIX = ".accept"  # <file>.accept: let this file through the quality gate (see validate)
+IGNORED_SUFFIXES = (*MARKER_SUFFIXES, ACCEPT_SUFFIX, ".tmp", ".part", ".crdownload", ".partial")
 _DATE_IN_NAME = re.compile(r"(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)")
 _FR_DATE_IN_NAME = re.compile(r"([0-3]\d)[-_.]([01]\d)[-_.](20\d{2})")
 
@@ -230,12 +230,11 @@ def _claim(conn: psycopg.Connection, run_id: str, raw: RawFile, report: IngestRe
             report.files_duplicate += 1
             report.duplicates.append(f"{raw.relative} = {first_path} (same SHA-256, not ingested again)")
             log.info("%s: same content as %s, not ingested again", raw.relative, first_path)
-        asked = raw.relative in take_again or (status == "rejected" and raw.relative in accepted)
-        if status in ("loaded", "quarantined", "rejected") and not (asked and first_path == raw.relative):
-            if first_path == raw.relative:
-                report.files_known += 1
-            return None
         if status in ("loaded", "quarantined", "rejected"):
+            asked = raw.relative in take_again or (status == "rejected" and raw.relative in accepted)
+            if not (asked and first_path == raw.relative):
+                report.files_known += first_path == raw.relative
+                return None
             report.files_taken_again.append(f"{raw.relative} (was {status})")
             conn.execute("UPDATE etl.file_manifest SET run_id = %s, status = 'registered', status_reason = NULL "
                          "WHERE file_id = %s", (run_id, file_id))

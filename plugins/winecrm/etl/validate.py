@@ -26,7 +26,7 @@ from winecrm.core import settings, storage
 from winecrm.core.storage import run_work_dir
 from winecrm.etl.contract import DATASETS, Dataset
 from winecrm.etl.gx_context import Validator
-from winecrm.etl.ingest import set_status
+from winecrm.etl.ingest import accepted_by_marker, set_status
 from winecrm.etl.parsing import DUPLICATE_COLUMN, SeenLines, build_frame
 from winecrm.etl.readers import MALFORMED_COLUMN, RAW_LINE_COLUMN, ROW_COLUMN
 from winecrm.etl.rules import Rule
@@ -198,8 +198,6 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
 
     Files in ``accept_files`` (the run's param) or with a ``<file>.accept`` marker in RAW are
     not judged by the gate: their bad rows are quarantined, their good rows load."""
-    from winecrm.etl.ingest import accepted_by_marker
-
     pipeline_cfg = settings.pipeline_config()
     cfg = pipeline_cfg.validation
     credit_types = frozenset(pipeline_cfg.revenue.credit_note_types)
