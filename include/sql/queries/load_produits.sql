@@ -5,10 +5,10 @@
 WITH upserted AS (
 INSERT INTO etl.produits AS p (article, produit, millesime, famille_crm, sous_famille, macro_categorie,
                                prix_ttc, price_band, premium_tier, cepage, couleur,
-                               file_id, source_row, loaded_run, updated_at)
+                               cuvee, contenance, file_id, source_row, loaded_run, updated_at)
 SELECT DISTINCT ON (article)
        article, produit, millesime, famille_crm, sous_famille, macro_categorie, prix_ttc, price_band,
-       premium_tier, cepage, couleur, file_id, source_row, %(run_id)s, now()
+       premium_tier, cepage, couleur, cuvee, contenance, file_id, source_row, %(run_id)s, now()
 FROM stg_produits
 ORDER BY article, export_date DESC, file_id DESC, source_row DESC
 ON CONFLICT (article) DO UPDATE SET
@@ -22,6 +22,8 @@ ON CONFLICT (article) DO UPDATE SET
     premium_tier = COALESCE(EXCLUDED.premium_tier, p.premium_tier),
     cepage = COALESCE(EXCLUDED.cepage, p.cepage),
     couleur = COALESCE(EXCLUDED.couleur, p.couleur),
+    cuvee = COALESCE(EXCLUDED.cuvee, p.cuvee),
+    contenance = COALESCE(EXCLUDED.contenance, p.contenance),
     file_id = EXCLUDED.file_id,
     source_row = EXCLUDED.source_row,
     loaded_run = EXCLUDED.loaded_run,

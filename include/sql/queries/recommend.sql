@@ -1,5 +1,6 @@
 -- Recommendations as of %(as_of)s, from crm.customer_360 / crm.rfm_scores / crm.product_affinity
--- of the same date (run score_customers.sql first). Rules: include/config/scoring.yaml.
+-- of the same date and the item model crm.articles (run score_customers.sql first): cuvées are
+-- chosen, then the best article of each. Rules: include/config/scoring.yaml.
 
 -- step: forget_previous
 DELETE FROM crm.recommendations WHERE as_of_date = %(as_of)s;
@@ -28,176 +29,231 @@ WHERE r.as_of_date = %(as_of)s;
 -- step: analyze_customers
 ANALYZE rec_customers;
 
--- step: in_stock
--- What can be proposed: articles in stock, with how many customers bought each in the year
--- before the date (popularity inside a family, for the taste-profile part of cross-sell).
-CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
-WITH buyers AS (
-    SELECT article, count(DISTINCT client_code) AS buyers
-    FROM etl.ventes_lignes
-    WHERE document_type = ANY(%(sale_types)s) AND date_livraison > %(as_of)s::date - 365 AND date_livraison <= %(as_of)s
-    GROUP BY article
-)
-SELECT s.article, coalesce(p.produit, s.article) AS produit, p.famille_crm, coalesce(b.buyers, 0) AS buyers
-FROM etl.stock s
-LEFT JOIN etl.produits p ON p.article = s.article
-LEFT JOIN buyers b ON b.article = s.article
-GROUP BY s.article, p.produit, p.famille_crm, b.buyers
-HAVING sum(s.quantite) > 0;
+-- step: available
+-- What can be proposed: articles in stock (the backtest builds its own rec_available).
+CREATE TEMP TABLE rec_available ON COMMIT DROP AS
+SELECT article FROM etl.stock GROUP BY article HAVING sum(quantite) > 0;
 
--- The ranking steps below (history .. candidates) read only rec_customers and rec_in_stock:
--- the backtest (winecrm/backtest.py) builds those two itself and runs these same steps.
+-- The ranking steps below (in_stock .. candidates) read only rec_customers, rec_available and
+-- the warehouse: the backtest (winecrm/evaluation/backtest.py) builds the first two itself and
+-- runs these same steps.
+
+-- step: in_stock
+-- The available articles as the item model sees them (crm.articles, built by the scoring), with
+-- how many customers bought each article and its cuvée in the year before the date.
+CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
+WITH recent AS (
+    SELECT v.client_code, v.article, coalesce(a.cuvee, v.article) AS cuvee
+    FROM etl.ventes_lignes v
+    LEFT JOIN crm.articles a ON a.article = v.article
+    WHERE v.document_type = ANY(%(sale_types)s) AND v.date_livraison > %(as_of)s::date - 365
+      AND v.date_livraison <= %(as_of)s
+),
+article_buyers AS (SELECT article, count(DISTINCT client_code) AS buyers FROM recent GROUP BY article),
+cuvee_buyers AS (SELECT cuvee, count(DISTINCT client_code) AS buyers FROM recent GROUP BY cuvee)
+SELECT s.article, coalesce(a.produit, s.article) AS produit, coalesce(a.cuvee, s.article) AS cuvee,
+       a.millesime, coalesce(a.bottles, 1) AS bottles, a.format_fr, a.taste, a.taste_kind,
+       coalesce(ab.buyers, 0) AS buyers, coalesce(cb.buyers, 0) AS cuvee_buyers
+FROM (SELECT DISTINCT article FROM rec_available) s
+LEFT JOIN crm.articles a ON a.article = s.article
+LEFT JOIN article_buyers ab ON ab.article = s.article
+LEFT JOIN cuvee_buyers cb ON cb.cuvee = coalesce(a.cuvee, s.article);
 
 -- step: analyze_in_stock
 ANALYZE rec_in_stock;
 
+-- step: lines
+-- What each eligible customer bought as of the date, line by line, with the item model's view.
+CREATE TEMP TABLE rec_lines ON COMMIT DROP AS
+SELECT v.client_code, v.document_no, v.date_livraison AS bought, coalesce(a.cuvee, v.article) AS cuvee,
+       a.millesime, coalesce(a.bottles, 1) AS bottles, a.taste, a.taste_kind,
+       -- above a floor, an order's weight halves every `recency_half_life_cycles` of the customer's
+       -- own order cycles (median days between their orders): a weekly shopper's habits move in
+       -- weeks, a once-a-year wine buyer's in years
+       %(recency_half_life_cycles)s * greatest(coalesce(c.typical_days_between_orders, 365), 7)::float8 AS half_life_days
+FROM etl.ventes_lignes v
+JOIN rec_customers c ON c.client_code = v.client_code AND c.excluded_because IS NULL
+LEFT JOIN crm.articles a ON a.article = v.article
+WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s);
+
 -- step: history
--- What each eligible customer bought, per article, as of the date: how many orders, when last,
--- and a recency-weighted count. Above a floor, an order's weight halves every
--- `recency_half_life_cycles` of the customer's own order cycles (median days between their
--- orders): a weekly shopper's habits move in weeks, a once-a-year wine buyer's in years.
+-- Per customer and cuvée: orders with it, when last, a recency-weighted count, and the habits
+-- the article is chosen by: the format they usually take, how old the vintages they buy are
+-- (years between the vintage and the purchase), the last vintage they took.
 CREATE TEMP TABLE rec_history ON COMMIT DROP AS
-SELECT o.client_code, o.article, count(*) AS orders_with_article, max(o.bought) AS last_bought,
-       sum(%(recency_floor)s + (1 - %(recency_floor)s) * exp(-ln(2) * (%(as_of)s::date - o.bought) / o.half_life_days))
-           AS weight
-FROM (
-    SELECT v.client_code, v.article, v.document_no, min(v.date_livraison) AS bought,
-           %(recency_half_life_cycles)s
-               * greatest(coalesce(min(c.typical_days_between_orders), 365), 7)::float8 AS half_life_days
-    FROM etl.ventes_lignes v
-    JOIN rec_customers c ON c.client_code = v.client_code AND c.excluded_because IS NULL
-    WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
-    GROUP BY v.client_code, v.article, v.document_no
-) o
-GROUP BY o.client_code, o.article;
+WITH orders AS (
+    SELECT client_code, cuvee, document_no, min(bought) AS bought, min(half_life_days) AS half_life_days
+    FROM rec_lines GROUP BY client_code, cuvee, document_no
+),
+weighted AS (
+    SELECT client_code, cuvee, count(*) AS orders_with_cuvee, max(bought) AS last_bought,
+           sum(%(recency_floor)s + (1 - %(recency_floor)s) * exp(-ln(2) * (%(as_of)s::date - bought) / half_life_days))
+               AS weight
+    FROM orders GROUP BY client_code, cuvee
+),
+habits AS (
+    SELECT client_code, cuvee, mode() WITHIN GROUP (ORDER BY bottles) AS usual_bottles,
+           percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(year FROM bought)::int - millesime) AS usual_age,
+           (array_agg(millesime ORDER BY bought DESC, millesime DESC) FILTER (WHERE millesime IS NOT NULL))[1]
+               AS last_vintage
+    FROM rec_lines GROUP BY client_code, cuvee
+)
+SELECT w.*, h.usual_bottles, h.usual_age, h.last_vintage
+FROM weighted w JOIN habits h USING (client_code, cuvee);
 
 -- step: index_history
-CREATE INDEX ON rec_history (client_code, article);
+CREATE INDEX ON rec_history (client_code, cuvee);
 
 -- step: analyze_history
 ANALYZE rec_history;
 
+-- step: habits
+-- Each customer's habits over all their wines: what cross-sell chooses a new cuvée's article by.
+CREATE TEMP TABLE rec_habits ON COMMIT DROP AS
+SELECT client_code, mode() WITHIN GROUP (ORDER BY bottles) AS usual_bottles,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(year FROM bought)::int - millesime) AS usual_age
+FROM rec_lines GROUP BY client_code;
+
 -- step: taste
--- Taste profile of the cross-sell customers: each family's share of their (recency-weighted) orders.
+-- Taste profile of the cross-sell customers: each grape's (else colour's) share of their
+-- recency-weighted orders.
 CREATE TEMP TABLE rec_taste ON COMMIT DROP AS
-SELECT h.client_code, p.famille_crm, sum(h.weight) / sum(sum(h.weight)) OVER (PARTITION BY h.client_code) AS share
+SELECT h.client_code, t.taste, t.taste_kind,
+       sum(h.weight) / sum(sum(h.weight)) OVER (PARTITION BY h.client_code) AS share
 FROM rec_history h
 JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
-JOIN etl.produits p ON p.article = h.article
-WHERE p.famille_crm IS NOT NULL
-GROUP BY h.client_code, p.famille_crm;
+JOIN (SELECT DISTINCT ON (cuvee) cuvee, taste, taste_kind FROM crm.articles WHERE taste IS NOT NULL
+      ORDER BY cuvee, taste_kind DESC NULLS LAST, taste) t ON t.cuvee = h.cuvee
+GROUP BY h.client_code, t.taste, t.taste_kind;
+
+-- step: stocked_cuvees
+-- The cuvées that can be proposed, with their taste unit and popularity.
+CREATE TEMP TABLE rec_cuvees ON COMMIT DROP AS
+SELECT DISTINCT ON (cuvee) cuvee, taste, taste_kind, cuvee_buyers AS buyers
+FROM rec_in_stock ORDER BY cuvee, (taste IS NULL), cuvee_buyers DESC;
 
 -- step: neighbours
--- Item-to-item neighbours for cross-sell: the most similar in-stock articles of each article,
--- capped per article as in any item-kNN recommender. Similarity (scoring.yaml): cosine
--- (both / sqrt(a * b)), jaccard, or confidence (both / a).
+-- Cuvée-to-cuvée neighbours for cross-sell: the most similar stocked cuvées of each cuvée, capped
+-- as in any item-kNN recommender. Similarity (scoring.yaml): cosine (both / sqrt(a * b)),
+-- jaccard, or confidence (both / a).
 CREATE TEMP TABLE rec_neighbours ON COMMIT DROP AS
 SELECT item_a, item_b, similarity
 FROM (
     SELECT a.item_a, a.item_b, n.similarity,
            row_number() OVER (PARTITION BY a.item_a ORDER BY n.similarity DESC, a.item_b) AS k
     FROM crm.product_affinity a
-    JOIN rec_in_stock s ON s.article = a.item_b
+    JOIN rec_cuvees s ON s.cuvee = a.item_b
     CROSS JOIN LATERAL (SELECT CASE %(similarity)s
         WHEN 'jaccard' THEN a.jaccard::float8
         WHEN 'confidence' THEN a.confidence::float8
         ELSE a.customers_both / sqrt(a.customers_a::float8 * a.customers_b) END AS similarity) n
-    WHERE a.as_of_date = %(as_of)s AND a.level = 'article'
+    WHERE a.as_of_date = %(as_of)s AND a.level = 'cuvee'
 ) n
 WHERE k <= %(neighbours_per_article)s;
 
 -- step: cross_sell_pairs
--- (customer, never-bought article, bought article it resembles, similarity x that article's weight)
+-- (customer, never-bought cuvée, bought cuvée it resembles, similarity x that cuvée's weight).
+-- Another vintage or format of a cuvée the customer knows is never a discovery.
 CREATE TEMP TABLE rec_cross_sell ON COMMIT DROP AS
-SELECT h.client_code, n.item_b AS article, h.article AS source_article, n.similarity * h.weight AS strength
+SELECT h.client_code, n.item_b AS cuvee, h.cuvee AS source_cuvee, n.similarity * h.weight AS strength
 FROM rec_history h
 JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
-JOIN rec_neighbours n ON n.item_a = h.article
-LEFT JOIN rec_history already ON already.client_code = h.client_code AND already.article = n.item_b
+JOIN rec_neighbours n ON n.item_a = h.cuvee
+LEFT JOIN rec_history already ON already.client_code = h.client_code AND already.cuvee = n.item_b
 WHERE already.client_code IS NULL;
 
 -- step: index_cross_sell
-CREATE INDEX ON rec_cross_sell (client_code, article, strength DESC, source_article);
+CREATE INDEX ON rec_cross_sell (client_code, cuvee, strength DESC, source_cuvee);
 
 -- step: analyze_cross_sell
 ANALYZE rec_cross_sell;
 
 -- step: candidates
+-- The best max_products cuvées per customer, then the best article of each for that customer:
+-- in stock, the format they usually take, the vintage closest in age to what they usually buy
+-- (a customer with no vintage habit gets the current vintage), then the newest, the most bought.
 CREATE TEMP TABLE rec_candidates ON COMMIT DROP AS
--- rebuy and win-back: the customer's own articles by recency-weighted order count, optionally
--- boosted when their usual time between orders has passed since they last took it.
-SELECT h.client_code, h.article, s.produit,
-       h.weight * (1 + %(due_boost)s * least(1.0, (%(as_of)s::date - h.last_bought)
-                       / greatest(coalesce(c.typical_days_between_orders, 90), 30)::float8)) AS score,
-       CASE c.scenario
-           WHEN 'winback' THEN 'Vous nous manquez ! Profitez de -' || %(winback_discount_pct)s || ' %% sur votre '
-                               || s.produit || ' préféré avec le code ' || %(winback_offer_code)s || '.'
-           ELSE 'Vous avez apprécié notre ' || s.produit || ' (' || h.orders_with_article
-                || CASE WHEN h.orders_with_article > 1 THEN ' commandes' ELSE ' commande' END
-                || ') : il vous attend à la cave.'
-       END AS reason_fr,
-       CASE WHEN c.scenario = 'winback' THEN %(winback_offer_code)s END AS offer_code
-FROM rec_history h
-JOIN rec_customers c ON c.client_code = h.client_code
-JOIN rec_in_stock s ON s.article = h.article
-WHERE c.scenario IN ('rebuy', 'winback')
-  AND h.last_bought <= %(as_of)s::date - %(recent_purchase_days)s
-UNION ALL
--- cross-sell: never-bought articles, blending (a) their similarity with what the customer bought
--- (normalised to 0-1 per customer) and (b) the taste profile: the customer's share of orders in
--- the article's family x the article's popularity inside that family. The reason is written
--- for the kept ones only (naming the most similar bought article, else the family).
-SELECT b.client_code, b.article, s.produit,
-       (1 - %(taste_weight)s) * coalesce(b.knn / nullif(max(b.knn) OVER (PARTITION BY b.client_code), 0), 0)
-           + %(taste_weight)s * coalesce(t.share
-             * s.buyers / nullif(max(s.buyers) OVER (PARTITION BY b.client_code, s.famille_crm), 0)::float8, 0),
-       NULL, NULL
-FROM (
-    SELECT client_code, article, sum(knn) AS knn
+WITH cuvee_scores AS (
+    -- rebuy and win-back: the customer's own cuvées by recency-weighted order count, optionally
+    -- boosted when their usual time between orders has passed since they last took it
+    SELECT h.client_code, h.cuvee,
+           h.weight * (1 + %(due_boost)s * least(1.0, (%(as_of)s::date - h.last_bought)
+                           / greatest(coalesce(c.typical_days_between_orders, 90), 30)::float8)) AS score,
+           NULL::text AS source_cuvee, h.orders_with_cuvee, h.last_vintage, h.usual_bottles, h.usual_age
+    FROM rec_history h
+    JOIN rec_customers c ON c.client_code = h.client_code
+    WHERE c.scenario IN ('rebuy', 'winback')
+      AND h.last_bought <= %(as_of)s::date - %(recent_purchase_days)s
+      AND EXISTS (SELECT 1 FROM rec_cuvees s WHERE s.cuvee = h.cuvee)
+    UNION ALL
+    -- cross-sell: never-bought cuvées, blending (a) their similarity with what the customer
+    -- bought (normalised to 0-1 per customer) and (b) the taste profile: the customer's share of
+    -- orders in the cuvée's grape (else colour) x the cuvée's popularity there
+    SELECT b.client_code, b.cuvee,
+           (1 - %(taste_weight)s) * coalesce(b.knn / nullif(max(b.knn) OVER (PARTITION BY b.client_code), 0), 0)
+               + %(taste_weight)s * coalesce(t.share
+                 * s.buyers / nullif(max(s.buyers) OVER (PARTITION BY b.client_code, s.taste), 0)::float8, 0),
+           NULL, NULL, NULL, hb.usual_bottles, hb.usual_age
     FROM (
-        SELECT client_code, article, strength AS knn FROM rec_cross_sell
-        UNION ALL
-        -- family-level candidates: what customers of the same families buy, even when single
-        -- articles are too sparse to have neighbours
-        SELECT t.client_code, s.article, 0
-        FROM rec_taste t
-        JOIN rec_in_stock s ON s.famille_crm = t.famille_crm
-        WHERE %(taste_weight)s > 0
-          AND NOT EXISTS (SELECT 1 FROM rec_history h WHERE h.client_code = t.client_code AND h.article = s.article)
-    ) u
-    GROUP BY client_code, article
-) b
-JOIN rec_in_stock s ON s.article = b.article
-LEFT JOIN rec_taste t ON t.client_code = b.client_code AND t.famille_crm = s.famille_crm;
+        SELECT client_code, cuvee, sum(knn) AS knn
+        FROM (
+            SELECT client_code, cuvee, strength AS knn FROM rec_cross_sell
+            UNION ALL
+            -- taste-level candidates: the stocked cuvées of the customer's grapes, even when
+            -- a cuvée is too new or too rare to have co-purchase neighbours
+            SELECT t.client_code, s.cuvee, 0
+            FROM rec_taste t
+            JOIN rec_cuvees s ON s.taste = t.taste
+            WHERE %(taste_weight)s > 0
+              AND NOT EXISTS (SELECT 1 FROM rec_history h WHERE h.client_code = t.client_code AND h.cuvee = s.cuvee)
+        ) u
+        GROUP BY client_code, cuvee
+    ) b
+    JOIN rec_cuvees s ON s.cuvee = b.cuvee
+    LEFT JOIN rec_taste t ON t.client_code = b.client_code AND t.taste = s.taste
+    LEFT JOIN rec_habits hb ON hb.client_code = b.client_code
+),
+kept AS (
+    SELECT *, row_number() OVER (PARTITION BY client_code ORDER BY score DESC, cuvee) AS rank
+    FROM cuvee_scores
+)
+SELECT k.client_code, k.rank, k.cuvee, k.score, k.orders_with_cuvee, k.last_vintage,
+       best.article, best.produit, best.millesime, best.format_fr, best.taste, best.taste_kind
+FROM kept k
+CROSS JOIN LATERAL (
+    SELECT i.article, i.produit, i.millesime, i.format_fr, i.taste, i.taste_kind
+    FROM rec_in_stock i
+    WHERE i.cuvee = k.cuvee
+    ORDER BY (i.bottles = k.usual_bottles) DESC NULLS LAST,
+             abs(extract(year FROM %(as_of)s::date)::int - i.millesime - coalesce(k.usual_age, 0)) NULLS FIRST,
+             i.millesime DESC NULLS LAST, i.buyers DESC, i.article
+    LIMIT 1
+) best
+WHERE k.rank <= %(max_products)s;
 
 -- step: recommendations
-INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, score,
-                                 reason_fr, offer_code, is_control, computed_run)
-SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, round(r.score::numeric, 4),
-       coalesce(r.reason_fr,
-                CASE WHEN src.source_article IS NOT NULL
-                     THEN 'Parce que vous avez aimé ' || crm.le_vin(coalesce(ps.produit, src.source_article))
-                          || ', nous pensons que ' || crm.le_vin(r.produit) || ' vous plaira.'
-                     ELSE 'Vous aimez ' || crm.le_vin(pr.famille_crm) || ' : découvrez notre ' || r.produit || '.' END),
-       r.offer_code,
+INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, cuvee,
+                                 millesime, source_cuvee, score, reason_fr, offer_code, is_control, computed_run)
+SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, r.cuvee, r.millesime,
+       src.source_cuvee, round(r.score::numeric, 4),
+       crm.reason_fr(c.scenario, r.produit, r.cuvee, r.millesime, r.format_fr, r.orders_with_cuvee,
+                     r.last_vintage, src.source_cuvee, tt.taste, tt.taste_kind,
+                     %(winback_discount_pct)s, %(winback_offer_code)s),
+       CASE WHEN c.scenario = 'winback' THEN %(winback_offer_code)s END,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(r.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
            < %(control_share)s * 10000,
        %(run_id)s
-FROM (
-    SELECT cand.*, row_number() OVER (PARTITION BY client_code ORDER BY score DESC, article) AS rank
-    FROM rec_candidates cand
-) r
+FROM rec_candidates r
 JOIN rec_customers c ON c.client_code = r.client_code
+-- cross-sell names the bought cuvée it most resembles, else the customer's taste for its grape
 LEFT JOIN LATERAL (
-    SELECT x.source_article FROM rec_cross_sell x
-    WHERE r.reason_fr IS NULL AND x.client_code = r.client_code AND x.article = r.article
-    ORDER BY x.strength DESC, x.source_article
+    SELECT x.source_cuvee FROM rec_cross_sell x
+    WHERE c.scenario = 'cross_sell' AND x.client_code = r.client_code AND x.cuvee = r.cuvee
+    ORDER BY x.strength DESC, x.source_cuvee
     LIMIT 1
 ) src ON true
-LEFT JOIN etl.produits ps ON ps.article = src.source_article
-LEFT JOIN etl.produits pr ON pr.article = r.article
-WHERE r.rank <= %(max_products)s;
+LEFT JOIN rec_taste tt ON c.scenario = 'cross_sell' AND tt.client_code = r.client_code AND tt.taste = r.taste;
 
 -- step: exclusions
 INSERT INTO crm.recommendation_exclusions (as_of_date, client_code, segment, scenario, reason, computed_run)

@@ -8,6 +8,46 @@ DELETE FROM crm.rfm_scores WHERE as_of_date = %(as_of)s;
 -- step: forget_previous_360
 DELETE FROM crm.customer_360 WHERE as_of_date = %(as_of)s;
 
+-- step: forget_articles
+-- The item model (migration 007): every article of the catalogue, the sales and the stock, with
+-- its cuvée, vintage and format, from the current catalogue.
+DELETE FROM crm.articles;
+
+-- step: articles
+INSERT INTO crm.articles (article, produit, cuvee, cuvee_from, millesime, pack, unit_cl, bottles, format_fr,
+                          taste, taste_kind, in_catalogue, computed_run)
+WITH known AS (
+    SELECT coalesce(p.article, s.article, k.article) AS article, p.article IS NOT NULL AS in_catalogue,
+           coalesce(p.produit, s.label, k.article) AS produit,
+           p.cuvee, p.famille_crm, p.contenance, p.cepage, p.couleur,
+           coalesce(nullif(p.millesime, 0), nullif(k.millesime, 0),
+                    (regexp_match(coalesce(p.produit, s.label), '\m((?:19|20)\d\d)\M'))[1]::int) AS millesime
+    FROM etl.produits p
+    FULL JOIN (SELECT article, max(produit_label) AS label FROM etl.ventes_lignes GROUP BY article) s
+           ON s.article = p.article
+    FULL JOIN (SELECT article, max(millesime) AS millesime FROM etl.stock GROUP BY article) k
+           ON k.article = coalesce(p.article, s.article)
+),
+parsed AS (
+    SELECT k.*, crm.wine_pack(coalesce(k.contenance, '') || ' ' || k.produit) AS pack,
+           crm.wine_unit_cl(coalesce(k.contenance, '') || ' ' || k.produit, k.article) AS unit_cl,
+           CASE WHEN k.cepage ~* '(assemblage|blend|m[ée]lange|cuv[ée]e)' THEN NULL ELSE nullif(btrim(k.cepage), '') END AS grape
+    FROM known k
+)
+SELECT article, produit, crm.wine_cuvee(cuvee, famille_crm, produit, article),
+       CASE WHEN nullif(btrim(cuvee), '') IS NOT NULL THEN 'cuvee'
+            WHEN nullif(btrim(famille_crm), '') IS NOT NULL THEN 'famille_crm'
+            WHEN crm.wine_label_cuvee(produit) IS NOT NULL AND produit IS DISTINCT FROM article THEN 'label'
+            ELSE 'article' END,
+       millesime, pack, unit_cl, round(pack * unit_cl / 75, 2), crm.wine_format_fr(pack, unit_cl),
+       coalesce(grape, nullif(btrim(couleur), '')),
+       CASE WHEN grape IS NOT NULL THEN 'grape' WHEN nullif(btrim(couleur), '') IS NOT NULL THEN 'colour' END,
+       in_catalogue, %(run_id)s
+FROM parsed;
+
+-- step: analyze_articles
+ANALYZE crm.articles;
+
 -- step: customer_360
 INSERT INTO crm.customer_360 (
     as_of_date, client_code, first_purchase, last_purchase, orders, bottles, revenue_ht, avg_basket_ht,
@@ -16,14 +56,11 @@ INSERT INTO crm.customer_360 (
 WITH lines AS (
     SELECT v.client_code, v.document_type, v.document_no, v.date_livraison, v.mt_ht,
            p.famille_crm, p.cepage, p.couleur,
-           -- 75 cl equivalents: a magnum is 2, a case of N is N
-           v.qty_line * CASE
-               WHEN coalesce(p.produit, v.produit_label) ~* 'magnum' OR v.article ~* '-MAG$' THEN 2
-               WHEN coalesce(p.produit, v.produit_label) ~* '(carton|caisse|coffret)\s*(de\s*)?\d+'
-                   THEN substring(coalesce(p.produit, v.produit_label) from '(?i)(?:carton|caisse|coffret)\s*(?:de\s*)?(\d+)')::int
-               ELSE 1 END AS bottles
+           -- 75 cl equivalents (crm.articles): a magnum is 2, a case of N bottles is N
+           v.qty_line * coalesce(a.bottles, 1) AS bottles
     FROM etl.ventes_lignes v
     LEFT JOIN etl.produits p ON p.article = v.article
+    LEFT JOIN crm.articles a ON a.article = v.article
     -- only sales and credit notes count (pipeline.yaml, revenue): a delivery note (BL) and the
     -- invoice of the same sale must not both add to revenue and orders
     WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(counted_types)s)
@@ -159,15 +196,16 @@ DELETE FROM crm.product_affinity WHERE as_of_date = %(as_of)s;
 INSERT INTO crm.product_affinity (as_of_date, level, item_a, item_b, customers_a, customers_b, customers_both,
                                   support, confidence, jaccard, computed_run)
 WITH purchases AS (
-    SELECT DISTINCT v.client_code, v.article, p.famille_crm, p.cepage
+    SELECT DISTINCT v.client_code, v.article, coalesce(a.cuvee, v.article) AS cuvee, p.cepage
     FROM etl.ventes_lignes v
     LEFT JOIN etl.produits p ON p.article = v.article
+    LEFT JOIN crm.articles a ON a.article = v.article
     WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
 ),
 bought AS (
     SELECT DISTINCT client_code, 'article' AS level, article AS item FROM purchases
     UNION
-    SELECT DISTINCT client_code, 'family', famille_crm FROM purchases WHERE famille_crm IS NOT NULL
+    SELECT DISTINCT client_code, 'cuvee', cuvee FROM purchases
     UNION
     SELECT DISTINCT client_code, 'grape', cepage FROM purchases WHERE cepage IS NOT NULL
 ),

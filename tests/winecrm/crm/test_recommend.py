@@ -76,8 +76,8 @@ def test_cross_sell_suggests_never_bought_products_in_stock_with_a_reason(shop):
     articles = [r[2] for r in recs]
     assert articles == ["GEWU", "SYLV"]  # CREM is out of stock; RIES, PNOI already bought
     assert recs[0][1] == "cross_sell"
-    # the reason names the bought article that contributes most: V1 took the Riesling four times
-    assert recs[0][3] == "Parce que vous avez aimé le Riesling 2022, nous pensons que le Gewurztraminer 2022 vous plaira."
+    # the reason names the bought cuvée that contributes most: V1 took the Riesling four times
+    assert recs[0][3] == "Parce que vous avez aimé notre Riesling, nous pensons que le Gewurztraminer 2022 vous plaira."
 
 
 def test_rebuy_skips_recent_purchases_and_winback_carries_the_offer(shop):
@@ -86,10 +86,11 @@ def test_rebuy_skips_recent_purchases_and_winback_carries_the_offer(shop):
     assert segments["R1"] == "At Risk" and segments["W1"] == "Churn"
     rebuy = _recs(shop, "R1")
     assert {r[2] for r in rebuy} == {"SYLV", "RIES"} and all(r[1] == "rebuy" for r in rebuy)
-    assert "Vous avez apprécié notre Sylvaner 2023 (1 commande)" in {r[2]: r[3] for r in rebuy}["SYLV"]
+    assert {r[2]: r[3] for r in rebuy}["SYLV"] == "Vous avez apprécié notre Sylvaner (1 commande) : le Sylvaner 2023 vous attend à la cave."
     (winback,) = _recs(shop, "W1")
     assert winback[1:3] == ("winback", "GEWU") and winback[4] == "REVIENS15"
-    assert winback[3] == "Vous nous manquez ! Profitez de -15 % sur votre Gewurztraminer 2022 préféré avec le code REVIENS15."
+    assert winback[3] == ("Vous nous manquez ! Profitez de -15 % sur le Gewurztraminer 2022, votre Gewurztraminer préféré, "
+                          "avec le code REVIENS15.")
 
 
 def test_every_left_out_customer_has_a_reason(shop):
@@ -154,12 +155,15 @@ def test_control_group_is_deterministic_and_near_the_configured_share(conn, crm_
 
 
 def test_taste_profile_brings_wines_of_the_family_with_no_co_purchase_yet(shop):
-    # a new Riesling nobody has bought: no affinity links it to anything, only the taste profile
-    shop.execute("INSERT INTO etl.produits (article, produit, famille_crm, file_id, source_row, loaded_run) "
-                 "SELECT 'RIGC', 'Riesling Grand Cru 2021', 'Riesling', file_id, 99, 'run_1' FROM etl.produits LIMIT 1")
+    # a new Riesling cuvée nobody has bought: no affinity links it to anything, only the taste profile
+    shop.execute("UPDATE etl.produits SET cepage = famille_crm")
+    shop.execute("INSERT INTO etl.produits (article, produit, famille_crm, cepage, file_id, source_row, loaded_run) "
+                 "SELECT 'RIGC', 'Riesling Grand Cru 2021', 'Riesling Grand Cru', 'Riesling', file_id, 99, 'run_1' "
+                 "FROM etl.produits LIMIT 1")
     shop.execute("INSERT INTO etl.stock (article, entrepot, quantite, snapshot_date, file_id, source_row, loaded_run) "
                  "SELECT 'RIGC', 'Cave', 12, snapshot_date, file_id, 99, 'run_1' FROM etl.stock LIMIT 1")
     shop.commit()
+    scoring.score(shop, "run_1", AS_OF, CFG)  # the item model is rebuilt from the catalogue by the scoring
     recommend.recommend(shop, "run_1", AS_OF, CFG)
     recs = {r[2]: r for r in _recs(shop, "V1")}
     assert "RIGC" in recs and recs["RIGC"][3] == "Vous aimez le Riesling : découvrez notre Riesling Grand Cru 2021."
