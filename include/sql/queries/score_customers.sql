@@ -18,7 +18,7 @@ INSERT INTO crm.articles (article, produit, cuvee, cuvee_from, millesime, pack, 
                           taste, taste_kind, in_catalogue, computed_run)
 WITH known AS (
     SELECT coalesce(p.article, s.article, k.article) AS article, p.article IS NOT NULL AS in_catalogue,
-           coalesce(p.produit, s.label, k.article) AS produit,
+           coalesce(p.produit, s.label, p.article, s.article, k.article) AS produit,
            p.cuvee, p.famille_crm, p.contenance, p.cepage, p.couleur,
            coalesce(nullif(p.millesime, 0), nullif(k.millesime, 0),
                     (regexp_match(coalesce(p.produit, s.label), '\m((?:19|20)\d\d)\M'))[1]::int) AS millesime
@@ -196,16 +196,15 @@ DELETE FROM crm.product_affinity WHERE as_of_date = %(as_of)s;
 INSERT INTO crm.product_affinity (as_of_date, level, item_a, item_b, customers_a, customers_b, customers_both,
                                   support, confidence, jaccard, computed_run)
 WITH purchases AS (
-    SELECT DISTINCT v.client_code, v.article, coalesce(a.cuvee, v.article) AS cuvee, p.cepage
+    SELECT DISTINCT v.client_code, coalesce(a.cuvee, v.article) AS cuvee, p.cepage
     FROM etl.ventes_lignes v
     LEFT JOIN etl.produits p ON p.article = v.article
     LEFT JOIN crm.articles a ON a.article = v.article
     WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
 ),
 bought AS (
-    SELECT DISTINCT client_code, 'article' AS level, article AS item FROM purchases
-    UNION
-    SELECT DISTINCT client_code, 'cuvee', cuvee FROM purchases
+    -- cuvées, what cross-sell ranks (articles: only the backtest's comparison, which builds its own)
+    SELECT DISTINCT client_code, 'cuvee' AS level, cuvee AS item FROM purchases
     UNION
     SELECT DISTINCT client_code, 'grape', cepage FROM purchases WHERE cepage IS NOT NULL
 ),

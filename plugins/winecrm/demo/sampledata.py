@@ -52,6 +52,7 @@ _FAMILIES = [
     ("CREBDN", "Crémant d'Alsace Blanc de Noirs", "Pinot Noir", "effervescent", 15.5, 0.3, (2020,)),
     ("EDEL", "Edelzwicker", "Assemblage", "blanc", 6.5, 0.7, (2023,)),
 ]
+GRAPE_EXPLORATION = 0.3  # share of a customer's other lines spent on their favourite grape
 _FORMATS = [("", 1, 1.0), ("Magnum", 2, 2.3), ("Carton 6", 6, 5.6)]  # suffix, bottles, price factor
 
 _PRENOMS = ["Jean", "Marie", "Pierre", "Anne", "Michel", "Sophie", "Luc", "Claire", "Paul", "Julie",
@@ -171,6 +172,20 @@ def generate_sales(customers: pd.DataFrame, catalogue: pd.DataFrame, start: dt.d
         if mask.any():
             w = weights[members] / weights[members].sum()
             product[mask] = rng.choice(members, int(mask.sum()), p=w)
+    # Taste beyond the favourite cuvée: a share of the other lines explores the wines of the same
+    # grape (a Riesling lover tries the Grand Cru), popularity-weighted. A separate stream, so
+    # the rest of the estate is drawn as before.
+    taste_rng = np.random.default_rng(int(rng.integers(0, 2**31)))
+    grape_of_family = np.array([f[2] for f in _FAMILIES])
+    grape_of_product = grape_of_family[fam_of_product]
+    line_grape = grape_of_family[fam_pref]
+    exploring = ~loyal & (taste_rng.random(total) < GRAPE_EXPLORATION)
+    for grape in np.unique(grape_of_family):
+        mask = exploring & (line_grape == grape)
+        members = np.flatnonzero(grape_of_product == grape)
+        if mask.any():
+            w = weights[members] / weights[members].sum()
+            product[mask] = taste_rng.choice(members, int(mask.sum()), p=w)
     # An order lists each product once (iSaVigne merges repeated articles into one line).
     repeat = pd.DataFrame({"o": line_order, "p": product}).duplicated().to_numpy()
     keep = ~repeat

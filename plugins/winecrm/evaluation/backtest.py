@@ -12,7 +12,8 @@ unchanged); what customers really bought in the following ``horizon`` days is th
 
 Reported, always beside the baselines (random, most popular, RFM quintile sum, personal
 most-frequent, co-occurrence Jaccard): targeting AUC and top-20 % hit rate, hit-rate /
-precision / recall @3 of rebuy and cross-sell (never-bought articles), buy rate per segment.
+precision / recall @3 of rebuy and cross-sell judged on cuvées (the quality bar: cross-sell means
+a wine never bought) and, for comparison, on articles; buy rate per segment.
 Everything runs in a scratch database (``winecrm_backtest``) next to the warehouse: the
 warehouse itself is only read.
 """
@@ -53,6 +54,9 @@ TARGETING_METHODS = {  # column of bt_targets -> how the report names it
     "rfm_score": "RFM score (ours)", "rfm_quintile_sum": "RFM quintile sum", "random": "random"}
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments at a cutoff are too noisy to order
 OURS = "ours"  # how the report names our own rankings
+TASKS = ("rebuy", "cross_sell")
+LEVELS = ("cuvee", "article")  # what a hit is: the wine, or the exact article (vintage x format)
+QUALITY_BAR_LEVEL = "cuvee"
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -70,27 +74,26 @@ def _our_rankings(conn: psycopg.Connection, cutoff: dt.date, task: str, cfg: Sco
     """The production ranking steps of recommend.sql for the evaluated customers of ``task``."""
     from winecrm.crm import recommend
 
-    params = {**recommend.parameters(cutoff, "backtest", cfg), **overrides}
+    params = {**recommend.parameters(cutoff, "backtest", cfg), "max_products": K, **overrides}
     conn.commit()  # a transaction of its own, so its ON COMMIT DROP temp tables go with it
     with conn.transaction():
         conn.execute(
             """CREATE TEMP TABLE rec_customers ON COMMIT DROP AS
                SELECT e.client_code, %(scenario)s::text AS scenario, NULL::text AS excluded_because,
                       c.typical_days_between_orders
-               FROM bt_evaluated e
-               JOIN crm.customer_360 c ON c.as_of_date = %(cutoff)s AND c.client_code = e.client_code
-               WHERE e.task = %(task)s""", {"scenario": task, "cutoff": cutoff, "task": task})
+               FROM (SELECT DISTINCT client_code FROM bt_evaluated WHERE task = %(task)s) e
+               JOIN crm.customer_360 c ON c.as_of_date = %(cutoff)s AND c.client_code = e.client_code""",
+            {"scenario": task, "cutoff": cutoff, "task": task})
         conn.execute("ANALYZE rec_customers")
-        conn.execute("""CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
-                        SELECT article, produit, famille_crm, buyers FROM bt_items""")
+        conn.execute("CREATE TEMP TABLE rec_available ON COMMIT DROP AS SELECT article FROM bt_items")
         run_steps(conn, recommend.ranking_steps(), params)
+        # judged twice: on the cuvée chosen, and on the article chosen for it
         conn.execute(
             """INSERT INTO bt_rankings
-               SELECT %(task)s, %(method)s, client_code, article, rank
-               FROM (SELECT client_code, article,
-                            row_number() OVER (PARTITION BY client_code ORDER BY score DESC, article) AS rank
-                     FROM rec_candidates) r
-               WHERE rank <= %(k)s""", {"task": task, "method": method, "k": K})
+               SELECT l.level, %(task)s, %(method)s, r.client_code, l.item, r.rank
+               FROM rec_candidates r
+               CROSS JOIN LATERAL (VALUES ('cuvee', r.cuvee), ('article', r.article)) AS l (level, item)
+               WHERE r.rank <= %(k)s""", {"task": task, "method": method, "k": K})
 
 
 def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int, cfg: ScoringConfig,
@@ -108,7 +111,10 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     scoring.score(conn, f"backtest_{cutoff}", cutoff, cfg)
     scored = time.perf_counter()
     params = {"cutoff": cutoff, "horizon_end": cutoff + dt.timedelta(days=horizon_days),
-              "availability_days": availability_days, "k": K, **scoring.revenue_parameters()}
+              "availability_days": availability_days, "k": K, "levels": list(LEVELS),
+              "min_pair_customers": cfg.affinity.min_pair_customers, **scoring.revenue_parameters()}
+    if has_products and conn.execute("SELECT bool_and(cuvee = article) FROM crm.articles").fetchone()[0]:
+        params["levels"] = [QUALITY_BAR_LEVEL]  # every article its own cuvée: one level says it all
     steps = dict(named_steps("backtest"))
     metrics_sql = steps.pop("metrics")
     if not has_products:
@@ -138,15 +144,18 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
             step_started = time.perf_counter()
             _our_rankings(conn, cutoff, task, cfg, method, overrides)
             step_seconds[label] = time.perf_counter() - step_started
-        result["recommendations"] = {task: {} for task in ("rebuy", "cross_sell")}
+        result["recommendations"] = {level: {task: {} for task in TASKS} for level in LEVELS}
         step_started = time.perf_counter()
         conn.execute("ANALYZE bt_rankings")
         rows = conn.execute(metrics_sql, params).fetchall()
         step_seconds["metrics"] = time.perf_counter() - step_started
-        for task, method, client_code, hits, relevant in rows:
-            per_customer = result["recommendations"][task].setdefault(method, {})
+        for level, task, method, client_code, hits, relevant in rows:
+            per_customer = result["recommendations"][level][task].setdefault(method, {})
             per_customer[client_code] = [int(hits), int(relevant)]
-    for table in ("bt_targets", "bt_items", "bt_history", "bt_relevant", "bt_evaluated", "bt_rankings"):
+        if params["levels"] == [QUALITY_BAR_LEVEL]:
+            result["recommendations"]["article"] = result["recommendations"][QUALITY_BAR_LEVEL]
+            result["articles_are_cuvees"] = True
+    for table in ("bt_targets", "bt_items", "bt_available", "bt_affinity", "bt_history", "bt_relevant", "bt_evaluated", "bt_rankings"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.commit()
     result["seconds"] = {"score": round(scored - started, 2), "evaluate": round(time.perf_counter() - scored, 2),
@@ -172,18 +181,20 @@ def summarise(per_cutoff: list[dict]) -> dict:
             n = sum(c["segments"].get(segment, {}).get("customers", 0) for c in dated)
             b = sum(c["segments"].get(segment, {}).get("buyers", 0) for c in dated)
             summary["segments"][segment] = {"customers": n, "buy_rate": b / n if n else None}
-    for task in ("rebuy", "cross_sell"):
-        pooled: dict = {}
-        for c in per_cutoff:
-            for method, customers in c.get("recommendations", {}).get(task, {}).items():
-                for client, counts in customers.items():
-                    pooled.setdefault(method, {})[(c["cutoff"], client)] = counts
-        if not pooled:
-            continue
-        summary["recommendations"][task] = {method: rates(rows) for method, rows in pooled.items()}
-        reference = {"rebuy": "personal most-frequent", "cross_sell": "co-occurrence Jaccard"}[task]
-        if OURS in pooled and reference in pooled:
-            summary["comparisons"][task] = {"against": reference, **paired_hit_difference(pooled[OURS], pooled[reference])}
+    for level in LEVELS:
+        for task in TASKS:
+            pooled: dict = {}
+            for c in per_cutoff:
+                for method, customers in c.get("recommendations", {}).get(level, {}).get(task, {}).items():
+                    for client, counts in customers.items():
+                        pooled.setdefault(method, {})[(c["cutoff"], client)] = counts
+            if not pooled:
+                continue
+            summary["recommendations"].setdefault(level, {})[task] = {method: rates(rows) for method, rows in pooled.items()}
+            reference = {"rebuy": "personal most-frequent", "cross_sell": "co-occurrence Jaccard"}[task]
+            if OURS in pooled and reference in pooled:
+                summary["comparisons"].setdefault(level, {})[task] = {
+                    "against": reference, **paired_hit_difference(pooled[OURS], pooled[reference])}
     summary["checks"] = quality_checks(summary, dated)
     return summary
 
@@ -207,11 +218,13 @@ def quality_checks(summary: dict, dated: list[dict]) -> dict:
     monotone = [m for m in (segments_monotone(c) for c in dated) if m is not None]
     if monotone:
         checks["segments monotone (VIP > Standard > At Risk > Churn) at every cutoff"] = all(monotone)
-    rebuy = summary["comparisons"].get("rebuy")
+    # judged on cuvées (README, "The item model"): a new vintage of a wine the customer buys every
+    # year is a rebuy, not a discovery
+    rebuy = summary["comparisons"].get(QUALITY_BAR_LEVEL, {}).get("rebuy")
     if rebuy and rebuy["ci95"]:
         # "match": the paired difference is not significantly below zero
         checks["rebuy hit@3 matches or beats personal most-frequent"] = rebuy["ci95"][1] >= 0
-    cross = summary["comparisons"].get("cross_sell")
+    cross = summary["comparisons"].get(QUALITY_BAR_LEVEL, {}).get("cross_sell")
     if cross and cross["difference"] is not None:
         checks["cross-sell hit@3 > co-occurrence Jaccard"] = cross["difference"] > 0
     return checks
@@ -226,8 +239,9 @@ def run(conn: psycopg.Connection, cutoffs: list[dt.date], horizon_days: int, cfg
         per_cutoff.append(result)
     summary = summarise(per_cutoff)
     for c in per_cutoff:  # per-customer detail was for the pairwise comparisons: keep rates
-        c["recommendations"] = {task: {method: rates(rows) for method, rows in methods.items()}
-                                for task, methods in c.get("recommendations", {}).items()}
+        c["recommendations"] = {level: {task: {method: rates(rows) for method, rows in methods.items()}
+                                        for task, methods in tasks.items()}
+                                for level, tasks in c.get("recommendations", {}).items()}
         if "segments" in c:
             c["segments_monotone"] = segments_monotone(c)
     return {"horizon_days": horizon_days, "cutoffs": [c.isoformat() for c in cutoffs],
@@ -270,17 +284,24 @@ def format_report(report: dict) -> str:
             lines.append(f"  {segment:<12} {m['customers']:>10,} {_pct(m['buy_rate']):>9}   " + " ".join(cells))
     else:
         lines += ["", "Targeting and segments: not judged (the dataset has no real calendar dates)"]
-    for task, title in (("rebuy", "Rebuy — articles bought before"),
-                        ("cross_sell", "Cross-sell — articles never bought before")):
-        methods = s["recommendations"].get(task)
+    for level, task, title in (
+            ("cuvee", "rebuy", "Rebuy — cuvées bought before (any vintage or format; the quality bar)"),
+            ("cuvee", "cross_sell", "Cross-sell — cuvées never bought before (the quality bar)"),
+            ("article", "rebuy", "For comparison, by article: rebuy — articles bought before"),
+            ("article", "cross_sell", "For comparison, by article: cross-sell — articles never bought before "
+                                      "(a new vintage of a known wine counts as a hit)")):
+        methods = s["recommendations"].get(level, {}).get(task)
         if not methods:
             continue
+        if level != QUALITY_BAR_LEVEL and any(c.get("articles_are_cuvees") for c in report["per_cutoff"]):
+            lines += ["", "By article: the same as by cuvée (every article is its own cuvée here)"]
+            break
         lines += ["", f"{title} (@{K}, pooled over customers x cutoffs)",
                   f"  {'method':<30} {'customers':>10} {'hit-rate':>9} {'precision':>10} {'recall':>7}"]
         for method, m in sorted(methods.items(), key=lambda kv: -(kv[1]["hit_rate"] or 0)):
             lines.append(f"  {method:<30} {m['customers']:>10,} {_pct(m['hit_rate']):>9} "
                          f"{_pct(m['precision']):>10} {_pct(m['recall']):>7}")
-        cmp = s["comparisons"].get(task)
+        cmp = s["comparisons"].get(level, {}).get(task)
         if cmp and cmp["ci95"]:
             lines.append(f"  ours - {cmp['against']}: {100 * cmp['difference']:+.2f} points of hit-rate "
                          f"(95 % CI {100 * cmp['ci95'][0]:+.2f} to {100 * cmp['ci95'][1]:+.2f}; "

@@ -135,11 +135,12 @@ def test_product_affinity_support_confidence_and_jaccard(estate):
     rows = {(lvl, a, b): (ca, cb, both, float(sup), float(conf), float(jac)) for lvl, a, b, ca, cb, both, sup, conf, jac
             in estate.execute("SELECT level, item_a, item_b, customers_a, customers_b, customers_both, support, "
                               "confidence, jaccard FROM crm.product_affinity WHERE as_of_date = %s", (AS_OF,))}
-    # buyers as of AS_OF: A (RIES-22, RIES-22-MAG, PNOI-22-CAR) and B (RIES-22)
-    assert rows[("article", "RIES-22", "PNOI-22-CAR")] == (2, 1, 1, 0.5, 0.5, 0.5)
-    assert rows[("article", "PNOI-22-CAR", "RIES-22")] == (1, 2, 1, 0.5, 1.0, 0.5)
-    assert rows[("family", "Riesling", "Pinot Noir")][:3] == (2, 1, 1)
-    assert ("article", "RIES-22", "RIES-22") not in rows
+    # buyers as of AS_OF: A (RIES-22, RIES-22-MAG, PNOI-22-CAR) and B (RIES-22): co-purchase is
+    # between cuvées, a magnum of the Riesling is the Riesling
+    assert rows[("cuvee", "Riesling", "Pinot Noir")] == (2, 1, 1, 0.5, 0.5, 0.5)
+    assert rows[("cuvee", "Pinot Noir", "Riesling")] == (1, 2, 1, 0.5, 1.0, 0.5)
+    assert not [key for key in rows if key[0] == "cuvee" and key[1] == key[2]]
+    assert {key[0] for key in rows} == {"cuvee", "grape"}
     # the default threshold (2 customers) drops pairs seen once
     scoring.score(estate, "run_1", AS_OF, FIXED)
     assert estate.execute("SELECT count(*) FROM crm.product_affinity WHERE as_of_date = %s", (AS_OF,)).fetchone()[0] == 0

@@ -74,7 +74,8 @@ def history(conn, crm_dirs):
     write_export(raw, "produits", "produits_2026-11-16.csv", [
         "RIES;Riesling 2022;2022;Riesling;11,50;blanc", "GEWU;Gewurztraminer 2022;2022;Gewurztraminer;13,50;blanc",
         "PNOI;Pinot Noir 2022;2022;Pinot Noir;14,50;rouge", "CREM;Crémant Brut;;Crémant;10,20;effervescent",
-        "SYLV;Sylvaner 2023;2023;Sylvaner;7,90;blanc"], header="article;produit;millesime;famille_crm;prix_ttc;couleur")
+        "SYLV;Sylvaner 2023;2023;Sylvaner;7,90;blanc", "RIES23;Riesling 2023;2023;Riesling;12,00;blanc"],
+        header="article;produit;millesime;famille_crm;prix_ttc;couleur")
     lines, n = [], 0
 
     def buy(client, date, article):
@@ -89,12 +90,14 @@ def history(conn, crm_dirs):
     for client in ("B", "C"):  # B, C: Riesling + Gewurztraminer -> GEWU co-occurs with RIES
         buy(client, "10/08/2026", "RIES")
         buy(client, "11/08/2026", "GEWU")
+    buy("B", "12/08/2026", "RIES23")  # the new vintage of the Riesling, on sale before the cutoff
     buy("D", "01/02/2026", "SYLV")  # D: one old order
     buy("E", "01/09/2026", "CREM")
     buy("F", "01/01/2025", "PNOI")  # F: gone for long
-    # after the cutoff (the horizon): A rebuys Riesling and discovers Gewurztraminer; D comes back
-    # for Sylvaner; B buys Crémant (new to B); nobody else buys
+    # after the cutoff (the horizon): A rebuys Riesling (2022 and the new 2023) and discovers
+    # Gewurztraminer; D comes back for Sylvaner; B buys Crémant (new to B); nobody else buys
     buy("A", "15/10/2026", "RIES")
+    buy("A", "15/10/2026", "RIES23")
     buy("A", "15/10/2026", "GEWU")
     buy("D", "20/10/2026", "SYLV")
     buy("B", "25/10/2026", "CREM")
@@ -112,17 +115,22 @@ def test_one_cutoff_against_what_customers_really_bought(history):
     last = dict(history.execute("SELECT client_code, last_purchase FROM crm.customer_360 WHERE as_of_date = %s",
                                 (CUTOFF,)))
     assert max(last.values()) <= CUTOFF and last["A"] == dt.date(2026, 9, 2)
-    recs = result["recommendations"]
-    # rebuy: A (Riesling) and D (Sylvaner) bought again something bought before
+    recs = result["recommendations"]["cuvee"]
+    # rebuy, judged on the wine: A (Riesling, whatever the vintage) and D (Sylvaner) came back
     rebuy_pmf = recs["rebuy"]["personal most-frequent"]
     assert rebuy_pmf == {"A": [1, 1], "D": [1, 1]}
     assert recs["rebuy"]["ours"] == {"A": [1, 1], "D": [1, 1]}
-    # cross-sell: A discovered GEWU (co-bought with RIES by B and C); B discovered CREM (no link)
+    # cross-sell: A discovered the Gewurztraminer (co-bought with Riesling by B and C); B
+    # discovered the Crémant (no link). A's Riesling 2023 is no discovery.
     assert set(recs["cross_sell"]["co-occurrence Jaccard"]) == {"A", "B"}
     assert recs["cross_sell"]["co-occurrence Jaccard"]["A"] == [1, 1]
     assert recs["cross_sell"]["ours"]["A"] == [1, 1]
     # most popular for B among never-bought: PNOI (A, F... but F's is older than a year), CREM, SYLV
     assert recs["cross_sell"]["most popular"]["B"][1] == 1
+    # judged on articles, the new vintage counts as a discovery: Jaccard "finds" it (RIES23 is
+    # co-bought with RIES by B), ours, which never offers a known wine as new, does not
+    by_article = result["recommendations"]["article"]["cross_sell"]
+    assert by_article["co-occurrence Jaccard"]["A"] == [2, 2] and by_article["ours"]["A"] == [1, 2]
     targeting = result["targeting"]
     assert targeting["random"]["auc"] is not None
     assert 0 <= targeting["lead score (ours)"]["auc"] <= 1
@@ -135,11 +143,13 @@ def test_one_cutoff_against_what_customers_really_bought(history):
 def test_summary_pools_cutoffs_and_checks_the_bar(history):
     report = backtest.run(history, [dt.date(2026, 8, 31), CUTOFF], 30, CFG)
     summary = report["summary"]
-    assert summary["recommendations"]["rebuy"]["personal most-frequent"]["customers"] >= 2
+    assert summary["recommendations"]["cuvee"]["rebuy"]["personal most-frequent"]["customers"] >= 2
+    assert summary["recommendations"]["article"]["rebuy"]["personal most-frequent"]["customers"] >= 2
     assert "rebuy hit@3 matches or beats personal most-frequent" in summary["checks"]
     assert set(summary["segments"]) == set(backtest.SEGMENT_ORDER)
     text = backtest.format_report({**report, "source": {"dataset": "test", "lines": 0}})
-    assert "Rebuy" in text and "personal most-frequent" in text and "Quality bar" in text
+    assert "Rebuy — cuvées" in text and "by article" in text and "personal most-frequent" in text
+    assert "Quality bar" in text
     json.dumps(report, default=str)  # the JSON report is serialisable
 
 
@@ -204,7 +214,7 @@ def test_cli_on_an_export_folder_leaves_the_warehouse_alone(conn, crm_dirs, tmp_
     text = capsys.readouterr().out
     assert "Targeting" in text and "Cross-sell" in text and "segments.churn_after_days=200" in text
     report = json.loads(out.read_text())
-    assert len(report["per_cutoff"]) == 2 and report["summary"]["recommendations"]["cross_sell"]["ours"]["customers"] > 0
+    assert len(report["per_cutoff"]) == 2 and report["summary"]["recommendations"]["cuvee"]["cross_sell"]["ours"]["customers"] > 0
     # the warehouse was only read; the scratch database is gone
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 0
     admin = psycopg.conninfo.make_conninfo(conn.info.dsn, dbname="postgres")
