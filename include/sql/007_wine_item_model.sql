@@ -109,9 +109,10 @@ AS $$
 $$;
 
 -- The one French reason generator of every scenario (recommend.sql calls it for the kept rows).
+--   rank:  the wine's place in the email: the offer and « préféré » are said once, at rank 1.
 --   shown: the article as the customer reads it: its label, plus the vintage and the format
 --          when the label does not already say them.
-CREATE FUNCTION crm.reason_fr(scenario text, produit text, cuvee text, millesime integer, format_fr text,
+CREATE FUNCTION crm.reason_fr(scenario text, rank integer, produit text, cuvee text, millesime integer, format_fr text,
                               orders bigint, last_vintage integer, source_cuvee text, taste text,
                               taste_kind text, discount_pct numeric, offer_code text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -127,10 +128,17 @@ AS $$
                               ELSE crm.le_vin(s.shown) END
                       || ' vous attend à la cave.' END
         WHEN 'winback' THEN
-            'Vous nous manquez ! Profitez de -' || trim_scale(discount_pct) || ' % sur '
-            || CASE WHEN s.shown = cuvee THEN 'votre ' || cuvee || CASE WHEN s.feminine THEN ' préférée' ELSE ' préféré' END
-                    ELSE crm.le_vin(s.shown) || ', votre ' || cuvee || CASE WHEN s.feminine THEN ' préférée,' ELSE ' préféré,' END END
-            || ' avec le code ' || offer_code || '.'
+            CASE WHEN rank > 1 THEN 'Le code ' || offer_code || ' vaut aussi pour ' || crm.le_vin(s.shown)
+                                    || ' (-' || trim_scale(discount_pct) || ' %).'
+            ELSE 'Vous nous manquez ! Profitez de -' || trim_scale(discount_pct) || ' % sur '
+            || CASE WHEN s.shown = cuvee THEN 'votre ' || cuvee || s.favourite
+                    -- « votre Riesling préféré (millésime 2023) », « … (2023 Magnum) »
+                    WHEN left(s.shown, length(cuvee) + 1) = cuvee || ' '
+                        THEN 'votre ' || cuvee || s.favourite || ' ('
+                             || CASE WHEN substr(s.shown, length(cuvee) + 2) ~ '^\d{4}$' THEN 'millésime ' ELSE '' END
+                             || substr(s.shown, length(cuvee) + 2) || ')'
+                    ELSE crm.le_vin(s.shown) || ', votre ' || cuvee || s.favourite || ',' END
+            || ' avec le code ' || offer_code || '.' END
         ELSE  -- cross_sell: a cuvée the customer has never bought
             CASE WHEN source_cuvee IS NOT NULL AND source_cuvee <> cuvee
                      THEN 'Parce que vous avez aimé notre ' || source_cuvee || ', nous pensons que '
@@ -148,7 +156,8 @@ AS $$
                  || CASE WHEN format_fr IS NOT NULL
                           AND crm.fold(produit) !~ '(magnum|jeroboam|rehoboam|mathusalem|carton|caisse|coffret|colis|demi|fillette|\d\s*(cl|ml|l)\M)'
                          THEN ' en ' || format_fr ELSE '' END AS shown,
-                 crm.fold(cuvee) ~ '^cuvee\M' AS feminine) s
+                 crm.fold(cuvee) ~ '^cuvee\M' AS feminine,
+                 CASE WHEN crm.fold(cuvee) ~ '^cuvee\M' THEN ' préférée' ELSE ' préféré' END AS favourite) s
 $$;
 
 -- Co-purchase between cuvées (what cross-sell and the cuvée-level backtest use). The `family`

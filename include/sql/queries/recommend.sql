@@ -232,28 +232,37 @@ CROSS JOIN LATERAL (
 WHERE k.rank <= %(max_products)s;
 
 -- step: recommendations
+-- Cross-sell names the bought cuvée the wine most resembles, else the customer's taste for its
+-- grape; a cuvée already named for a better-ranked wine is not named again (the taste, else a
+-- plain « découverte »), so an email does not repeat « parce que vous avez aimé » the same wine.
 INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, cuvee,
                                  millesime, source_cuvee, score, reason_fr, offer_code, is_control, computed_run)
-SELECT %(as_of)s, r.client_code, r.rank, c.scenario, c.segment, r.article, r.produit, r.cuvee, r.millesime,
-       src.source_cuvee, round(r.score::numeric, 4),
-       crm.reason_fr(c.scenario, r.produit, r.cuvee, r.millesime, r.format_fr, r.orders_with_cuvee,
-                     r.last_vintage, src.source_cuvee, tt.taste, tt.taste_kind,
-                     %(winback_discount_pct)s, %(winback_offer_code)s),
-       CASE WHEN c.scenario = 'winback' THEN %(winback_offer_code)s END,
+SELECT %(as_of)s, n.client_code, n.rank, n.scenario, n.segment, n.article, n.produit, n.cuvee, n.millesime,
+       n.source_cuvee, round(n.score::numeric, 4),
+       crm.reason_fr(n.scenario, n.rank::int, n.produit, n.cuvee, n.millesime, n.format_fr, n.orders_with_cuvee,
+                     n.last_vintage,
+                     CASE WHEN n.same_source_before = 0 THEN n.source_cuvee END,
+                     n.taste, n.taste_kind, %(winback_discount_pct)s, %(winback_offer_code)s),
+       CASE WHEN n.scenario = 'winback' THEN %(winback_offer_code)s END,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
-       ((hashtextextended(r.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
+       ((hashtextextended(n.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
            < %(control_share)s * 10000,
        %(run_id)s
-FROM rec_candidates r
-JOIN rec_customers c ON c.client_code = r.client_code
--- cross-sell names the bought cuvée it most resembles, else the customer's taste for its grape
-LEFT JOIN LATERAL (
-    SELECT x.source_cuvee FROM rec_cross_sell x
-    WHERE c.scenario = 'cross_sell' AND x.client_code = r.client_code AND x.cuvee = r.cuvee
-    ORDER BY x.strength DESC, x.source_cuvee
-    LIMIT 1
-) src ON true
-LEFT JOIN rec_taste tt ON c.scenario = 'cross_sell' AND tt.client_code = r.client_code AND tt.taste = r.taste;
+FROM (
+    SELECT r.*, c.scenario, c.segment, src.source_cuvee, tt.taste AS taste, tt.taste_kind AS taste_kind,
+           count(src.source_cuvee) OVER (PARTITION BY r.client_code, src.source_cuvee ORDER BY r.rank) - 1
+               AS same_source_before
+    FROM (SELECT client_code, rank, cuvee, score, orders_with_cuvee, last_vintage, article, produit, millesime,
+                 format_fr, taste AS article_taste FROM rec_candidates) r
+    JOIN rec_customers c ON c.client_code = r.client_code
+    LEFT JOIN LATERAL (
+        SELECT x.source_cuvee FROM rec_cross_sell x
+        WHERE c.scenario = 'cross_sell' AND x.client_code = r.client_code AND x.cuvee = r.cuvee
+        ORDER BY x.strength DESC, x.source_cuvee
+        LIMIT 1
+    ) src ON true
+    LEFT JOIN rec_taste tt ON c.scenario = 'cross_sell' AND tt.client_code = r.client_code AND tt.taste = r.article_taste
+) n;
 
 -- step: exclusions
 INSERT INTO crm.recommendation_exclusions (as_of_date, client_code, segment, scenario, reason, computed_run)

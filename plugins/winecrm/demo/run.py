@@ -118,10 +118,18 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
     if rec:
         print("  recommendations (customers): " + ", ".join(f"{k} {v}" for k, v in rec["recommended"].items()))
         print("  left out: " + ", ".join(f"{k} {v}" for k, v in rec["excluded"].items()))
-        for scenario, code, reason in conn.execute(
-                """SELECT DISTINCT ON (scenario) scenario, client_code, reason_fr FROM crm.recommendations
-                   WHERE as_of_date = %s AND rank = 1 ORDER BY scenario, score DESC, client_code""", (rec["as_of"],)):
-            print(f"    {scenario:<10} {code}: « {reason} »")
+        # one customer per scenario, all their wines: what the email of a later issue will say
+        for scenario, code, segment, wines in conn.execute(
+                """SELECT DISTINCT ON (scenario) scenario, client_code, segment,
+                          (SELECT array_agg(w.produit || ' — « ' || w.reason_fr || ' »' ORDER BY w.rank)
+                           FROM crm.recommendations w
+                           WHERE w.as_of_date = r.as_of_date AND w.client_code = r.client_code)
+                   FROM crm.recommendations r
+                   WHERE as_of_date = %s AND rank = 1 AND NOT is_control
+                   ORDER BY scenario, score DESC, client_code""", (rec["as_of"],)):
+            print(f"    {scenario} — {code} ({segment}):")
+            for wine in wines:
+                print(f"      {wine}")
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"  Data Docs (offline HTML): {ingested['data_docs']}")

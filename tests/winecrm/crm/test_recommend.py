@@ -89,7 +89,7 @@ def test_rebuy_skips_recent_purchases_and_winback_carries_the_offer(shop):
     assert {r[2]: r[3] for r in rebuy}["SYLV"] == "Vous avez apprécié notre Sylvaner (1 commande) : le Sylvaner 2023 vous attend à la cave."
     (winback,) = _recs(shop, "W1")
     assert winback[1:3] == ("winback", "GEWU") and winback[4] == "REVIENS15"
-    assert winback[3] == ("Vous nous manquez ! Profitez de -15 % sur le Gewurztraminer 2022, votre Gewurztraminer préféré, "
+    assert winback[3] == ("Vous nous manquez ! Profitez de -15 % sur votre Gewurztraminer préféré (millésime 2022) "
                           "avec le code REVIENS15.")
 
 
