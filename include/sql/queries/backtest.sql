@@ -18,9 +18,13 @@ SELECT r.client_code, r.segment, r.rfm_score::float8 AS rfm_score, l.score::floa
         + ntile(5) OVER (ORDER BY r.monetary, r.client_code))::float8 AS rfm_quintile_sum,
        -- baseline: random (also breaks ties when the top 20 %% is cut)
        hashtextextended(r.client_code || '|' || %(cutoff)s::text, 1)::float8 AS random,
+       -- ours: the calibrated chance to buy in the horizon (crm.buy_probabilities, fitted by the
+       -- scoring on sales up to the cutoff only)
+       b.probability::float8 AS buy_probability,
        (f.client_code IS NOT NULL) AS bought
 FROM crm.rfm_scores r
 JOIN crm.lead_scores l ON l.as_of_date = r.as_of_date AND l.client_code = r.client_code
+LEFT JOIN crm.buy_probabilities b ON b.as_of_date = r.as_of_date AND b.client_code = r.client_code
 LEFT JOIN future_buyers f ON f.client_code = r.client_code
 WHERE r.as_of_date = %(cutoff)s;
 

@@ -258,12 +258,29 @@ class RecommendationsConfig(_Section):
         return {**defaults, **self.scenario_by_segment}[segment]
 
 
+class BuyProbabilityConfig(_Section):
+    """The chance to buy within a horizon (winecrm.crm.propensity; scoring.yaml documents each key)."""
+
+    horizon_days: int = Field(90, ge=7, le=730)
+    training_cutoffs: int = Field(8, ge=1, le=60)
+    recency_half_life_cutoffs: float = Field(0, ge=0)
+    recent_orders_half_life_days: float = Field(180, gt=0)
+    regularisation_c: float = Field(0.1, gt=0)
+    recalibrate_on_newest_cutoff: bool = True
+    min_training_cutoffs: int = Field(1, ge=1)
+    min_examples: int = Field(300, ge=1)
+    min_buyers: int = Field(30, ge=1)
+    prior_smoothing: float = Field(20, ge=0)
+    default_rate: float = Field(0.25, ge=0, le=1)
+
+
 class ScoringConfig(_Section):
     rfm: RfmConfig = RfmConfig()
     segments: SegmentsConfig = SegmentsConfig()
     lead_score: LeadScoreConfig = LeadScoreConfig()
     affinity: AffinityConfig = AffinityConfig()
     recommendations: RecommendationsConfig = RecommendationsConfig()
+    buy_probability: BuyProbabilityConfig = BuyProbabilityConfig()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Customer scoring as of a date: customer 360, RFM + segment, lead score with its components,
-co-purchase affinities between articles, families and grapes.
+co-purchase affinities between articles, families and grapes, and the chance to buy
+(``winecrm.crm.propensity``).
 
 All set-based SQL (``include/sql/queries/score_customers.sql``) in one transaction; the as-of
 date makes backfills reproduce history, and rerunning a date replaces that date's rows.
@@ -55,7 +56,12 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringCon
     counts = {label: rows for label, (rows, _) in run_steps(conn, named_steps("score_customers"), params).items()}
     segments = dict(conn.execute(
         "SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = %s GROUP BY 1 ORDER BY 1", (as_of,)))
+    # the chance to buy, beside the lead score, in the same transaction (pandas and scikit-learn
+    # are imported here, not when the DAG file is parsed)
+    from winecrm.crm import propensity
+
+    buy_probability = propensity.compute(conn, run_id, as_of, cfg)
     conn.commit()
     return {"as_of": as_of.isoformat(), "customers": counts.get("customer_360", 0), "segments": segments,
-            "affinity_pairs": counts.get("product_affinity", 0),
+            "affinity_pairs": counts.get("product_affinity", 0), "buy_probability": buy_probability,
             "seconds": round(time.perf_counter() - started, 3)}

@@ -11,7 +11,8 @@ unchanged); what customers really bought in the following ``horizon`` days is th
     python -m winecrm.evaluation.backtest --source instacart --horizon-days 30
 
 Reported, always beside the baselines (random, most popular, RFM quintile sum, personal
-most-frequent, co-occurrence Jaccard): targeting AUC and top-20 % hit rate, hit-rate /
+most-frequent, co-occurrence Jaccard): targeting AUC and top-20 % hit rate (our lead score and
+buy probability among the methods), the buy probability's calibration per decile, hit-rate /
 precision / recall @3 of rebuy and cross-sell judged on cuvées (the quality bar: cross-sell means
 a wine never bought) and, for comparison, on articles; buy rate per segment.
 Everything runs in a scratch database (``winecrm_backtest``) next to the warehouse: the
@@ -44,14 +45,19 @@ from winecrm.evaluation.datasets import (
     load_sample,
     scratch_database,
 )
-from winecrm.evaluation.metrics import K, auc, mean, paired_hit_difference, rates, top_share_hit_rate
+from winecrm.evaluation.metrics import (K, auc, calibration_by_decile, mean, paired_hit_difference, rates,
+                                       top_share_hit_rate)
 
 log = logging.getLogger(__name__)
 
 SEGMENT_ORDER = ["VIP", "Standard", "At Risk", "Churn"]
 TARGETING_METHODS = {  # column of bt_targets -> how the report names it
     "lead_score": "lead score (ours)", "lead_raw_score": "lead score before 0-100 clamp",
-    "rfm_score": "RFM score (ours)", "rfm_quintile_sum": "RFM quintile sum", "random": "random"}
+    "rfm_score": "RFM score (ours)", "rfm_quintile_sum": "RFM quintile sum", "random": "random",
+    "buy_probability": "buy probability (ours)"}
+BUY_PROBABILITY = TARGETING_METHODS["buy_probability"]
+MAX_AUC_SHORTFALL = 0.005  # quality bar: the buy probability's AUC at any cutoff vs the quintile sum
+MAX_CALIBRATION_GAP = 0.05  # quality bar: largest decile gap at the latest cutoff
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments at a cutoff are too noisy to order
 OURS = "ours"  # how the report names our own rankings
 TASKS = ("rebuy", "cross_sell")
@@ -103,6 +109,9 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     Recommendation results are kept per customer ({method: {client: [hits, relevant]}}) so
     methods can be compared pairwise; ``summarise`` turns them into rates."""
     cfg = settings.scoring_from(cfg)
+    # the buy probability is judged on this horizon: it must be fitted for the same one
+    cfg = cfg.model_copy(update={"buy_probability": cfg.buy_probability.model_copy(
+        update={"horizon_days": horizon_days})})
     import pandas as pd
 
     from winecrm.crm import scoring
@@ -134,6 +143,8 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
         result["segments"] = {
             segment: {"customers": int(len(group)), "buyers": int(group["bought"].sum())}
             for segment, group in targets.groupby("segment")}
+        deciles, largest_gap = calibration_by_decile(targets["buy_probability"].fillna(0.0), targets["bought"])
+        result["calibration"] = {"deciles": deciles, "largest_gap": largest_gap}
 
     if has_products:
         for label, task, method, overrides in (
@@ -174,6 +185,9 @@ def summarise(per_cutoff: list[dict]) -> dict:
                     if c["targeting"][name]["top20_hit_rate"] is not None]
             summary["targeting"][name] = {"auc": mean(aucs), "top20_hit_rate": mean(tops),
                                           "auc_per_cutoff": [c["targeting"][name]["auc"] for c in dated]}
+        latest = max(dated, key=lambda c: c["cutoff"])
+        summary["calibration"] = {"cutoff": latest["cutoff"], **latest["calibration"],
+                                  "largest_gap_per_cutoff": [c["calibration"]["largest_gap"] for c in dated]}
         buyers = sum(c["buyers"] for c in dated)
         customers = sum(c["customers"] for c in dated)
         summary["base_buy_rate"] = buyers / customers if customers else None
@@ -215,6 +229,18 @@ def quality_checks(summary: dict, dated: list[dict]) -> dict:
     t = summary["targeting"]
     if t and t["RFM quintile sum"]["auc"] is not None:
         checks["lead score AUC > RFM quintile sum"] = t["lead score (ours)"]["auc"] > t["RFM quintile sum"]["auc"]
+        pairs = [(ours, base) for ours, base in zip(t[BUY_PROBABILITY]["auc_per_cutoff"],
+                                                    t["RFM quintile sum"]["auc_per_cutoff"])
+                 if ours is not None and base is not None]
+        if pairs:
+            checks[f"buy probability AUC never more than {MAX_AUC_SHORTFALL} below RFM quintile sum at any cutoff"] = \
+                all(ours >= base - MAX_AUC_SHORTFALL for ours, base in pairs)
+            checks["buy probability AUC ahead of RFM quintile sum on average"] = \
+                mean([o for o, _ in pairs]) > mean([b for _, b in pairs])
+    calibration = summary.get("calibration")
+    if calibration and calibration["largest_gap"] is not None:
+        checks[f"buy probability calibration: largest decile gap ≤ {100 * MAX_CALIBRATION_GAP:.0f} points "
+               "at the latest cutoff"] = calibration["largest_gap"] <= MAX_CALIBRATION_GAP
     monotone = [m for m in (segments_monotone(c) for c in dated) if m is not None]
     if monotone:
         checks["segments monotone (VIP > Standard > At Risk > Churn) at every cutoff"] = all(monotone)
@@ -272,6 +298,18 @@ def format_report(report: dict) -> str:
         for name, m in s["targeting"].items():
             lines.append(f"  {name:<30} {_num(m['auc']):>6} {_pct(m['top20_hit_rate']):>12}   "
                          + " ".join(_num(a) for a in m["auc_per_cutoff"]))
+        calibration = s.get("calibration")
+        if calibration:
+            lines += ["", f"Buy probability calibration at the latest cutoff ({calibration['cutoff']}): customers in "
+                          "ten equal groups by predicted probability",
+                      f"  {'decile':>6} {'customers':>10} {'predicted':>10} {'observed':>9} {'gap':>7} "
+                      f"{'noise 95%':>10}"]
+            for d in calibration["deciles"]:
+                lines.append(f"  {d['decile']:>6} {d['customers']:>10,} {_pct(d['mean_predicted']):>10} "
+                             f"{_pct(d['observed']):>9} {100 * (d['mean_predicted'] - d['observed']):+6.1f}  "
+                             f"{'±' + format(100 * d['margin95'], '.1f'):>10}")
+            lines.append("  largest gap per cutoff (points): "
+                         + " ".join(f"{100 * g:.1f}" for g in calibration["largest_gap_per_cutoff"] if g is not None))
         per_cutoff = [c for c in report["per_cutoff"] if "segments" in c]
         lines += ["", "Buy rate per segment (pooled; then per cutoff)",
                   f"  {'segment':<12} {'customers':>10} {'buy rate':>9}   "

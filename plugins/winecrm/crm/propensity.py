@@ -1,0 +1,358 @@
+"""A calibrated chance to buy (issue 9, point 4): per customer and as of a date, the probability
+of placing an order within the next ``horizon_days``, and the revenue that chance is worth.
+
+Fitted on the estate's own history with a time split, never with look-ahead: only sales dated
+<= as_of are read. The training examples are the customers known at past cutoffs
+``as_of - k * horizon`` (k = 1..N), whose outcome window (cutoff, cutoff + horizon] ended by
+as_of; the label is "ordered in that window". All cutoffs' examples are pooled into one
+scikit-learn ``LogisticRegression``. Features (``FEATURES``), per customer and cutoff:
+
+- within-cutoff percentile ranks of recency, frequency, net revenue, how overdue the customer is
+  (days since the last order / their mean gap between order days; one-order customers get the
+  cutoff's median gap) and recent orders: ranks carry the ordering the RFM quintile sum is good
+  at, whatever the size and age of the customer base at each cutoff;
+- the absolute levels of the same facts, log-scaled, plus the customer's tenure: a rank says
+  nothing about the level of the buy rate, and without them a history whose buy rate falls as
+  its customers age (CDNOW: one cohort) is over-predicted at the latest cutoff.
+
+"Recent orders" is an exponentially decayed count (an order counts 1 today, 1/2 after
+``recent_orders_half_life_days``, 1/4 after twice that), not a count in a fixed window: a window
+makes a step at its edge (a customer 91 days out looked much colder than one 89 days out), and on a
+history barely longer than the window it equals the order count at every training cutoff, then
+differs from it at as_of -- the model cannot learn a weight for that and extrapolates wildly.
+
+The pooled model's level is an average over the cutoffs; base rates drift, so (by default) it is
+recalibrated on the most recent training cutoff, the closest in time to as_of: a one-feature
+logistic regression (Platt scaling) on its logit. That keeps the ranking (AUC) unchanged.
+
+With too little history (fewer training cutoffs, examples, buyers or non-buyers than the
+``buy_probability`` minimums of scoring.yaml) the model is not trusted and a prior is used
+instead (method ``prior``): the pooled buy rate of the customer's recency-quartile x
+frequency-quartile group over the cutoffs there are, shrunk towards the overall pooled rate; with
+no complete outcome window at all, ``default_rate``.
+
+Expected revenue = probability x the customer's mean net spend in the past horizon-long windows
+(aligned on as_of) in which they ordered: what they usually spend in a horizon when they do buy
+(one order's value would under-count those who order twice a quarter).
+
+Everything is vectorised with numpy / pandas over one read of the orders (a few seconds on the
+1M-line, 50,000-customer benchmark estate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from winecrm.core import settings
+from winecrm.core.settings import BuyProbabilityConfig, ScoringConfig
+
+log = logging.getLogger(__name__)
+
+EPOCH = dt.date(2000, 1, 1)  # days are counted from here (negative before): integer arithmetic
+RANKED = ["recency", "frequency", "monetary", "overdue", "recent_orders"]
+FEATURES = [f"rank_{name}" for name in RANKED] + [
+    "log_recency_days", "log_orders", "log_monetary", "log_overdue", "log_recent_orders", "log_tenure_days"]
+GROUP_QUARTILES = 4  # the prior: recency quartile x frequency quartile
+
+
+# --------------------------------------------------------------------------- reading
+
+class Sales:
+    """The sales known as of a date, as integer arrays (client index, day number)."""
+
+    def __init__(self, lines: pd.DataFrame):
+        # lines: client_code, document_no, is_sale, day, amount (one row per document and day)
+        codes = lines["client_code"].astype("category")
+        self.clients = pd.Index(codes.cat.categories)
+        client = codes.cat.codes.to_numpy(np.int32)
+        day = lines["day"].to_numpy(np.int32)
+        sale = lines["is_sale"].to_numpy(bool)
+        # an order is a sales document (client, number) dated by its first day, as in
+        # score_customers.sql; credit notes only lower the net revenue
+        orders = pd.DataFrame({"client": client[sale], "doc": lines["document_no"].to_numpy()[sale],
+                               "day": day[sale]}).groupby(["client", "doc"], sort=False)["day"].min()
+        self.order_client = orders.index.get_level_values("client").to_numpy(np.int32)
+        self.order_day = orders.to_numpy(np.int32)
+        # distinct (client, day) with a sale: gaps between order days, and who bought when
+        days = pd.DataFrame({"client": client[sale], "day": day[sale]}).drop_duplicates()
+        self.sale_client = days["client"].to_numpy(np.int32)
+        self.sale_day = days["day"].to_numpy(np.int32)
+        self.money_client, self.money_day = client, day
+        self.money_amount = lines["amount"].to_numpy(float)
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.clients)
+
+    @property
+    def first_day(self) -> int | None:
+        return int(self.order_day.min()) if self.order_day.size else None
+
+
+def day_number(date: dt.date) -> int:
+    return (date - EPOCH).days
+
+
+def read_sales(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str], counted_types: list[str]) -> Sales:
+    """Sales and credit notes dated <= as_of, one row per (client, document, day). COPY: the
+    fastest way out of PostgreSQL for a million lines."""
+    buffer = io.BytesIO()
+    query = """COPY (
+        SELECT client_code, document_no, document_type = ANY(%(sale_types)s) AS is_sale,
+               date_livraison - DATE '2000-01-01' AS day, sum(mt_ht) AS amount
+        FROM etl.ventes_lignes
+        WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
+        GROUP BY 1, 2, 3, 4
+    ) TO STDOUT (FORMAT csv)"""
+    with conn.cursor().copy(query, {"as_of": as_of, "sale_types": sale_types, "counted_types": counted_types}) as copy:
+        for block in copy:
+            buffer.write(block)
+    buffer.seek(0)
+    lines = pd.read_csv(buffer, header=None, names=["client_code", "document_no", "is_sale", "day", "amount"],
+                        dtype={"client_code": str, "document_no": str, "is_sale": str, "day": np.int32},
+                        keep_default_na=False, na_values={"amount": [""]})
+    lines["is_sale"] = lines["is_sale"] == "t"
+    lines["amount"] = lines["amount"].astype(float).fillna(0.0)
+    return Sales(lines)
+
+
+# --------------------------------------------------------------------------- features
+
+def features_at(sales: Sales, cutoff: int, recent_half_life: float = 180) -> pd.DataFrame:
+    """One row per customer with an order on or before ``cutoff`` (a day number), indexed by
+    client index: the RFM facts, the model's features and the prior's group."""
+    k = sales.n_clients
+    on = sales.order_day <= cutoff
+    client, day = sales.order_client[on], sales.order_day[on]
+    orders = np.bincount(client, minlength=k)
+    known = np.flatnonzero(orders)
+    if known.size == 0:
+        return pd.DataFrame(columns=["recency", "frequency", "monetary", "overdue", *FEATURES, "group"])
+    last = np.full(k, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, client, day)
+    first = np.full(k, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, client, day)
+    s_on = sales.sale_day <= cutoff
+    order_days = np.bincount(sales.sale_client[s_on], minlength=k)
+    recent = np.bincount(client, weights=0.5 ** ((cutoff - day) / recent_half_life), minlength=k)
+    m_on = sales.money_day <= cutoff
+    monetary = np.bincount(sales.money_client[m_on], weights=sales.money_amount[m_on], minlength=k)
+
+    recency = (cutoff - last[known]).astype(float)
+    tenure = (cutoff - first[known]).astype(float)
+    n_days = order_days[known]
+    gap = np.where(n_days > 1, (tenure - recency) / np.maximum(n_days - 1, 1), np.nan)
+    typical = np.nanmedian(gap) if np.isfinite(gap).any() else np.nan
+    if not np.isfinite(typical) or typical <= 0:
+        typical = 365.0  # nobody has ordered twice yet: a year, the wine buyer's usual cycle
+    gap = np.where(np.isfinite(gap) & (gap > 0), gap, typical)
+    frame = pd.DataFrame({"recency": recency, "frequency": orders[known].astype(float),
+                          "monetary": monetary[known], "overdue": recency / gap,
+                          "recent_orders": recent[known]}, index=known)
+    # ranks oriented so that high = more likely to buy; ties share their average rank
+    frame["rank_recency"] = (-frame["recency"]).rank(pct=True)
+    frame["rank_overdue"] = (-frame["overdue"]).rank(pct=True)
+    for name in ("frequency", "monetary", "recent_orders"):
+        frame[f"rank_{name}"] = frame[name].rank(pct=True)
+    frame["log_recency_days"] = np.log1p(frame["recency"])
+    frame["log_orders"] = np.log1p(frame["frequency"])
+    frame["log_monetary"] = np.log1p(frame["monetary"].clip(lower=0))
+    frame["log_overdue"] = np.log1p(frame["overdue"])
+    frame["log_recent_orders"] = np.log1p(frame["recent_orders"])
+    frame["log_tenure_days"] = np.log1p(tenure)
+    r_quartile = np.minimum(GROUP_QUARTILES - 1, (frame["rank_recency"] * GROUP_QUARTILES).astype(int))
+    f_quartile = np.minimum(GROUP_QUARTILES - 1, (frame["rank_frequency"] * GROUP_QUARTILES).astype(int))
+    frame["group"] = r_quartile * GROUP_QUARTILES + f_quartile
+    return frame
+
+
+def bought_between(sales: Sales, start: int, end: int) -> np.ndarray:
+    """Per client index: ordered in (start, end]."""
+    inside = (sales.sale_day > start) & (sales.sale_day <= end)
+    return np.bincount(sales.sale_client[inside], minlength=sales.n_clients) > 0
+
+
+def training_set(sales: Sales, as_of: int, cfg: BuyProbabilityConfig) -> tuple[pd.DataFrame, list[int]]:
+    """Examples pooled over the past cutoffs as_of - k * horizon (k = 1..N, newest first) that
+    have known customers, each with its label, its cutoff and its weight."""
+    frames, cutoffs = [], []
+    first = sales.first_day
+    for k in range(1, cfg.training_cutoffs + 1):
+        cutoff = as_of - k * cfg.horizon_days
+        if first is None or cutoff < first:
+            break
+        frame = features_at(sales, cutoff, cfg.recent_orders_half_life_days)
+        frame["bought"] = bought_between(sales, cutoff, cutoff + cfg.horizon_days)[frame.index]
+        half_life = cfg.recency_half_life_cutoffs  # 0: every cutoff weighs the same
+        frame["weight"] = 0.5 ** ((k - 1) / half_life) if half_life else 1.0
+        frame["cutoff"] = cutoff
+        frames.append(frame)
+        cutoffs.append(cutoff)
+    if not frames:
+        return pd.DataFrame(columns=[*FEATURES, "group", "bought", "weight", "cutoff"]), []
+    return pd.concat(frames, ignore_index=True), cutoffs
+
+
+# --------------------------------------------------------------------------- fitting
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)).reshape(-1, 1)
+
+
+class BuyModel:
+    """The pooled logistic regression, then (optionally) Platt scaling on the newest cutoff."""
+
+    def __init__(self, train: pd.DataFrame, newest_cutoff: int, cfg: BuyProbabilityConfig):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        x = train[FEATURES].to_numpy(float)
+        y = train["bought"].to_numpy(bool)
+        # newton-cholesky: many examples, few features (5x faster than lbfgs on the bench estate)
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(
+            C=cfg.regularisation_c, solver="newton-cholesky", max_iter=100))
+        self.model.fit(x, y, logisticregression__sample_weight=train["weight"].to_numpy(float))
+        self.calibration = None
+        newest = (train["cutoff"] == newest_cutoff).to_numpy()
+        buyers = int(y[newest].sum())
+        if cfg.recalibrate_on_newest_cutoff and min(buyers, int(newest.sum()) - buyers) >= cfg.min_buyers:
+            # an unpenalised 1-feature logistic regression on the model's logit (Platt scaling)
+            platt = LogisticRegression(C=1e6, solver="newton-cholesky", max_iter=100)
+            platt.fit(_logit(self.model.predict_proba(x[newest])[:, 1]), y[newest])
+            if platt.coef_[0, 0] > 0:  # never invert the ranking
+                self.calibration = platt
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        p = self.model.predict_proba(features[FEATURES].to_numpy(float))[:, 1]
+        if self.calibration is not None:
+            p = self.calibration.predict_proba(_logit(p))[:, 1]
+        return p
+
+    def explain(self) -> dict:
+        """Coefficients per unit of each feature (the scaler folded in) and the calibration."""
+        scaler, logistic = self.model[0], self.model[-1]
+        coef = logistic.coef_[0] / np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+        intercept = float(logistic.intercept_[0] - (coef * scaler.mean_).sum())
+        out = {"intercept": round(intercept, 6), **{n: round(float(c), 6) for n, c in zip(FEATURES, coef)}}
+        if self.calibration is not None:
+            out["calibration"] = {"slope": round(float(self.calibration.coef_[0, 0]), 6),
+                                  "intercept": round(float(self.calibration.intercept_[0]), 6)}
+        return out
+
+
+def group_prior(train: pd.DataFrame, cfg: BuyProbabilityConfig) -> tuple[pd.Series, float]:
+    """Pooled buy rate per recency x frequency group, shrunk towards the overall rate."""
+    weight = train["weight"].to_numpy(float)
+    bought = train["bought"].to_numpy(float)
+    overall = float((weight * bought).sum() / weight.sum())
+    grouped = pd.DataFrame({"group": train["group"].to_numpy(), "w": weight, "wb": weight * bought}) \
+        .groupby("group")[["w", "wb"]].sum()
+    m = cfg.prior_smoothing
+    return (grouped["wb"] + m * overall) / (grouped["w"] + m), overall
+
+
+def spend_per_bought_window(sales: Sales, as_of: int, horizon: int) -> np.ndarray:
+    """Per client index: mean net revenue of the horizon-long windows ending at as_of, as_of -
+    horizon, ... in which they ordered (0 when none)."""
+    frame = pd.DataFrame({"client": sales.money_client, "window": (as_of - sales.money_day) // horizon,
+                          "amount": sales.money_amount})
+    per_window = frame.groupby(["client", "window"], sort=False)["amount"].sum()
+    ordered = pd.DataFrame({"client": sales.sale_client, "window": (as_of - sales.sale_day) // horizon}) \
+        .drop_duplicates()
+    per_window = per_window.reindex(pd.MultiIndex.from_frame(ordered)).fillna(0.0)
+    means = per_window.groupby(level=0).mean()
+    spend = np.zeros(sales.n_clients)
+    spend[means.index.to_numpy()] = np.maximum(0.0, means.to_numpy())
+    return spend
+
+
+def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig) -> tuple[pd.DataFrame, dict]:
+    """Probability and expected spend for every customer with an order on or before ``as_of``,
+    and how they were obtained (method, training cutoffs, examples, buyers, coefficients)."""
+    today = day_number(as_of)
+    current = features_at(sales, today, cfg.recent_orders_half_life_days)
+    train, cutoffs = training_set(sales, today, cfg)
+    examples = len(train)
+    buyers = int(train["bought"].sum()) if examples else 0
+    info: dict = {"training_cutoffs": [EPOCH + dt.timedelta(days=c) for c in cutoffs],
+                  "examples": examples, "buyers": buyers}
+    trusted = (len(cutoffs) >= cfg.min_training_cutoffs and examples >= cfg.min_examples
+               and min(buyers, examples - buyers) >= cfg.min_buyers)
+    if trusted:
+        model = BuyModel(train, cutoffs[0], cfg)
+        probability = model.predict(current) if len(current) else np.zeros(0)
+        info.update(method="logistic", model=model.explain())
+    elif examples:
+        rates, overall = group_prior(train, cfg)
+        probability = current["group"].map(rates).fillna(overall).to_numpy(float)
+        info.update(method="prior", model={
+            "prior": "buy rate of the recency quartile x frequency quartile group", "overall_rate": round(overall, 6),
+            "group_rates": {f"R{g // GROUP_QUARTILES + 1}F{g % GROUP_QUARTILES + 1}": round(float(r), 6)
+                            for g, r in rates.items()}})
+    else:
+        probability = np.full(len(current), cfg.default_rate)
+        info.update(method="prior", model={"prior": "default_rate: no outcome window has ended yet",
+                                           "overall_rate": cfg.default_rate})
+    spend = spend_per_bought_window(sales, today, cfg.horizon_days)
+    index = current.index.to_numpy(int)
+    result = pd.DataFrame({"client_code": sales.clients[index].to_numpy(),
+                           "probability": np.clip(np.asarray(probability, float), 0.0, 1.0),
+                           "spend": spend[index]})
+    return result, info
+
+
+# --------------------------------------------------------------------------- storing
+
+def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None) -> dict:
+    """Fit, predict for the customers scored at ``as_of`` (crm.rfm_scores), and write
+    crm.buy_probabilities and crm.buy_probability_models (a rerun replaces the date's rows).
+    Runs in the caller's transaction: the caller commits."""
+    from winecrm.crm.scoring import revenue_parameters
+
+    started = time.perf_counter()
+    bp = settings.scoring_from(cfg).buy_probability
+    revenue = revenue_parameters()
+    sales = read_sales(conn, as_of, revenue["sale_types"], revenue["counted_types"])
+    read = time.perf_counter()
+    predicted, info = predict(sales, as_of, bp)
+    scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",
+                                               (as_of,))}
+    predicted = predicted[predicted["client_code"].isin(scored)]
+    probability = predicted["probability"].round(5)
+    expected = (probability * predicted["spend"]).round(2)
+    fitted = time.perf_counter()
+
+    conn.execute("DELETE FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))
+    conn.execute("DELETE FROM crm.buy_probability_models WHERE as_of_date = %s", (as_of,))
+    with conn.cursor().copy("COPY crm.buy_probabilities (as_of_date, client_code, horizon_days, probability, "
+                            "expected_revenue_ht, method, computed_run) FROM STDIN") as copy:
+        for row in zip(predicted["client_code"], probability, expected):
+            copy.write_row((as_of, row[0], bp.horizon_days, row[1], row[2], info["method"], run_id))
+    summary = {"method": info["method"], "horizon_days": bp.horizon_days,
+               "training_cutoffs": len(info["training_cutoffs"]), "examples": info["examples"],
+               "buyers": info["buyers"], "customers": len(predicted),
+               "mean_probability": round(float(probability.mean()), 5) if len(predicted) else None,
+               "expected_buyers": round(float(probability.sum()), 1),
+               "expected_revenue_ht": round(float(expected.sum()), 2)}
+    conn.execute(
+        """INSERT INTO crm.buy_probability_models (as_of_date, horizon_days, method, training_cutoffs, examples,
+               buyers, features, model, customers, mean_probability, expected_buyers, expected_revenue_ht,
+               computed_run)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (as_of, bp.horizon_days, info["method"], info["training_cutoffs"], info["examples"], info["buyers"],
+         FEATURES if info["method"] == "logistic" else None, json.dumps(info["model"]), summary["customers"],
+         summary["mean_probability"], summary["expected_buyers"], summary["expected_revenue_ht"], run_id))
+    summary["seconds"] = {"read": round(read - started, 3), "fit": round(fitted - read, 3),
+                          "total": round(time.perf_counter() - started, 3)}
+    log.info("buy probability as of %s: %s", as_of, summary)
+    return summary

@@ -1,0 +1,165 @@
+"""The chance to buy (winecrm.crm.propensity) against real PostgreSQL: no look-ahead, the prior on a
+short history, reruns, sensible ordering and expected revenue, and the calibration table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from winecrm.core import settings
+from winecrm.crm import scoring
+from winecrm.evaluation import backtest
+from winecrm.evaluation.metrics import calibration_by_decile
+
+AS_OF = dt.date(2026, 11, 15)
+CFG = {"buy_probability": {"training_cutoffs": 4}}
+
+
+def insert_orders(conn, orders: list[tuple]) -> None:
+    """(client, date, amount[, document_type]) -> one sales line per order, straight into the warehouse."""
+    start = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
+    with conn.cursor().copy("COPY etl.ventes_lignes (document_type, document_no, client_code, date_livraison, "
+                            "article, qty_line, mt_ht, file_id, source_row, loaded_run) FROM STDIN") as copy:
+        for n, (client, date, amount, *doc_type) in enumerate(orders, start=start + 1):
+            kind = doc_type[0] if doc_type else "VENTE"
+            copy.write_row((kind, f"D{n}", client, date, "RIES", -1 if kind == "AVOIR" else 1,
+                            -amount if kind == "AVOIR" else amount, 1, n, "test"))
+    conn.commit()
+
+
+def estate_orders(as_of: dt.date = AS_OF, customers: int = 300, seed: int = 3) -> list[tuple]:
+    """Three years of customers buying at their own pace until they lapse, plus two named ones:
+    FREQ (every 30 days, 50 EUR, last 10 days ago) and LAPSED (one order, 700 days ago)."""
+    rng = random.Random(seed)
+    orders = []
+    for i in range(customers):
+        day = rng.randint(0, 730)  # joins within the first two years
+        gap = rng.choice([20, 45, 90, 180, 365])
+        lapse = day + rng.choice([60, 200, 400, 2000])
+        while day <= min(lapse, 1095):
+            orders.append((f"C{i:03d}", as_of - dt.timedelta(days=1095 - day), round(rng.uniform(20, 200), 2)))
+            day += max(1, int(rng.expovariate(1 / gap)))
+    orders += [("FREQ", as_of - dt.timedelta(days=10 + 30 * j), 50.0) for j in range(24)]
+    orders.append(("LAPSED", as_of - dt.timedelta(days=700), 80.0))
+    return orders
+
+
+def probabilities(conn, as_of: dt.date = AS_OF) -> dict[str, tuple]:
+    return {code: (float(p), float(revenue), method) for code, p, revenue, method in conn.execute(
+        "SELECT client_code, probability, expected_revenue_ht, method FROM crm.buy_probabilities "
+        "WHERE as_of_date = %s", (as_of,))}
+
+
+@pytest.fixture
+def estate(conn):
+    insert_orders(conn, estate_orders())
+    return conn
+
+
+def test_fitted_probabilities_are_sensible(estate):
+    summary = scoring.score(estate, "run_1", AS_OF, CFG)["buy_probability"]
+    assert summary["method"] == "logistic" and summary["training_cutoffs"] == 4
+    rows = probabilities(estate)
+    scored = {c for (c,) in estate.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s", (AS_OF,))}
+    assert set(rows) == scored  # one probability per scored customer
+    assert all(0 <= p <= 1 and revenue >= 0 and method == "logistic" for p, revenue, method in rows.values())
+    assert rows["FREQ"][0] > 0.8 and rows["LAPSED"][0] < 0.1  # a recent frequent buyer vs a long-lapsed one
+    assert summary["expected_buyers"] == pytest.approx(sum(p for p, _, _ in rows.values()), abs=0.1)
+    # expected revenue: probability x the usual spend in a 90-day window with orders (3 x 50 EUR)
+    assert rows["FREQ"][1] == pytest.approx(rows["FREQ"][0] * 150, abs=0.01)
+    model = estate.execute("SELECT method, cardinality(training_cutoffs), examples, buyers, features, model "
+                           "FROM crm.buy_probability_models WHERE as_of_date = %s", (AS_OF,)).fetchone()
+    assert model[:4] == ("logistic", 4, summary["examples"], summary["buyers"])
+    assert set(model[4]) <= set(model[5]) and "calibration" in model[5]  # every coefficient is stored
+
+
+def test_sales_after_the_date_change_nothing(estate):
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    before = probabilities(estate)
+    model_before = estate.execute("SELECT model::text FROM crm.buy_probability_models").fetchone()
+    # everyone buys the next day and for months after, and newcomers arrive
+    later = [(code, AS_OF + dt.timedelta(days=d), 500.0) for code in before for d in (1, 30, 200)]
+    insert_orders(estate, later + [("NEW", AS_OF + dt.timedelta(days=1), 90.0)])
+    scoring.score(estate, "run_2", AS_OF, CFG)
+    assert probabilities(estate) == before
+    assert estate.execute("SELECT model::text FROM crm.buy_probability_models").fetchone() == model_before
+
+
+def test_rerun_replaces_the_dates_rows(estate):
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    other = AS_OF - dt.timedelta(days=7)
+    scoring.score(estate, "run_1", other, CFG)
+    count = estate.execute("SELECT count(*) FROM crm.buy_probabilities WHERE as_of_date = %s", (AS_OF,)).fetchone()[0]
+    scoring.score(estate, "run_2", AS_OF, CFG)
+    runs = dict(estate.execute("SELECT as_of_date, array_agg(DISTINCT computed_run) FROM crm.buy_probabilities "
+                               "GROUP BY 1"))
+    assert runs == {AS_OF: ["run_2"], other: ["run_1"]}
+    assert estate.execute("SELECT count(*) FROM crm.buy_probabilities WHERE as_of_date = %s",
+                          (AS_OF,)).fetchone()[0] == count
+    assert estate.execute("SELECT count(*) FROM crm.buy_probability_models").fetchone()[0] == 2
+
+
+def test_short_history_falls_back_to_the_prior(conn):
+    # 10 customers first bought 110 days before the date, 4 of them again within the next 90 days:
+    # one past cutoff (as_of - 90) with 10 examples, too few to trust a model
+    orders = [(f"C{i}", AS_OF - dt.timedelta(days=110), 40.0) for i in range(10)]
+    orders += [(f"C{i}", AS_OF - dt.timedelta(days=60), 40.0) for i in range(4)]
+    orders += [("C9", AS_OF - dt.timedelta(days=5), 40.0, "AVOIR")]  # a credit note is no order
+    insert_orders(conn, orders)
+    # a huge smoothing puts every group at the overall rate: 4 / 10
+    summary = scoring.score(conn, "run_1", AS_OF, {"buy_probability": {"prior_smoothing": 1e9}})["buy_probability"]
+    facts = (summary["method"], summary["training_cutoffs"], summary["examples"], summary["buyers"])
+    assert facts == ("prior", 1, 10, 4)
+    rows = probabilities(conn)
+    assert len(rows) == 10 and all(p == pytest.approx(0.4, abs=1e-5) and m == "prior" for p, _, m in rows.values())
+    model = conn.execute("SELECT method, features, model->>'overall_rate' FROM crm.buy_probability_models").fetchone()
+    assert model == ("prior", None, "0.4")
+
+
+def test_no_finished_horizon_uses_the_default_rate(conn):
+    insert_orders(conn, [("A", AS_OF - dt.timedelta(days=40), 60.0), ("B", AS_OF - dt.timedelta(days=3), 20.0)])
+    summary = scoring.score(conn, "run_1", AS_OF, {"buy_probability": {"default_rate": 0.123}})["buy_probability"]
+    assert (summary["method"], summary["training_cutoffs"], summary["examples"]) == ("prior", 0, 0)
+    assert {c: p for c, (p, _, _) in probabilities(conn).items()} == {"A": 0.123, "B": 0.123}
+
+
+def test_the_backtest_judges_the_probability(estate):
+    cutoff = AS_OF - dt.timedelta(days=90)
+    result = backtest.evaluate_cutoff(estate, cutoff, 90, CFG, has_products=False)
+    ours = result["targeting"]["buy probability (ours)"]["auc"]
+    assert ours is not None and ours > result["targeting"]["random"]["auc"]
+    deciles = result["calibration"]["deciles"]
+    assert len(deciles) == 10 and sum(d["customers"] for d in deciles) == result["customers"]
+    # calibrated in the large: as many buyers expected as there really were, give or take
+    expected = sum(d["mean_predicted"] * d["customers"] for d in deciles)
+    assert expected == pytest.approx(result["buyers"], rel=0.1)
+    summary = backtest.summarise([result])
+    assert summary["calibration"]["cutoff"] == cutoff.isoformat()
+    assert any(name.startswith("buy probability calibration") for name in summary["checks"])
+
+
+def test_calibration_by_decile_on_a_known_input():
+    # 100 customers, ten groups of ten predicted 5 %, 15 %, ... 95 %; in group k, k of the ten
+    # bought, except group 3 (predicted 25 %) where five did
+    probabilities, outcomes = [], []
+    for k in range(10):
+        bought = 5 if k == 2 else k
+        probabilities += [k / 10 + 0.05] * 10
+        outcomes += [True] * bought + [False] * (10 - bought)
+    pairs = list(zip(probabilities, outcomes))
+    random.Random(1).shuffle(pairs)  # the input order does not matter
+    deciles, largest = calibration_by_decile([p for p, _ in pairs], [y for _, y in pairs])
+    assert [d["decile"] for d in deciles] == list(range(1, 11))
+    assert all(d["customers"] == 10 for d in deciles)
+    assert [d["mean_predicted"] for d in deciles] == pytest.approx([k / 10 + 0.05 for k in range(10)])
+    assert [d["observed"] for d in deciles] == [0.0, 0.1, 0.5, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert largest == pytest.approx(0.25)
+    assert deciles[4]["margin95"] == pytest.approx(1.96 * (0.45 * 0.55 / 10) ** 0.5)
+    assert calibration_by_decile([], []) == ([], None)
+
+
+def test_config_section_is_optional_and_validated():
+    assert settings.ScoringConfig.model_validate({}).buy_probability.horizon_days == 90  # older YAML
+    with pytest.raises(settings.ConfigError, match="buy_probability.horizon_days"):
+        settings.parse_config(settings.ScoringConfig, {"buy_probability": {"horizon_days": 0}}, "scoring.yaml")
