@@ -96,7 +96,10 @@ CREATE TABLE crm.articles (
 CREATE INDEX articles_cuvee ON crm.articles (cuvee);
 
 -- What a recommendation names: the cuvée, the vintage proposed, the cuvée it came from.
-ALTER TABLE crm.recommendations ADD COLUMN cuvee text, ADD COLUMN millesime integer, ADD COLUMN source_cuvee text;
+ALTER TABLE crm.recommendations ADD COLUMN cuvee text, ADD COLUMN millesime integer, ADD COLUMN source_cuvee text,
+    -- the customer's chance to buy in the horizon (crm.buy_probabilities, migration 008): what
+    -- orders customers within a scenario and how many buyers a campaign can expect
+    ADD COLUMN buy_probability numeric(6, 5);
 
 -- « le Riesling », « l'Edelzwicker », and « la Cuvée Marguerite »: a name that starts with
 -- « Cuvée » is feminine (replaces 006's version).

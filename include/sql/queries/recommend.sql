@@ -10,7 +10,7 @@ DELETE FROM crm.recommendation_exclusions WHERE as_of_date = %(as_of)s;
 -- step: customers
 -- Every scored customer, its scenario, and the first guard-rail it fails (NULL = eligible).
 CREATE TEMP TABLE rec_customers ON COMMIT DROP AS
-SELECT r.client_code, r.segment, c.revenue_ht, c.orders, c.typical_days_between_orders,
+SELECT r.client_code, r.segment, c.revenue_ht, c.orders, c.typical_days_between_orders, bp.probability AS buy_probability,
        CASE r.segment WHEN 'VIP' THEN %(scenario_vip)s WHEN 'Standard' THEN %(scenario_standard)s
                       WHEN 'At Risk' THEN %(scenario_at_risk)s ELSE %(scenario_churn)s END AS scenario,
        CASE WHEN c.email IS NULL OR c.email_valid IS NOT TRUE THEN 'invalid_email'
@@ -24,6 +24,7 @@ SELECT r.client_code, r.segment, c.revenue_ht, c.orders, c.typical_days_between_
        END AS excluded_because
 FROM crm.rfm_scores r
 JOIN crm.customer_360 c ON c.as_of_date = r.as_of_date AND c.client_code = r.client_code
+LEFT JOIN crm.buy_probabilities bp ON bp.as_of_date = r.as_of_date AND bp.client_code = r.client_code
 WHERE r.as_of_date = %(as_of)s;
 
 -- step: analyze_customers
@@ -236,7 +237,8 @@ WHERE k.rank <= %(max_products)s;
 -- grape; a cuvée already named for a better-ranked wine is not named again (the taste, else a
 -- plain « découverte »), so an email does not repeat « parce que vous avez aimé » the same wine.
 INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, cuvee,
-                                 millesime, source_cuvee, score, reason_fr, offer_code, is_control, computed_run)
+                                 millesime, source_cuvee, score, reason_fr, offer_code, is_control, buy_probability,
+                                 computed_run)
 SELECT %(as_of)s, n.client_code, n.rank, n.scenario, n.segment, n.article, n.produit, n.cuvee, n.millesime,
        n.source_cuvee, round(n.score::numeric, 4),
        crm.reason_fr(n.scenario, n.rank::int, n.produit, n.cuvee, n.millesime, n.format_fr, n.orders_with_cuvee,
@@ -247,9 +249,9 @@ SELECT %(as_of)s, n.client_code, n.rank, n.scenario, n.segment, n.article, n.pro
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(n.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
            < %(control_share)s * 10000,
-       %(run_id)s
+       n.buy_probability, %(run_id)s
 FROM (
-    SELECT r.*, c.scenario, c.segment, src.source_cuvee, tt.taste AS taste, tt.taste_kind AS taste_kind,
+    SELECT r.*, c.scenario, c.segment, c.buy_probability, src.source_cuvee, tt.taste AS taste, tt.taste_kind AS taste_kind,
            count(src.source_cuvee) OVER (PARTITION BY r.client_code, src.source_cuvee ORDER BY r.rank) - 1
                AS same_source_before
     FROM (SELECT client_code, rank, cuvee, score, orders_with_cuvee, last_vintage, article, produit, millesime,

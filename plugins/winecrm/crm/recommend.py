@@ -56,6 +56,12 @@ def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: Scorin
         "recommended": dict(conn.execute(
             """SELECT scenario || CASE WHEN is_control THEN ' (control)' ELSE '' END, count(DISTINCT client_code)
                FROM crm.recommendations WHERE as_of_date = %s GROUP BY 1 ORDER BY 1""", (as_of,))),
+        # the buyers each scenario can expect among the customers it will email (not the control
+        # group): the sum of their chances to buy in the horizon (crm.buy_probabilities)
+        "expected_buyers": {scenario: round(float(buyers), 1) for scenario, buyers in conn.execute(
+            """SELECT scenario, sum(buy_probability) FROM crm.recommendations
+               WHERE as_of_date = %s AND rank = 1 AND NOT is_control AND buy_probability IS NOT NULL
+               GROUP BY 1 ORDER BY 1""", (as_of,))},
         "excluded": dict(conn.execute(
             "SELECT reason, count(*) FROM crm.recommendation_exclusions WHERE as_of_date = %s GROUP BY 1 ORDER BY 2 DESC",
             (as_of,))),
