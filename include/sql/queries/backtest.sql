@@ -68,6 +68,16 @@ CREATE INDEX ON bt_history (level, client_code, item);
 -- step: index_targets
 CREATE INDEX ON bt_targets (client_code);
 
+-- step: analyze_targets
+-- Temp tables get no statistics unless asked: without them the joins below go nested-loop.
+ANALYZE bt_targets;
+-- step: analyze_items
+ANALYZE bt_items;
+-- step: analyze_available
+ANALYZE bt_available;
+-- step: analyze_history
+ANALYZE bt_history;
+
 -- step: relevant
 -- What known customers bought in the horizon among the available items, per level: a rebuy when
 -- they had bought it before, a cross-sell target when never. At the cuvée level a new vintage or
@@ -88,15 +98,6 @@ WHERE v.document_type = ANY(%(sale_types)s) AND v.date_livraison > %(cutoff)s AN
 CREATE TEMP TABLE bt_evaluated AS
 SELECT level, task, client_code, count(*) AS relevant FROM bt_relevant GROUP BY level, task, client_code;
 
--- step: analyze_targets
--- Temp tables get no statistics unless asked: without them the joins below go nested-loop.
-ANALYZE bt_targets;
--- step: analyze_items
-ANALYZE bt_items;
--- step: analyze_available
-ANALYZE bt_available;
--- step: analyze_history
-ANALYZE bt_history;
 -- step: analyze_relevant
 ANALYZE bt_relevant;
 -- step: analyze_evaluated

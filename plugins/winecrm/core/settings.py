@@ -248,7 +248,7 @@ class RecommendationsConfig(_Section):
     control_share: float = Field(0.10, ge=0, lt=1)
     neighbours_per_article: int = Field(20, ge=1)
     cross_sell_similarity: Literal["cosine", "jaccard", "confidence"] = "confidence"
-    taste_weight: float = Field(0.5, ge=0, le=1)
+    taste_weight: float = Field(0.3, ge=0, le=1)
     recency_half_life_cycles: float = Field(3, gt=0)
     recency_floor: float = Field(0.3, ge=0, le=1)
     rebuy_due_boost: float = Field(0, ge=0)
