@@ -124,14 +124,15 @@ SELECT h.client_code, t.taste, t.taste_kind,
 FROM rec_history h
 JOIN rec_customers c ON c.client_code = h.client_code AND c.scenario = 'cross_sell'
 JOIN (SELECT DISTINCT ON (cuvee) cuvee, taste, taste_kind FROM crm.articles WHERE taste IS NOT NULL
-      ORDER BY cuvee, taste_kind DESC NULLS LAST, taste) t ON t.cuvee = h.cuvee
+      ORDER BY cuvee, taste_kind = 'grape' DESC, taste) t ON t.cuvee = h.cuvee
 GROUP BY h.client_code, t.taste, t.taste_kind;
 
 -- step: stocked_cuvees
 -- The cuvées that can be proposed, with their taste unit and popularity.
 CREATE TEMP TABLE rec_cuvees ON COMMIT DROP AS
 SELECT DISTINCT ON (cuvee) cuvee, taste, taste_kind, cuvee_buyers AS buyers
-FROM rec_in_stock ORDER BY cuvee, (taste IS NULL), cuvee_buyers DESC;
+-- (a cuvée's taste unit: its grape when any article has one, as in rec_taste)
+FROM rec_in_stock ORDER BY cuvee, (taste IS NULL), taste_kind = 'grape' DESC, taste;
 
 -- step: neighbours
 -- Cuvée-to-cuvée neighbours for cross-sell: the most similar stocked cuvées of each cuvée, capped
