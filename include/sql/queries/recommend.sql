@@ -54,7 +54,8 @@ article_buyers AS (SELECT article, count(DISTINCT client_code) AS buyers FROM re
 cuvee_buyers AS (SELECT cuvee, count(DISTINCT client_code) AS buyers FROM recent GROUP BY cuvee)
 SELECT s.article, coalesce(a.produit, s.article) AS produit, coalesce(a.cuvee, s.article) AS cuvee,
        a.millesime, coalesce(a.bottles, 1) AS bottles, a.format_fr, a.taste, a.taste_kind,
-       coalesce(ab.buyers, 0) AS buyers, coalesce(cb.buyers, 0) AS cuvee_buyers
+       coalesce(ab.buyers, 0) AS buyers, coalesce(cb.buyers, 0) AS cuvee_buyers,
+       max(a.millesime) OVER (PARTITION BY coalesce(a.cuvee, s.article)) AS newest_vintage
 FROM (SELECT DISTINCT article FROM rec_available) s
 LEFT JOIN crm.articles a ON a.article = s.article
 LEFT JOIN article_buyers ab ON ab.article = s.article
@@ -115,6 +116,9 @@ SELECT client_code, mode() WITHIN GROUP (ORDER BY bottles) AS usual_bottles,
        percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(year FROM bought)::int - millesime) AS usual_age
 FROM rec_lines GROUP BY client_code;
 
+-- step: analyze_habits
+ANALYZE rec_habits;
+
 -- step: taste
 -- Taste profile of the cross-sell customers: each grape's (else colour's) share of their
 -- recency-weighted orders.
@@ -127,12 +131,18 @@ JOIN (SELECT DISTINCT ON (cuvee) cuvee, taste, taste_kind FROM crm.articles WHER
       ORDER BY cuvee, taste_kind = 'grape' DESC, taste) t ON t.cuvee = h.cuvee
 GROUP BY h.client_code, t.taste, t.taste_kind;
 
+-- step: analyze_taste
+ANALYZE rec_taste;
+
 -- step: stocked_cuvees
 -- The cuvées that can be proposed, with their taste unit and popularity.
 CREATE TEMP TABLE rec_cuvees ON COMMIT DROP AS
 SELECT DISTINCT ON (cuvee) cuvee, taste, taste_kind, cuvee_buyers AS buyers
 -- (a cuvée's taste unit: its grape when any article has one, as in rec_taste)
 FROM rec_in_stock ORDER BY cuvee, (taste IS NULL), taste_kind = 'grape' DESC, taste;
+
+-- step: analyze_cuvees
+ANALYZE rec_cuvees;
 
 -- step: neighbours
 -- Cuvée-to-cuvée neighbours for cross-sell: the most similar stocked cuvées of each cuvée, capped
@@ -172,8 +182,10 @@ ANALYZE rec_cross_sell;
 
 -- step: candidates
 -- The best max_products cuvées per customer, then the best article of each for that customer:
--- in stock, the format they usually take, the vintage closest in age to what they usually buy
--- (a customer with no vintage habit gets the current vintage), then the newest, the most bought.
+-- in stock, the vintage closest in age to what they usually buy (a customer with no vintage
+-- habit gets the current vintage), then the format they usually take, then the newest, the
+-- most bought. The vintage comes first: a magnum of a vintage the estate has moved on from is
+-- not what a merchant offers a magnum buyer when the current one exists in bottles.
 CREATE TEMP TABLE rec_candidates ON COMMIT DROP AS
 WITH cuvee_scores AS (
     -- rebuy and win-back: the customer's own cuvées by recency-weighted order count, optionally
@@ -220,18 +232,21 @@ kept AS (
     FROM cuvee_scores
 )
 SELECT k.client_code, k.rank, k.cuvee, k.score, k.orders_with_cuvee, k.last_vintage,
-       best.article, best.produit, best.millesime, best.format_fr, best.taste, best.taste_kind
+       best.article, best.produit, best.millesime, best.newest_vintage, best.format_fr, best.taste, best.taste_kind
 FROM kept k
 CROSS JOIN LATERAL (
-    SELECT i.article, i.produit, i.millesime, i.format_fr, i.taste, i.taste_kind
+    SELECT i.article, i.produit, i.millesime, i.newest_vintage, i.format_fr, i.taste, i.taste_kind
     FROM rec_in_stock i
     WHERE i.cuvee = k.cuvee
-    ORDER BY (i.bottles = k.usual_bottles) DESC NULLS LAST,
-             abs(extract(year FROM %(as_of)s::date)::int - i.millesime - coalesce(k.usual_age, 0)) NULLS FIRST,
+    ORDER BY abs(extract(year FROM %(as_of)s::date)::int - i.millesime - coalesce(k.usual_age, 0)) NULLS LAST,
+             (i.bottles = k.usual_bottles) DESC NULLS LAST,
              i.millesime DESC NULLS LAST, i.buyers DESC, i.article
     LIMIT 1
 ) best
 WHERE k.rank <= %(max_products)s;
+
+-- step: analyze_candidates
+ANALYZE rec_candidates;
 
 -- step: recommendations
 -- Cross-sell names the bought cuvée the wine most resembles, else the customer's taste for its
@@ -239,24 +254,27 @@ WHERE k.rank <= %(max_products)s;
 -- plain « découverte »), so an email does not repeat « parce que vous avez aimé » the same wine.
 INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, cuvee,
                                  millesime, source_cuvee, score, reason_fr, offer_code, is_control, buy_probability,
-                                 computed_run)
+                                 scenario_rank, computed_run)
 SELECT %(as_of)s, n.client_code, n.rank, n.scenario, n.segment, n.article, n.produit, n.cuvee, n.millesime,
        n.source_cuvee, round(n.score::numeric, 4),
        crm.reason_fr(n.scenario, n.rank::int, n.produit, n.cuvee, n.millesime, n.format_fr, n.orders_with_cuvee,
-                     n.last_vintage,
+                     n.last_vintage, n.newest_vintage,
                      CASE WHEN n.same_source_before = 0 THEN n.source_cuvee END,
                      n.taste, n.taste_kind, %(winback_discount_pct)s, %(winback_offer_code)s),
        CASE WHEN n.scenario = 'winback' THEN %(winback_offer_code)s END,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(n.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
            < %(control_share)s * 10000,
-       n.buy_probability, %(run_id)s
+       n.buy_probability,
+       -- customers of a scenario, likeliest buyers first (each customer's rows share their place)
+       dense_rank() OVER (PARTITION BY n.scenario ORDER BY n.buy_probability DESC NULLS LAST, n.client_code),
+       %(run_id)s
 FROM (
     SELECT r.*, c.scenario, c.segment, c.buy_probability, src.source_cuvee, tt.taste AS taste, tt.taste_kind AS taste_kind,
            count(src.source_cuvee) OVER (PARTITION BY r.client_code, src.source_cuvee ORDER BY r.rank) - 1
                AS same_source_before
     FROM (SELECT client_code, rank, cuvee, score, orders_with_cuvee, last_vintage, article, produit, millesime,
-                 format_fr, taste AS article_taste FROM rec_candidates) r
+                 newest_vintage, format_fr, taste AS article_taste FROM rec_candidates) r
     JOIN rec_customers c ON c.client_code = r.client_code
     LEFT JOIN LATERAL (
         SELECT x.source_cuvee FROM rec_cross_sell x

@@ -29,21 +29,34 @@ WITH known AS (
            ON k.article = coalesce(p.article, s.article)
 ),
 parsed AS (
-    SELECT k.*, crm.wine_pack(coalesce(k.contenance, '') || ' ' || k.produit) AS pack,
-           crm.wine_unit_cl(coalesce(k.contenance, '') || ' ' || k.produit, k.article) AS unit_cl,
-           CASE WHEN k.cepage ~* '(assemblage|blend|m[ée]lange|cuv[ée]e)' THEN NULL ELSE nullif(btrim(k.cepage), '') END AS grape
+    -- the catalogue's `contenance` first, on its own; the label for what it does not say
+    SELECT k.*, crm.article_pack(k.contenance, k.produit) AS pack,
+           crm.article_unit_cl(k.contenance, k.produit, k.article) AS unit_cl,
+           CASE WHEN k.cepage ~* '(assemblage|blend|m[ée]lange|cuv[ée]e)' THEN NULL ELSE nullif(btrim(k.cepage), '') END AS grape,
+           crm.wine_cuvee(k.cuvee, k.famille_crm, k.produit, k.article) AS named,
+           CASE WHEN nullif(btrim(k.cuvee), '') IS NOT NULL THEN 'cuvee'
+                WHEN nullif(btrim(k.famille_crm), '') IS NOT NULL THEN 'famille_crm'
+                WHEN crm.wine_label_cuvee(k.produit) IS NOT NULL AND k.produit IS DISTINCT FROM k.article THEN 'label'
+                ELSE 'article' END AS cuvee_from
     FROM known k
+),
+keyed AS (
+    -- one cuvée however its articles write it (« Riesling », « RIESLING 6 bouteilles »):
+    -- names with the same key (crm.wine_cuvee_key) are one wine, named as the most deliberate
+    -- source writes it (cuvee column, then famille_crm, then labels), then as most articles do
+    SELECT p.*, coalesce(crm.wine_cuvee_key(p.named), p.named) AS cuvee_key,
+           count(*) OVER (PARTITION BY p.named) AS written_so
+    FROM parsed p
 )
-SELECT article, produit, crm.wine_cuvee(cuvee, famille_crm, produit, article),
-       CASE WHEN nullif(btrim(cuvee), '') IS NOT NULL THEN 'cuvee'
-            WHEN nullif(btrim(famille_crm), '') IS NOT NULL THEN 'famille_crm'
-            WHEN crm.wine_label_cuvee(produit) IS NOT NULL AND produit IS DISTINCT FROM article THEN 'label'
-            ELSE 'article' END,
-       millesime, pack, unit_cl, round(pack * unit_cl / 75, 2), crm.wine_format_fr(pack, unit_cl),
+SELECT article, produit,
+       first_value(named) OVER (PARTITION BY cuvee_key
+                                ORDER BY array_position(ARRAY['cuvee', 'famille_crm', 'label', 'article'], cuvee_from),
+                                         written_so DESC, named),
+       cuvee_from, millesime, pack, unit_cl, round(pack * unit_cl / 75, 2), crm.wine_format_fr(pack, unit_cl),
        coalesce(grape, nullif(btrim(couleur), '')),
        CASE WHEN grape IS NOT NULL THEN 'grape' WHEN nullif(btrim(couleur), '') IS NOT NULL THEN 'colour' END,
        in_catalogue, %(run_id)s
-FROM parsed;
+FROM keyed;
 
 -- step: analyze_articles
 ANALYZE crm.articles;

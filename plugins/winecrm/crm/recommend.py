@@ -38,12 +38,12 @@ def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = N
 
 
 def ranking_steps() -> list[tuple[str, str]]:
-    """The steps of recommend.sql that rank candidates (in_stock .. candidates): they read only
+    """The steps of recommend.sql that rank candidates (in_stock .. analyze_candidates): they read only
     the temp tables rec_customers and rec_available and the warehouse, so the backtest can run
     them as they are."""
     steps = named_steps("recommend")
     labels = [label for label, _ in steps]
-    return steps[labels.index("in_stock"):labels.index("candidates") + 1]
+    return steps[labels.index("in_stock"):labels.index("analyze_candidates") + 1]
 
 
 def recommend(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None) -> dict:

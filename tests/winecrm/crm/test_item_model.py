@@ -30,19 +30,68 @@ CFG = {"rfm": {"method": "fixed"}, "affinity": {"min_pair_customers": 1},
     ("Pinot Gris 2021 1,5 L", None, "X", 1, 150, 2, "magnum", "Pinot Gris"),
     ("Muscat 2022 demi-bouteille", None, "X", 1, 37.5, 0.5, "demi-bouteille", "Muscat"),
     ("Sylvaner 2022", "6 x 75 cl", "X", 6, 75, 6, "carton de 6", "Sylvaner"),
-    ("Riesling Grand Cru Schlossberg 2019 Jéroboam", None, "X", 1, 300, 4, "jéroboam",
+    # the label says jéroboam: shown as written; the format name is only for labels that do not
+    ("Riesling Grand Cru Schlossberg 2019 Jéroboam", None, "X", 1, 300, 4, "format 3 L",
      "Riesling Grand Cru Schlossberg"),
     ("Le Clos des 5 Lieux 2020", None, "X", 1, 75, 1, None, "Le Clos des 5 Lieux"),
+    # « demi-sec » is a taste, not a half bottle
+    ("Vouvray Demi-Sec 2022", None, "X", 1, 75, 1, None, "Vouvray Demi-Sec"),
+    ("Riesling demi sec 2021 Magnum", None, "X", 1, 150, 2, "magnum", "Riesling demi sec"),
+    # bag-in-box and other volumes are written out, never given a bottle's name
+    ("Pinot Blanc BIB 5 L", None, "X", 1, 500, 6.67, "format 5 L", "Pinot Blanc"),
+    ("Rosé Bag-in-Box 3L", None, "X", 1, 300, 4, "format 3 L", "Rosé"),
+    # packs as catalogues write them
+    ("Riesling x6", None, "X", 6, 75, 6, "carton de 6", "Riesling"),
+    ("RIESLING 2023 6 bouteilles", None, "X", 6, 75, 6, "carton de 6", "RIESLING"),
+    ("Riesling 2023 (6 btl)", None, "X", 6, 75, 6, "carton de 6", "Riesling"),
+    ("Carton de 6 x 75 cl Riesling", None, "X", 6, 75, 6, "carton de 6", "Riesling"),
+    ("Edelzwicker 2023 12 x 37,5 cl", None, "X", 12, 37.5, 6, "carton de 12 demi-bouteilles", "Edelzwicker"),
+    # the catalogue's contenance is read on its own, before the label
+    ("Pinot Noir 2022", "150", "X", 1, 150, 2, "magnum", "Pinot Noir"),
+    ("Pinot Noir 2022", "0,75", "PN-MAG", 1, 75, 1, None, "Pinot Noir"),
+    ("Pinot Noir 2022 Magnum", "carton de 6", "X", 6, 150, 12, "carton de 6 magnums", "Pinot Noir"),
 ])
 def test_format_and_cuvee_are_read_from_the_catalogue_or_the_label(conn, label, contenance, article, pack, unit_cl,
                                                                     bottles, format_fr, label_cuvee):
-    spec = (contenance or "") + " " + label
     got = conn.execute(
-        """SELECT crm.wine_pack(%(s)s), crm.wine_unit_cl(%(s)s, %(a)s),
-                  round(crm.wine_pack(%(s)s) * crm.wine_unit_cl(%(s)s, %(a)s) / 75, 2)::float8,
-                  crm.wine_format_fr(crm.wine_pack(%(s)s), crm.wine_unit_cl(%(s)s, %(a)s)),
-                  crm.wine_label_cuvee(%(l)s)""", {"s": spec, "a": article, "l": label}).fetchone()
+        """SELECT p, u, round(p * u / 75, 2)::float8, crm.wine_format_fr(p, u), crm.wine_label_cuvee(%(l)s)
+           FROM (SELECT crm.article_pack(%(c)s, %(l)s) AS p, crm.article_unit_cl(%(c)s, %(l)s, %(a)s) AS u) x""",
+        {"c": contenance, "a": article, "l": label}).fetchone()
     assert got == (pack, unit_cl, pytest.approx(bottles), format_fr, label_cuvee)
+
+
+@pytest.mark.parametrize("names", [
+    ("Riesling", "RIESLING 6 bouteilles", "Riesling x6", "Riesling (6 btl)", "Carton de 6 x 75 cl Riesling",
+     "riesling magnum"),
+    ("Crémant d'Alsace Brut", "CREMANT D'ALSACE BRUT", "Crémant d’Alsace - Brut"),
+])
+def test_one_cuvee_key_however_the_catalogue_writes_it(conn, names):
+    keys = {conn.execute("SELECT crm.wine_cuvee_key(%s)", (n,)).fetchone()[0] for n in names}
+    assert len(keys) == 1 and None not in keys
+    (other,) = conn.execute("SELECT crm.wine_cuvee_key('Riesling Grand Cru Schlossberg')").fetchone()
+    assert other not in keys
+
+
+def test_a_mixed_catalogue_names_each_wine_once(conn, crm_dirs):
+    """Articles with famille_crm and articles without (named from their label, in capitals or
+    with their packing) are one cuvée, named as famille_crm writes it."""
+    raw = crm_dirs["raw"]
+    write_export(raw, "produits", "produits_2026-11-16.csv", [
+        "R23;Riesling 2023;2023;Riesling;12,00;", "R23C;RIESLING 2023 6 bouteilles;2023;;70,00;",
+        "R22X;Riesling 2022 x6;2022;;70,00;", "R21B;Riesling 2021 (6 btl);2021;;70,00;",
+        "PB5;Pinot Blanc BIB 5 L;;;30,00;", "PB;Pinot Blanc 2023;2023;;9,00;",
+        "GC;Riesling Grand Cru Schlossberg 2020;2020;;25,00;", "VDS;Vouvray Demi-Sec 2022;2022;;11,00;75 cl"],
+        header="article;produit;millesime;famille_crm;prix_ttc;contenance")
+    write_export(raw, "clients", "clients_2026-11-16.csv", ["C1;N;P;c1@example.fr"], header="client_code;nom;prenom;email")
+    write_export(raw, "ventes_lignes", "ventes_2026-11-16.csv",
+                 [sales_line(client="C1", date="02/10/2026", doc_no="F1", article="R23")])
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    scoring.score(conn, "run_1", AS_OF, CFG)
+    got = dict(conn.execute("SELECT article, cuvee || ' | ' || coalesce(format_fr, '-') FROM crm.articles"))
+    assert {a: got[a] for a in ("R23", "R23C", "R22X", "R21B", "PB5", "PB", "GC", "VDS")} == {
+        "R23": "Riesling | -", "R23C": "Riesling | carton de 6", "R22X": "Riesling | carton de 6",
+        "R21B": "Riesling | carton de 6", "PB5": "Pinot Blanc | format 5 L", "PB": "Pinot Blanc | -",
+        "GC": "Riesling Grand Cru Schlossberg | -", "VDS": "Vouvray Demi-Sec | -"}
 
 
 def test_cuvee_comes_from_the_cuvee_column_then_famille_crm_then_the_label_then_the_code(conn):
@@ -164,6 +213,23 @@ def test_no_cross_sell_names_a_cuvee_already_bought_on_the_sample_estate(conn, c
                                 WHERE a.cuvee = r.cuvee AND s.quantite > 0)""", (AS_OF,)).fetchone()[0]
     rebuys = counts.get("rebuy", 0) + counts.get("winback", 0)
     assert older < 0.2 * rebuys
+    # « notre nouveau millésime » only for the newest vintage of the cuvée in stock
+    not_newest = conn.execute(
+        """SELECT count(*) FROM crm.recommendations r
+           WHERE r.as_of_date = %s AND r.reason_fr LIKE '%%nouveau millésime%%'
+             AND r.millesime < (SELECT max(a.millesime) FROM crm.articles a JOIN etl.stock s USING (article)
+                                WHERE a.cuvee = r.cuvee AND s.quantite > 0)""", (AS_OF,)).fetchone()[0]
+    assert not_newest == 0
+    # customers of a scenario are ranked by their chance to buy, each customer once
+    by_scenario: dict[str, list] = {}
+    for scenario, place, probability in conn.execute(
+            "SELECT DISTINCT scenario, scenario_rank, buy_probability FROM crm.recommendations "
+            "WHERE as_of_date = %s ORDER BY scenario, scenario_rank", (AS_OF,)):
+        by_scenario.setdefault(scenario, []).append((place, probability))
+    for scenario, places in by_scenario.items():
+        assert [p for p, _ in places] == list(range(1, len(places) + 1)), scenario
+        chances = [float(c) for _, c in places]
+        assert chances == sorted(chances, reverse=True), scenario
     # the same cuvée is never recommended twice to one customer
     twice = conn.execute("SELECT count(*) FROM (SELECT 1 FROM crm.recommendations WHERE as_of_date = %s "
                          "GROUP BY client_code, cuvee HAVING count(*) > 1) d", (AS_OF,)).fetchone()[0]
@@ -171,12 +237,16 @@ def test_no_cross_sell_names_a_cuvee_already_bought_on_the_sample_estate(conn, c
 
 
 ELISION_MISSED = re.compile(r"\b(le|de|que) [AEIOUYÀÂÉÈÊÎÔÛaeiouyéèê]")
+DOUBLE_ARTICLE = re.compile(r"\b(le|la|les|l'|notre|votre) (Le|La|Les|L')\b")
 
 
 def _scenario_cases():
     catalogue = sampledata.build_catalogue()
     extra = [("Auxerrois 2022", "Auxerrois", 2022, None), ("Cuvée Marguerite 2021", "Cuvée Marguerite", 2021, None),
-             ("Éclat de Pinot", "Éclat de Pinot", None, None), ("Riesling", "Riesling", 2022, "magnum")]
+             ("Éclat de Pinot", "Éclat de Pinot", None, None), ("Riesling", "Riesling", 2022, "magnum"),
+             ("Les Princes Abbés 2021", "Les Princes Abbés", 2021, None), ("La Colline", "La Colline", None, None),
+             ("L'Ancienne Vigne 2020", "L'Ancienne Vigne", 2020, None),
+             ("Vouvray Demi-Sec", "Vouvray Demi-Sec", 2022, "carton de 6")]
     rows = [(r.produit, r.famille_crm, r.millesime if r.millesime == r.millesime else None,
              {2: "magnum", 6: "carton de 6"}.get(r.bottles)) for r in catalogue.itertuples()]
     return rows + extra
@@ -196,11 +266,13 @@ def test_every_catalogue_name_reads_as_correct_french_in_every_scenario(conn):
                 ("cross_sell", 2, None, None, "Auxerrois", "grape"), ("cross_sell", 3, None, None, "rosé", "colour"),
                 ("cross_sell", 1, None, cuvee, None, None)):
             (reason,) = conn.execute(
-                "SELECT crm.reason_fr(%s, %s, %s, %s, %s, %s, 3, %s, %s, %s, %s, 15, 'REVIENS15')",
-                (scenario, rank, produit, cuvee, millesime, format_fr, last_vintage, source, taste, kind)).fetchone()
+                "SELECT crm.reason_fr(%s, %s, %s, %s, %s, %s, 3, %s, %s, %s, %s, %s, 15, 'REVIENS15')",
+                (scenario, rank, produit, cuvee, millesime, format_fr, last_vintage, millesime, source, taste,
+                 kind)).fetchone()
             where = f"{scenario} {produit!r} (source {source!r}, taste {taste!r}): {reason!r}"
             assert reason and reason.endswith(".") and "  " not in reason and "None" not in reason, where
             assert not ELISION_MISSED.search(reason), where
+            assert not DOUBLE_ARTICLE.search(reason), where
             # the estate's own label, as written (win-back may say « votre Riesling préféré (2023 Magnum) »)
             assert produit in reason or (scenario == "winback" and produit.startswith(cuvee + " ")
                                          and f"{cuvee} préféré" in reason and produit[len(cuvee) + 1:] in reason), where
@@ -209,12 +281,20 @@ def test_every_catalogue_name_reads_as_correct_french_in_every_scenario(conn):
             if format_fr and not re.search(r"carton|caisse|magnum", produit, re.I):
                 assert format_fr in reason, where
             assert not re.search(rf"aimé notre {re.escape(cuvee)},", reason), where  # never "because you liked" itself
-            if scenario == "winback":
+            if scenario == "winback" and not re.match(r"(Le|La|Les|L') ", cuvee):
                 assert "-15 %" in reason and "REVIENS15" in reason, where
                 assert ("Vous nous manquez" in reason) == (rank == 1), where  # the offer is made once
     (reason,) = conn.execute("SELECT crm.reason_fr('winback', 1, 'Cuvée Marguerite', 'Cuvée Marguerite', NULL, NULL, 1, "
-                             "NULL, NULL, NULL, NULL, 15, 'REVIENS15')").fetchone()
+                             "NULL, NULL, NULL, NULL, NULL, 15, 'REVIENS15')").fetchone()
     assert reason == "Vous nous manquez ! Profitez de -15 % sur votre Cuvée Marguerite préférée avec le code REVIENS15."
     (reason,) = conn.execute("SELECT crm.reason_fr('cross_sell', 1, 'Auxerrois 2022', 'Auxerrois', 2022, NULL, NULL, "
-                             "NULL, 'Edelzwicker', NULL, NULL, 15, 'X')").fetchone()
+                             "NULL, NULL, 'Edelzwicker', NULL, NULL, 15, 'X')").fetchone()
     assert reason == "Parce que vous avez aimé notre Edelzwicker, nous pensons que l'Auxerrois 2022 vous plaira."
+    # a colour of several words is plural word by word; no offer configured: no code, no discount
+    (reason,) = conn.execute("SELECT crm.reason_fr('cross_sell', 2, 'Sylvaner 2023', 'Sylvaner', 2023, NULL, NULL, "
+                             "NULL, NULL, NULL, 'Blanc Sec', 'colour', NULL, NULL)").fetchone()
+    assert reason == "Vous aimez les vins blancs secs : découvrez notre Sylvaner 2023."
+    reasons = [conn.execute("SELECT crm.reason_fr('winback', %s, 'Sylvaner 2023', 'Sylvaner', 2023, NULL, 2, 2023, "
+                            "2023, NULL, NULL, NULL, NULL, NULL)", (rank,)).fetchone()[0] for rank in (1, 2)]
+    assert reasons == ["Vous nous manquez ! Retrouvez votre Sylvaner préféré (millésime 2023) à la cave.",
+                       "Retrouvez aussi le Sylvaner 2023."]
