@@ -196,7 +196,8 @@ AS $$
                  || CASE WHEN discount_pct IS NULL OR offer_code IS NULL THEN ' à la cave.'
                          ELSE ' avec le code ' || offer_code || '.' END END
         ELSE  -- cross_sell: a cuvée the customer has never bought
-            CASE WHEN source_cuvee IS NOT NULL AND crm.wine_cuvee_key(source_cuvee) IS DISTINCT FROM crm.wine_cuvee_key(cuvee)
+            -- (cuvée names are canonical in crm.articles: one name per wine, compared as they are)
+            CASE WHEN source_cuvee IS NOT NULL AND source_cuvee <> cuvee
                      THEN 'Parce que vous avez aimé ' || crm.possessive('notre', source_cuvee) || ', nous pensons que '
                           || crm.le_vin(s.shown) || ' vous plaira.'
                  WHEN taste_kind = 'grape' AND taste IS NOT NULL
@@ -209,9 +210,12 @@ AS $$
     FROM (SELECT produit
                  || CASE WHEN millesime IS NOT NULL AND position(millesime::text IN produit) = 0
                          THEN ' ' || millesime ELSE '' END
-                 -- the format, unless the label already says one
-                 || CASE WHEN format_fr IS NOT NULL AND crm.wine_volume_cl(produit) IS NULL
-                          AND crm.wine_pack(produit) = 1
+                 -- the format, unless the label already says one (one pattern: this runs per row)
+                 || CASE WHEN format_fr IS NOT NULL AND crm.fold(produit) !~ (
+                             '(magnum|jeroboam|rehoboam|mathusalem|carton|caisse|coffret|colis|fillette|bouteilles'
+                             || '|demi-bouteille|demi bouteille|\mbtls?\M|\mbib\M|bag-in-box|\d\s*(cl|ml|l|litres?)\M'
+                             || '|\d\s*[x×*]\s*\d|(^|[\s(])[x×]\s*\d|^\s*\d+([.,]\d+)?\s*$'
+                             || '|\mdemis?\M(?![\s-]*(secs?|doux|douces?)\M))')
                          THEN ' en ' || format_fr ELSE '' END AS shown,
                  crm.fold(cuvee) ~ '^cuvee\M' AS feminine) s
 $$;

@@ -121,7 +121,7 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
         if rec.get("expected_buyers"):
             print("  buyers to expect in the horizon (sum of the chances to buy, control group left out): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in rec["expected_buyers"].items()))
-        # one customer per scenario, all their wines: what the email of a later issue will say
+        # each scenario's likeliest buyer (scenario_rank), all their wines: what their email will say
         for scenario, code, segment, probability, wines in conn.execute(
                 """SELECT DISTINCT ON (scenario) scenario, client_code, segment, buy_probability,
                           (SELECT array_agg(w.produit || ' — « ' || w.reason_fr || ' »' ORDER BY w.rank)
@@ -129,7 +129,7 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
                            WHERE w.as_of_date = r.as_of_date AND w.client_code = r.client_code)
                    FROM crm.recommendations r
                    WHERE as_of_date = %s AND rank = 1 AND NOT is_control
-                   ORDER BY scenario, buy_probability DESC NULLS LAST, score DESC, client_code""", (rec["as_of"],)):
+                   ORDER BY scenario, scenario_rank, client_code""", (rec["as_of"],)):
             chance = "" if probability is None else f", chance to buy {100 * float(probability):.0f} %"
             print(f"    {scenario} — {code} ({segment}{chance}):")
             for wine in wines:
