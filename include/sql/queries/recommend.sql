@@ -17,7 +17,8 @@ SELECT r.client_code, r.segment, c.revenue_ht, c.orders, c.typical_days_between_
             WHEN c.suppressed THEN 'suppressed'
             WHEN c.opted_out THEN 'opted_out'
             WHEN EXISTS (SELECT 1 FROM crm.email_sends s
-                         WHERE s.client_code = r.client_code AND s.status = 'sent'
+                         LEFT JOIN crm.campaigns k ON k.campaign_id = s.campaign_id
+                         WHERE s.client_code = r.client_code AND s.status = 'sent' AND k.kind IS DISTINCT FROM 'test'
                            AND s.sent_at::date > %(as_of)s::date - %(silence_days)s
                            AND s.sent_at::date <= %(as_of)s) THEN 'silence_window'
             WHEN r.segment = 'Churn' AND c.revenue_ht < %(winback_min_revenue)s THEN 'winback_min_revenue'

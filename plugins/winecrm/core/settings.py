@@ -284,6 +284,61 @@ class ScoringConfig(_Section):
 
 
 # --------------------------------------------------------------------------------------------
+# campaigns.yaml
+
+
+class EstateConfig(_Section):
+    """Who the e-mails come from: shown in every e-mail's header and legal footer."""
+
+    name: str = Field(min_length=1)
+    address: str = Field(min_length=1)           # postal address: required in commercial e-mail
+    website_url: str = Field(pattern=r"^https://")
+    logo_url: str | None = Field(None, pattern=r"^https://")
+    sender_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    sender_name: str = Field(min_length=1)
+    reply_to: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    legal_mentions: str = ""                     # e.g. SIRET, licence; « L'abus d'alcool … » is always added
+
+
+class LinksConfig(_Section):
+    """Where the e-mails point; {article}, {token} are filled per e-mail."""
+
+    product_url: str = Field(pattern=r"^https://.*\{article\}")
+    shop_url: str = Field(pattern=r"^https://")
+    unsubscribe_url: str = Field(pattern=r"^https://.*\{token\}")
+    unsubscribe_mailto: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    utm_source: str = "brevo"
+    utm_medium: str = "email"
+
+
+class SendingConfig(_Section):
+    """How e-mails leave (winecrm.campaigns.send)."""
+
+    batch_size: int = Field(1000, ge=1, le=1000)          # messageVersions per call (Brevo: 1000, 2000 recipients)
+    request_timeout_s: float = Field(30, gt=0)
+    max_attempts: int = Field(5, ge=1)                     # per call, for 429 and safe retries
+    max_rate_limit_wait_s: float = Field(120, ge=0)        # a 429 asking for longer fails the task (retried later)
+    idempotency_window_minutes: int = Field(25, ge=1, le=30)  # Brevo keeps a key 30 min: re-send under it only
+    tags: list[str] = Field(default_factory=lambda: ["crm-hebdo"])
+
+
+class CampaignsConfig(_Section):
+    estate: EstateConfig
+    links: LinksConfig
+    sending: SendingConfig = SendingConfig()
+
+
+def campaigns_config_path() -> str:
+    return os.environ.get("CRM_CAMPAIGNS_CONFIG", str(CONFIG_DIR / "campaigns.yaml"))
+
+
+def campaigns_config() -> CampaignsConfig:
+    """The validated campaigns YAML (``CRM_CAMPAIGNS_CONFIG`` overrides its location)."""
+    path = campaigns_config_path()
+    return _load("campaigns", path, os.path.getmtime(path))
+
+
+# --------------------------------------------------------------------------------------------
 # loading
 
 
@@ -313,7 +368,8 @@ def _load(model_name: str, path: str, mtime: float):
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return parse_config({"pipeline": PipelineConfig, "scoring": ScoringConfig}[model_name], raw, path)
+    return parse_config({"pipeline": PipelineConfig, "scoring": ScoringConfig,
+                         "campaigns": CampaignsConfig}[model_name], raw, path)
 
 
 def pipeline_config_path() -> str:
@@ -356,3 +412,4 @@ def check_all() -> None:
     in its first task, naming the key, instead of halfway through)."""
     pipeline_config()
     scoring_config()
+    campaigns_config()

@@ -1,0 +1,260 @@
+"""A small Brevo API v3 client over ``requests`` with explicit retry rules.
+
+Checked against Brevo's published API description (``api/swagger.yaml`` of getbrevo/brevo-go):
+``POST /smtp/email`` (``sendSmtpEmail``: sender, to, subject, htmlContent, textContent, headers,
+tags, messageVersions[to, subject, htmlContent, textContent, params]), ``GET /smtp/emails``
+(look an e-mail up by address and dates), ``POST /contacts/import`` (``requestContactImport``:
+jsonBody, listIds, updateExistingContacts; answers 202 with a processId); errors are
+``{code, message}``.
+
+Why not the official SDK: it retries POSTs on 5xx and 429 by default, which can send an e-mail
+twice. Here:
+
+* 429 is always safe to retry (the call was refused): wait ``x-sib-ratelimit-reset`` seconds;
+* 5xx, timeouts and dropped connections are retried only when the call carries an
+  ``idempotencyKey`` (Brevo refuses a key it has already accepted with ``duplicate_parameter``
+  and sends nothing), and never for calls without one;
+* 400/401/402/403 fail at once with a message a person can act on;
+* the API key is sent in the ``api-key`` header only, never logged, never in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import requests
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.brevo.com/v3"
+MAX_VERSIONS_PER_CALL = 1000       # messageVersions per call (Brevo's documented cap)
+MAX_RECIPIENTS_PER_CALL = 2000     # recipients over all versions of a call
+MAX_RECIPIENTS_PER_VERSION = 99
+
+
+class BrevoError(RuntimeError):
+    """Brevo refused or could not answer a call. ``retryable``: a later task try may succeed."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class BrevoBadRequest(BrevoError):
+    """400: a field is wrong; the message names it."""
+
+
+class BrevoDuplicate(BrevoError):
+    """The idempotencyKey was already accepted: the e-mails of that call have left (nothing was
+    sent this time)."""
+
+
+class BrevoAuthError(BrevoError):
+    """401: the API key is wrong or revoked."""
+
+
+class BrevoNoCredits(BrevoError):
+    """402: the account has no e-mail credits left."""
+
+
+class BrevoForbidden(BrevoError):
+    """403: the key may not do this (IP not authorised, sender not validated, account suspended)."""
+
+
+class BrevoRateLimited(BrevoError):
+    """429 for longer than we wait: try the task again later."""
+
+    retryable = True
+
+
+class BrevoUnavailable(BrevoError):
+    """5xx, timeout or dropped connection. For a call with an idempotencyKey the outcome is
+    unknown: it may have been accepted."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class BrevoCredentials:
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+
+    def __repr__(self) -> str:  # never the key
+        return f"BrevoCredentials(base_url={self.base_url!r}, api_key=***)"
+
+
+def credentials_from_env() -> BrevoCredentials | None:
+    """``BREVO_API_KEY`` (and ``BREVO_API_URL`` for a sandbox or a mock) outside Airflow; inside
+    Airflow the connection ``brevo_default`` is used (winecrm.airflow.connections)."""
+    key = os.environ.get("BREVO_API_KEY")
+    if not key:
+        return None
+    return BrevoCredentials(key, (os.environ.get("BREVO_API_URL") or DEFAULT_BASE_URL).rstrip("/"))
+
+
+def _explain(status: int, code: str | None, message: str, path: str) -> str:
+    what = {
+        400: f"Brevo refused the request to {path} as invalid",
+        401: "Brevo refused the API key (401 unauthorized): check the password of the Airflow connection "
+             "brevo_default (Brevo > SMTP & API > API keys)",
+        402: "Brevo says the account has not enough credits to send (402): buy e-mail credits or wait for "
+             "the monthly reset, then clear the task",
+        403: "Brevo forbids this call (403): check that the sender address is validated and, if IP "
+             "restriction is on, that this worker's IP is authorised in Brevo > Security",
+    }.get(status, f"Brevo answered {status} to {path}")
+    return f"{what}: {code or 'no code'}: {message or 'no message'}"
+
+
+class BrevoClient:
+    def __init__(self, credentials: BrevoCredentials, *, timeout: float = 30, max_attempts: int = 5,
+                 max_rate_limit_wait: float = 120, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.base_url = credentials.base_url.rstrip("/")
+        self.timeout, self.max_attempts, self.max_rate_limit_wait = timeout, max_attempts, max_rate_limit_wait
+        self.sleep = sleep
+        self.session = session or requests.Session()
+        self._headers = {"api-key": credentials.api_key, "accept": "application/json",
+                         "content-type": "application/json"}
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        return f"BrevoClient({self.base_url!r})"
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, body: dict | None = None, params: dict | None = None,
+              idempotent: bool) -> tuple[int, dict]:
+        """One API call with the retry rules of the module docstring. ``idempotent``: repeating
+        the call cannot do anything twice (a GET, or a POST carrying an idempotencyKey)."""
+        url = f"{self.base_url}{path}"
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        last: BrevoError | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            self.requests_made += 1
+            try:
+                response = self.session.request(method, url, data=data, params=params, headers=self._headers,
+                                                timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # the request may have reached Brevo: only an idempotent call may go again
+                last = BrevoUnavailable(f"no answer from Brevo for {method} {path}: {exc.__class__.__name__}")
+                if not idempotent:
+                    raise last from None
+                self.sleep(min(2 ** attempt, 30))
+                continue
+            status = response.status_code
+            if status == 429:
+                reset = _float(response.headers.get("x-sib-ratelimit-reset"), default=1.0)
+                if reset > self.max_rate_limit_wait:
+                    raise BrevoRateLimited(f"Brevo rate limit on {path}: reset in {reset:.0f} s, longer than the "
+                                           f"{self.max_rate_limit_wait:.0f} s we wait; the task will try again",
+                                           status=429)
+                log.info("Brevo rate limit on %s: waiting %.1f s (x-sib-ratelimit-reset)", path, reset)
+                self.sleep(max(reset, 0.05))
+                last = BrevoRateLimited(f"Brevo rate limit on {path} after {attempt} attempts", status=429)
+                continue
+            payload = _json(response)
+            if status >= 500:
+                last = BrevoUnavailable(f"Brevo answered {status} to {method} {path}", status=status)
+                if not idempotent:
+                    raise last
+                self.sleep(min(2 ** attempt, 30))
+                continue
+            if status >= 400:
+                code, message = payload.get("code"), str(payload.get("message", ""))[:500]
+                if status == 400 and code == "duplicate_parameter" and body and "idempotencyKey" in (
+                        body.get("headers") or {}):
+                    raise BrevoDuplicate(f"Brevo already accepted the call with this idempotencyKey ({message})",
+                                         status=status, code=code)
+                cls = {401: BrevoAuthError, 402: BrevoNoCredits, 403: BrevoForbidden}.get(status, BrevoBadRequest)
+                raise cls(_explain(status, code, message, path), status=status, code=code)
+            return status, payload
+        assert last is not None
+        raise last
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    def send_transactional(self, message: dict) -> list[str]:
+        """``POST /smtp/email``. Returns the message ids, one per messageVersion (or the one of a
+        single e-mail). Raises BrevoDuplicate when its idempotencyKey was already accepted."""
+        check_message(message)
+        idempotent = bool((message.get("headers") or {}).get("idempotencyKey"))
+        _, payload = self._call("POST", "/smtp/email", body=message, idempotent=idempotent)
+        if "messageIds" in payload:
+            return list(payload["messageIds"])
+        return [payload["messageId"]] if payload.get("messageId") else []
+
+    def find_sent(self, email: str, start_date: str, end_date: str, *, tag: str | None = None) -> list[dict]:
+        """``GET /smtp/emails``: transactional e-mails sent to an address between two dates
+        (YYYY-MM-DD), newest first, optionally only those carrying ``tag``."""
+        _, payload = self._call("GET", "/smtp/emails", params={"email": email, "startDate": start_date,
+                                                              "endDate": end_date, "limit": 100, "sort": "desc"},
+                                idempotent=True)
+        found = payload.get("transactionalEmails") or []
+        return [e for e in found if tag is None or tag in (e.get("tags") or [])]
+
+    def import_contacts(self, contacts: list[dict], list_ids: list[int] | None = None) -> int | None:
+        """``POST /contacts/import`` (asynchronous, 202): contacts as ``{"email": …, "attributes":
+        {…}}``; existing ones updated. Returns Brevo's processId. Safe to repeat (an import of the
+        same contacts leaves the same state)."""
+        body: dict = {"jsonBody": contacts, "updateExistingContacts": True, "emptyContactsAttributes": False}
+        if list_ids:
+            body["listIds"] = list_ids
+        _, payload = self._call("POST", "/contacts/import", body=body, idempotent=True)
+        return payload.get("processId")
+
+
+def check_message(message: dict) -> None:
+    """The documented request contract, checked before anything leaves (a mistake here is ours,
+    and Brevo would refuse the whole batch)."""
+    problems = []
+    sender = message.get("sender") or {}
+    if not sender.get("email") and not sender.get("id"):
+        problems.append("sender.email is missing")
+    versions = message.get("messageVersions")
+    if versions is not None:
+        if not 1 <= len(versions) <= MAX_VERSIONS_PER_CALL:
+            problems.append(f"messageVersions has {len(versions)} versions (1 to {MAX_VERSIONS_PER_CALL})")
+        total = 0
+        for i, version in enumerate(versions):
+            to = version.get("to") or []
+            total += len(to)
+            if not 1 <= len(to) <= MAX_RECIPIENTS_PER_VERSION:
+                problems.append(f"messageVersions[{i}].to has {len(to)} recipients (1 to {MAX_RECIPIENTS_PER_VERSION})")
+            if any(not r.get("email") for r in to):
+                problems.append(f"messageVersions[{i}].to: a recipient without email")
+            for key in ("subject", "htmlContent", "textContent"):
+                if key in version and not isinstance(version[key], str):
+                    problems.append(f"messageVersions[{i}].{key} must be a string")
+        if total > MAX_RECIPIENTS_PER_CALL:
+            problems.append(f"{total} recipients in one call (at most {MAX_RECIPIENTS_PER_CALL})")
+        if not (message.get("htmlContent") or message.get("textContent")):
+            problems.append("htmlContent or textContent is required at the top level to vary them per version")
+    else:
+        if not message.get("to"):
+            problems.append("to is missing")
+    if not message.get("subject") and not message.get("templateId"):
+        problems.append("subject is missing")
+    if problems:
+        raise BrevoBadRequest("e-mail not sent, the request breaks Brevo's contract: " + "; ".join(problems))
+
+
+def _float(value, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

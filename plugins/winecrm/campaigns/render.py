@@ -1,0 +1,177 @@
+"""Render a week's campaign into the send ledger ``crm.email_sends``.
+
+One row per (campaign, recommended customer): the subject, HTML, text and products of their
+e-mail with its idempotency key, or the reason they get none (control group, invalid or
+suppressed address, opted out, silence window). Rendering is repeatable: a row already on its
+way (sending) or done (sent, simulated, failed) is never touched again; a row still only
+rendered is rendered anew from the current recommendations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+import time
+import uuid
+from decimal import Decimal
+
+import psycopg
+
+from winecrm.campaigns import templates
+from winecrm.core import settings
+from winecrm.core.queries import named_steps
+
+log = logging.getLogger(__name__)
+
+# Idempotency keys are UUIDv5 of the campaign and the customer in this namespace: the same e-mail
+# gets the same key on every rerun, and Brevo refuses a second call carrying it.
+KEY_NAMESPACE = uuid.UUID("5b0c3a7e-4d1f-5d6e-9a1c-2f8e6b7d9c10")
+
+MODES = ("dry_run", "live", "test")
+
+
+def campaign_id_for(as_of: dt.date) -> str:
+    return f"hebdo-{as_of.isoformat()}"
+
+
+def idempotency_key(campaign_id: str, client_code: str) -> uuid.UUID:
+    return uuid.uuid5(KEY_NAMESPACE, f"{campaign_id}|{client_code}")
+
+
+def euros(amount: Decimal | float | None) -> str | None:
+    """« 12,50 € » (French: decimal comma, narrow no-break space before the sign)."""
+    if amount is None:
+        return None
+    whole, cents = f"{Decimal(amount):.2f}".split(".")
+    grouped = f"{int(whole):,}".replace(",", "\u202f")
+    return f"{grouped},{cents}\u00a0€"
+
+
+def greeting(prenom: str | None, nom: str | None) -> str:
+    return f"Bonjour {prenom}," if prenom else "Bonjour,"
+
+
+def context_for(row: dict, campaign_id: str, token: str, cfg: settings.CampaignsConfig,
+                scoring: settings.ScoringConfig) -> dict:
+    """What the templates of one customer's e-mail read."""
+    links = cfg.links
+    utm = {"campaign": campaign_id, "content": row["scenario"], "source": links.utm_source, "medium": links.utm_medium}
+    products = []
+    for p in row["products"]:
+        name = p["produit"] or p["article"]
+        if p.get("millesime") and str(p["millesime"]) not in name:
+            name = f"{name} {p['millesime']}"
+        products.append({
+            "name": name, "article": p["article"], "format_fr": p.get("format_fr"),
+            "price": euros(p.get("prix_ttc")), "reason": p["reason"],
+            "url": templates.with_utm(links.product_url.format(article=p["article"]), **utm)})
+    offer = next((p.get("offer_code") for p in row["products"] if p.get("offer_code")), None)
+    return {
+        "estate": cfg.estate, "prenom": row.get("prenom") or "", "greeting": greeting(row.get("prenom"), row.get("nom")),
+        "preview": products[0]["reason"] if products else cfg.estate.name,
+        "products": products,
+        "offer_code": offer or "", "discount_pct": scoring.recommendations.winback_discount_pct if offer else "",
+        "links": {"home": templates.with_utm(cfg.estate.website_url, **utm),
+                  "shop": templates.with_utm(links.shop_url, **utm),
+                  "unsubscribe": links.unsubscribe_url.format(token=token)},
+    }
+
+
+def ensure_campaign(conn: psycopg.Connection, campaign_id: str, *, kind: str, as_of: dt.date | None, mode: str,
+                    run_id: str | None, test_address: str | None = None) -> dict:
+    if mode not in MODES:
+        raise ValueError(f"campaign mode {mode!r}: expected one of {', '.join(MODES)}")
+    conn.execute(
+        """INSERT INTO crm.campaigns (campaign_id, kind, as_of_date, mode, test_address, created_run)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (campaign_id) DO NOTHING""",
+        (campaign_id, kind, as_of, mode, test_address, run_id))
+    row = conn.execute("SELECT campaign_id, kind, as_of_date, mode, status, test_address FROM crm.campaigns "
+                       "WHERE campaign_id = %s", (campaign_id,)).fetchone()
+    return dict(zip(("campaign_id", "kind", "as_of_date", "mode", "status", "test_address"), row))
+
+
+def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mode: str = "dry_run",
+                    cfg: settings.CampaignsConfig | None = None,
+                    scoring: settings.ScoringConfig | None = None) -> dict:
+    """Render the week's e-mails into the ledger; returns counts per status and skip reason."""
+    cfg = cfg or settings.campaigns_config()
+    scoring = settings.scoring_from(scoring)
+    started = time.perf_counter()
+    campaign_id = campaign_id_for(as_of)
+    with conn.transaction():
+        campaign = ensure_campaign(conn, campaign_id, kind="weekly", as_of=as_of, mode=mode, run_id=run_id)
+        (sql,) = [s for label, s in named_steps("campaign") if label == "recipients"]
+        cursor = conn.execute(sql, {"as_of": as_of, "campaign_id": campaign_id,
+                                    "silence_days": scoring.recommendations.silence_days})
+        columns = [c.name for c in cursor.description]
+        recipients = [dict(zip(columns, values)) for values in cursor.fetchall()]
+        done = {code for (code,) in conn.execute(
+            "SELECT client_code FROM crm.email_sends WHERE campaign_id = %s AND status NOT IN ('rendered', 'skipped')",
+            (campaign_id,))}
+        tokens = dict(conn.execute(
+            "SELECT client_code, unsubscribe_token FROM crm.email_sends WHERE campaign_id = %s", (campaign_id,)))
+        rows, rendered_seconds = [], 0.0
+        for r in recipients:
+            if r["client_code"] in done:
+                continue  # on its way or finished: never rendered again
+            token = tokens.get(r["client_code"]) or secrets.token_urlsafe(24)
+            subject = html = text = None
+            if r["skip_reason"] is None:
+                t0 = time.perf_counter()
+                email = templates.render(r["scenario"], context_for(r, campaign_id, token, cfg, scoring))
+                rendered_seconds += time.perf_counter() - t0
+                subject, html, text = email.subject, email.html, email.text
+            rows.append((campaign_id, r["client_code"], r["email"], r["scenario"], as_of,
+                         "skipped" if r["skip_reason"] else "rendered", str(idempotency_key(campaign_id, r["client_code"])),
+                         r["scenario"], subject, html, text, json.dumps(r["products"], default=str), r["skip_reason"],
+                         token))
+        conn.execute("""CREATE TEMP TABLE campaign_render (LIKE crm.email_sends INCLUDING DEFAULTS) ON COMMIT DROP""")
+        with conn.cursor().copy(
+                "COPY campaign_render (campaign_id, client_code, email, scenario, as_of_date, status, idempotency_key, "
+                "template, subject, html, text_body, products, skip_reason, unsubscribe_token) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        # new rows in; rows still only rendered (or skipped) replaced; anything further along kept
+        conn.execute(
+            """INSERT INTO crm.email_sends (campaign_id, client_code, email, scenario, as_of_date, status, idempotency_key,
+                                            template, subject, html, text_body, products, skip_reason, unsubscribe_token,
+                                            rendered_at, updated_at)
+               SELECT campaign_id, client_code, email, scenario, as_of_date, status, idempotency_key, template, subject,
+                      html, text_body, products, skip_reason, unsubscribe_token, now(), now()
+               FROM campaign_render
+               ON CONFLICT (campaign_id, client_code) WHERE campaign_id IS NOT NULL DO UPDATE
+               SET email = EXCLUDED.email, scenario = EXCLUDED.scenario, status = EXCLUDED.status,
+                   template = EXCLUDED.template, subject = EXCLUDED.subject, html = EXCLUDED.html,
+                   text_body = EXCLUDED.text_body, products = EXCLUDED.products, skip_reason = EXCLUDED.skip_reason,
+                   rendered_at = now(), updated_at = now()
+               WHERE crm.email_sends.status IN ('rendered', 'skipped')""")
+        # a customer rendered by an earlier run of the week but no longer recommended
+        conn.execute(
+            """UPDATE crm.email_sends e SET status = 'skipped', skip_reason = 'no_longer_recommended',
+                      html = NULL, text_body = NULL, updated_at = now()
+               WHERE e.campaign_id = %s AND e.status = 'rendered'
+                 AND NOT EXISTS (SELECT 1 FROM campaign_render r WHERE r.client_code = e.client_code)""",
+            (campaign_id,))
+    conn.commit()
+    summary = campaign_summary(conn, campaign_id)
+    summary.update(mode=campaign["mode"], rendered_now=sum(1 for r in rows if r[5] == "rendered"),
+                   seconds=round(time.perf_counter() - started, 3), template_seconds=round(rendered_seconds, 3))
+    log.info("campaign %s (%s): %s", campaign_id, campaign["mode"], summary)
+    return summary
+
+
+def campaign_summary(conn: psycopg.Connection, campaign_id: str) -> dict:
+    by_status: dict[str, int] = {}
+    by_scenario: dict[str, dict[str, int]] = {}
+    skipped: dict[str, int] = {}
+    for status, scenario, reason, n in conn.execute(
+            """SELECT status, scenario, skip_reason, count(*) FROM crm.email_sends WHERE campaign_id = %s
+               GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""", (campaign_id,)):
+        by_status[status] = by_status.get(status, 0) + n
+        by_scenario.setdefault(scenario, {})
+        by_scenario[scenario][status] = by_scenario[scenario].get(status, 0) + n
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + n
+    return {"campaign_id": campaign_id, "by_status": by_status, "by_scenario": by_scenario, "skipped": skipped}

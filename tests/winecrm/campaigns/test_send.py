@@ -1,0 +1,185 @@
+"""A week's campaign from the warehouse to the customers: rendered once into the ledger, then
+written to the outbox (dry-run) or sent through a local fake Brevo over real HTTP (live) —
+every e-mail exactly once, never to a suppressed, opted-out or invalid address, whatever the
+retries, lost answers and reruns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+
+import pytest
+from winecrm import pipeline
+from winecrm.campaigns import brevo, render, send
+from winecrm.core import settings
+from winecrm.crm import recommend
+from winecrm.demo import sampledata
+
+from tests.conftest import MONDAY_RUN
+from tests.fakes.brevo import Fault, FakeBrevoServer
+
+AS_OF = dt.date(2026, 11, 15)
+CAMPAIGN = "hebdo-2026-11-15"
+
+
+@pytest.fixture
+def estate(conn, crm_dirs):
+    """A 300-customer sample estate scored and recommended for the week."""
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=2.0)
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    recommend.recommend(conn, "run_1", AS_OF)
+    return conn
+
+
+def _cfg(batch_size: int = 40) -> settings.CampaignsConfig:
+    cfg = settings.campaigns_config()
+    return cfg.model_copy(update={"sending": cfg.sending.model_copy(update={"batch_size": batch_size})})
+
+
+def _statuses(conn) -> dict:
+    return dict(conn.execute("SELECT status, count(*) FROM crm.email_sends WHERE campaign_id = %s GROUP BY 1",
+                             (CAMPAIGN,)))
+
+
+def test_dry_run_writes_each_rendered_email_once_and_skips_who_must_not_get_one(estate, tmp_path):
+    summary = render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
+    recommended, control = estate.execute(
+        "SELECT count(DISTINCT client_code), count(DISTINCT client_code) FILTER (WHERE is_control) "
+        "FROM crm.recommendations WHERE as_of_date = %s", (AS_OF,)).fetchone()
+    assert sum(summary["by_status"].values()) == recommended  # one ledger row per recommended customer
+    assert summary["skipped"].get("control_group") == control and control > 0
+    rendered = summary["by_status"]["rendered"]
+    result = send.send_campaign(estate, CAMPAIGN, outbox=tmp_path, cfg=_cfg())
+    assert result["by_status"]["simulated"] == rendered and not result["live"]
+    files = sorted((tmp_path / CAMPAIGN).glob("*.eml"))
+    assert len(files) == rendered
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    token = message["List-Unsubscribe"].split("/desinscription/")[1].split(">")[0]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert token in message.get_body(("html",)).get_content() and token in message.get_body(("plain",)).get_content()
+    # never a control-group customer, never an address that may not be written to
+    emailed = {r for (r,) in estate.execute("SELECT client_code FROM crm.email_sends WHERE campaign_id = %s "
+                                            "AND status = 'simulated'", (CAMPAIGN,))}
+    blocked = {r for (r,) in estate.execute(
+        """SELECT r.client_code FROM crm.recommendations r JOIN etl.clients c USING (client_code)
+           WHERE r.as_of_date = %s AND (r.is_control OR c.opt_out IS TRUE OR c.email_valid IS NOT TRUE)""",
+        (AS_OF,))}
+    assert emailed and not emailed & blocked
+    # rerun of the week: nothing rendered again, nothing written again
+    again = render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
+    assert again["rendered_now"] == 0
+    assert send.send_campaign(estate, CAMPAIGN, outbox=tmp_path, cfg=_cfg())["batches"] == 0
+    assert _statuses(estate)["simulated"] == rendered
+
+
+def test_an_unsubscribe_between_render_and_send_is_honoured(estate, tmp_path):
+    render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
+    client_code, address = estate.execute("SELECT client_code, email FROM crm.email_sends WHERE campaign_id = %s "
+                                          "AND status = 'rendered' ORDER BY send_id LIMIT 1", (CAMPAIGN,)).fetchone()
+    estate.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES (%s, 'unsubscribed', 'test')",
+                   (address.upper(),))  # as a webhook might write it (stored lower-cased by the receiver)
+    estate.execute("UPDATE crm.suppressions SET email = lower(email)")
+    estate.commit()
+    send.send_campaign(estate, CAMPAIGN, outbox=tmp_path, cfg=_cfg())
+    status, reason, html = estate.execute("SELECT status, skip_reason, html FROM crm.email_sends "
+                                          "WHERE campaign_id = %s AND client_code = %s", (CAMPAIGN, client_code)).fetchone()
+    assert (status, reason, html) == ("skipped", "suppressed", None)
+    assert not list((tmp_path / CAMPAIGN).glob(f"*-{client_code}.eml"))
+
+
+def _live(estate, server, batch_size=40):
+    render.render_campaign(estate, "run_1", AS_OF, mode="live", cfg=_cfg(batch_size))
+    estate.execute("UPDATE crm.campaigns SET status = 'approved', decided_by = 'test' WHERE campaign_id = %s",
+                   (CAMPAIGN,))
+    estate.commit()
+    return brevo.BrevoClient(brevo.BrevoCredentials(server.fake.api_key, server.url), timeout=2, sleep=lambda s: None)
+
+
+def test_live_sends_every_email_once_in_batches_and_a_rerun_sends_nothing(estate):
+    with FakeBrevoServer() as server:
+        client = _live(estate, server)
+        rendered = _statuses(estate)["rendered"]
+        result = send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        assert result["by_status"]["sent"] == rendered
+        assert result["batches"] == -(-rendered // 40) == len(server.fake.requests)
+        accepted = server.fake.accepted_addresses()
+        assert len(accepted) == len(set(accepted)) == rendered
+        ids = {r for (r,) in estate.execute("SELECT brevo_message_id FROM crm.email_sends WHERE campaign_id = %s "
+                                            "AND status = 'sent'", (CAMPAIGN,))}
+        assert ids == {s["messageId"] for s in server.fake.sent}  # every webhook event maps back to its row
+        assert {tuple(s["tags"][:1]) for s in server.fake.sent} and all(CAMPAIGN in s["tags"] for s in server.fake.sent)
+        render.render_campaign(estate, "run_1", AS_OF, mode="live", cfg=_cfg())
+        send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        assert len(server.fake.sent) == rendered and len(server.fake.requests) == result["batches"]
+
+
+def test_a_live_campaign_waits_for_a_person(estate):
+    with FakeBrevoServer() as server:
+        render.render_campaign(estate, "run_1", AS_OF, mode="live", cfg=_cfg())
+        client = brevo.BrevoClient(brevo.BrevoCredentials(server.fake.api_key, server.url), sleep=lambda s: None)
+        with pytest.raises(send.CampaignNotApproved, match="must approve"):
+            send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        assert server.fake.requests == []
+
+
+def test_lost_answers_are_resolved_never_resent(estate):
+    """An answer lost after Brevo accepted (the client repeats the call under its key: refused as
+    already used), and a task killed with a batch in flight, resolved inside the window (same
+    key) and after it (looked up in Brevo's log)."""
+    with FakeBrevoServer() as server:
+        client = _live(estate, server)
+        rendered = _statuses(estate)["rendered"]
+        server.fake.inject(Fault("drop_after_accept"))
+        send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        accepted = server.fake.accepted_addresses()
+        assert len(accepted) == len(set(accepted)) == rendered
+        notes = estate.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND error LIKE "
+                               "'accepted by an earlier try%%'", (CAMPAIGN,)).fetchone()[0]
+        assert notes == 40  # the first batch
+
+        # a task killed after two batches left: one accepted by Brevo, one that never arrived
+        estate.execute("UPDATE crm.email_sends SET status = 'rendered', sent_at = NULL, brevo_message_id = NULL "
+                       "WHERE campaign_id = %s AND status = 'sent'", (CAMPAIGN,))
+        estate.execute("UPDATE crm.campaigns SET status = 'approved' WHERE campaign_id = %s", (CAMPAIGN,))
+        estate.commit()
+        server.fake.sent.clear()
+        server.fake.keys.clear()
+        first = send._claim(estate, CAMPAIGN, 40, 135, live=True)
+        second = send._claim(estate, CAMPAIGN, 40, 135, live=True)
+        client.send_transactional(send.build_message(first, CAMPAIGN, first[0]["batch_key"], _cfg()))
+        # ... and the answer was lost: rows stay 'sending'. Inside the window: same key again.
+        send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        accepted = server.fake.accepted_addresses()
+        assert len(accepted) == len(set(accepted)) == rendered
+        assert {r["email"] for r in second} <= set(accepted)
+
+        # after the window: looked up; found ones are marked sent, the others sent once
+        estate.execute("UPDATE crm.email_sends SET status = 'rendered' WHERE campaign_id = %s AND status = 'sent'",
+                       (CAMPAIGN,))
+        estate.execute("UPDATE crm.campaigns SET status = 'approved' WHERE campaign_id = %s", (CAMPAIGN,))
+        estate.commit()
+        server.fake.sent.clear()
+        server.fake.keys.clear()
+        first = send._claim(estate, CAMPAIGN, 40, 135, live=True)
+        send._claim(estate, CAMPAIGN, 40, 135, live=True)
+        client.send_transactional(send.build_message(first, CAMPAIGN, first[0]["batch_key"], _cfg()))
+        estate.execute("UPDATE crm.email_sends SET sending_at = now() - interval '2 hours' "
+                       "WHERE campaign_id = %s AND status = 'sending'", (CAMPAIGN,))
+        estate.commit()
+        result = send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        assert result["resolved"] == {"repeated_under_key": 0, "found_sent": 40, "not_found_resent_later": 40}
+        accepted = server.fake.accepted_addresses()
+        assert len(accepted) == len(set(accepted)) == rendered
+
+
+def test_a_refused_key_puts_the_batch_back_and_says_what_to_fix(estate):
+    with FakeBrevoServer() as server:
+        _live(estate, server)
+        wrong = brevo.BrevoClient(brevo.BrevoCredentials("xkeysib-NOPE", server.url), sleep=lambda s: None)
+        with pytest.raises(brevo.BrevoAuthError, match="brevo_default"):
+            send.send_campaign(estate, CAMPAIGN, client=wrong, cfg=_cfg())
+        statuses = _statuses(estate)
+        assert "sending" not in statuses and "sent" not in statuses and server.fake.sent == []
+        assert estate.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND error LIKE "
+                              "'%%401%%'", (CAMPAIGN,)).fetchone()[0] == 40
