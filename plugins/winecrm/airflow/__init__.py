@@ -16,7 +16,7 @@ WAREHOUSE_CONN_ID = "crm_warehouse"
 BREVO_CONN_ID = "brevo_default"
 SMTP_CONN_ID = "smtp_default"
 WAREHOUSE_POOL = "crm_warehouse"  # 1 slot: shows in the UI which task holds the warehouse
-WAREHOUSE_POOL_DESCRIPTION = "One writer per warehouse: ingest, validate, load, score, recommend"
+WAREHOUSE_POOL_DESCRIPTION = "One writer per warehouse: ingest, validate, load, score, recommend, e-mails"
 
 TAG_CRM = "winecrm"
 TAG_WEEKLY = "weekly"
@@ -82,9 +82,10 @@ def trigger_params() -> dict:
                         "backfill dialog instead: each run takes the week before its date."),
         "dry_run": Param(
             True, type="boolean", title="Dry run: no e-mail sent",
-            description="Campaign e-mails only rendered to the outbox, never sent; sending will need this "
-                        "unticked AND a person's approval in the UI. Recorded with the run. (No stage sends "
-                        "e-mail yet: the campaign stage comes next.)"),
+            description="Ticked: the week's e-mails are written to the outbox folder (.eml), never sent. "
+                        "Unticked: they are sent through Brevo (connection brevo_default) once a person "
+                        "approves the campaign in the UI — and only for the latest week: a past week never "
+                        "sends. Recorded with the run."),
         "reingest_files": Param(
             [], type=["null", "array"], items={"type": "string"}, title="Re-ingest these files",
             description="One file per line: its path inside RAW as the run summary shows it "

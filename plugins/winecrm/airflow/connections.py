@@ -91,3 +91,32 @@ def warehouse_connection(stage: str = "task"):
     from winecrm.core import db
 
     return db.connect(warehouse_url(), application_name=f"winecrm:{stage}")
+
+
+def brevo_credentials():
+    """Brevo: the connection ``brevo_default`` (API key in the password; its host, when set,
+    replaces https://api.brevo.com/v3 — a sandbox or a mock), else ``BREVO_API_KEY``; None when
+    neither is set: the campaign then stays a dry run. The key is masked in task logs."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from winecrm.airflow import BREVO_CONN_ID
+    from winecrm.campaigns.brevo import DEFAULT_BASE_URL, BrevoCredentials, credentials_from_env
+
+    try:
+        conn = BaseHook.get_connection(BREVO_CONN_ID)
+    except AirflowNotFoundException:
+        conn = None
+    if conn is None or not conn.password:
+        found = credentials_from_env()
+        if found:
+            _mask(found.api_key)
+        return found
+    _mask(conn.password)
+    base = DEFAULT_BASE_URL
+    if conn.host:
+        host = conn.host if "://" in conn.host else f"https://{conn.host}"
+        base = host.rstrip("/") + (f":{conn.port}" if conn.port and f":{conn.port}" not in host else "")
+        if conn.schema:
+            base += "/" + conn.schema.strip("/")
+    return BrevoCredentials(conn.password, base)

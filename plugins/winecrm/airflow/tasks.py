@@ -121,3 +121,81 @@ def finish_run(run_id: str, ti) -> dict:
     ti.xcom_push(NOTE_KEY, summary["note"])
     return {k: summary[k] for k in ("status", "note", "files_new", "rows_read", "rows_written", "rows_superseded",
                                     "rows_skipped", "rows_quarantined")}
+
+
+def render_emails(run_id: str) -> str:
+    """The week's campaign rendered into the ledger; returns its mode ('live' or 'dry_run')."""
+    from winecrm import pipeline
+    from winecrm.airflow.connections import brevo_credentials, warehouse_connection
+    from winecrm.core.db import WarehouseBusy
+
+    with warehouse_connection("render") as conn:
+        try:
+            report = pipeline.run_render(conn, run_id, brevo_configured=brevo_credentials() is not None)
+        except WarehouseBusy as exc:
+            raise _fail_fast(exc) from exc
+    log.info("%s: %s; %s", report["campaign_id"], report["why"],
+             ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
+    return report["mode"]
+
+
+def send_emails(run_id: str) -> None:
+    """Send (live, approved) or write to the outbox (dry run) the campaign of the run."""
+    from winecrm import pipeline
+    from winecrm.airflow.connections import brevo_credentials, warehouse_connection
+    from winecrm.campaigns import brevo, send
+    from winecrm.core import settings
+    from winecrm.core.db import WarehouseBusy
+
+    credentials = brevo_credentials()
+    client = None
+    if credentials is not None:
+        sending = settings.campaigns_config().sending
+        client = brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
+                                   max_rate_limit_wait=sending.max_rate_limit_wait_s)
+    with warehouse_connection("send") as conn:
+        try:
+            report = pipeline.run_send(conn, run_id, client=client)
+        except (WarehouseBusy, send.CampaignNotApproved, brevo.BrevoAuthError, brevo.BrevoNoCredits,
+                brevo.BrevoForbidden, brevo.BrevoBadRequest) as exc:
+            raise _fail_fast(exc) from exc  # a retry cannot fix these: a person must
+    log.info("%s: %s", report["campaign_id"], ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
+    if report.get("outbox"):
+        log.info("Outbox (dry run, nothing sent): %s", report["outbox"])
+
+
+def campaign_review(run_id: str) -> tuple[str, str]:
+    """Subject and body (Markdown) of the approval request: what would leave, per scenario."""
+    from winecrm.airflow.connections import warehouse_connection
+    from winecrm.campaigns.render import campaign_summary
+
+    with warehouse_connection("review") as conn:
+        details = conn.execute("SELECT details -> 'render' FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC "
+                               "LIMIT 1", (run_id,)).fetchone()[0]
+        summary = campaign_summary(conn, details["campaign_id"])
+    lines = [f"**Campagne {summary['campaign_id']}** — e-mails prêts à partir par Brevo :", "",
+             "| scénario | à envoyer | écartés |", "|---|---|---|"]
+    for scenario, counts in sorted(summary["by_scenario"].items()):
+        lines.append(f"| {scenario} | {counts.get('rendered', 0)} | {counts.get('skipped', 0)} |")
+    skipped = summary["skipped"]
+    lines += ["", f"Groupe témoin (jamais écrit) : {skipped.get('control_group', 0)} clients.",
+              "Autres écartés : " + (", ".join(f"{k} {v}" for k, v in skipped.items() if k != "control_group")
+                                     or "aucun") + ".",
+              "", "Aperçu : lancez d'abord la même semaine en simulation (dry run) et ouvrez les fichiers .eml du "
+              "dossier outbox, ou `python -m winecrm.campaigns send-test --to VOTRE-ADRESSE`.",
+              "", "**Approve** : les e-mails partent. **Reject** : rien n'est envoyé (décision enregistrée)."]
+    total = sum(c.get("rendered", 0) for c in summary["by_scenario"].values())
+    return f"Envoyer {total} e-mails de la campagne {summary['campaign_id']} ?", "\n".join(lines)
+
+
+def record_decision(run_id: str, approved: bool, who: object) -> None:
+    from winecrm.airflow.connections import warehouse_connection
+
+    with warehouse_connection("decision") as conn:
+        details = conn.execute("SELECT details -> 'render' FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC "
+                               "LIMIT 1", (run_id,)).fetchone()[0]
+        conn.execute("""UPDATE crm.campaigns SET status = %s, decided_by = %s, decided_at = now(), updated_at = now()
+                        WHERE campaign_id = %s AND status = 'rendered'""",
+                     ("approved" if approved else "rejected", str(who or "unknown"), details["campaign_id"]))
+        conn.commit()
+    log.info("Campaign %s by %s", "approved" if approved else "rejected (nothing will be sent)", who)

@@ -32,8 +32,10 @@ KEY_NAMESPACE = uuid.UUID("5b0c3a7e-4d1f-5d6e-9a1c-2f8e6b7d9c10")
 MODES = ("dry_run", "live", "test")
 
 
-def campaign_id_for(as_of: dt.date) -> str:
-    return f"hebdo-{as_of.isoformat()}"
+def campaign_id_for(as_of: dt.date, mode: str = "live") -> str:
+    """The week's campaign: one live campaign per week (a customer gets its e-mail once), and
+    dry-runs apart, so a rehearsal never stands in the way of the real send."""
+    return f"hebdo-{as_of.isoformat()}" + ("" if mode == "live" else f"-{mode.replace('_', '-')}")
 
 
 def idempotency_key(campaign_id: str, client_code: str) -> uuid.UUID:
@@ -99,7 +101,7 @@ def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mo
     cfg = cfg or settings.campaigns_config()
     scoring = settings.scoring_from(scoring)
     started = time.perf_counter()
-    campaign_id = campaign_id_for(as_of)
+    campaign_id = campaign_id_for(as_of, mode)
     with conn.transaction():
         campaign = ensure_campaign(conn, campaign_id, kind="weekly", as_of=as_of, mode=mode, run_id=run_id)
         (sql,) = [s for label, s in named_steps("campaign") if label == "recipients"]

@@ -140,8 +140,8 @@ def write_eml(row: dict, campaign_id: str, outbox: Path, cfg: settings.Campaigns
     msg["List-Unsubscribe"] = ", ".join(targets)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["X-Mailin-custom"] = f"{campaign_id}|{row['send_id']}"
-    msg.set_content(row["text_body"])
-    msg.add_alternative(row["html"], subtype="html")
+    msg.set_content(row["text_body"], cte="quoted-printable")
+    msg.add_alternative(row["html"], subtype="html", cte="base64")  # MJML's long lines: base64 is fast
     folder = outbox / campaign_id
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{row['scenario']}-{row['client_code']}.eml"
@@ -152,7 +152,7 @@ def write_eml(row: dict, campaign_id: str, outbox: Path, cfg: settings.Campaigns
 
 
 def outbox_dir() -> Path:
-    return settings.paths().data_dir / "outbox"
+    return settings.paths().outbox_dir
 
 
 def _mark_sent(conn: psycopg.Connection, rows: list[dict], message_ids: list[str] | None, note: str | None) -> None:

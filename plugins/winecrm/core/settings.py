@@ -41,6 +41,7 @@ class Paths:
     raw_dir: Path  # root of the RAW exports: <raw_dir>/isavigne/<dataset>/...
     work_url: str  # per-run intermediate files: a local path or a storage URL (s3://..., gs://...)
     docs_dir: Path  # Great Expectations project (Data Docs live under it)
+    outbox_dir: Path  # dry-run e-mails (.eml), one folder per campaign
 
     @property
     def data_docs_site(self) -> Path:
@@ -66,6 +67,7 @@ def paths() -> Paths:
         raw_dir=_path_from_env("CRM_RAW_DIR", data_dir / "raw"),
         work_url=work_url,
         docs_dir=_path_from_env("CRM_DOCS_DIR", data_dir / "quality"),
+        outbox_dir=_path_from_env("CRM_OUTBOX_DIR", data_dir / "outbox"),
     )
 
 
@@ -169,6 +171,9 @@ class RetentionConfig(_Section):
     quarantine_raw_values_days: int = Field(90, ge=1)
     data_docs_days: int = Field(90, ge=1)
     work_files_days: int = Field(14, ge=1)
+    # the HTML and text of e-mails already sent, simulated or skipped (crm.email_sends keeps the
+    # subject, products, status and ids), and the dry-run outbox folders
+    email_bodies_days: int = Field(30, ge=1)
 
 
 class AlertsConfig(_Section):

@@ -134,6 +134,19 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
             print(f"    {scenario} — {code} ({segment}{chance}):")
             for wine in wines:
                 print(f"      {wine}")
+    rendered, sent = summary["details"].get("render"), summary["details"].get("send")
+    if rendered:
+        print(f"\nCampaign {rendered['campaign_id']} — {rendered['why']}:")
+        print("  rendered: " + ", ".join(f"{k} {v}" for k, v in rendered["by_status"].items())
+              + (f" → after sending: {', '.join(f'{k} {v}' for k, v in sent['by_status'].items())}" if sent else ""))
+        print("  no e-mail for: " + ", ".join(f"{k} {v}" for k, v in rendered["skipped"].items()))
+        if sent and sent.get("outbox"):
+            print(f"  outbox (nothing sent): {sent['outbox']}")
+            for scenario, subject, path in conn.execute(
+                    """SELECT DISTINCT ON (scenario) scenario, subject, outbox_path FROM crm.email_sends
+                       WHERE campaign_id = %s AND status = 'simulated' ORDER BY scenario, send_id""",
+                    (sent["campaign_id"],)):
+                print(f"    {scenario}: « {subject} » — {path}")
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"  Data Docs (offline HTML): {ingested['data_docs']}")

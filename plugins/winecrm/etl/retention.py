@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import time
 
 import psycopg
@@ -73,12 +74,33 @@ def purge_work_files(days: int, now: float | None = None) -> int:
     return removed
 
 
+def purge_email_bodies(conn: psycopg.Connection, days: int, now: float | None = None) -> dict:
+    """Drop the bodies of e-mails whose fate is settled (sent, simulated, skipped, failed) after
+    ``days``, and the outbox folders of dry runs not touched since: an e-mail is ~10 KB of HTML,
+    the ledger row without it keeps what the report and the webhooks need."""
+    cursor = conn.execute(
+        """UPDATE crm.email_sends SET html = NULL, text_body = NULL
+           WHERE status NOT IN ('rendered', 'sending') AND html IS NOT NULL
+             AND updated_at < now() - make_interval(days => %s)""", (days,))
+    conn.commit()
+    outbox = settings.paths().outbox_dir
+    cutoff = (now or time.time()) - days * 86400
+    removed = 0
+    if outbox.is_dir():
+        for folder in outbox.iterdir():
+            if folder.is_dir() and all(p.stat().st_mtime < cutoff for p in folder.rglob("*")):
+                shutil.rmtree(folder)
+                removed += 1
+    return {"email_bodies_purged": cursor.rowcount, "outbox_folders_deleted": removed}
+
+
 def purge(conn: psycopg.Connection) -> dict:
     cfg = settings.pipeline_config().retention
     report = {
         "quarantine_rows_purged": purge_quarantine(conn, cfg.quarantine_raw_values_days),
         "data_docs_files_deleted": purge_data_docs(cfg.data_docs_days),
         "work_folders_deleted": purge_work_files(cfg.work_files_days),
+        **purge_email_bodies(conn, cfg.email_bodies_days),
     }
     log.info("Retention: %s", report)
     return report

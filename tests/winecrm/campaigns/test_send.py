@@ -13,7 +13,6 @@ import pytest
 from winecrm import pipeline
 from winecrm.campaigns import brevo, render, send
 from winecrm.core import settings
-from winecrm.crm import recommend
 from winecrm.demo import sampledata
 
 from tests.conftest import MONDAY_RUN
@@ -21,14 +20,18 @@ from tests.fakes.brevo import Fault, FakeBrevoServer
 
 AS_OF = dt.date(2026, 11, 15)
 CAMPAIGN = "hebdo-2026-11-15"
+DRY = "hebdo-2026-11-15-dry-run"  # rehearsals apart: they never stand in the way of the live send
 
 
 @pytest.fixture
 def estate(conn, crm_dirs):
     """A 300-customer sample estate scored and recommended for the week."""
     sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=2.0)
-    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
-    recommend.recommend(conn, "run_1", AS_OF)
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    for stage in (pipeline.run_ingest, pipeline.run_validate, pipeline.run_load, pipeline.run_score,
+                  pipeline.run_recommend):  # the stages before the campaign's
+        stage(conn, window.run_id)
     return conn
 
 
@@ -37,9 +40,9 @@ def _cfg(batch_size: int = 40) -> settings.CampaignsConfig:
     return cfg.model_copy(update={"sending": cfg.sending.model_copy(update={"batch_size": batch_size})})
 
 
-def _statuses(conn) -> dict:
+def _statuses(conn, campaign: str = CAMPAIGN) -> dict:
     return dict(conn.execute("SELECT status, count(*) FROM crm.email_sends WHERE campaign_id = %s GROUP BY 1",
-                             (CAMPAIGN,)))
+                             (campaign,)))
 
 
 def test_dry_run_writes_each_rendered_email_once_and_skips_who_must_not_get_one(estate, tmp_path):
@@ -50,9 +53,9 @@ def test_dry_run_writes_each_rendered_email_once_and_skips_who_must_not_get_one(
     assert sum(summary["by_status"].values()) == recommended  # one ledger row per recommended customer
     assert summary["skipped"].get("control_group") == control and control > 0
     rendered = summary["by_status"]["rendered"]
-    result = send.send_campaign(estate, CAMPAIGN, outbox=tmp_path, cfg=_cfg())
+    result = send.send_campaign(estate, DRY, outbox=tmp_path, cfg=_cfg())
     assert result["by_status"]["simulated"] == rendered and not result["live"]
-    files = sorted((tmp_path / CAMPAIGN).glob("*.eml"))
+    files = sorted((tmp_path / DRY).glob("*.eml"))
     assert len(files) == rendered
     message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     token = message["List-Unsubscribe"].split("/desinscription/")[1].split(">")[0]
@@ -60,7 +63,7 @@ def test_dry_run_writes_each_rendered_email_once_and_skips_who_must_not_get_one(
     assert token in message.get_body(("html",)).get_content() and token in message.get_body(("plain",)).get_content()
     # never a control-group customer, never an address that may not be written to
     emailed = {r for (r,) in estate.execute("SELECT client_code FROM crm.email_sends WHERE campaign_id = %s "
-                                            "AND status = 'simulated'", (CAMPAIGN,))}
+                                            "AND status = 'simulated'", (DRY,))}
     blocked = {r for (r,) in estate.execute(
         """SELECT r.client_code FROM crm.recommendations r JOIN etl.clients c USING (client_code)
            WHERE r.as_of_date = %s AND (r.is_control OR c.opt_out IS TRUE OR c.email_valid IS NOT TRUE)""",
@@ -69,23 +72,23 @@ def test_dry_run_writes_each_rendered_email_once_and_skips_who_must_not_get_one(
     # rerun of the week: nothing rendered again, nothing written again
     again = render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
     assert again["rendered_now"] == 0
-    assert send.send_campaign(estate, CAMPAIGN, outbox=tmp_path, cfg=_cfg())["batches"] == 0
-    assert _statuses(estate)["simulated"] == rendered
+    assert send.send_campaign(estate, DRY, outbox=tmp_path, cfg=_cfg())["batches"] == 0
+    assert _statuses(estate, DRY)["simulated"] == rendered
 
 
 def test_an_unsubscribe_between_render_and_send_is_honoured(estate, tmp_path):
     render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
     client_code, address = estate.execute("SELECT client_code, email FROM crm.email_sends WHERE campaign_id = %s "
-                                          "AND status = 'rendered' ORDER BY send_id LIMIT 1", (CAMPAIGN,)).fetchone()
+                                          "AND status = 'rendered' ORDER BY send_id LIMIT 1", (DRY,)).fetchone()
     estate.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES (%s, 'unsubscribed', 'test')",
                    (address.upper(),))  # as a webhook might write it (stored lower-cased by the receiver)
     estate.execute("UPDATE crm.suppressions SET email = lower(email)")
     estate.commit()
-    send.send_campaign(estate, CAMPAIGN, outbox=tmp_path, cfg=_cfg())
+    send.send_campaign(estate, DRY, outbox=tmp_path, cfg=_cfg())
     status, reason, html = estate.execute("SELECT status, skip_reason, html FROM crm.email_sends "
-                                          "WHERE campaign_id = %s AND client_code = %s", (CAMPAIGN, client_code)).fetchone()
+                                          "WHERE campaign_id = %s AND client_code = %s", (DRY, client_code)).fetchone()
     assert (status, reason, html) == ("skipped", "suppressed", None)
-    assert not list((tmp_path / CAMPAIGN).glob(f"*-{client_code}.eml"))
+    assert not list((tmp_path / DRY).glob(f"*-{client_code}.eml"))
 
 
 def _live(estate, server, batch_size=40):
@@ -183,3 +186,19 @@ def test_a_refused_key_puts_the_batch_back_and_says_what_to_fix(estate):
         assert "sending" not in statuses and "sent" not in statuses and server.fake.sent == []
         assert estate.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND error LIKE "
                               "'%%401%%'", (CAMPAIGN,)).fetchone()[0] == 40
+
+
+def test_the_campaign_is_live_only_when_asked_configured_and_for_the_latest_week(conn, crm_dirs):
+    from winecrm.core.run_params import RunParams
+
+    window = pipeline.week_window("run_live", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
+    pipeline.prepare(conn, window)
+    dry = pipeline.week_window("run_dry", MONDAY_RUN, RunParams(), today=dt.date(2026, 11, 17))
+    pipeline.prepare(conn, dry)
+    monday_after = dt.date(2026, 11, 17)
+    assert pipeline.campaign_mode(conn, "run_dry", brevo_configured=True, today=monday_after)[0] == "dry_run"
+    mode, why = pipeline.campaign_mode(conn, "run_live", brevo_configured=False, today=monday_after)
+    assert mode == "dry_run" and "brevo_default" in why
+    mode, why = pipeline.campaign_mode(conn, "run_live", brevo_configured=True, today=dt.date(2026, 11, 30))
+    assert mode == "dry_run" and "past week" in why  # a backfill never sends
+    assert pipeline.campaign_mode(conn, "run_live", brevo_configured=True, today=monday_after)[0] == "live"

@@ -51,3 +51,25 @@ def test_old_work_folders_are_deleted(conn, crm_dirs):
     assert retention.purge_work_files(14) == 0
     assert retention.purge_work_files(14, now=time.time() + 15 * 86400) == 1
     assert not list(storage.work_root().rglob("*.parquet"))
+
+
+def test_old_email_bodies_and_outbox_folders_are_purged(conn, crm_dirs):
+    from winecrm.demo import sampledata
+
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=120, years=1.0)
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))  # renders and simulates the dry run
+    simulated = conn.execute("SELECT count(*) FROM crm.email_sends WHERE status = 'simulated' "
+                             "AND html IS NOT NULL").fetchone()[0]
+    outbox = settings.paths().outbox_dir
+    assert simulated > 0 and len(list(outbox.rglob("*.eml"))) == simulated
+    assert retention.purge_email_bodies(conn, 30) == {"email_bodies_purged": 0, "outbox_folders_deleted": 0}
+    conn.execute("UPDATE crm.email_sends SET updated_at = now() - interval '31 days'")
+    conn.commit()
+    old = time.time() - 31 * 86400
+    for path in outbox.rglob("*"):
+        os.utime(path, (old, old))
+    assert retention.purge_email_bodies(conn, 30) == {"email_bodies_purged": simulated, "outbox_folders_deleted": 1}
+    assert conn.execute("SELECT count(*) FROM crm.email_sends WHERE html IS NOT NULL OR text_body IS NOT NULL"
+                        ).fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM crm.email_sends WHERE subject IS NOT NULL").fetchone()[0] == simulated
+    assert not list(outbox.rglob("*.eml"))
