@@ -73,15 +73,19 @@ def _campaign(conn: psycopg.Connection, campaign_id: str) -> dict:
     return dict(zip(("campaign_id", "kind", "mode", "status", "test_address", "as_of_date"), row))
 
 
-def _claim(conn: psycopg.Connection, campaign_id: str, limit: int, silence_days: int, *, live: bool) -> list[dict]:
+def _claim(conn: psycopg.Connection, campaign_id: str, limit: int, silence_days: int, *, live: bool,
+           test: bool = False) -> list[dict]:
     """The next rendered e-mails, checked once more just before they leave: those now blocked
     are skipped with the reason; the others are marked sending (live) under one new batch key.
-    Committed before anything is sent."""
+    Committed before anything is sent. (A test send to an internal address checks only that
+    address: the customer's own consent and silence window are not at stake.)"""
     with _committed(conn):
         candidates = conn.execute(
-            """SELECT send_id, crm.email_blocked_reason(client_code, email, %s, campaign_id)
+            """SELECT send_id, crm.email_blocked_reason(CASE WHEN %s THEN NULL ELSE client_code END, email, %s,
+                                                        campaign_id)
                FROM crm.email_sends WHERE campaign_id = %s AND status = 'rendered'
-               ORDER BY send_id LIMIT %s FOR UPDATE SKIP LOCKED""", (silence_days, campaign_id, limit)).fetchall()
+               ORDER BY send_id LIMIT %s FOR UPDATE SKIP LOCKED""",
+            (test, silence_days, campaign_id, limit)).fetchall()
         blocked = [(reason, send_id) for send_id, reason in candidates if reason]
         if blocked:
             with conn.cursor() as cur:
@@ -252,7 +256,8 @@ def send_campaign(conn: psycopg.Connection, campaign_id: str, *, client: brevo_m
         resolved = _resolve_unknown(conn, client, campaign_id, cfg, to_override, now or _db_now(conn))
     batches = 0
     while True:
-        rows = _claim(conn, campaign_id, cfg.sending.batch_size, scoring.recommendations.silence_days, live=live)
+        rows = _claim(conn, campaign_id, cfg.sending.batch_size, scoring.recommendations.silence_days, live=live,
+                      test=campaign["kind"] == "test")
         if not rows:
             break
         batches += 1

@@ -202,3 +202,33 @@ def test_the_campaign_is_live_only_when_asked_configured_and_for_the_latest_week
     mode, why = pipeline.campaign_mode(conn, "run_live", brevo_configured=True, today=dt.date(2026, 11, 30))
     assert mode == "dry_run" and "past week" in why  # a backfill never sends
     assert pipeline.campaign_mode(conn, "run_live", brevo_configured=True, today=monday_after)[0] == "live"
+
+
+def test_send_test_and_contact_sync_commands(estate, tmp_path, monkeypatch):
+    """The data engineer's commands, through the same code: one e-mail of each scenario to an
+    internal address, and the customers who may be written to imported as Brevo contacts."""
+    from winecrm.campaigns import __main__ as cli
+
+    render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
+    monkeypatch.setenv("CRM_OUTBOX_DIR", str(tmp_path / "outbox"))
+    report = cli.send_test(estate, "equipe@domaine-exemple.fr", every_email=False, client=None)
+    assert report["by_status"] == {"simulated": 3} and not report["live"]  # no key: the outbox
+    with FakeBrevoServer() as server:
+        monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
+        monkeypatch.setenv("BREVO_API_URL", server.url)
+        report = cli.send_test(estate, "equipe@domaine-exemple.fr", every_email=False, client=cli._client())
+        assert report["by_status"] == {"sent": 3} and len(server.fake.requests) == 1
+        assert server.fake.accepted_addresses() == ["equipe@domaine-exemple.fr"] * 3
+        assert all(s["subject"].startswith("[TEST] ") for s in server.fake.sent)
+        # a test send never counts as having written to the customers (silence window)
+        assert estate.execute("SELECT count(*) FROM crm.recommendations r WHERE as_of_date = %s "
+                              "AND crm.email_blocked_reason(r.client_code, 'x@example.fr', 135, NULL) = "
+                              "'silence_window'", (AS_OF,)).fetchone()[0] == 0
+
+        synced = cli.sync_contacts(estate, cli._client())
+        imported = [c for body in server.fake.imports for c in body["jsonBody"]]
+        assert synced["contacts"] == len(imported) > 100
+        blocked = {e for (e,) in estate.execute("SELECT lower(email) FROM etl.clients WHERE opt_out IS TRUE "
+                                                 "OR email_valid IS NOT TRUE")}
+        assert blocked and not blocked & {c["email"] for c in imported}
+        assert {"PRENOM", "SEGMENT", "LEAD_SCORE", "LAST_ORDER_DATE"} <= set(imported[0]["attributes"])
