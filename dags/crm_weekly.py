@@ -25,7 +25,9 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
 8. **render_emails** — the week's French e-mails (MJML templates, `include/templates/email/`)
    rendered into the send ledger `crm.email_sends`: one per recommended customer, or the reason
    they get none (control group, suppressed / opted-out / invalid address, silence window).
-9. **campaign_path** — a dry run (the default, no Brevo connection, or a past week) goes
+9. **campaign_path** — a dry run (the default; live needs `dry_run` unticked in the form, or
+   the Variable `crm_weekly_live` = true for the Monday runs; no Brevo connection, or a past
+   week, stays a dry run) goes
    straight to sending into the outbox; a live run goes to **approve_campaign** first: a person
    approves or rejects in the Airflow UI (Browse › Required actions), seeing what would leave.
 10. **send_emails** — live: through Brevo, batch by batch, each e-mail exactly once (the ledger
@@ -137,10 +139,10 @@ def crm_weekly():
 
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, doc_md="The week's e-mails rendered into the send ledger, or the reason a "
                                       "customer gets none; returns the campaign's mode (live or dry_run).")
-    def render_emails(run_id=None) -> str:
+    def render_emails(run_id=None, dag_run=None) -> str:
         from winecrm.airflow.tasks import render_emails
 
-        return render_emails(run_id)
+        return render_emails(run_id, str(getattr(dag_run, "run_type", "") or ""))
 
     @task.branch(show_return_value_in_logs=False, doc_md="Live campaigns wait for a person's approval; dry runs go straight to the outbox.")
     def campaign_path(mode: str) -> str:

@@ -325,14 +325,16 @@ def run_recommend(conn: psycopg.Connection, run_id: str) -> dict:
     return _as_of_week_end(conn, run_id, "recommend", recommend.recommend)
 
 
-def campaign_mode(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool,
+def campaign_mode(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool, scheduled_live: bool = False,
                   today: dt.date | None = None) -> tuple[str, str]:
     """Whether the run's campaign is sent ('live') or only written to the outbox ('dry_run'),
-    and why. Live needs the trigger form's dry_run unticked, a Brevo connection, and the latest
-    complete week: a backfill of a past week never sends (it renders, for the report)."""
+    and why. Live needs an explicit switch — the trigger form's dry_run unticked, or for the
+    Monday scheduled runs the Airflow Variable ``crm_weekly_live`` set to true
+    (``scheduled_live``) — a Brevo connection, and the latest complete week: a backfill of a
+    past week never sends (it renders, for the report). A person still approves each campaign."""
     window = current_window(conn, run_id)
-    if window.run_params.dry_run:
-        return "dry_run", "dry run (the trigger form's default)"
+    if window.run_params.dry_run and not scheduled_live:
+        return "dry_run", "dry run (the trigger form's default; Variable crm_weekly_live not set for scheduled runs)"
     if not brevo_configured:
         return "dry_run", "dry run: dry_run is unticked but no Brevo connection (brevo_default) is configured"
     latest = Week.before(dt.datetime.combine(today or dt.datetime.now(PARIS).date(), dt.time(12), tzinfo=PARIS))
@@ -342,11 +344,12 @@ def campaign_mode(conn: psycopg.Connection, run_id: str, *, brevo_configured: bo
     return "live", "live: dry_run unticked, Brevo configured, the latest week — sent once a person approves"
 
 
-def run_render(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool = False) -> dict:
+def run_render(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool = False,
+               scheduled_live: bool = False) -> dict:
     """The week's e-mails rendered into the send ledger (crm.email_sends), as of the week's Sunday."""
     from winecrm.campaigns import render
 
-    mode, why = campaign_mode(conn, run_id, brevo_configured=brevo_configured)
+    mode, why = campaign_mode(conn, run_id, brevo_configured=brevo_configured, scheduled_live=scheduled_live)
     log.info("Campaign mode: %s", why)
 
     def compute(c, r, as_of):

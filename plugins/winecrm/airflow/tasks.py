@@ -123,15 +123,23 @@ def finish_run(run_id: str, ti) -> dict:
                                     "rows_skipped", "rows_quarantined")}
 
 
-def render_emails(run_id: str) -> str:
+LIVE_VARIABLE = "crm_weekly_live"  # "true": the Monday scheduled runs send (after approval)
+
+
+def render_emails(run_id: str, run_type: str | None = None) -> str:
     """The week's campaign rendered into the ledger; returns its mode ('live' or 'dry_run')."""
+    from airflow.sdk import Variable
+
     from winecrm import pipeline
     from winecrm.airflow.connections import brevo_credentials, warehouse_connection
     from winecrm.core.db import WarehouseBusy
 
+    scheduled_live = run_type == "scheduled" and str(
+        Variable.get(LIVE_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
     with warehouse_connection("render") as conn:
         try:
-            report = pipeline.run_render(conn, run_id, brevo_configured=brevo_credentials() is not None)
+            report = pipeline.run_render(conn, run_id, brevo_configured=brevo_credentials() is not None,
+                                         scheduled_live=scheduled_live)
         except WarehouseBusy as exc:
             raise _fail_fast(exc) from exc
     log.info("%s: %s; %s", report["campaign_id"], report["why"],
@@ -184,8 +192,10 @@ def campaign_review(run_id: str) -> tuple[str, str]:
               "", "Aperçu : lancez d'abord la même semaine en simulation (dry run) et ouvrez les fichiers .eml du "
               "dossier outbox, ou `python -m winecrm.campaigns send-test --to VOTRE-ADRESSE`.",
               "", "**Approve** : les e-mails partent. **Reject** : rien n'est envoyé (décision enregistrée)."]
+    from winecrm.core.weeks import number_fr
+
     total = sum(c.get("rendered", 0) for c in summary["by_scenario"].values())
-    return f"Envoyer {total} e-mails de la campagne {summary['campaign_id']} ?", "\n".join(lines)
+    return f"Envoyer {number_fr(total)} e-mails de la campagne {summary['campaign_id']} ?", "\n".join(lines)
 
 
 def record_decision(run_id: str, approved: bool, who: object) -> None:

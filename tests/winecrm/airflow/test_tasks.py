@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from airflow.sdk import ObjectStoragePath
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
@@ -28,3 +29,41 @@ def test_a_whole_run_through_a_storage_url(conn, crm_dirs, monkeypatch, tmp_path
     monkeypatch.setenv("CRM_WORK_URL", str(crm_dirs["work"]))
     tasks.use_airflow_storage()
     assert not isinstance(storage.run_work_dir("run_1"), ObjectStoragePath)
+
+
+def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded(conn, crm_dirs, monkeypatch):
+    """What the marketing person reads in the approval form, and the answer kept in crm.campaigns;
+    the send task then sends the approved campaign through Brevo (here the fake one)."""
+    import datetime as dt
+
+    from winecrm.core.run_params import RunParams
+    from winecrm.demo import sampledata
+
+    from tests.fakes.brevo import FakeBrevoServer
+
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=150, years=1.0)
+    window = pipeline.week_window("run_live", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
+    pipeline.prepare(conn, window)
+    for stage in (pipeline.run_ingest, pipeline.run_validate, pipeline.run_load, pipeline.run_score,
+                  pipeline.run_recommend):
+        stage(conn, window.run_id)
+    monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
+    rendered = pipeline.run_render(conn, window.run_id, brevo_configured=True)
+    assert rendered["mode"] == "live" and rendered["campaign_id"] == "hebdo-2026-11-15"
+    subject, body = tasks.campaign_review(window.run_id)
+    to_send = rendered["by_status"]["rendered"]
+    assert subject == f"Envoyer {to_send} e-mails de la campagne hebdo-2026-11-15 ?".replace(
+        str(to_send), f"{to_send:,}".replace(",", "\u202f"))
+    assert "| cross_sell |" in body and "Groupe témoin" in body and "Reject" in body
+    with FakeBrevoServer() as server:
+        monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
+        monkeypatch.setenv("BREVO_API_URL", server.url)
+        with pytest.raises(Exception, match="must approve"):  # not yet approved: nothing leaves
+            tasks.send_emails(window.run_id)
+        assert server.fake.sent == []
+        tasks.record_decision(window.run_id, True, {"id": "marie", "name": "Marie (marketing)"})
+        status, who = conn.execute("SELECT status, decided_by FROM crm.campaigns WHERE campaign_id = "
+                                   "'hebdo-2026-11-15'").fetchone()
+        assert status == "approved" and "marie" in who
+        tasks.send_emails(window.run_id)
+        assert len(server.fake.sent) == to_send == len(set(server.fake.accepted_addresses()))
