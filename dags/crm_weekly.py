@@ -33,8 +33,12 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
 10. **send_emails** — live: through Brevo, batch by batch, each e-mail exactly once (the ledger
    is written before and after every call; a retried or killed task resumes without resending);
    dry run: `.eml` files in the outbox folder.
-11. **purge** — RGPD retention: raw values of old rejected rows, old Data Docs pages, old work files.
-12. **finish_run** — closes the run record; fails naming the files the quality gate rejected.
+11. **purge** — RGPD retention: raw values of old rejected rows, old Data Docs pages, old work
+   files, bodies of e-mails settled more than 30 days ago.
+12. **report** — the weekly report in French (one self-contained HTML file with its charts, and a
+   JSON summary): data health, segments and their movement, recommendations, who was left out,
+   the campaign. Linked from the run (« Rapport hebdo ») and written in the task log.
+13. **finish_run** — closes the run record; fails naming the files the quality gate rejected.
 
 **One writer per warehouse.** ingest … purge run in the pool `crm_warehouse` (1 slot) and hold
 a PostgreSQL advisory lock while they write: a backfill, a second run or a CLI command waits
@@ -169,6 +173,13 @@ def crm_weekly():
         run_stage("purge", run_id)
 
     @task(show_return_value_in_logs=False,
+          doc_md="The weekly report (HTML with charts, JSON summary) in French, linked from the run.")
+    def report(run_id=None) -> None:
+        from winecrm.airflow.tasks import weekly_report
+
+        weekly_report(run_id)
+
+    @task(show_return_value_in_logs=False,
           doc_md="Closes the run record and writes its note; fails naming files the quality gate rejected.")
     def finish_run(run_id=None, ti=None) -> dict:
         from winecrm.airflow.tasks import finish_run
@@ -181,7 +192,7 @@ def crm_weekly():
     (prepare_run() >> wait_for_exports() >> ingest() >> validate() >> load() >> score() >> recommend() >> mode)
     path >> [approve_campaign, sent]
     approve_campaign >> sent
-    sent >> purge() >> finish_run()
+    sent >> purge() >> report() >> finish_run()
 
 
 crm_weekly()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+from pathlib import Path
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
@@ -111,6 +112,26 @@ def run_summary(run_id: str) -> HTMLResponse:
         body.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>")
     body.append("</table>")
     return _page(f"winecrm run {run_id}", "".join(body))
+
+
+@app.get("/reports/{run_id}")
+def weekly_report(run_id: str):
+    """The weekly report (HTML, self-contained) of a run's week; ``?format=json`` its summary."""
+    from winecrm.airflow.connections import warehouse_connection
+
+    with warehouse_connection("ui") as conn:
+        row = conn.execute("SELECT details -> 'report' FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC LIMIT 1",
+                           (run_id,)).fetchone()
+    report = row[0] if row else None
+    if not report:
+        raise HTTPException(404, f"No weekly report for run {run_id!r} yet (the report task writes it)")
+    from winecrm.core import settings
+
+    root = settings.paths().reports_dir.resolve()
+    target = Path(report["html"]).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, "The report file is gone (CRM_REPORTS_DIR moved or purged)")
+    return FileResponse(target, media_type="text/html")
 
 
 @app.get("/data-docs/")
@@ -274,6 +295,8 @@ class WineCrmPlugin(AirflowPlugin):
          "category": "browse", "url_route": "winecrm-data-docs"},
         {"name": "Run summary", "href": "winecrm/runs/{RUN_ID}", "destination": "dag_run",
          "url_route": "winecrm-run-summary"},
+        {"name": "Rapport hebdo", "href": "winecrm/reports/{RUN_ID}", "destination": "dag_run",
+         "url_route": "winecrm-weekly-report"},
     ]
 
 

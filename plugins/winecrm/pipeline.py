@@ -377,6 +377,16 @@ def run_send(conn: psycopg.Connection, run_id: str, *, client=None) -> dict:
     return report
 
 
+def run_report(conn: psycopg.Connection, run_id: str) -> dict:
+    """The weekly report of the run's week (HTML + JSON summary, in French)."""
+    from winecrm.campaigns import report
+
+    started = time.perf_counter()
+    written = report.write_report(conn, run_id)
+    _record(conn, run_id, "report", time.perf_counter() - started, written)
+    return written
+
+
 def run_purge(conn: psycopg.Connection, run_id: str) -> dict:
     """RGPD retention: personal data of rejected input, old Data Docs pages and work files."""
     from winecrm.etl import retention
@@ -472,7 +482,7 @@ def run_all(conn: psycopg.Connection, window: RunWindow) -> dict:
     prepare(conn, window)
     try:
         for run_stage in (run_ingest, run_validate, run_load, run_score, run_recommend, run_render, run_send,
-                          run_purge):
+                          run_purge, run_report):
             run_stage(conn, window.run_id)
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")

@@ -53,7 +53,7 @@ def test_crm_weekly_shape(dagbag):
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.start_date == pendulum.datetime(2026, 1, 5, 6, tz="Europe/Paris")
     order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "render_emails",
-             "campaign_path", "send_emails", "purge", "finish_run"]
+             "campaign_path", "send_emails", "purge", "report", "finish_run"]
     assert set(order) | {"approve_campaign"} == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:]):
         # a straight line: the run's window travels through etl.runs, not by an edge from prepare_run;

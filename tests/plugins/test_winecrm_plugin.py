@@ -117,7 +117,7 @@ RUN_PATH = "/winecrm/runs/scheduled__2026-11-16T05:00:00+00:00"
 @pytest.mark.airflow
 def test_anonymous_callers_are_refused(api_server):
     api_server, _ = api_server
-    for path in (RUN_PATH, "/winecrm/data-docs/index.html"):
+    for path in (RUN_PATH, "/winecrm/data-docs/index.html", RUN_PATH.replace("/runs/", "/reports/")):
         response = requests.get(api_server + path, timeout=10)
         assert response.status_code == 401, (path, response.status_code, response.text[:200])
     forged = requests.get(api_server + RUN_PATH, headers={"Authorization": "Bearer not-a-token"}, timeout=10)
@@ -145,6 +145,11 @@ def test_a_logged_in_user_sees_the_run_summary_and_data_docs(api_server):
     views = {v["name"]: v for p in plugins if p["name"] == "winecrm" for v in p["external_views"]}
     assert views["Run summary"]["href"] == "winecrm/runs/{RUN_ID}" and views["Run summary"]["destination"] == "dag_run"
     assert views["Data Docs"]["destination"] == "nav"
+    assert views["Rapport hebdo"] == {**views["Rapport hebdo"], "href": "winecrm/reports/{RUN_ID}",
+                                      "destination": "dag_run"}
+    # a run without a report yet: a clear 404, never a file outside the reports folder
+    missing = requests.get(api_server + RUN_PATH.replace("/runs/", "/reports/"), headers=headers, timeout=10)
+    assert missing.status_code == 404 and "No weekly report" in missing.text
 
 
 @pytest.mark.airflow

@@ -209,3 +209,16 @@ def record_decision(run_id: str, approved: bool, who: object) -> None:
                      ("approved" if approved else "rejected", str(who or "unknown"), details["campaign_id"]))
         conn.commit()
     log.info("Campaign %s by %s", "approved" if approved else "rejected (nothing will be sent)", who)
+
+
+def weekly_report(run_id: str) -> None:
+    import os
+
+    from winecrm import pipeline
+    from winecrm.airflow.connections import warehouse_connection
+
+    with warehouse_connection("report") as conn:
+        written = pipeline.run_report(conn, run_id)
+    base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/").rsplit("/data-docs", 1)[0]
+    link = f"{base}/reports/{run_id}" if base else written["html"]
+    log.info("Rapport hebdomadaire : %s (résumé JSON : %s)", link, written["json"])

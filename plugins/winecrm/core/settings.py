@@ -42,6 +42,7 @@ class Paths:
     work_url: str  # per-run intermediate files: a local path or a storage URL (s3://..., gs://...)
     docs_dir: Path  # Great Expectations project (Data Docs live under it)
     outbox_dir: Path  # dry-run e-mails (.eml), one folder per campaign
+    reports_dir: Path  # weekly reports (HTML + JSON), one folder per week
 
     @property
     def data_docs_site(self) -> Path:
@@ -68,6 +69,7 @@ def paths() -> Paths:
         work_url=work_url,
         docs_dir=_path_from_env("CRM_DOCS_DIR", data_dir / "quality"),
         outbox_dir=_path_from_env("CRM_OUTBOX_DIR", data_dir / "outbox"),
+        reports_dir=_path_from_env("CRM_REPORTS_DIR", data_dir / "reports"),
     )
 
 

@@ -8,8 +8,9 @@ then the last week again.
 4. runs ``airflow dags test crm_weekly -c '{"week": …}'`` for three weeks in order — the real
    DAG, every task, the week chosen as in the trigger form (the run's date stays now: no run
    of 7 days, no logical date taken from a later trigger);
-5. prints each run's note, the last week's details, checks the quarantine against the rows
-   planted as bad;
+5. prints each run's note, the last week's details (scores, one recommendation per scenario,
+   the dry-run campaign in the outbox, the weekly report), checks the quarantine against the
+   rows planted as bad;
 6. runs the last week again and shows that the warehouse did not change.
 """
 
@@ -147,6 +148,10 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
                        WHERE campaign_id = %s AND status = 'simulated' ORDER BY scenario, send_id""",
                     (sent["campaign_id"],)):
                 print(f"    {scenario}: « {subject} » — {path}")
+    report = summary["details"].get("report")
+    if report:
+        print(f"\nWeekly report (French, self-contained HTML with its charts): {report['html']}")
+        print(f"  JSON summary: {report['json']}")
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"  Data Docs (offline HTML): {ingested['data_docs']}")

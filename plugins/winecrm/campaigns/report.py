@@ -1,0 +1,169 @@
+"""The weekly report, in French: one self-contained HTML file and a JSON summary per run.
+
+What the marketing person reads on Monday: the week's data health (files, rows loaded and
+quarantined, the main reasons, the Data Docs), the segments and how customers moved since the
+previous week, the recommendations by scenario and who was left out, and the campaign (sent,
+simulated, skipped, failed). Charts are Altair specifications rendered to SVG offline by
+vl-convert and embedded in the file: no script, no external asset, it opens anywhere.
+Files: ``$CRM_REPORTS_DIR/<Sunday>/rapport-hebdo.html`` and ``resume.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import psycopg
+
+from winecrm.core import settings
+from winecrm.core.weeks import Week, number_fr
+
+log = logging.getLogger(__name__)
+
+SEGMENTS = ["VIP", "Standard", "At Risk", "Churn"]
+SEGMENTS_FR = {"VIP": "VIP", "Standard": "Standard", "At Risk": "À risque", "Churn": "Perdus (churn)"}
+SCENARIOS_FR = {"cross_sell": "Découverte (cross-sell)", "rebuy": "Réachat", "winback": "Reconquête"}
+STATUS_FR = {"sent": "envoyés", "simulated": "simulés (outbox)", "skipped": "écartés", "failed": "en échec",
+             "rendered": "prêts, non envoyés", "sending": "envoi en cours"}
+REASONS_FR = {"control_group": "groupe témoin", "invalid_email": "adresse invalide", "suppressed": "désinscrit / bloqué",
+              "opted_out": "opposition (opt-out)", "silence_window": "contacté récemment",
+              "winback_min_revenue": "CA < seuil de reconquête", "no_candidate": "aucun vin à proposer",
+              "no_longer_recommended": "plus recommandé"}
+WINE = "#7b1e2b"
+
+
+def reports_dir() -> Path:
+    return settings.paths().reports_dir
+
+
+def summary(conn: psycopg.Connection, run_id: str) -> dict:
+    """Everything the report shows, as plain data (also written as the JSON summary)."""
+    from winecrm import pipeline
+
+    run = pipeline.run_summary(conn, run_id)
+    week = Week(run["week_start"], run["week_end"])
+    as_of = week.end
+    previous = conn.execute("SELECT max(as_of_date) FROM crm.rfm_scores WHERE as_of_date < %s", (as_of,)).fetchone()[0]
+    segments = {s: {"this_week": 0, "previous": 0} for s in SEGMENTS}
+    for date, segment, n in conn.execute(
+            "SELECT as_of_date, segment, count(*) FROM crm.rfm_scores WHERE as_of_date IN (%s, %s) GROUP BY 1, 2",
+            (as_of, previous)):
+        segments.setdefault(segment, {"this_week": 0, "previous": 0})["this_week" if date == as_of else "previous"] = n
+    moves = [{"from": a, "to": b, "customers": n} for a, b, n in conn.execute(
+        """SELECT p.segment, c.segment, count(*) FROM crm.rfm_scores c
+           JOIN crm.rfm_scores p ON p.client_code = c.client_code AND p.as_of_date = %s
+           WHERE c.as_of_date = %s AND p.segment <> c.segment GROUP BY 1, 2 ORDER BY 3 DESC""", (previous, as_of))]
+    scenarios = {}
+    for scenario, customers, control, expected in conn.execute(
+            """SELECT scenario, count(*) FILTER (WHERE NOT is_control), count(*) FILTER (WHERE is_control),
+                      sum(buy_probability) FILTER (WHERE NOT is_control)
+               FROM crm.recommendations WHERE as_of_date = %s AND rank = 1 GROUP BY 1 ORDER BY 1""", (as_of,)):
+        scenarios[scenario] = {"customers": customers, "control": control,
+                               "expected_buyers": round(float(expected or 0), 1)}
+    excluded = dict(conn.execute("SELECT reason, count(*) FROM crm.recommendation_exclusions WHERE as_of_date = %s "
+                                 "GROUP BY 1 ORDER BY 2 DESC", (as_of,)).fetchall())
+    campaigns = []
+    for campaign_id, mode, status, decided_by in conn.execute(
+            "SELECT campaign_id, mode, status, decided_by FROM crm.campaigns WHERE as_of_date = %s AND kind = 'weekly' "
+            "ORDER BY mode = 'live' DESC, campaign_id", (as_of,)):
+        counts = {s: {} for s in ("cross_sell", "rebuy", "winback")}
+        skipped: dict[str, int] = {}
+        for scenario, st, reason, n in conn.execute(
+                "SELECT scenario, status, skip_reason, count(*) FROM crm.email_sends WHERE campaign_id = %s "
+                "GROUP BY 1, 2, 3", (campaign_id,)):
+            counts.setdefault(scenario, {})[st] = counts.get(scenario, {}).get(st, 0) + n
+            if reason:
+                skipped[reason] = skipped.get(reason, 0) + n
+        campaigns.append({"campaign_id": campaign_id, "mode": mode, "status": status, "decided_by": decided_by,
+                          "by_scenario": {k: v for k, v in counts.items() if v}, "skipped": skipped})
+    return {
+        "run_id": run_id, "week": {"start": week.start.isoformat(), "end": week.end.isoformat(),
+                                   "label": week.label_fr()},
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": {k: run.get(k) for k in ("files_seen", "files_new", "files_duplicate", "files_quarantined",
+                                         "rows_read", "rows_written", "rows_superseded", "rows_skipped",
+                                         "rows_quarantined")},
+        "quarantine_reasons": run["quarantine_reasons"][:5], "data_docs": run["data_docs"],
+        "segments": segments, "previous_as_of": previous.isoformat() if previous else None, "segment_moves": moves[:8],
+        "recommendations": scenarios, "excluded": excluded, "campaigns": campaigns,
+        "events": None,  # opens, clicks, purchases and uplift come with the webhook events (next part)
+    }
+
+
+def _svg(chart) -> str:
+    import vl_convert
+
+    svg = vl_convert.vegalite_to_svg(chart.to_json(), format_locale="fr-FR")
+    return svg[svg.index("<svg"):]
+
+
+def charts(data: dict) -> dict[str, str]:
+    """The report's charts as inline SVG."""
+    import altair as alt
+    import pandas as pd
+
+    theme = {"config": {"font": "Helvetica, Arial, sans-serif", "view": {"stroke": None},
+                        "axis": {"labelFontSize": 12, "titleFontSize": 12, "grid": False},
+                        "legend": {"labelFontSize": 12, "titleFontSize": 12, "orient": "top"}}}
+    out = {}
+    rows = [{"segment": SEGMENTS_FR.get(s, s), "semaine": label, "clients": v[key]}
+            for s, v in data["segments"].items() for key, label in (("previous", "semaine précédente"),
+                                                                     ("this_week", "cette semaine"))]
+    order = [SEGMENTS_FR[s] for s in SEGMENTS]
+    out["segments"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
+        y=alt.Y("segment:N", sort=order, title=None), x=alt.X("clients:Q", title="clients"),
+        yOffset=alt.YOffset("semaine:N", sort=["semaine précédente", "cette semaine"]),
+        color=alt.Color("semaine:N", sort=["semaine précédente", "cette semaine"],
+                        scale=alt.Scale(range=["#d9c5b2", WINE]), title=None),
+        tooltip=["segment", "semaine", "clients"],
+    ).properties(width=460, height=190, **theme))
+    campaign = next(iter(data["campaigns"]), None)
+    if campaign:
+        rows = [{"scénario": SCENARIOS_FR.get(sc, sc), "statut": STATUS_FR.get(st, st), "e-mails": n}
+                for sc, counts in campaign["by_scenario"].items() for st, n in counts.items()]
+        palette = {"sent": WINE, "simulated": "#b0475a", "rendered": "#e6b8a2", "sending": "#f0d9c4",
+                   "skipped": "#c9c1b8", "failed": "#e03c31"}
+        present = {st for counts in campaign["by_scenario"].values() for st in counts}
+        shown = [s for s in palette if s in present]
+        out["campaign"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
+            y=alt.Y("scénario:N", title=None), x=alt.X("sum(e-mails):Q", title="e-mails"),
+            color=alt.Color("statut:N", title=None, scale=alt.Scale(
+                domain=[STATUS_FR[s] for s in shown], range=[palette[s] for s in shown])),
+            order=alt.Order("statut:N"),
+        ).properties(width=460, height=120, **theme))
+    if data["excluded"]:
+        rows = [{"raison": REASONS_FR.get(r, r), "clients": n} for r, n in data["excluded"].items()]
+        out["excluded"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar(color="#a89a8e").encode(
+            y=alt.Y("raison:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
+            x=alt.X("clients:Q", title="clients"),
+        ).properties(width=460, height=22 * len(rows), **theme))
+    return out
+
+
+def render_html(data: dict, svgs: dict[str, str]) -> str:
+    import jinja2
+    import markupsafe
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(settings.TEMPLATES_DIR / "report")),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["n"] = lambda v: number_fr(int(v or 0))
+    return env.get_template("weekly.html.j2").render(
+        d=data, charts={k: markupsafe.Markup(v) for k, v in svgs.items()}, segments_fr=SEGMENTS_FR,
+        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR)
+
+
+def write_report(conn: psycopg.Connection, run_id: str) -> dict:
+    """Write the week's report and JSON summary; returns where, with the headline numbers."""
+    data = summary(conn, run_id)
+    folder = reports_dir() / data["week"]["end"]
+    folder.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = folder / "rapport-hebdo.html", folder / "resume.json"
+    for path, text in ((json_path, json.dumps(data, indent=1, ensure_ascii=False, default=str)),
+                       (html_path, render_html(data, charts(data)))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    log.info("Weekly report: %s (summary %s)", html_path, json_path)
+    return {"html": str(html_path), "json": str(json_path), "week_end": data["week"]["end"]}
