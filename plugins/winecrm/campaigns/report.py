@@ -5,7 +5,7 @@ quarantined, the main reasons, the Data Docs), the segments and how customers mo
 previous week, the recommendations by scenario and who was left out, and the campaign (sent,
 simulated, skipped, failed). Charts are Altair specifications rendered to SVG offline by
 vl-convert and embedded in the file: no script, no external asset, it opens anywhere.
-Files: ``$CRM_REPORTS_DIR/<Sunday>/rapport-hebdo.html`` and ``resume.json``.
+Files: ``$CRM_REPORTS_DIR/<Sunday>/<run>/rapport-hebdo.html`` and ``resume.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from pathlib import Path
 
 import psycopg
@@ -157,7 +158,8 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
 def write_report(conn: psycopg.Connection, run_id: str) -> dict:
     """Write the week's report and JSON summary; returns where, with the headline numbers."""
     data = summary(conn, run_id)
-    folder = reports_dir() / data["week"]["end"]
+    # one folder per run of the week: a rerun that found nothing new does not hide the first one
+    folder = reports_dir() / data["week"]["end"] / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
     folder.mkdir(parents=True, exist_ok=True)
     html_path, json_path = folder / "rapport-hebdo.html", folder / "resume.json"
     for path, text in ((json_path, json.dumps(data, indent=1, ensure_ascii=False, default=str)),

@@ -20,7 +20,7 @@ def test_the_weekly_report_is_self_contained_french_and_agrees_with_the_warehous
     written = summary["details"]["report"]
     html = open(written["html"], encoding="utf-8").read()
     data = json.load(open(written["json"], encoding="utf-8"))
-    assert written["html"].endswith("2026-11-15/rapport-hebdo.html")
+    assert written["html"].endswith("2026-11-15/run_1/rapport-hebdo.html")
     # self-contained: charts inline, nothing fetched, nothing executed
     assert html.count("<svg") >= 3 and "<script" not in html.lower()
     assert not re.search(r"""(src|href)=["']https?://""", html) and "@import" not in html
