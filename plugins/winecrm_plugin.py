@@ -134,6 +134,19 @@ def weekly_report(run_id: str):
     return FileResponse(target, media_type="text/html")
 
 
+@app.get("/previews/{campaign_id}/{scenario}")
+def campaign_preview(campaign_id: str, scenario: str):
+    """A rendered e-mail of a campaign's scenario, as the approval request links it."""
+    from winecrm.campaigns.render import previews_dir
+    from winecrm.core import settings
+
+    root = settings.paths().reports_dir.resolve()
+    target = (previews_dir(campaign_id) / f"{scenario}.html").resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, f"No preview of {scenario!r} for campaign {campaign_id!r}")
+    return FileResponse(target, media_type="text/html")
+
+
 @app.get("/data-docs/")
 def data_docs_root():
     return RedirectResponse("index.html")

@@ -98,6 +98,7 @@ def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     monkeypatch.setenv("CRM_WORK_URL", str(dirs["work"]))
     monkeypatch.setenv("CRM_DOCS_DIR", str(dirs["docs"]))
     monkeypatch.setenv("CRM_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("CRM_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("CRM_FILE_SETTLE_SECONDS", "0")
     # Tests use a handful of rows, so one bad row is a large share: relax the gate by default.
     use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5})

@@ -117,7 +117,8 @@ RUN_PATH = "/winecrm/runs/scheduled__2026-11-16T05:00:00+00:00"
 @pytest.mark.airflow
 def test_anonymous_callers_are_refused(api_server):
     api_server, _ = api_server
-    for path in (RUN_PATH, "/winecrm/data-docs/index.html", RUN_PATH.replace("/runs/", "/reports/")):
+    for path in (RUN_PATH, "/winecrm/data-docs/index.html", RUN_PATH.replace("/runs/", "/reports/"),
+                 "/winecrm/previews/hebdo-2026-11-15/cross_sell"):
         response = requests.get(api_server + path, timeout=10)
         assert response.status_code == 401, (path, response.status_code, response.text[:200])
     forged = requests.get(api_server + RUN_PATH, headers={"Authorization": "Bearer not-a-token"}, timeout=10)

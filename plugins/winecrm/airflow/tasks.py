@@ -173,7 +173,11 @@ def send_emails(run_id: str) -> None:
 
 
 def campaign_review(run_id: str) -> tuple[str, str]:
-    """Subject and body (Markdown) of the approval request: what would leave, per scenario."""
+    """Subject and body (Markdown) of the approval request: what would leave, per scenario, with
+    a link to a rendered e-mail of each (served by the plugin to signed-in users)."""
+    import os
+
+    base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/").rsplit("/data-docs", 1)[0] or "/winecrm"
     from winecrm.airflow.connections import warehouse_connection
     from winecrm.campaigns.render import campaign_summary
 
@@ -189,8 +193,10 @@ def campaign_review(run_id: str) -> tuple[str, str]:
     lines += ["", f"Groupe témoin (jamais écrit) : {skipped.get('control_group', 0)} clients.",
               "Autres écartés : " + (", ".join(f"{k} {v}" for k, v in skipped.items() if k != "control_group")
                                      or "aucun") + ".",
-              "", "Aperçu : lancez d'abord la même semaine en simulation (dry run) et ouvrez les fichiers .eml du "
-              "dossier outbox, ou `python -m winecrm.campaigns send-test --to VOTRE-ADRESSE`.",
+              "", "Aperçu (l'e-mail du client le plus susceptible d'acheter, par scénario) : "
+              + ", ".join(f"[{scenario}]({base}/previews/{details['campaign_id']}/{scenario})"
+                          for scenario in sorted(details.get("previews") or {})) + ".",
+              "Pour le recevoir dans votre boîte : `python -m winecrm.campaigns send-test --to VOTRE-ADRESSE`.",
               "", "**Approve** : les e-mails partent. **Reject** : rien n'est envoyé (décision enregistrée)."]
     from winecrm.core.weeks import number_fr
 

@@ -158,6 +158,7 @@ def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mo
             (campaign_id,))
     conn.commit()
     summary = campaign_summary(conn, campaign_id)
+    summary["previews"] = write_previews(campaign_id, rows)
     summary.update(mode=campaign["mode"], rendered_now=sum(1 for r in rows if r[5] == "rendered"),
                    seconds=round(time.perf_counter() - started, 3), template_seconds=round(rendered_seconds, 3))
     log.info("campaign %s (%s): %s", campaign_id, campaign["mode"], summary)
@@ -177,3 +178,22 @@ def campaign_summary(conn: psycopg.Connection, campaign_id: str) -> dict:
         if reason:
             skipped[reason] = skipped.get(reason, 0) + n
     return {"campaign_id": campaign_id, "by_status": by_status, "by_scenario": by_scenario, "skipped": skipped}
+
+
+def previews_dir(campaign_id: str):
+    return settings.paths().reports_dir / "apercu" / campaign_id
+
+
+def write_previews(campaign_id: str, rows: list[tuple]) -> dict[str, str]:
+    """One rendered e-mail per scenario (its likeliest buyer's: rows come in scenario_rank
+    order), as the approval request's preview: what would leave, as the customer would see it."""
+    folder = previews_dir(campaign_id)
+    written: dict[str, str] = {}
+    for row in rows:
+        scenario, status, html = row[3], row[5], row[9]
+        if status == "rendered" and html and scenario not in written:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{scenario}.html"
+            path.write_text(html, encoding="utf-8")
+            written[scenario] = str(path)
+    return written

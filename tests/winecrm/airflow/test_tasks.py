@@ -55,6 +55,9 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
     assert subject == f"Envoyer {to_send} e-mails de la campagne hebdo-2026-11-15 ?".replace(
         str(to_send), f"{to_send:,}".replace(",", "\u202f"))
     assert "| cross_sell |" in body and "Groupe témoin" in body and "Reject" in body
+    assert "(/winecrm/previews/hebdo-2026-11-15/cross_sell)" in body  # a rendered e-mail per scenario
+    preview = open(rendered["previews"]["cross_sell"], encoding="utf-8").read()
+    assert preview.startswith("<!DOCTYPE html>") and "Se désinscrire" in preview
     with FakeBrevoServer() as server:
         monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
         monkeypatch.setenv("BREVO_API_URL", server.url)

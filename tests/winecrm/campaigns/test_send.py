@@ -232,3 +232,28 @@ def test_send_test_and_contact_sync_commands(estate, tmp_path, monkeypatch):
                                                  "OR email_valid IS NOT TRUE")}
         assert blocked and not blocked & {c["email"] for c in imported}
         assert {"PRENOM", "SEGMENT", "LEAD_SCORE", "LAST_ORDER_DATE"} <= set(imported[0]["attributes"])
+
+
+def test_the_api_key_never_appears_in_logs_outbox_ledger_or_errors(estate, tmp_path, caplog):
+    import logging
+
+    secret = "xkeysib-0123456789abcdef-SECRET"
+    caplog.set_level(logging.DEBUG)
+    with FakeBrevoServer() as server:
+        server.fake.api_key = secret
+        client = _live(estate, server)
+        client = brevo.BrevoClient(brevo.BrevoCredentials(secret, server.url), timeout=2, sleep=lambda s: None)
+        server.fake.inject(Fault("429", reset=0.01), Fault("500"), Fault("drop_after_accept"))
+        send.send_campaign(estate, CAMPAIGN, client=client, cfg=_cfg())
+        wrong = brevo.BrevoClient(brevo.BrevoCredentials(secret + "-revoked", server.url), sleep=lambda s: None)
+        with pytest.raises(brevo.BrevoAuthError) as refused:
+            wrong.send_transactional(send.build_message(
+                [{"email": "a@example.fr", "scenario": "rebuy", "subject": "S", "html": "<p>x</p>", "text_body": "x"}],
+                CAMPAIGN, "k", _cfg()))
+    render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
+    send.send_campaign(estate, DRY, outbox=tmp_path, cfg=_cfg())
+    places = [caplog.text, str(refused.value), repr(refused.value), repr(client), repr(client.session.headers)]
+    places += [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    places += [str(row) for row in estate.execute("SELECT * FROM crm.email_sends")]
+    places += [str(row) for row in estate.execute("SELECT * FROM crm.campaigns")]
+    assert not [p for p in places if "SECRET" in p]
