@@ -144,6 +144,10 @@ def render_emails(run_id: str, run_type: str | None = None) -> str:
             raise _fail_fast(exc) from exc
     log.info("%s: %s; %s", report["campaign_id"], report["why"],
              ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
+    if report["mode"] == "live" and not report["by_status"].get("rendered"):
+        log.info("Nothing left to send in %s (already sent, or everyone left out): no approval needed",
+                 report["campaign_id"])
+        return "live_nothing_to_send"
     return report["mode"]
 
 
