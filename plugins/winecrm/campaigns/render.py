@@ -143,6 +143,7 @@ def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mo
                SELECT campaign_id, client_code, email, scenario, as_of_date, status, idempotency_key, template, subject,
                       html, text_body, products, skip_reason, unsubscribe_token, now(), now()
                FROM campaign_render
+               ORDER BY send_id  -- the recipients' order (scenario, likeliest buyers first): the send's order
                ON CONFLICT (campaign_id, client_code) WHERE campaign_id IS NOT NULL DO UPDATE
                SET email = EXCLUDED.email, scenario = EXCLUDED.scenario, status = EXCLUDED.status,
                    template = EXCLUDED.template, subject = EXCLUDED.subject, html = EXCLUDED.html,

@@ -53,6 +53,14 @@ def test_dry_run_writes_each_rendered_email_once_and_skips_who_must_not_get_one(
     assert sum(summary["by_status"].values()) == recommended  # one ledger row per recommended customer
     assert summary["skipped"].get("control_group") == control and control > 0
     rendered = summary["by_status"]["rendered"]
+    # the ledger (and so the send) takes each scenario's likeliest buyers first
+    places: dict[str, list[int]] = {}
+    for scenario, place in estate.execute(
+            """SELECT e.scenario, r.scenario_rank FROM crm.email_sends e
+               JOIN crm.recommendations r ON r.client_code = e.client_code AND r.as_of_date = %s AND r.rank = 1
+               WHERE e.campaign_id = %s ORDER BY e.send_id""", (AS_OF, DRY)):
+        places.setdefault(scenario, []).append(place)
+    assert places and all(p == sorted(p) for p in places.values()), places
     result = send.send_campaign(estate, DRY, outbox=tmp_path, cfg=_cfg())
     assert result["by_status"]["simulated"] == rendered and not result["live"]
     files = sorted((tmp_path / DRY).glob("*.eml"))
