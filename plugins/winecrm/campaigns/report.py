@@ -80,6 +80,7 @@ def summary(conn: psycopg.Connection, run_id: str) -> dict:
         campaigns.append({"campaign_id": campaign_id, "mode": mode, "status": status, "decided_by": decided_by,
                           "by_scenario": {k: v for k, v in counts.items() if v}, "skipped": skipped})
     return {
+        "uplift": uplift(conn, as_of),
         "run_id": run_id, "week": {"start": week.start.isoformat(), "end": week.end.isoformat(),
                                    "label": week.label_fr()},
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -91,6 +92,44 @@ def summary(conn: psycopg.Connection, run_id: str) -> dict:
         "recommendations": scenarios, "excluded": excluded, "campaigns": campaigns,
         "events": None,  # opens, clicks, purchases and uplift come with the webhook events (next part)
     }
+
+
+def uplift(conn: psycopg.Connection, as_of: dt.date, days: int | None = None) -> dict | None:
+    """Did the latest live campaign whose window has passed make people buy? Customers it was
+    meant for (recommended, not in the control group: intention to treat, so the comparison keeps
+    the random draw's balance) against the control group: the share who bought within ``days``
+    after the campaign's week, the difference in points and its 95 % interval (normal
+    approximation). None when no live campaign is old enough yet."""
+    from winecrm.crm import scoring
+
+    days = days or settings.campaigns_config().report.uplift_days
+    row = conn.execute(
+        """SELECT campaign_id, as_of_date FROM crm.campaigns
+           WHERE kind = 'weekly' AND mode = 'live' AND status = 'done' AND as_of_date + %s <= %s
+           ORDER BY as_of_date DESC LIMIT 1""", (days, as_of)).fetchone()
+    if row is None:
+        return None
+    campaign_id, sent_week = row
+    groups = {is_control: (n, buyers) for is_control, n, buyers in conn.execute(
+        """SELECT r.is_control, count(*),
+                  count(*) FILTER (WHERE EXISTS (
+                      SELECT 1 FROM etl.ventes_lignes v
+                      WHERE v.client_code = r.client_code AND v.document_type = ANY(%(sale_types)s)
+                        AND v.date_livraison > %(start)s AND v.date_livraison <= %(start)s::date + %(days)s))
+           FROM crm.recommendations r WHERE r.as_of_date = %(start)s AND r.rank = 1 GROUP BY 1""",
+        {"start": sent_week, "days": days, **scoring.revenue_parameters()})}
+    (n1, b1), (n0, b0) = groups.get(False, (0, 0)), groups.get(True, (0, 0))
+    sent = conn.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND status = 'sent'",
+                        (campaign_id,)).fetchone()[0]
+    result = {"campaign_id": campaign_id, "days": days, "sent": sent,
+              "targeted": {"customers": n1, "buyers": b1}, "control": {"customers": n0, "buyers": b0}}
+    if n1 and n0:
+        p1, p0 = b1 / n1, b0 / n0
+        half = 1.96 * ((p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0) ** 0.5)
+        result.update(targeted_rate=round(100 * p1, 1), control_rate=round(100 * p0, 1),
+                      uplift_points=round(100 * (p1 - p0), 1),
+                      ci95_points=[round(100 * (p1 - p0 - half), 1), round(100 * (p1 - p0 + half), 1)])
+    return result
 
 
 def _svg(chart) -> str:

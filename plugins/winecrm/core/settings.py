@@ -329,10 +329,17 @@ class SendingConfig(_Section):
     tags: list[str] = Field(default_factory=lambda: ["crm-hebdo"])
 
 
+class ReportConfig(_Section):
+    """The weekly report (winecrm.campaigns.report)."""
+
+    uplift_days: int = Field(30, ge=7, le=180)   # purchases counted this long after a live campaign
+
+
 class CampaignsConfig(_Section):
     estate: EstateConfig
     links: LinksConfig
     sending: SendingConfig = SendingConfig()
+    report: ReportConfig = ReportConfig()
 
 
 def campaigns_config_path() -> str:

@@ -37,3 +37,44 @@ def test_the_weekly_report_is_self_contained_french_and_agrees_with_the_warehous
     assert data["data"]["rows_quarantined"] == summary["rows_quarantined"] > 0
     assert data["quarantine_reasons"] and data["quarantine_reasons"][0]["dataset"] in html
     assert data["events"] is None and "événements Brevo" in html  # said, not invented, until they exist
+    assert data["uplift"] is None and "Aucune campagne réellement envoyée" in html  # a dry run proves nothing
+
+
+def test_the_uplift_compares_the_customers_a_live_campaign_meant_with_the_control_group(conn, crm_dirs, tmp_path,
+                                                                                     monkeypatch):
+    import datetime as dt
+
+    from winecrm.campaigns import report
+    from winecrm.crm import recommend, scoring
+
+    monkeypatch.setenv("CRM_REPORTS_DIR", str(tmp_path / "reports"))
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=600, years=2.0)
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    sent_week = dt.date(2026, 10, 11)
+    scoring.score(conn, "past", sent_week)
+    recommend.recommend(conn, "past", sent_week)
+    # a live campaign of that week, sent to the customers it meant (the control group never written)
+    conn.execute("INSERT INTO crm.campaigns (campaign_id, kind, as_of_date, mode, status) "
+                 "VALUES ('hebdo-2026-10-11', 'weekly', %s, 'live', 'done')", (sent_week,))
+    conn.execute("""INSERT INTO crm.email_sends (campaign_id, client_code, email, scenario, status, sent_at)
+                    SELECT 'hebdo-2026-10-11', client_code, client_code || '@example.fr', scenario, 'sent', '2026-10-12'
+                    FROM crm.recommendations WHERE as_of_date = %s AND rank = 1 AND NOT is_control""", (sent_week,))
+    conn.commit()
+    assert report.uplift(conn, dt.date(2026, 11, 1), days=30) is None  # its 30 days are not over on 01/11
+    got = report.uplift(conn, dt.date(2026, 11, 15), days=30)
+    # the same numbers, counted here in Python
+    buyers = {c for (c,) in conn.execute(
+        "SELECT DISTINCT client_code FROM etl.ventes_lignes WHERE document_type IN ('VENTE', 'FACTURE') "
+        "AND date_livraison > '2026-10-11' AND date_livraison <= '2026-11-10'")}
+    groups = {True: [0, 0], False: [0, 0]}
+    for code, control in conn.execute("SELECT client_code, is_control FROM crm.recommendations "
+                                      "WHERE as_of_date = %s AND rank = 1", (sent_week,)):
+        groups[control][0] += 1
+        groups[control][1] += code in buyers
+    assert got["targeted"] == {"customers": groups[False][0], "buyers": groups[False][1]}
+    assert got["control"] == {"customers": groups[True][0], "buyers": groups[True][1]} and groups[True][0] > 20
+    p1, p0 = groups[False][1] / groups[False][0], groups[True][1] / groups[True][0]
+    assert got["uplift_points"] == round(100 * (p1 - p0), 1)
+    assert got["ci95_points"][0] < got["uplift_points"] < got["ci95_points"][1]
+    html = open(report.write_report(conn, "run_1")["html"], encoding="utf-8").read()
+    assert "Effet : " in html and "hebdo-2026-10-11" in html
