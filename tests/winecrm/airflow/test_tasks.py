@@ -70,3 +70,34 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
         assert status == "approved" and "marie" in who
         tasks.send_emails(window.run_id)
         assert len(server.fake.sent) == to_send == len(set(server.fake.accepted_addresses()))
+        # a decision once taken stands: a late « reject » of a campaign already sent changes nothing
+        tasks.record_decision(window.run_id, False, "someone else")
+        assert conn.execute("SELECT status FROM crm.campaigns WHERE campaign_id = 'hebdo-2026-11-15'"
+                            ).fetchone()[0] == "done"
+
+
+def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_dirs, monkeypatch):
+    import datetime as dt
+
+    from winecrm.core.run_params import RunParams
+    from winecrm.demo import sampledata
+
+    from tests.fakes.brevo import FakeBrevoServer
+
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=80, years=1.0)
+    window = pipeline.week_window("run_reject", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
+    pipeline.prepare(conn, window)
+    for stage in (pipeline.run_ingest, pipeline.run_validate, pipeline.run_load, pipeline.run_score,
+                  pipeline.run_recommend):
+        stage(conn, window.run_id)
+    monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
+    pipeline.run_render(conn, window.run_id, brevo_configured=True)
+    tasks.record_decision(window.run_id, False, {"id": "marie"})
+    status, who = conn.execute("SELECT status, decided_by FROM crm.campaigns").fetchone()
+    assert status == "rejected" and "marie" in who
+    with FakeBrevoServer() as server:
+        monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
+        monkeypatch.setenv("BREVO_API_URL", server.url)
+        with pytest.raises(Exception, match="rejected"):
+            tasks.send_emails(window.run_id)  # even if it ran: a rejected campaign never leaves
+        assert server.fake.requests == []
