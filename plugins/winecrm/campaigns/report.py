@@ -41,9 +41,19 @@ def reports_dir() -> Path:
 
 def summary(conn: psycopg.Connection, run_id: str) -> dict:
     """Everything the report shows, as plain data (also written as the JSON summary)."""
-    from winecrm import pipeline
-
-    run = pipeline.run_summary(conn, run_id)
+    keys = ["week_start", "week_end", "files_seen", "files_new", "files_duplicate", "files_quarantined",
+            "rows_read", "rows_written", "rows_superseded", "rows_skipped", "rows_quarantined"]
+    row = conn.execute(f"SELECT {', '.join(keys)} FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC LIMIT 1",
+                       (run_id,)).fetchone()
+    if row is None:
+        raise ValueError(f"no run {run_id!r} in etl.runs")
+    run = dict(zip(keys, row))
+    run["quarantine_reasons"] = [
+        {"dataset": d, "column": c, "expectations": e, "rows": n}
+        for d, c, e, n in conn.execute(
+            """SELECT dataset, column_name, expectations, count(*) FROM etl.quarantine
+               WHERE run_id = %s GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2 LIMIT 5""", (run_id,))]
+    run["data_docs"] = settings.paths().data_docs_link()
     week = Week(run["week_start"], run["week_end"])
     as_of = week.end
     previous = conn.execute("SELECT max(as_of_date) FROM crm.rfm_scores WHERE as_of_date < %s", (as_of,)).fetchone()[0]
@@ -100,8 +110,6 @@ def uplift(conn: psycopg.Connection, as_of: dt.date, days: int | None = None) ->
     the random draw's balance) against the control group: the share who bought within ``days``
     after the campaign's week, the difference in points and its 95 % interval (normal
     approximation). None when no live campaign is old enough yet."""
-    from winecrm.crm import scoring
-
     days = days or settings.campaigns_config().report.uplift_days
     row = conn.execute(
         """SELECT campaign_id, as_of_date FROM crm.campaigns
@@ -117,7 +125,7 @@ def uplift(conn: psycopg.Connection, as_of: dt.date, days: int | None = None) ->
                       WHERE v.client_code = r.client_code AND v.document_type = ANY(%(sale_types)s)
                         AND v.date_livraison > %(start)s AND v.date_livraison <= %(start)s::date + %(days)s))
            FROM crm.recommendations r WHERE r.as_of_date = %(start)s AND r.rank = 1 GROUP BY 1""",
-        {"start": sent_week, "days": days, **scoring.revenue_parameters()})}
+        {"start": sent_week, "days": days, **settings.pipeline_config().revenue.query_parameters()})}
     (n1, b1), (n0, b0) = groups.get(False, (0, 0)), groups.get(True, (0, 0))
     sent = conn.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND status = 'sent'",
                         (campaign_id,)).fetchone()[0]

@@ -144,6 +144,11 @@ class RevenueConfig(_Section):
             raise ValueError(f"document types both sale and credit note: {', '.join(sorted(both))}")
         return self
 
+    def query_parameters(self) -> dict:
+        """The named-query parameters: sale types, and those plus credit notes."""
+        return {"sale_types": list(self.sale_document_types),
+                "counted_types": list(self.sale_document_types) + list(self.credit_note_types)}
+
 
 class QualityGateConfig(_Section):
     max_bad_row_share: float = Field(0.05, ge=0, le=1)

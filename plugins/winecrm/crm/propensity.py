@@ -317,11 +317,9 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     """Fit, predict for the customers scored at ``as_of`` (crm.rfm_scores), and write
     crm.buy_probabilities and crm.buy_probability_models (a rerun replaces the date's rows).
     Runs in the caller's transaction: the caller commits."""
-    from winecrm.crm.scoring import revenue_parameters
-
     started = time.perf_counter()
     bp = settings.scoring_from(cfg).buy_probability
-    revenue = revenue_parameters()
+    revenue = settings.pipeline_config().revenue.query_parameters()
     sales = read_sales(conn, as_of, revenue["sale_types"], revenue["counted_types"])
     read = time.perf_counter()
     predicted, info = predict(sales, as_of, bp)

@@ -27,9 +27,7 @@ def scoring_config() -> ScoringConfig:
 
 def revenue_parameters() -> dict:
     """Which document types are sales and which are credit notes (pipeline.yaml, revenue)."""
-    revenue = settings.pipeline_config().revenue
-    return {"sale_types": list(revenue.sale_document_types),
-            "counted_types": list(revenue.sale_document_types) + list(revenue.credit_note_types)}
+    return settings.pipeline_config().revenue.query_parameters()
 
 
 def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = None) -> dict:
