@@ -177,3 +177,44 @@ def write_export(raw: Path, dataset: str, name: str, lines: list[str], encoding:
     text = "\r\n".join([header or SALES_HEADER, *lines]) + "\r\n"
     path.write_bytes(text.encode(encoding))
     return path
+
+
+@contextlib.contextmanager
+def airflow_api_server(env: dict, log_path: Path, commands=(["db", "migrate"], ["dags", "reserialize"])):
+    """``airflow api-server`` on a free loopback port, after ``commands`` (metadata and DAGs
+    ready), yielding its base URL once it answers; stopped afterwards."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    for command in commands:
+        done = subprocess.run([airflow, *command], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(log_path, "w")
+    server = subprocess.Popen([airflow, "api-server", "--port", str(port), "--host", "127.0.0.1"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{base_url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
+                break
+        except requests.ConnectionError:
+            time.sleep(1)
+    else:
+        server.kill()
+        log.close()
+        pytest.fail("api-server did not start: " + log_path.read_text()[-3000:])
+    try:
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -358,6 +358,14 @@ def run_render(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool 
     return _as_of_week_end(conn, run_id, "render", compute)
 
 
+def rendered_campaign(conn: psycopg.Connection, run_id: str) -> dict:
+    """What the run's render stage recorded: campaign id, mode, counts, previews."""
+    row = conn.execute(f"SELECT details -> 'render' FROM etl.runs WHERE {_CURRENT}", {"run_id": run_id}).fetchone()
+    if not row or not row[0]:
+        raise RuntimeError(f"run {run_id}: no campaign rendered by this run (the render stage did not run)")
+    return row[0]
+
+
 def run_send(conn: psycopg.Connection, run_id: str, *, client=None) -> dict:
     """Send the campaign rendered by this run: through Brevo when it is live (and approved), else
     into the outbox folder as .eml files."""
@@ -366,13 +374,9 @@ def run_send(conn: psycopg.Connection, run_id: str, *, client=None) -> dict:
     started = time.perf_counter()
     with writer(conn, run_id, "send"):
         heartbeat(conn, run_id)
-        details = conn.execute(f"SELECT details -> 'render' FROM etl.runs WHERE {_CURRENT}",
-                               {"run_id": run_id}).fetchone()[0]
-        if not details:
-            raise RuntimeError(f"run {run_id}: no campaign rendered by this run (the render stage did not run)")
-        campaign_id = details["campaign_id"]
+        details = rendered_campaign(conn, run_id)
         live = details.get("mode") == "live"
-        report = send.send_campaign(conn, campaign_id, client=client if live else None)
+        report = send.send_campaign(conn, details["campaign_id"], client=client if live else None)
         _record(conn, run_id, "send", time.perf_counter() - started, report)
     return report
 
@@ -382,7 +386,7 @@ def run_report(conn: psycopg.Connection, run_id: str) -> dict:
     from winecrm.campaigns import report
 
     started = time.perf_counter()
-    written = report.write_report(conn, run_id)
+    written = report.write_report(conn, run_summary(conn, run_id))
     _record(conn, run_id, "report", time.perf_counter() - started, written)
     return written
 
@@ -477,12 +481,20 @@ def run_summary(conn: psycopg.Connection, run_id: str) -> dict:
     return summary
 
 
+# The stages of a run, in the order of crm_weekly's tasks (approval aside).
+STAGES = (run_ingest, run_validate, run_load, run_score, run_recommend, run_render, run_send, run_purge, run_report)
+
+
+def stages_until(last) -> tuple:
+    """The stages up to ``last`` included (e.g. everything before the campaign, for tests)."""
+    return STAGES[:STAGES.index(last) + 1]
+
+
 def run_all(conn: psycopg.Connection, window: RunWindow) -> dict:
     """Every stage in order, without Airflow (demo checks, benchmarks, CLI)."""
     prepare(conn, window)
     try:
-        for run_stage in (run_ingest, run_validate, run_load, run_score, run_recommend, run_render, run_send,
-                          run_purge, run_report):
+        for run_stage in STAGES:
             run_stage(conn, window.run_id)
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,12 @@ from psycopg.conninfo import make_conninfo
 from winecrm.core.weeks import PARIS, Week
 from winecrm.demo import sampledata
 
-from tests.conftest import relaxed_gate_config
+from tests.conftest import airflow_api_server, relaxed_gate_config
 from tests.fakes.brevo import FakeBrevoServer
 
 pytestmark = pytest.mark.airflow
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,28 +55,9 @@ def live_env(tmp_path_factory, pg_admin_url):
            "CRM_DOCS_DIR": str(base / "quality"), "CRM_OUTBOX_DIR": str(base / "outbox"),
            "CRM_REPORTS_DIR": str(base / "reports"), "GX_ANALYTICS_ENABLED": "False"}
     env["CRM_PIPELINE_CONFIG"] = str(relaxed_gate_config(base))
-    for command in (["db", "migrate"], ["pools", "set", "crm_warehouse", "1", "one writer"], ["dags", "reserialize"]):
-        done = subprocess.run([AIRFLOW, *command], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-    port = _free_port()
-    log = open(base / "api-server.log", "w")
-    server = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host", "127.0.0.1"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    api = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{api}/api/v2/version", timeout=2).status_code in (200, 401, 403):
-                break
-        except requests.ConnectionError:
-            time.sleep(1)
-    else:
-        server.kill()
-        pytest.fail("api-server did not start: " + (base / "api-server.log").read_text()[-3000:])
-    yield env, api, warehouse, week
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    with airflow_api_server(env, base / "api-server.log", commands=(
+            ["db", "migrate"], ["pools", "set", "crm_warehouse", "1", "one writer"], ["dags", "reserialize"])) as api:
+        yield env, api, warehouse, week
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from winecrm import pipeline
 
-from tests.conftest import MONDAY_RUN, alert_receiver
+from tests.conftest import MONDAY_RUN, airflow_api_server, alert_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -40,12 +38,6 @@ def test_plugin_manager_imports_the_plugin_and_nothing_of_the_domain_package(tmp
     assert result.returncode == 0, result.stderr[-2000:]
     assert "PLUGINS ['winecrm']" in result.stdout, result.stdout
     assert "LEAKED []" in result.stdout, result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +67,6 @@ def api_server(tmp_path_factory, pg_admin_url, template_db, alerts):
     (base / "secret.txt").write_text("outside the site", encoding="utf-8")
     passwords = base / "passwords.json"
     passwords.write_text(json.dumps({"viewer": "viewer-pw", "ops": "ops-pw"}), encoding="utf-8")
-    port = _free_port()
     env = {**os.environ,
            "AIRFLOW_HOME": str(base / "airflow"),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
@@ -86,27 +77,9 @@ def api_server(tmp_path_factory, pg_admin_url, template_db, alerts):
            "AIRFLOW__API_AUTH__JWT_SECRET": "test-secret-for-the-plugin-test",
            "CRM_DATABASE_URL": url, "CRM_DOCS_DIR": str(base / "quality"),
            "CRM_ALERT_WEBHOOK_URL": alerts[0]}
-    for command in (["db", "migrate"], ["dags", "reserialize"]):  # crm_weekly known: runs can be triggered
-        done = subprocess.run([AIRFLOW, *command], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-    log = open(base / "api-server.log", "w")
-    server = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host", "127.0.0.1"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{base_url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
-                break
-        except requests.ConnectionError:
-            time.sleep(1)
-    else:
-        server.kill()
-        pytest.fail("api-server did not start: " + (base / "api-server.log").read_text()[-3000:])
-    yield base_url, url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    # crm_weekly known (dags reserialize): runs can be triggered
+    with airflow_api_server(env, base / "api-server.log") as base_url:
+        yield base_url, url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

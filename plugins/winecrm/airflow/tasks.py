@@ -123,6 +123,15 @@ def finish_run(run_id: str, ti) -> dict:
                                     "rows_skipped", "rows_quarantined")}
 
 
+def plugin_url(path: str) -> str:
+    """A page of the plugin as people open it, when CRM_DATA_DOCS_URL says where the plugin is
+    served (…/winecrm/data-docs); else ''."""
+    import os
+
+    base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/").rsplit("/data-docs", 1)[0]
+    return f"{base}{path}" if base else ""
+
+
 LIVE_VARIABLE = "crm_weekly_live"  # "true": the Monday scheduled runs send (after approval)
 
 
@@ -179,15 +188,13 @@ def send_emails(run_id: str) -> None:
 def campaign_review(run_id: str) -> tuple[str, str]:
     """Subject and body (Markdown) of the approval request: what would leave, per scenario, with
     a link to a rendered e-mail of each (served by the plugin to signed-in users)."""
-    import os
-
-    base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/").rsplit("/data-docs", 1)[0] or "/winecrm"
+    base = plugin_url("") or "/winecrm"
+    from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
     from winecrm.campaigns.render import campaign_summary
 
     with warehouse_connection("review") as conn:
-        details = conn.execute("SELECT details -> 'render' FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC "
-                               "LIMIT 1", (run_id,)).fetchone()[0]
+        details = pipeline.rendered_campaign(conn, run_id)
         summary = campaign_summary(conn, details["campaign_id"])
     lines = [f"**Campagne {summary['campaign_id']}** — e-mails prêts à partir par Brevo :", "",
              "| scénario | à envoyer | écartés |", "|---|---|---|"]
@@ -209,11 +216,11 @@ def campaign_review(run_id: str) -> tuple[str, str]:
 
 
 def record_decision(run_id: str, approved: bool, who: object) -> None:
+    from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
 
     with warehouse_connection("decision") as conn:
-        details = conn.execute("SELECT details -> 'render' FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC "
-                               "LIMIT 1", (run_id,)).fetchone()[0]
+        details = pipeline.rendered_campaign(conn, run_id)
         conn.execute("""UPDATE crm.campaigns SET status = %s, decided_by = %s, decided_at = now(), updated_at = now()
                         WHERE campaign_id = %s AND status = 'rendered'""",
                      ("approved" if approved else "rejected", str(who or "unknown"), details["campaign_id"]))
@@ -222,13 +229,10 @@ def record_decision(run_id: str, approved: bool, who: object) -> None:
 
 
 def weekly_report(run_id: str) -> None:
-    import os
-
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
 
     with warehouse_connection("report") as conn:
         written = pipeline.run_report(conn, run_id)
-    base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/").rsplit("/data-docs", 1)[0]
-    link = f"{base}/reports/{run_id}" if base else written["html"]
+    link = plugin_url(f"/reports/{run_id}") or written["html"]
     log.info("Rapport hebdomadaire : %s (résumé JSON : %s)", link, written["json"])

@@ -109,11 +109,10 @@ def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mo
                                     "silence_days": scoring.recommendations.silence_days})
         columns = [c.name for c in cursor.description]
         recipients = [dict(zip(columns, values)) for values in cursor.fetchall()]
-        done = {code for (code,) in conn.execute(
-            "SELECT client_code FROM crm.email_sends WHERE campaign_id = %s AND status NOT IN ('rendered', 'skipped')",
-            (campaign_id,))}
-        tokens = dict(conn.execute(
-            "SELECT client_code, unsubscribe_token FROM crm.email_sends WHERE campaign_id = %s", (campaign_id,)))
+        earlier = conn.execute("SELECT client_code, status, unsubscribe_token FROM crm.email_sends "
+                               "WHERE campaign_id = %s", (campaign_id,)).fetchall()
+        done = {code for code, status, _ in earlier if status not in ("rendered", "skipped")}
+        tokens = {code: token for code, _, token in earlier}
         rows, rendered_seconds = [], 0.0
         for r in recipients:
             if r["client_code"] in done:

@@ -39,21 +39,10 @@ def reports_dir() -> Path:
     return settings.paths().reports_dir
 
 
-def summary(conn: psycopg.Connection, run_id: str) -> dict:
-    """Everything the report shows, as plain data (also written as the JSON summary)."""
-    keys = ["week_start", "week_end", "files_seen", "files_new", "files_duplicate", "files_quarantined",
-            "rows_read", "rows_written", "rows_superseded", "rows_skipped", "rows_quarantined"]
-    row = conn.execute(f"SELECT {', '.join(keys)} FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC LIMIT 1",
-                       (run_id,)).fetchone()
-    if row is None:
-        raise ValueError(f"no run {run_id!r} in etl.runs")
-    run = dict(zip(keys, row))
-    run["quarantine_reasons"] = [
-        {"dataset": d, "column": c, "expectations": e, "rows": n}
-        for d, c, e, n in conn.execute(
-            """SELECT dataset, column_name, expectations, count(*) FROM etl.quarantine
-               WHERE run_id = %s GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2 LIMIT 5""", (run_id,))]
-    run["data_docs"] = settings.paths().data_docs_link()
+def summary(conn: psycopg.Connection, run: dict) -> dict:
+    """Everything the report shows, as plain data (also written as the JSON summary). ``run``: the
+    run's record as ``winecrm.pipeline.run_summary`` gives it."""
+    run_id = run["run_id"]
     week = Week(run["week_start"], run["week_end"])
     as_of = week.end
     previous = conn.execute("SELECT max(as_of_date) FROM crm.rfm_scores WHERE as_of_date < %s", (as_of,)).fetchone()[0]
@@ -202,9 +191,10 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
         scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR)
 
 
-def write_report(conn: psycopg.Connection, run_id: str) -> dict:
-    """Write the week's report and JSON summary; returns where, with the headline numbers."""
-    data = summary(conn, run_id)
+def write_report(conn: psycopg.Connection, run: dict) -> dict:
+    """Write the week's report and JSON summary (``run``: ``pipeline.run_summary``); returns where."""
+    data = summary(conn, run)
+    run_id = run["run_id"]
     # one folder per run of the week: a rerun that found nothing new does not hide the first one
     folder = reports_dir() / data["week"]["end"] / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
     folder.mkdir(parents=True, exist_ok=True)

@@ -31,24 +31,28 @@ def test_a_whole_run_through_a_storage_url(conn, crm_dirs, monkeypatch, tmp_path
     assert not isinstance(storage.run_work_dir("run_1"), ObjectStoragePath)
 
 
-def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded(conn, crm_dirs, monkeypatch):
-    """What the marketing person reads in the approval form, and the answer kept in crm.campaigns;
-    the send task then sends the approved campaign through Brevo (here the fake one)."""
+def _live_campaign_rendered(conn, crm_dirs, monkeypatch, run_id: str, customers: int):
+    """A small estate up to its recommendations, then the week's campaign rendered live."""
     import datetime as dt
 
     from winecrm.core.run_params import RunParams
     from winecrm.demo import sampledata
 
-    from tests.fakes.brevo import FakeBrevoServer
-
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=150, years=1.0)
-    window = pipeline.week_window("run_live", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=customers, years=1.0)
+    window = pipeline.week_window(run_id, MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
     pipeline.prepare(conn, window)
-    for stage in (pipeline.run_ingest, pipeline.run_validate, pipeline.run_load, pipeline.run_score,
-                  pipeline.run_recommend):
+    for stage in pipeline.stages_until(pipeline.run_recommend):
         stage(conn, window.run_id)
     monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
-    rendered = pipeline.run_render(conn, window.run_id, brevo_configured=True)
+    return window, pipeline.run_render(conn, window.run_id, brevo_configured=True)
+
+
+def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded(conn, crm_dirs, monkeypatch):
+    """What the marketing person reads in the approval form, and the answer kept in crm.campaigns;
+    the send task then sends the approved campaign through Brevo (here the fake one)."""
+    from tests.fakes.brevo import FakeBrevoServer
+
+    window, rendered = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_live", customers=150)
     assert rendered["mode"] == "live" and rendered["campaign_id"] == "hebdo-2026-11-15"
     subject, body = tasks.campaign_review(window.run_id)
     to_send = rendered["by_status"]["rendered"]
@@ -77,21 +81,9 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
 
 
 def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_dirs, monkeypatch):
-    import datetime as dt
-
-    from winecrm.core.run_params import RunParams
-    from winecrm.demo import sampledata
-
     from tests.fakes.brevo import FakeBrevoServer
 
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=80, years=1.0)
-    window = pipeline.week_window("run_reject", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
-    pipeline.prepare(conn, window)
-    for stage in (pipeline.run_ingest, pipeline.run_validate, pipeline.run_load, pipeline.run_score,
-                  pipeline.run_recommend):
-        stage(conn, window.run_id)
-    monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
-    pipeline.run_render(conn, window.run_id, brevo_configured=True)
+    window, _ = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_reject", customers=80)
     tasks.record_decision(window.run_id, False, {"id": "marie"})
     status, who = conn.execute("SELECT status, decided_by FROM crm.campaigns").fetchone()
     assert status == "rejected" and "marie" in who

@@ -29,8 +29,7 @@ def estate(conn, crm_dirs):
     sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=2.0)
     window = pipeline.week_window("run_1", MONDAY_RUN)
     pipeline.prepare(conn, window)
-    for stage in (pipeline.run_ingest, pipeline.run_validate, pipeline.run_load, pipeline.run_score,
-                  pipeline.run_recommend):  # the stages before the campaign's
+    for stage in pipeline.stages_until(pipeline.run_recommend):  # the stages before the campaign's
         stage(conn, window.run_id)
     return conn
 
