@@ -2,7 +2,9 @@
 
 It enforces the documented request contract of what the platform calls (header ``api-key``;
 ``POST /smtp/email`` fields, types and caps; ``idempotencyKey`` reuse refused with
-``duplicate_parameter`` and nothing sent; ``GET /smtp/emails``; ``POST /contacts/import``),
+``duplicate_parameter`` and nothing sent; ``GET /smtp/emails``; ``POST /contacts/import``;
+``DELETE /contacts/{identifier}`` (204, 404 unknown); ``POST /transactionalSMS/sms``: sender at
+most 15 characters, recipient digits with country code, content, type transactional|marketing),
 keeps a log of every e-mail it accepted, and injects faults on demand: 429 with rate-limit
 headers, 500, a slow answer, a connection dropped before or AFTER the e-mail was accepted, 402.
 """
@@ -38,6 +40,9 @@ class FakeBrevo:
     sent: list = field(default_factory=list)          # every accepted e-mail (one per recipient)
     requests: list = field(default_factory=list)      # (method, path, status)
     imports: list = field(default_factory=list)
+    contacts: set = field(default_factory=set)        # addresses Brevo holds as contacts (imports add them)
+    deleted_contacts: list = field(default_factory=list)
+    sms: list = field(default_factory=list)           # every accepted SMS
     faults: list = field(default_factory=list)
     keys: dict = field(default_factory=dict)          # idempotencyKey -> accepted at (clock)
     credits: int | None = None
@@ -216,7 +221,33 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._answer(400, {"code": "missing_parameter", "message": "jsonBody is required"})
             with self.fake.lock:
                 self.fake.imports.append(body)
+                self.fake.contacts.update(str(c.get("email", "")).lower() for c in body["jsonBody"] if c.get("email"))
             return self._answer(202, {"processId": len(self.fake.imports)})
+        if path == "/transactionalSMS/sms":
+            problems = []
+            if not isinstance(body, dict):
+                return self._answer(400, {"code": "bad_request", "message": "JSON object expected"})
+            unknown = set(body) - {"sender", "recipient", "content", "type", "tag", "webUrl", "unicodeEnabled",
+                                   "organisationPrefix"}
+            if unknown:
+                problems.append(f"unknown fields {sorted(unknown)}")
+            if not isinstance(body.get("sender"), str) or not 0 < len(body["sender"]) <= 15:
+                problems.append("sender: required, at most 15 characters")
+            if not isinstance(body.get("recipient"), str) or not body["recipient"].isdigit():
+                problems.append("recipient: mobile number with the country code, digits only")
+            if not isinstance(body.get("content"), str) or not body["content"]:
+                problems.append("content is required")
+            if body.get("type", "transactional") not in ("transactional", "marketing"):
+                problems.append("type: transactional or marketing")
+            if problems:
+                return self._answer(400, {"code": "invalid_parameter", "message": "; ".join(problems)})
+            with self.fake.lock:
+                self.fake.sms.append({**body, "at": self.fake.clock()})
+                answer = {"reference": uuid.uuid4().hex[:19], "messageId": 1_500_000_000_000_000 + len(self.fake.sms),
+                          "smsCount": 1 + len(body["content"]) // 160, "usedCredits": 1.0}
+            if fault and fault.kind == "drop_after_accept":
+                return self._drop()
+            return self._answer(201, answer)
         return self._answer(404, {"code": "document_not_found", "message": f"no route {path}"})
 
     def do_GET(self) -> None:  # noqa: N802
@@ -233,6 +264,29 @@ class _Handler(BaseHTTPRequestHandler):
                          for e in reversed(self.fake.sent) if e["to"] == query["email"]]
             return self._answer(200, {"count": len(found), "transactionalEmails": found})
         return self._answer(404, {"code": "document_not_found", "message": f"no route {self._path()}"})
+
+
+def _do_delete(self) -> None:
+    path = self._path()
+    if not self._authorised():
+        return
+    if path.startswith("/contacts/"):
+        from urllib.parse import unquote
+
+        email = unquote(path[len("/contacts/"):]).lower()
+        with self.fake.lock:
+            held = email in self.fake.contacts
+            self.fake.contacts.discard(email)
+            self.fake.deleted_contacts.append(email)
+        if not held:
+            return self._answer(404, {"code": "document_not_found", "message": "Contact does not exist"})
+        self.send_response(204)
+        self.end_headers()
+        return None
+    return self._answer(404, {"code": "document_not_found", "message": f"no route {path}"})
+
+
+_Handler.do_DELETE = _do_delete  # noqa: N815 (http.server's naming)
 
 
 class FakeBrevoServer:

@@ -177,28 +177,33 @@ FROM scored;
 ANALYZE crm.rfm_scores;
 
 -- step: lead_scores
--- Engagement events come from Brevo webhooks and behaviour events (a later issue): until that
--- queue exists every customer has 0 of them.
+-- Engagement: the automation rules' score changes (crm.score_changes, from Brevo webhooks and
+-- behaviour events) up to the as-of date, added up and capped; a backfill sees only the changes
+-- of its own past.
 INSERT INTO crm.lead_scores (as_of_date, client_code, base_points, rfm_points, engagement_points,
                              engagement_events, purchase_points, recency_penalty, raw_score, score, computed_run)
-WITH parts AS (
+WITH engagement AS (
+    SELECT client_code, count(*) AS events, sum(delta) AS points
+    FROM crm.score_changes
+    WHERE changed_at < (%(as_of)s::date + 1)::timestamp AT TIME ZONE 'Europe/Paris'
+    GROUP BY client_code
+), parts AS (
     SELECT r.client_code,
            %(base)s::int AS base_points,
            least(%(rfm_cap)s, %(per_rfm_point)s * r.rfm_score) AS rfm_points,
-           0 AS engagement_events,
+           coalesce(e.events, 0) AS engagement_events,
+           least(%(engagement_cap)s, coalesce(e.points, 0)) AS engagement_points,
            least(%(purchase_cap)s, %(per_purchase)s * r.frequency) AS purchase_points,
            CASE WHEN r.recency_days <= 30 THEN 0 WHEN r.recency_days <= 90 THEN -5
                 WHEN r.recency_days <= 180 THEN -15 ELSE -30 END AS recency_penalty
     FROM crm.rfm_scores r
+    LEFT JOIN engagement e USING (client_code)
     WHERE r.as_of_date = %(as_of)s
 )
-SELECT %(as_of)s, client_code, base_points, rfm_points,
-       least(%(engagement_cap)s, %(per_event)s * engagement_events), engagement_events,
+SELECT %(as_of)s, client_code, base_points, rfm_points, engagement_points, engagement_events,
        purchase_points, recency_penalty,
-       base_points + rfm_points + least(%(engagement_cap)s, %(per_event)s * engagement_events)
-           + purchase_points + recency_penalty,
-       greatest(0, least(100, base_points + rfm_points
-           + least(%(engagement_cap)s, %(per_event)s * engagement_events) + purchase_points + recency_penalty)),
+       base_points + rfm_points + engagement_points + purchase_points + recency_penalty,
+       greatest(0, least(100, base_points + rfm_points + engagement_points + purchase_points + recency_penalty)),
        %(run_id)s
 FROM parts;
 

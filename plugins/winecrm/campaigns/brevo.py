@@ -4,7 +4,10 @@ Checked against Brevo's published API description (``api/swagger.yaml`` of getbr
 ``POST /smtp/email`` (``sendSmtpEmail``: sender, to, subject, htmlContent, textContent, headers,
 tags, messageVersions[to, subject, htmlContent, textContent, params]), ``GET /smtp/emails``
 (look an e-mail up by address and dates), ``POST /contacts/import`` (``requestContactImport``:
-jsonBody, listIds, updateExistingContacts; answers 202 with a processId); errors are
+jsonBody, listIds, updateExistingContacts; answers 202 with a processId), ``DELETE
+/contacts/{identifier}`` (204, 404 when unknown), ``POST /transactionalSMS/sms``
+(``sendTransacSms``: sender ≤ 15 characters, recipient with its country code, content, type
+transactional|marketing, tag; answers 201 with ``messageId`` and ``reference``); errors are
 ``{code, message}``.
 
 Why not the official SDK: it retries POSTs on 5xx and 429 by default, which can send an e-mail
@@ -130,7 +133,7 @@ class BrevoClient:
     # -- transport ------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, body: dict | None = None, params: dict | None = None,
-              idempotent: bool) -> tuple[int, dict]:
+              idempotent: bool, not_found_ok: bool = False) -> tuple[int, dict]:
         """One API call with the retry rules of the module docstring. ``idempotent``: repeating
         the call cannot do anything twice (a GET, or a POST carrying an idempotencyKey)."""
         url = f"{self.base_url}{path}"
@@ -166,6 +169,8 @@ class BrevoClient:
                     raise last
                 self.sleep(min(2 ** attempt, 30))
                 continue
+            if status == 404 and not_found_ok:
+                return status, payload
             if status >= 400:
                 code, message = payload.get("code"), str(payload.get("message", ""))[:500]
                 if status == 400 and code == "duplicate_parameter" and body and "idempotencyKey" in (
@@ -208,6 +213,32 @@ class BrevoClient:
             body["listIds"] = list_ids
         _, payload = self._call("POST", "/contacts/import", body=body, idempotent=True)
         return payload.get("processId")
+
+    def delete_contact(self, email: str) -> bool:
+        """``DELETE /contacts/{email}``: True when Brevo deleted it, False when it held no such
+        contact. Safe to repeat."""
+        from urllib.parse import quote
+
+        status, _ = self._call("DELETE", f"/contacts/{quote(email, safe='')}", idempotent=True, not_found_ok=True)
+        return status != 404
+
+    def send_sms(self, sms: dict) -> dict:
+        """``POST /transactionalSMS/sms``. Brevo takes no idempotency key for SMS, so the call is
+        never repeated on a 5xx or a lost answer: the caller records the outcome as unknown
+        instead of sending twice. Returns ``{"messageId", "reference", ...}``."""
+        problems = []
+        if not sms.get("sender") or len(str(sms["sender"])) > 15:
+            problems.append("sender is required, at most 15 characters (11 if alphanumeric)")
+        if not str(sms.get("recipient", "")).isdigit():
+            problems.append("recipient must be digits with the country code (33612345678)")
+        if not sms.get("content"):
+            problems.append("content is missing")
+        if sms.get("type", "transactional") not in ("transactional", "marketing"):
+            problems.append("type must be transactional or marketing")
+        if problems:
+            raise BrevoBadRequest("SMS not sent, the request breaks Brevo's contract: " + "; ".join(problems))
+        _, payload = self._call("POST", "/transactionalSMS/sms", body=sms, idempotent=False)
+        return payload
 
 
 def check_message(message: dict) -> None:

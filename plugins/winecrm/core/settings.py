@@ -234,8 +234,7 @@ class LeadScoreConfig(_Section):
     base: int = 50
     per_rfm_point: float = 10
     rfm_cap: float = 40
-    per_engagement_event: float = 2
-    engagement_cap: float = 20
+    engagement_cap: float = 20          # on the sum of the rules' score changes (crm.score_changes)
     per_purchase: float = 5
     purchase_cap: float = 25
 

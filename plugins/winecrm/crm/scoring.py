@@ -40,7 +40,7 @@ def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = N
         "m_revenue_2": fixed.revenue_ht[0], "m_revenue_3": fixed.revenue_ht[1], "m_revenue_4": fixed.revenue_ht[2],
         "churn_days": seg.churn_after_days, "vip_min": seg.vip_min, "standard_min": seg.standard_min,
         "base": lead.base, "per_rfm_point": lead.per_rfm_point, "rfm_cap": lead.rfm_cap,
-        "per_event": lead.per_engagement_event, "engagement_cap": lead.engagement_cap,
+        "engagement_cap": lead.engagement_cap,
         "per_purchase": lead.per_purchase, "purchase_cap": lead.purchase_cap,
         "min_pair_customers": cfg.affinity.min_pair_customers,
         **revenue_parameters(),

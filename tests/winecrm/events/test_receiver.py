@@ -18,11 +18,12 @@ from tests.fakes.estate import AS_OF, seed_warehouse
 
 
 @contextlib.contextmanager
-def running_receiver():
+def running_receiver(app=None):
+    """The receiver on a free loopback port in this process (uvicorn, one worker, its lifespan run)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app or create_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
