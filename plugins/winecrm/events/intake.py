@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections import deque
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
@@ -128,8 +129,11 @@ class BehaviorEvent(BaseModel):
     def _identified(self) -> "BehaviorEvent":
         if not self.client_code and not self.email:
             raise ValueError("client_code or email is required")
-        if self.ts is not None and self.ts.tzinfo is None:
-            self.ts = self.ts.replace(tzinfo=dt.timezone.utc)
+        if self.ts is not None:
+            if not 2000 <= self.ts.year <= 2100:
+                raise ValueError("ts must be a date between 2000 and 2100")
+            moment = self.ts if self.ts.tzinfo is not None else self.ts.replace(tzinfo=dt.timezone.utc)
+            self.ts = moment.astimezone(dt.timezone.utc)  # any offset ISO 8601 allows, stored as UTC
         return self
 
     def dedupe_key(self) -> str:
@@ -211,7 +215,7 @@ class QueueWriter:
 
     def __init__(self, url: str, *, max_rows: int = 5000, connect_timeout: int = 5):
         self.url, self.max_rows, self.connect_timeout = url, max_rows, connect_timeout
-        self._pending: list[tuple[list[tuple], asyncio.Future]] = []
+        self._pending: deque[tuple[list[tuple], asyncio.Future]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._conn = None
@@ -257,13 +261,19 @@ class QueueWriter:
             while self._pending:
                 taken, size = [], 0
                 while self._pending and (not taken or size + len(self._pending[0][0]) <= self.max_rows):
-                    item = self._pending.pop(0)
+                    item = self._pending.popleft()
                     taken.append(item)
                     size += len(item[0])
                 rows = [row for request_rows, _ in taken for row in request_rows]
                 try:
                     new = await self._write(rows)
-                except (psycopg.Error, OSError) as exc:
+                except psycopg.DataError:
+                    # a value the database refuses: each request alone, so only its sender gets the 503
+                    await self._rollback()
+                    for request_rows, future in taken:
+                        await self._write_alone(request_rows, future)
+                    continue
+                except Exception as exc:  # database gone, or anything else: never a 2xx, and the writer lives on
                     log.warning("queue write failed (%s): %d requests answered 503", exc.__class__.__name__,
                                 len(taken))
                     await self._drop()
@@ -278,6 +288,27 @@ class QueueWriter:
                     new -= keys
                     if not future.done():
                         future.set_result(fresh)
+
+    async def _write_alone(self, rows: list[tuple], future: asyncio.Future) -> None:
+        import psycopg
+
+        try:
+            new = await self._write(rows)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("queue write refused (%s) for one request: answered 503", exc.__class__.__name__)
+            await self._rollback()
+            if not future.done():
+                future.set_exception(QueueUnavailable(exc.__class__.__name__))
+            return
+        if not future.done():
+            future.set_result(len(new))
+
+    async def _rollback(self) -> None:
+        try:
+            if self._conn is not None:
+                await self._conn.rollback()
+        except Exception:  # broken: start again with a new connection
+            await self._drop()
 
     async def _write(self, rows: list[tuple]) -> set[str]:
         conn = await self._connection()

@@ -136,9 +136,28 @@ async def _json_body(request: Request, limit: int):
         if len(body) > limit:
             return None, _problem(413, f"body larger than {limit} bytes")
     try:
-        return json.loads(body), None
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, _problem(400, f"body is not valid JSON: {exc.__class__.__name__}")
+    # what PostgreSQL cannot store as text: a NUL character, half a surrogate pair
+    try:
+        text = json.dumps(data, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, _problem(422, [{"loc": [], "msg": "a string holds an unpaired surrogate (invalid Unicode)"}])
+    if _has_nul(data):
+        return None, _problem(422, [{"loc": [], "msg": "a string holds a NUL character"}])
+    return data, None
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _openapi(app):
