@@ -233,17 +233,6 @@ def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = N
         raise RuntimeError("settings.sms.mode is live but no Brevo connection is configured (brevo_default): "
                            "no SMS sent")
     for action in _due(conn, "send_sms"):
-        moment = now or dt.datetime.now(dt.timezone.utc)
-        sms_type = action["params"].get("sms_type", "marketing")
-        if sms_type == "marketing":
-            allowed = sms_allowed_from(moment, cfg)
-            if allowed > moment:
-                conn.execute("UPDATE crm.automation_actions SET due_at = %s, error = %s WHERE action_id = %s",
-                             (allowed, "waiting for the next allowed time (French rules for marketing SMS)",
-                              action["action_id"]))
-                conn.commit()
-                counts["send_sms:postponed"] += 1
-                continue
         client = conn.execute("""SELECT telephone, coalesce(opt_out, false),
                                         crm.email_blocked_reason(client_code, email, 0, NULL) = 'suppressed'
                                  FROM etl.clients WHERE client_code = %s""", (action["client_code"],)).fetchone()
@@ -255,6 +244,17 @@ def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = N
             conn.commit()
             counts["send_sms:skipped"] += 1
             continue
+        moment = now or dt.datetime.now(dt.timezone.utc)
+        sms_type = action["params"].get("sms_type", "marketing")
+        if sms_type == "marketing":
+            allowed = sms_allowed_from(moment, cfg)
+            if allowed > moment:
+                conn.execute("UPDATE crm.automation_actions SET due_at = %s, error = %s WHERE action_id = %s",
+                             (allowed, "waiting for the next allowed time (French rules for marketing SMS)",
+                              action["action_id"]))
+                conn.commit()
+                counts["send_sms:postponed"] += 1
+                continue
         sms = {"sender": cfg.sender, "recipient": number.lstrip("+"), "content": action["params"]["text"],
                "type": sms_type, "tag": f"rule-{action['rule_id']}"}
         conn.execute("UPDATE crm.automation_actions SET status = 'running' WHERE action_id = %s", (action["action_id"],))
