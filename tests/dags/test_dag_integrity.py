@@ -85,6 +85,16 @@ def test_crm_weekly_shape(dagbag):
     assert writers == {"ingest", "validate", "load", "score", "recommend", "render_emails", "send_emails", "purge"}
 
 
+def test_crm_events_shape(dagbag):
+    dag = dagbag.dags["crm_events"]
+    assert dag.timetable.expression == "*/5 * * * *"
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert set(dag.task_ids) == {"process_events"}
+    task = dag.get_task("process_events")
+    assert task.doc_md and task.retries == 1 and task.execution_timeout is not None
+    assert "automation_rules.yaml" in dag.doc_md and "events" in dag.tags
+
+
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
 def test_parsing_imports_nothing_heavy_and_touches_no_database(dag_file):
     code = (

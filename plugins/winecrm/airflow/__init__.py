@@ -21,6 +21,7 @@ WAREHOUSE_POOL_DESCRIPTION = "One writer per warehouse: ingest, validate, load, 
 TAG_CRM = "winecrm"
 TAG_WEEKLY = "weekly"
 TAG_ETL = "etl"
+TAG_EVENTS = "events"
 
 TIMEZONE = pendulum.timezone("Europe/Paris")
 START_DATE = pendulum.datetime(2026, 1, 5, 6, 0, tz=TIMEZONE)  # a Monday; catchup is off
@@ -67,6 +68,13 @@ def default_args() -> dict:
         "execution_timeout": task_timeout(),
         "on_failure_callback": task_failure_callbacks(),
     }
+
+
+def events_default_args() -> dict:
+    """crm_events runs every 5 minutes: a failed run is retried once, soon; the next run takes
+    over anyway (the queue keeps everything)."""
+    return {**default_args(), "retries": 1, "retry_delay": dt.timedelta(minutes=1),
+            "retry_exponential_backoff": False, "execution_timeout": dt.timedelta(minutes=20)}
 
 
 def trigger_params() -> dict:

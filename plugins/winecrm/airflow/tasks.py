@@ -236,3 +236,38 @@ def weekly_report(run_id: str) -> None:
         written = pipeline.run_report(conn, run_id)
     link = plugin_url(f"/reports/{run_id}") or written["html"]
     log.info("Rapport hebdomadaire : %s (résumé JSON : %s)", link, written["json"])
+
+
+def process_events() -> dict:
+    """crm_events: the queued webhook and behaviour events through the automation rules; due
+    actions run. A bad rules file fails at once (a retry cannot fix it); a bad event is marked
+    failed in the queue and never fails the task."""
+    from winecrm.airflow.connections import brevo_credentials, warehouse_connection
+    from winecrm.campaigns import brevo
+    from winecrm.core import settings
+    from winecrm.core.migrations import apply_migrations
+    from winecrm.events import processing
+    from winecrm.events.rules import load_rules
+
+    try:
+        rules = load_rules()
+    except (settings.ConfigError, OSError) as exc:
+        raise _fail_fast(exc) from exc
+    credentials = brevo_credentials()
+    client = None
+    if credentials is not None:
+        sending = settings.campaigns_config().sending
+        client = brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
+                                   max_rate_limit_wait=sending.max_rate_limit_wait_s)
+    with warehouse_connection("events") as conn:
+        apply_migrations(conn)
+        summary = processing.process_events(conn, rules=rules, brevo=client)
+    queue = summary["queue"]
+    log.info("%d events processed (%s); actions: %s; lead_score_high: %d; queue now: %s; %.1f s",
+             summary["events"], ", ".join(f"{k} {v}" for k, v in summary["fired"].items()) or "no rule fired",
+             ", ".join(f"{k} {v}" for k, v in sorted(summary["actions"].items())) or "none",
+             summary["lead_score_high"], queue, summary["seconds"])
+    if queue.get("parked"):
+        log.warning("%d events are parked after repeated failures: see crm.webhook_events WHERE status = 'parked' "
+                    "(the error column says why)", queue["parked"])
+    return {"events": summary["events"], "queue": queue}

@@ -103,6 +103,14 @@ def _link_and_map(conn: psycopg.Connection) -> None:
     conn.execute(f"""
         UPDATE crm.webhook_events w SET trig = {_trigger_case()}
         FROM batch b WHERE w.event_id = b.event_id""")
+    # an erased person (only a hash of the address is kept): the event is kept as a count, without them
+    conn.execute("""
+        UPDATE crm.webhook_events w
+        SET email = NULL, client_code = NULL, message_id = NULL, custom = NULL, link = NULL, trig = NULL,
+            payload = jsonb_build_object('erased', true, 'event', w.event)
+        FROM batch b WHERE w.event_id = b.event_id AND w.email IS NOT NULL
+          AND EXISTS (SELECT 1 FROM crm.suppressions s
+                      WHERE s.email = 'erased:' || encode(sha256(convert_to(w.email, 'UTF8')), 'hex'))""")
     # our send: the X-Mailin-custom header ('campaign|batch key' live, 'campaign|send id' in .eml
     # files), else Brevo's message-id, else the latest e-mail we sent to that address
     conn.execute("""

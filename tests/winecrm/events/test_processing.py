@@ -330,3 +330,17 @@ def test_explain_shows_what_would_fire_and_applies_nothing(tmp_path, capsys, con
     assert main(["explain", str(bad), "--no-db"]) == 2
     assert "event" in capsys.readouterr().err
     assert conn.execute("SELECT count(*) FROM crm.webhook_events").fetchone()[0] == 0
+
+
+def test_a_late_event_about_an_erased_person_keeps_nothing_of_them(conn, crm_dirs):
+    from winecrm.privacy.erase import erased_marker
+
+    seed_warehouse(conn, 1)
+    conn.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES (%s, 'erased', 'privacy_erase')",
+                 (erased_marker("gone@example.fr"),))
+    conn.commit()
+    queue(conn, [brevo_event("unsubscribed", "Gone@Example.fr", "<m@relay>", TS, subject="Pour Gone")])
+    processing.process_events(conn, rules=load_rules())
+    assert table(conn, "SELECT email, client_code, payload FROM crm.webhook_events") == [
+        (None, None, {"erased": True, "event": "unsubscribed"})]
+    assert table(conn, "SELECT count(*) FROM crm.suppressions WHERE email LIKE '%%gone%%'") == [(0,)]

@@ -1,0 +1,72 @@
+"""Erase a person on request (GDPR art. 17): warehouse, outbox/reports/Data Docs files, Brevo contact.
+
+    python -m winecrm.privacy erase --email jean.dupont@example.fr
+    python -m winecrm.privacy erase --client C004217 --client C009911      # two ERP records, one person
+    python -m winecrm.privacy erase --email jean.dupont@example.fr --dry-run  # what would go; nothing changes
+
+Every record of the person is found (an address leads to its client codes and back), then
+erased in one transaction: customer row anonymised, derived CRM rows deleted, send ledger
+cleared, the address replaced by a hash in crm.suppressions so they are never e-mailed again.
+The Brevo contact is deleted after the commit, with BREVO_API_KEY (and BREVO_API_URL for a
+sandbox or a mock); without it the summary says the contact was not deleted. The warehouse is
+CRM_DATABASE_URL.
+
+Exit status: 0 done (or nothing found), 1 refused or failed (nothing changed), 2 the warehouse
+part is done but Brevo failed: run the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m winecrm.privacy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    erase_cmd = sub.add_parser("erase", help="erase one person everywhere we hold them (GDPR)", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    erase_cmd.add_argument("--email", action="append", default=[], metavar="ADDRESS",
+                           help="the person's e-mail address (repeatable)")
+    erase_cmd.add_argument("--client", action="append", default=[], metavar="CODE",
+                           help="the person's client code in the ERP (repeatable)")
+    erase_cmd.add_argument("--dry-run", action="store_true", help="report what would be erased; change nothing")
+    erase_cmd.add_argument("--max-records", type=int, default=None, metavar="N",
+                           help="refuse when more customer records than this are linked (default 10): a shared "
+                                "address would erase people who did not ask")
+    args = parser.parse_args(argv)
+    if not args.email and not args.client:
+        parser.error("erase: give --email ADDRESS or --client CODE")
+    bad = [e for e in args.email if "@" not in e]
+    if bad:
+        parser.error(f"--email {bad[0]!r}: not an e-mail address")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    import psycopg
+
+    from winecrm.core import db
+    from winecrm.core.migrations import apply_migrations
+    from winecrm.privacy import erase
+
+    max_records = args.max_records if args.max_records is not None else erase.DEFAULT_MAX_RECORDS
+    try:
+        with db.connect(application_name="winecrm-privacy") as conn:
+            apply_migrations(conn)
+            report = erase.erase(conn, args.email, args.client, dry_run=args.dry_run, max_records=max_records)
+    except (erase.ErasureError, db.WarehouseBusy, db.WarehouseNotConfigured) as exc:
+        print(f"Erasure not done: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"Erasure not done, the warehouse refused it (nothing was changed): {exc.__class__.__name__}: "
+              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", file=sys.stderr)
+        return 1
+    if not args.dry_run:
+        erase.delete_brevo_contacts(report, erase.brevo_client_from_env())
+    print(erase.format_summary(report))
+    return 2 if report.brevo_error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

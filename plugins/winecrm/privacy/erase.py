@@ -1,0 +1,823 @@
+"""Erase one person (GDPR art. 17) from the warehouse, the platform's files and Brevo.
+
+Why it works this way:
+
+- **Generic, so new tables are covered.** The warehouse keeps growing (events, tags, tasks,
+  consent log...). Instead of a list of tables someone forgets to update, the erasure reads
+  ``information_schema`` and applies a policy to every base table of the ``etl`` and ``crm``
+  schemas that has a ``client_code`` or an ``email`` column; then it replaces the address
+  wherever it is still written in free text (run details, quarantine reasons, notes) and
+  finally scans every text/jsonb column of every table: if the address is still anywhere,
+  nothing is committed and the error names the table and the column.
+- **Policies.**
+  ``etl.clients`` is anonymised, not deleted: the client code stays so that the sales lines
+  (revenue history) still join; every other nullable text column becomes NULL, ``opt_out``
+  true, ``email_valid`` false. Other ``etl`` tables keep their rows (they are the ERP's
+  history) with the personal columns (``email``, ``code_postal``, ``ville``...) set to NULL —
+  ``etl.ventes_lignes`` carries the address, postcode and town of every sale line.
+  ``etl.quarantine`` rows holding the address (or the client code) in ``raw_values`` are
+  deleted. ``crm.email_sends`` keeps its rows — the ledger proves what was sent and keeps the
+  exactly-once guarantee of a rerun (unique on campaign + client code) — but loses the address,
+  subject, bodies, products, token, message id, error and outbox path; a row not yet sent is
+  marked ``skipped`` / ``erased``. Every other ``crm`` table with a ``client_code`` or ``email``
+  column holds derived per-customer data (scores, 360, recommendations, events, tags, tasks,
+  actions, consent log...): its matching rows are deleted, children before parents.
+- **Never again.** ``crm.suppressions`` loses the plain address and gets
+  ``'erased:' || sha256(lower(btrim(address)))`` instead (``erased_marker``), which
+  ``crm.email_blocked_reason`` checks (migration 011): the address is not kept, yet never
+  e-mailed again. ``reapply_erasures`` is the guard for the next ERP export, which may bring
+  the person back.
+- **All or nothing.** One transaction under the warehouse writer lock. Files are removed just
+  before the commit (a failure there rolls the database back: a rerun finds everything again);
+  the Brevo contact is deleted after the commit by the caller (``delete_brevo_contacts``): it
+  cannot be rolled back, and a rerun with the same address finds nothing in the warehouse but
+  still asks Brevo.
+- **Nothing personal in the output** beyond what the operator typed: the summary gives the
+  client codes (the ERP needs them to drop the person from its exports), tables, counts and
+  file paths. The log line gives counts only.
+
+RAW exports are immutable by design and are not rewritten (see ``RAW_NOTE``).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import graphlib
+import hashlib
+import logging
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from winecrm.core import db, settings
+
+log = logging.getLogger("winecrm.privacy")
+
+SCHEMAS = ("etl", "crm")
+ERASED_PREFIX = "erased:"
+SUPPRESSION_SOURCE = "privacy_erase"
+REDACTED = "[erased]"
+DEFAULT_MAX_RECORDS = 10
+
+# The SQL twin of erased_marker(); crm.email_blocked_reason uses the same expression.
+ERASED_MARKER_SQL = "'erased:' || encode(sha256(convert_to(lower(btrim({})), 'UTF8')), 'hex')"
+
+# Where an (address, client code) pair is authoritative, to find every record of the person.
+# Test campaigns are left out: their rows pair an internal tester's address with real customers.
+IDENTITY_SOURCES = ("etl.clients", "etl.ventes_lignes", "crm.customer_360", "crm.email_sends")
+
+CUSTOMER_MASTER = "etl.clients"           # anonymised: every nullable text column
+SEND_LEDGER = "crm.email_sends"           # rows kept, content cleared
+SUPPRESSIONS = "crm.suppressions"         # plain address replaced by its erased marker
+LEDGER_CLEARED = ("email", "subject", "html", "text_body", "products", "unsubscribe_token", "brevo_message_id",
+                  "error", "outbox_path")
+ALWAYS_DELETED = ("etl.quarantine",)      # etl tables whose matching rows go (raw rejected input)
+# Personal columns blanked in the rows other etl tables keep (sales lines and what comes later).
+PERSONAL_COLUMNS = ("nom", "prenom", "civilite", "email", "telephone", "mobile", "portable", "adresse",
+                    "adresse2", "complement_adresse", "code_postal", "ville", "pays", "date_naissance", "societe")
+
+TEXT_TYPES = ("text", "character varying", "character")
+JSON_TYPES = ("json", "jsonb")
+TEXT_ARRAY_UDTS = ("_text", "_varchar", "_bpchar", "_citext")
+# Types that cannot hold an address; every other column (text, json, arrays, tsvector, enums,
+# citext, xml...) is searched by the final check, even where no policy could rewrite it.
+NOT_TEXT_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision", "boolean", "date",
+                  "time without time zone", "time with time zone", "timestamp without time zone",
+                  "timestamp with time zone", "interval", "uuid", "bytea", "oid", "money")
+
+RAW_NOTE = ("RAW exports are immutable and were not rewritten: the ERP (iSaVigne) must drop or anonymise "
+            "these client codes in its next exports; until then the weekly load brings the person back into "
+            "etl.clients and reapply_erasures() anonymises them again (the erased marker stays in "
+            "crm.suppressions, so they are never e-mailed). Old RAW files go with the RAW retention.")
+
+
+class ErasureError(RuntimeError):
+    """The erasure was refused or could not finish; nothing was changed (rolled back)."""
+
+
+def normalise_address(address: str) -> str:
+    """The address as the warehouse compares it: ``lower(btrim(address))``."""
+    return address.strip(" ").lower()
+
+
+def erased_marker(address: str) -> str:
+    """``'erased:' || encode(sha256(convert_to(lower(btrim(address)), 'UTF8')), 'hex')`` in Python.
+
+    Identical to the SQL for every ASCII address; for non-ASCII letters PostgreSQL's lower()
+    follows the database's locale, so the erasure itself always writes the marker computed by
+    the database (the one crm.email_blocked_reason compares with)."""
+    return ERASED_PREFIX + hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# the warehouse as information_schema describes it
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str
+    udt_name: str
+    nullable: bool
+
+    @property
+    def is_text(self) -> bool:
+        return self.data_type in TEXT_TYPES or self.udt_name == "citext"
+
+    @property
+    def is_json(self) -> bool:
+        return self.data_type in JSON_TYPES
+
+    @property
+    def is_text_array(self) -> bool:
+        return self.data_type == "ARRAY" and self.udt_name in TEXT_ARRAY_UDTS
+
+    @property
+    def searchable(self) -> bool:
+        """Text the erasure can rewrite (NULL it, replace the address in it)."""
+        return self.is_text or self.is_json or self.is_text_array
+
+    @property
+    def verifiable(self) -> bool:
+        """Could hold the address, as text: what the final check scans."""
+        return self.data_type not in NOT_TEXT_TYPES
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    columns: dict[str, Column] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def text_column(self, name: str) -> bool:
+        return name in self.columns and self.columns[name].is_text
+
+    @property
+    def holds_customers(self) -> bool:
+        return self.text_column("client_code") or self.text_column("email")
+
+    @property
+    def json_columns(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.is_json]
+
+    @property
+    def searchable_columns(self) -> list[Column]:
+        return [c for c in self.columns.values() if c.searchable]
+
+    @property
+    def verifiable_columns(self) -> list[Column]:
+        return [c for c in self.columns.values() if c.verifiable]
+
+
+def catalog(conn: psycopg.Connection) -> dict[str, Table]:
+    """Every base table of the etl and crm schemas, with its columns (views are left out)."""
+    tables: dict[str, Table] = {}
+    for schema, name, column, data_type, udt_name, nullable in conn.execute(
+            """SELECT c.table_schema, c.table_name, c.column_name, c.data_type, c.udt_name, c.is_nullable = 'YES'
+               FROM information_schema.columns c
+               JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+               WHERE c.table_schema = ANY(%s) AND t.table_type = 'BASE TABLE'
+               ORDER BY c.table_schema, c.table_name, c.ordinal_position""", (list(SCHEMAS),)):
+        table = tables.setdefault(f"{schema}.{name}", Table(schema, name))
+        table.columns[column] = Column(column, data_type, udt_name, nullable)
+    return tables
+
+
+def _children_first(conn: psycopg.Connection, names: list[str]) -> list[str]:
+    """``names`` ordered so that a table referencing another (foreign key) comes before it."""
+    wanted = set(names)
+    graph: dict[str, set[str]] = {n: set() for n in names}
+    for child, parent in conn.execute(
+            """SELECT sn.nspname || '.' || s.relname, tn.nspname || '.' || t.relname
+               FROM pg_constraint c
+               JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+               JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+               WHERE c.contype = 'f'"""):
+        if child in wanted and parent in wanted and child != parent:
+            graph[parent].add(child)
+    try:
+        return list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError:
+        return sorted(names)
+
+
+# --------------------------------------------------------------------------------------------
+# who the person is
+
+
+@dataclass
+class Person:
+    typed_addresses: list[str]
+    typed_codes: list[str]
+    addresses: list[str] = field(default_factory=list)     # normalised; typed first, then found
+    client_codes: list[str] = field(default_factory=list)
+    unknown_codes: list[str] = field(default_factory=list)
+
+    @property
+    def params(self) -> dict:
+        return {"addrs": self.addresses, "codes": self.client_codes}
+
+
+def _pairs_query(tables: dict[str, Table], wanted: str) -> sql.Composable | None:
+    """client codes for %(addrs)s (wanted='client_code') or addresses for %(codes)s (wanted='email')."""
+    parts = []
+    for name in IDENTITY_SOURCES:
+        table = tables.get(name)
+        if table is None or not (table.text_column("client_code") and table.text_column("email")):
+            continue
+        if wanted == "client_code":
+            select = sql.SQL("SELECT s.client_code FROM {} s").format(table.ident)
+            where = sql.SQL("lower(btrim(s.email)) = ANY(%(addrs)s::text[])")
+        else:
+            select = sql.SQL("SELECT lower(btrim(s.email)) FROM {} s").format(table.ident)
+            where = sql.SQL("s.client_code = ANY(%(codes)s::text[]) AND nullif(btrim(s.email), '') IS NOT NULL")
+        if name == SEND_LEDGER and "crm.campaigns" in tables and "campaign_id" in table.columns:
+            where = sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM crm.campaigns k WHERE k.campaign_id = s.campaign_id "
+                            "AND k.kind = 'test')").format(where)
+        parts.append(sql.SQL("{} WHERE {}").format(select, where))
+    return sql.SQL(" UNION ").join(parts) if parts else None
+
+
+def identify(conn: psycopg.Connection, tables: dict[str, Table], emails: list[str], client_codes: list[str],
+             *, max_records: int = DEFAULT_MAX_RECORDS) -> Person:
+    """Every client code and address of the person: from an address, the customers who have it;
+    from a client code, its addresses; repeated until nothing new turns up (two ERP records of
+    one person, an address changed over time)."""
+    person = Person(typed_addresses=list(dict.fromkeys(normalise_address(e) for e in emails)),
+                    typed_codes=list(dict.fromkeys(c.strip() for c in client_codes if c.strip())))
+    addresses, codes = list(person.typed_addresses), list(person.typed_codes)
+    codes_for, addresses_for = _pairs_query(tables, "client_code"), _pairs_query(tables, "email")
+    while codes_for is not None:
+        params = {"addrs": addresses, "codes": codes}
+        new_codes = [c for (c,) in conn.execute(codes_for, params) if c not in codes]
+        codes += sorted(new_codes)
+        new_addresses = [a for (a,) in conn.execute(addresses_for, {"addrs": addresses, "codes": codes})
+                         if a not in addresses]
+        addresses += sorted(new_addresses)
+        if len(codes) > max_records:
+            raise ErasureError(
+                f"refused: the address(es) and code(s) given lead to {len(codes)} customer records (more than "
+                f"--max-records {max_records}); a shared address (family, company, a test address) would erase "
+                "people who did not ask. Check the records in etl.clients, then give the client codes one by one "
+                "or raise --max-records.")
+        if not new_codes and not new_addresses:
+            break
+    person.addresses, person.client_codes = addresses, codes
+    if person.typed_codes:
+        holders = [tables[n] for n in IDENTITY_SOURCES if n in tables and tables[n].text_column("client_code")]
+        known = sql.SQL(" UNION ").join(
+            sql.SQL("SELECT client_code FROM {} WHERE client_code = ANY(%(codes)s::text[])").format(t.ident)
+            for t in holders)
+        present = {c for (c,) in conn.execute(known, {"codes": person.typed_codes})} if holders else set()
+        person.unknown_codes = [c for c in person.typed_codes if c not in present]
+    return person
+
+
+# --------------------------------------------------------------------------------------------
+# SQL building blocks (identifiers through psycopg.sql only)
+
+
+def _customer_match(table: Table, *, with_json: bool) -> sql.Composable | None:
+    """Rows of ``table`` about the person: client code, address, or (with_json) a jsonb column
+    holding the address anywhere or the client code under a top-level "client_code" key."""
+    parts = []
+    if table.text_column("client_code"):
+        parts.append(sql.SQL("{} = ANY(%(codes)s::text[])").format(sql.Identifier("client_code")))
+    if table.text_column("email"):
+        parts.append(sql.SQL("lower(btrim({})) = ANY(%(addrs)s::text[])").format(sql.Identifier("email")))
+    if with_json:
+        for column in table.json_columns:
+            ident = sql.Identifier(column)
+            parts.append(sql.SQL("EXISTS (SELECT 1 FROM unnest(%(addrs)s::text[]) a "
+                                 "WHERE strpos(lower({}::text), a) > 0)").format(ident))
+            if table.columns[column].data_type == "jsonb":
+                parts.append(sql.SQL("btrim({} ->> 'client_code') = ANY(%(codes)s::text[])").format(ident))
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts)) if parts else None
+
+
+def _contains_address(expr: sql.Composable, n_addresses: int) -> sql.Composable:
+    """``expr`` (cast to text) contains one of the addresses %(addr_0)s, %(addr_1)s... (lower-cased)."""
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(
+        sql.SQL("strpos(lower({}::text), {}) > 0").format(expr, sql.Placeholder(f"addr_{i}"))
+        for i in range(n_addresses)))
+
+
+def _address_params(addresses: list[str]) -> dict:
+    return {f"addr_{i}": a for i, a in enumerate(addresses)}
+
+
+def _address_regex(addresses: list[str]) -> str:
+    """A PostgreSQL regular expression matching any of the addresses literally (every
+    non-alphanumeric character escaped: in an ARE, ``\\`` + such a character is that character)."""
+    return "|".join("".join(ch if ch.isalnum() else "\\" + ch for ch in a) for a in addresses)
+
+
+# --------------------------------------------------------------------------------------------
+# the erasure
+
+
+@dataclass
+class TableOutcome:
+    deleted: int = 0
+    anonymised: int = 0
+    redacted: int = 0       # rows where the address was replaced by [erased] in free text
+
+    @property
+    def total(self) -> int:
+        return self.deleted + self.anonymised + self.redacted
+
+
+@dataclass
+class ErasureReport:
+    person: Person
+    dry_run: bool
+    tables: dict[str, TableOutcome] = field(default_factory=dict)
+    suppressions_removed: int = 0
+    markers_added: int = 0
+    already_erased: list[str] = field(default_factory=list)     # addresses whose marker was there before
+    files: list[Path] = field(default_factory=list)
+    data_docs_rebuilt: bool | None = None                       # None: no Data Docs page removed
+    brevo: dict[str, str] = field(default_factory=dict)          # address -> deleted | not_found | no_connection | error
+    brevo_error: str | None = None
+
+    @property
+    def found(self) -> bool:
+        """Did the warehouse or the files hold anything about the person?"""
+        return bool(sum(t.total for t in self.tables.values()) or self.suppressions_removed or self.files)
+
+    def outcome(self, table: str) -> TableOutcome:
+        return self.tables.setdefault(table, TableOutcome())
+
+
+def _anonymise(conn: psycopg.Connection, table: Table, columns: list[str], match: sql.Composable,
+               params: dict) -> int:
+    """Blank ``columns`` (and set the opt_out / email_valid flags) in the matching rows that
+    still hold something; returns the rows changed."""
+    sets = [sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in columns]
+    left = [sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns]
+    if "opt_out" in table.columns and table.columns["opt_out"].data_type == "boolean":
+        sets.append(sql.SQL("opt_out = true"))
+        left.append(sql.SQL("opt_out IS NOT TRUE"))
+    if "email_valid" in table.columns and table.columns["email_valid"].data_type == "boolean":
+        sets.append(sql.SQL("email_valid = false"))
+        left.append(sql.SQL("email_valid IS DISTINCT FROM false"))
+    if not sets:
+        return 0
+    if "updated_at" in table.columns:
+        sets.append(sql.SQL("updated_at = now()"))
+    return conn.execute(sql.SQL("UPDATE {} SET {} WHERE {} AND ({})").format(
+        table.ident, sql.SQL(", ").join(sets), match, sql.SQL(" OR ").join(left)), params).rowcount
+
+
+def _clear_ledger(conn: psycopg.Connection, table: Table, match: sql.Composable, params: dict) -> int:
+    cleared = [c for c in LEDGER_CLEARED if c in table.columns and table.columns[c].nullable]
+    sets = [sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in cleared]
+    left = [sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in cleared]
+    if "status" in table.columns and "skip_reason" in table.columns:
+        # not sent yet: it never will be (the send would skip it anyway: no address)
+        sets = [sql.SQL("skip_reason = CASE WHEN status IN ('rendered', 'sending') THEN 'erased' ELSE skip_reason END"),
+                sql.SQL("status = CASE WHEN status IN ('rendered', 'sending') THEN 'skipped' ELSE status END"), *sets]
+        left.append(sql.SQL("status IN ('rendered', 'sending')"))
+    if "updated_at" in table.columns:
+        sets.append(sql.SQL("updated_at = now()"))
+    return conn.execute(sql.SQL("UPDATE {} SET {} WHERE {} AND ({})").format(
+        table.ident, sql.SQL(", ").join(sets), match, sql.SQL(" OR ").join(left)), params).rowcount
+
+
+def _ledger_traces(conn: psycopg.Connection, table: Table, match: sql.Composable, params: dict) -> tuple[set, set]:
+    """Unsubscribe tokens and outbox files of the person's e-mails, read before the ledger is
+    cleared: the tokens find the rendered e-mails (previews) among the files."""
+    if not {"unsubscribe_token", "outbox_path"} <= set(table.columns):
+        return set(), set()
+    tokens, paths = set(), set()
+    for token, path in conn.execute(sql.SQL("SELECT unsubscribe_token, outbox_path FROM {} WHERE {}").format(
+            table.ident, match), params):
+        if token:
+            tokens.add(token)
+        if path:
+            paths.add(path)
+    return tokens, paths
+
+
+def _redact_everywhere(conn: psycopg.Connection, tables: dict[str, Table], addresses: list[str],
+                       report: ErasureReport) -> None:
+    """Replace the address by [erased] wherever it is still written (free text such as run
+    details, quarantine reasons, a campaign's test address, a decision note, json documents)."""
+    if not addresses:
+        return
+    params = {**_address_params(addresses), "pattern": _address_regex(addresses)}
+    for name, table in sorted(tables.items()):
+        columns = table.searchable_columns
+        if not columns:
+            continue
+        sets, hits = [], []
+        for column in columns:
+            ident = sql.Identifier(column.name)
+            hit = _contains_address(ident, len(addresses))
+            if column.is_json:
+                new = sql.SQL("regexp_replace({}::text, %(pattern)s, {}, 'gi')::{}").format(
+                    ident, sql.Literal(REDACTED), sql.SQL(column.data_type))
+            elif column.is_text_array:
+                new = sql.SQL("ARRAY(SELECT regexp_replace(x, %(pattern)s, {}, 'gi') FROM unnest({}) "
+                              "WITH ORDINALITY u(x, n) ORDER BY n)").format(sql.Literal(REDACTED), ident)
+            else:
+                new = sql.SQL("regexp_replace({}, %(pattern)s, {}, 'gi')").format(ident, sql.Literal(REDACTED))
+            sets.append(sql.SQL("{} = CASE WHEN {} THEN {} ELSE {} END").format(ident, hit, new, ident))
+            hits.append(hit)
+        try:
+            with conn.transaction():  # a savepoint: the error below names the table
+                rows = conn.execute(sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                    table.ident, sql.SQL(", ").join(sets), sql.SQL(" OR ").join(hits)), params).rowcount
+        except psycopg.Error as exc:
+            raise ErasureError(f"could not replace the address in {name} ({exc.__class__.__name__}: "
+                               f"{str(exc).splitlines()[0]}); nothing was changed") from exc
+        if rows:
+            report.outcome(name).redacted += rows
+
+
+def verify_absent(conn: psycopg.Connection, tables: dict[str, Table], addresses: list[str]) -> list[tuple[str, str, int]]:
+    """(table, column, rows) for every column of every etl/crm table that can hold text (text,
+    json, arrays, tsvector...) and still holds one of the addresses (case-insensitive)."""
+    left = []
+    if not addresses:
+        return left
+    params = _address_params(addresses)
+    for name, table in sorted(tables.items()):
+        columns = table.verifiable_columns
+        if not columns:
+            continue
+        counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE {})").format(
+                _contains_address(sql.Identifier(c.name), len(addresses))) for c in columns), table.ident),
+            params).fetchone()
+        left += [(name, c.name, n) for c, n in zip(columns, counts) if n]
+    return left
+
+
+def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[str] = (), *, dry_run: bool = False,
+          max_records: int = DEFAULT_MAX_RECORDS, with_files: bool = True) -> ErasureReport:
+    """Erase the person known by ``emails`` and/or ``client_codes`` from the warehouse and the
+    platform's files, in one transaction under the writer lock (``dry_run``: report what would
+    go, then roll back and leave every file). Brevo is the caller's next step
+    (``delete_brevo_contacts`` with ``report.person.addresses``), after this commit."""
+    emails, client_codes = list(emails), list(client_codes)
+    bad = [e for e in emails if "@" not in e]
+    if bad or not (emails or client_codes):
+        raise ErasureError(f"an e-mail address is needed, got {bad[0]!r}" if bad else "give --email or --client")
+    with db.warehouse_writer(conn, "privacy:erase"):
+        tables = catalog(conn)
+        person = identify(conn, tables, emails, client_codes, max_records=max_records)
+        report = ErasureReport(person=person, dry_run=dry_run)
+        params = person.params
+        tokens: set[str] = set()
+        ledger_paths: set[str] = set()
+
+        customer_tables = {n: t for n, t in tables.items() if t.holds_customers or n in ALWAYS_DELETED}
+        to_delete = []
+        for name, table in sorted(customer_tables.items()):
+            if name == SUPPRESSIONS:
+                continue
+            if name == CUSTOMER_MASTER:
+                columns = [c.name for c in table.columns.values()
+                           if c.nullable and c.searchable and c.name != "client_code"]
+                report.outcome(name).anonymised += _anonymise(
+                    conn, table, columns, _customer_match(table, with_json=False), params)
+            elif name == SEND_LEDGER:
+                match = _customer_match(table, with_json=False)
+                tokens, ledger_paths = _ledger_traces(conn, table, match, params)
+                report.outcome(name).anonymised += _clear_ledger(conn, table, match, params)
+            elif table.schema == "etl" and name not in ALWAYS_DELETED:
+                columns = [c for c in PERSONAL_COLUMNS if c in table.columns and table.columns[c].nullable]
+                match = _customer_match(table, with_json=False)
+                if match is not None:
+                    report.outcome(name).anonymised += _anonymise(conn, table, columns, match, params)
+            else:
+                to_delete.append(name)
+        for name in _children_first(conn, to_delete):
+            match = _customer_match(tables[name], with_json=True)
+            if match is not None:
+                report.outcome(name).deleted += conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {}").format(tables[name].ident, match), params).rowcount
+
+        if SUPPRESSIONS in tables and person.addresses:
+            report.suppressions_removed = conn.execute(
+                "DELETE FROM crm.suppressions WHERE lower(btrim(email)) = ANY(%s::text[])",
+                (person.addresses,)).rowcount
+            marker = sql.SQL(ERASED_MARKER_SQL).format(sql.SQL("a"))
+            report.already_erased = [a for (a,) in conn.execute(
+                sql.SQL("SELECT a FROM unnest(%s::text[]) a WHERE {} IN (SELECT email FROM crm.suppressions)").format(
+                    marker), (person.addresses,))]
+
+        _redact_everywhere(conn, tables, person.addresses, report)
+        left = verify_absent(conn, tables, person.addresses)
+        if left:
+            conn.rollback()
+            where = "; ".join(f"{t}.{c} ({n} row{'s' if n > 1 else ''})" for t, c, n in left)
+            raise ErasureError(f"the address is still in {where} after the erasure: nothing was changed (rolled "
+                               "back). That table needs a policy in winecrm/privacy/erase.py.")
+        if with_files:
+            report.files = find_files(person, tokens, ledger_paths)
+        report.tables = {n: o for n, o in report.tables.items() if o.total}
+
+        if report.found and SUPPRESSIONS in tables and person.addresses:
+            marker = sql.SQL(ERASED_MARKER_SQL).format(sql.SQL("a"))
+            report.markers_added = conn.execute(sql.SQL(
+                "INSERT INTO crm.suppressions (email, reason, source) SELECT {}, 'erased', %s "
+                "FROM unnest(%s::text[]) a ON CONFLICT (email) DO NOTHING").format(marker),
+                (SUPPRESSION_SOURCE, person.addresses)).rowcount
+        if dry_run or not report.found:
+            conn.rollback()
+            return report
+        removed_docs = False
+        for done, path in enumerate(report.files):
+            try:  # before the commit: if this fails, the rollback leaves a rerun everything to find
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise ErasureError(f"cannot remove {path} ({exc.strerror}); the warehouse was left unchanged "
+                                   f"({done} file(s) already removed): fix the permissions and run again") from exc
+            removed_docs = removed_docs or _under(path, settings.paths().docs_dir / "gx")
+        conn.commit()
+    if removed_docs:
+        report.data_docs_rebuilt = _rebuild_data_docs()
+    log.info("privacy erase: %d customer record(s), %d address(es); %s; suppressions: %d plain removed, %d erased "
+             "marker(s) added; %d file(s) removed", len(person.client_codes), len(person.addresses),
+             ", ".join(f"{n}: {_counts(o)}" for n, o in sorted(report.tables.items())) or "no rows",
+             report.suppressions_removed, report.markers_added, len(report.files))
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# files: outbox (.eml), reports (previews, weekly report), Data Docs
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _code_pattern(code: str) -> re.Pattern:
+    """The client code as a whole token: C1 must not match C10."""
+    return re.compile(r"(?<![0-9A-Za-z])" + re.escape(code) + r"(?![0-9A-Za-z])", re.IGNORECASE)
+
+
+def _distinctive(code: str) -> bool:
+    """A code worth looking for in file contents: a short all-digit code (1234) would match
+    prices and counts in every report; those are found through the name of the file only."""
+    return not code.isdigit() or len(code) >= 6
+
+
+def _eml_text(data: bytes) -> str:
+    """An .eml as a person reads it: decoded headers and decoded text/HTML parts (quoted-printable
+    and base64 bodies hide the address from a plain byte search)."""
+    try:
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        texts = [f"{k}: {v}" for k, v in message.items()]
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                texts.append(part.get_content())
+        return "\n".join(texts)
+    except Exception:  # noqa: BLE001 - a broken file is searched as bytes only
+        return ""
+
+
+def file_mentions(path: Path, data: bytes, addresses: list[str], codes: list[str], tokens: set[str]) -> bool:
+    if any(_code_pattern(c).search(path.name) for c in codes):
+        return True
+    texts = [data.decode("utf-8", errors="replace")]
+    if path.suffix.lower() == ".eml":
+        texts.append(_eml_text(data))
+    for text in texts:
+        lowered = text.lower()
+        if any(a in lowered for a in addresses) or any(t in text for t in tokens):
+            return True
+        if any(_code_pattern(c).search(text) for c in codes if _distinctive(c)):
+            return True
+    return False
+
+
+def file_roots() -> list[Path]:
+    paths = settings.paths()
+    return list(dict.fromkeys([paths.outbox_dir, paths.reports_dir, paths.docs_dir]))
+
+
+def find_files(person: Person, tokens: set[str] = frozenset(), ledger_paths: set[str] = frozenset(),
+               roots: list[Path] | None = None) -> list[Path]:
+    """Files under the outbox, reports and Data Docs folders whose name holds one of the client
+    codes or whose content holds an address, a client code or the token of one of the person's
+    e-mails; plus the .eml files the ledger says were written for them."""
+    found: dict[Path, None] = {}
+    for raw in ledger_paths:
+        path = Path(raw)
+        if path.is_file():
+            found[path] = None
+    for root in roots or file_roots():
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path in found or not path.is_file():
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ErasureError(f"cannot read {path} ({exc.strerror}): nothing was changed") from exc
+            if file_mentions(path, data, person.addresses, person.client_codes, tokens):
+                found[path] = None
+    return list(found)
+
+
+def _rebuild_data_docs() -> bool:
+    """The Data Docs index after pages were removed (the next run rebuilds it anyway)."""
+    try:
+        from winecrm.etl.gx_context import rebuild_data_docs
+
+        rebuild_data_docs(settings.paths().docs_dir)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the erasure is done; the next run rebuilds the site
+        log.warning("Data Docs not rebuilt after the erasure (%s); the next run rebuilds them", exc)
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Brevo
+
+
+def brevo_client_from_env():
+    """A Brevo client from BREVO_API_KEY / BREVO_API_URL with campaigns.yaml's sending limits, or None."""
+    from winecrm.campaigns import brevo
+
+    credentials = brevo.credentials_from_env()
+    if credentials is None:
+        return None
+    sending = settings.campaigns_config().sending
+    return brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
+                             max_rate_limit_wait=sending.max_rate_limit_wait_s)
+
+
+def delete_brevo_contacts(report: ErasureReport, client) -> ErasureReport:
+    """Delete the person's Brevo contact(s), after the warehouse commit; ``client`` None means no
+    Brevo connection. A Brevo error is recorded in ``report.brevo_error`` (the caller exits 2)."""
+    from winecrm.campaigns import brevo
+
+    for address in report.person.addresses:
+        if client is None:
+            report.brevo[address] = "no_connection"
+        elif report.brevo_error:
+            report.brevo[address] = "error"  # not tried after the first failure
+        else:
+            try:
+                report.brevo[address] = "deleted" if client.delete_contact(address) else "not_found"
+            except brevo.BrevoError as exc:
+                report.brevo[address] = "error"
+                report.brevo_error = str(exc)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# the guard for the next ERP export
+
+
+def reapply_erasures(conn: psycopg.Connection, *, run_id: str | None = None) -> int:
+    """Anonymise again whoever an ERP export brought back after an erasure; returns the rows changed.
+
+    Rows of etl tables with an ``email`` column (etl.clients, etl.ventes_lignes...) whose
+    ``lower(btrim(email))`` hashes to an ``erased:`` suppression get the erasure's etl policy
+    (personal columns NULL, opt_out true, email_valid false); quarantined rows holding such an
+    address keep their place in the run's accounting but lose their raw values (as retention
+    does). ``run_id``: only the rows that run loaded or quarantined. Call it in the load's
+    transaction, after the upserts and before the commit; it does not commit.
+    """
+    markers = [m for (m,) in conn.execute(
+        "SELECT email FROM crm.suppressions WHERE reason = 'erased' AND email LIKE 'erased:%'")]
+    if not markers:
+        return 0
+    tables = catalog(conn)
+    changed = 0
+    params = {"markers": markers, "run_id": run_id}
+    for name, table in sorted(tables.items()):
+        if table.schema != "etl" or not table.text_column("email"):
+            continue
+        match = sql.SQL("(email IS NOT NULL AND {} = ANY(%(markers)s::text[]))").format(
+            sql.SQL(ERASED_MARKER_SQL).format(sql.Identifier("email")))
+        if run_id is not None and "loaded_run" in table.columns:
+            match = sql.SQL("{} AND loaded_run = %(run_id)s").format(match)
+        if name == CUSTOMER_MASTER:
+            columns = [c.name for c in table.columns.values() if c.nullable and c.searchable and c.name != "client_code"]
+        else:
+            columns = [c for c in PERSONAL_COLUMNS if c in table.columns and table.columns[c].nullable]
+        rows = _anonymise(conn, table, columns, match, params)
+        if rows:
+            log.info("Erasure re-applied: %d row(s) of %s brought back by an export anonymised again", rows, name)
+        changed += rows
+    quarantine = tables.get("etl.quarantine")
+    if quarantine is not None and {"raw_values", "reason"} <= set(quarantine.columns):
+        marker = sql.SQL(ERASED_MARKER_SQL).format(sql.SQL("v #>> '{}'"))
+        only_run = sql.SQL(" AND run_id = %(run_id)s") if run_id is not None else sql.SQL("")
+        rows = conn.execute(sql.SQL(
+            """UPDATE etl.quarantine
+               SET raw_values = NULL,
+                   reason = file_path || coalesce(' line ' || row_no, '') || ': '
+                            || coalesce(column_name || ': ', '') || array_to_string(expectations, ', ')
+                            || ' (details erased: GDPR erasure)'
+               WHERE raw_values IS NOT NULL{}
+                 AND EXISTS (SELECT 1 FROM jsonb_path_query(raw_values, 'strict $.**') v
+                             WHERE jsonb_typeof(v) = 'string' AND strpos(v #>> '{{}}', '@') > 0
+                               AND {} = ANY(%(markers)s::text[]))""").format(only_run, marker), params).rowcount
+        if rows:
+            log.info("Erasure re-applied: %d quarantined row(s) lost their raw values", rows)
+        changed += rows
+    return changed
+
+
+# --------------------------------------------------------------------------------------------
+# the summary a person reads
+
+
+def _counts(outcome: TableOutcome, would: bool = False) -> str:
+    verb = "would be " if would else ""
+    parts = []
+    if outcome.deleted:
+        parts.append(f"{outcome.deleted} {verb}deleted")
+    if outcome.anonymised:
+        parts.append(f"{outcome.anonymised} {verb}anonymised")
+    if outcome.redacted:
+        parts.append(f"{outcome.redacted} {verb}redacted (address replaced by {REDACTED})")
+    return ", ".join(parts)
+
+
+BREVO_WORDS = {"deleted": "contact deleted", "not_found": "no contact (nothing to delete)",
+               "no_connection": "NOT deleted: no Brevo connection (BREVO_API_KEY is not set)",
+               "error": "NOT deleted: Brevo error (see below)"}
+
+
+def format_summary(report: ErasureReport) -> str:
+    """What was (or, in a dry run, would be) erased. Addresses appear only as typed; an address
+    found from a client code is shown only where a person must finish the job by hand (Brevo)."""
+    person = report.person
+    would = report.dry_run
+    lines = []
+    typed = person.typed_addresses + person.typed_codes
+    lines.append(f"{'DRY RUN — nothing changed. ' if would else ''}Erasure of {', '.join(typed)}")
+    if person.unknown_codes:
+        lines.append(f"  unknown client code(s): {', '.join(person.unknown_codes)}")
+    if not report.found:
+        if report.already_erased or (person.typed_codes and not person.unknown_codes):
+            lines.append("  Nothing left to erase: the warehouse and the files hold nothing more about this person "
+                         "(already erased).")
+        else:
+            lines.append("  Nothing found: no customer, e-mail, event or file holds this address or client code; "
+                         "nothing was erased (check the spelling).")
+    else:
+        found_addresses = len(person.addresses) - len([a for a in person.typed_addresses if a in person.addresses])
+        lines.append(f"  customer records: {', '.join(person.client_codes) or 'none'}; addresses: "
+                     f"{len(person.addresses)} ({found_addresses} found from the records)")
+        width = max([len(n) for n in report.tables] + [len("crm.suppressions")])
+        verb = "would be " if would else ""
+        for name, outcome in sorted(report.tables.items()):
+            lines.append(f"  {name:<{width}}  {_counts(outcome, would)}")
+        lines.append(f"  {'crm.suppressions':<{width}}  {report.suppressions_removed} plain address row(s) "
+                     f"{verb}removed, {report.markers_added} erased marker(s) {verb}added"
+                     + (" (the marker was already there)" if report.already_erased and not report.markers_added else ""))
+        roots = file_roots()
+        lines.append(f"  files {verb}removed: {len(report.files)}")
+        for path in report.files:
+            root = next((r for r in roots if _under(path, r)), None)
+            lines.append(f"    {path.relative_to(root) if root else path}"
+                         + ("  (Data Docs page: rebuilt on the next run)" if _under(path, settings.paths().docs_dir)
+                            else ""))
+        if report.data_docs_rebuilt is False:
+            lines.append("  Data Docs index not rebuilt now: the next run rebuilds it.")
+    if report.brevo:
+        for i, address in enumerate(person.addresses):
+            status = report.brevo.get(address)
+            if status is None:
+                continue
+            shown = address if address in person.typed_addresses else f"address #{i + 1} (found from the records)"
+            if status in ("no_connection", "error") and address not in person.typed_addresses:
+                shown = f"{address} (found from the records; delete this contact in Brevo by hand or rerun with --email)"
+            lines.append(f"  Brevo: {shown}: {BREVO_WORDS[status]}")
+    elif would:
+        lines.append("  Brevo: contact(s) would be deleted after the commit")
+    if report.brevo_error:
+        lines.append(f"  Brevo error: {report.brevo_error}")
+        lines.append("  The warehouse part is done. Run the same command again to delete the Brevo contact(s), "
+                     "adding --email for any address shown above as found from the records (the erasure is "
+                     "idempotent: a second run finds nothing more in the warehouse and asks Brevo again).")
+    if report.found:
+        lines.append(textwrap.fill(RAW_NOTE, width=100, initial_indent="  Note: ", subsequent_indent="        "))
+    return "\n".join(lines)
