@@ -89,8 +89,69 @@ def summary(conn: psycopg.Connection, run: dict) -> dict:
         "quarantine_reasons": run["quarantine_reasons"][:5], "data_docs": run["data_docs"],
         "segments": segments, "previous_as_of": previous.isoformat() if previous else None, "segment_moves": moves[:8],
         "recommendations": scenarios, "excluded": excluded, "campaigns": campaigns,
-        "events": None,  # opens, clicks, purchases and uplift come with the webhook events (next part)
+        "events": events(conn, as_of),
     }
+
+
+FUNNEL = ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "bought")
+TRIGGERS_FR = {"email_opened": "ouvertures", "email_clicked": "clics", "email_bounce": "adresses en échec",
+               "email_soft_bounce": "échecs temporaires", "unsubscribe": "désinscriptions", "purchase": "achats",
+               "form_submit": "formulaires", "page_visit": "visites", "lead_score_high": "scores élevés"}
+
+
+def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, open_tasks: int = 25) -> dict:
+    """What customers did with the e-mails (Brevo webhooks and behaviour events, crm_events):
+    the funnel of the recent weekly campaigns (distinct e-mails delivered, opened, clicked...,
+    and customers who bought within ``days``), the automation rules' work over the last 7 days,
+    events from unknown addresses, parked events, and the sales team's open tasks."""
+    days = days or settings.campaigns_config().report.uplift_days
+    funnel = []
+    for row in conn.execute(
+            """SELECT k.campaign_id, k.mode, k.as_of_date,
+                      count(*) FILTER (WHERE e.status IN ('sent', 'simulated')) AS sent,
+                      count(*) FILTER (WHERE EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.send_id = e.send_id
+                                                     AND w.event = 'delivered')) AS delivered,
+                      count(*) FILTER (WHERE EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.send_id = e.send_id
+                                                     AND w.trig IN ('email_opened', 'email_clicked'))) AS opened,
+                      count(*) FILTER (WHERE EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.send_id = e.send_id
+                                                     AND w.trig = 'email_clicked')) AS clicked,
+                      count(*) FILTER (WHERE EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.send_id = e.send_id
+                                                     AND w.trig IN ('email_bounce', 'email_soft_bounce'))) AS bounced,
+                      count(*) FILTER (WHERE EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.send_id = e.send_id
+                                                     AND w.trig = 'unsubscribe')) AS unsubscribed,
+                      count(*) FILTER (WHERE e.status IN ('sent', 'simulated') AND EXISTS (
+                          SELECT 1 FROM crm.webhook_events w WHERE w.client_code = e.client_code AND w.trig = 'purchase'
+                            AND coalesce(w.occurred_at, w.received_at) >= coalesce(e.sent_at, e.updated_at)
+                            AND coalesce(w.occurred_at, w.received_at)
+                                < coalesce(e.sent_at, e.updated_at) + make_interval(days => %(days)s))) AS bought
+               FROM crm.campaigns k JOIN crm.email_sends e USING (campaign_id)
+               WHERE k.kind = 'weekly' AND k.as_of_date BETWEEN %(as_of)s - 35 AND %(as_of)s
+                 AND EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.campaign_id = k.campaign_id)
+               GROUP BY 1, 2, 3 HAVING count(*) FILTER (WHERE e.status IN ('sent', 'simulated')) > 0
+               ORDER BY k.as_of_date DESC, k.mode = 'live' DESC LIMIT 4""", {"as_of": as_of, "days": days}):
+        item = dict(zip(("campaign_id", "mode", "as_of_date", *FUNNEL), row))
+        item["as_of_date"] = item["as_of_date"].isoformat()
+        item["rates"] = {k: round(100 * item[k] / item["sent"], 1) for k in FUNNEL[1:]}
+        funnel.append(item)
+    received = dict(conn.execute(
+        """SELECT coalesce(trig, event), count(*) FROM crm.webhook_events
+           WHERE received_at > now() - interval '7 days' AND repeat_of IS NULL GROUP BY 1 ORDER BY 2 DESC""").fetchall())
+    actions = [{"rule": r, "action": a, "status": st, "count": n} for r, a, st, n in conn.execute(
+        """SELECT rule_id, action_type, status, count(*) FROM crm.automation_actions
+           WHERE created_at > now() - interval '7 days' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")]
+    queue = dict(conn.execute("SELECT status, count(*) FROM crm.webhook_events GROUP BY 1").fetchall())
+    unknown = conn.execute("SELECT count(*) FROM crm.webhook_events WHERE unknown_customer AND "
+                           "received_at > now() - interval '7 days'").fetchone()[0]
+    tasks = [{"kind": k, "due_at": due.astimezone(dt.timezone(dt.timedelta(0))).isoformat(), "due_fr": due_fr,
+              "title": title, "client_code": code, "name": " ".join(p for p in (prenom, nom) if p) or None,
+              "phone": phone}
+             for k, due, due_fr, title, code, prenom, nom, phone in conn.execute(
+                 """SELECT kind, due_at, to_char(due_at AT TIME ZONE 'Europe/Paris', 'DD/MM/YYYY HH24:MI'), title,
+                           client_code, prenom, nom, telephone
+                    FROM crm.open_tasks LIMIT %s""", (open_tasks,))]
+    open_count = conn.execute("SELECT count(*) FROM crm.tasks WHERE status = 'open'").fetchone()[0]
+    return {"funnel": funnel, "received_7d": received, "actions_7d": actions, "queue": queue,
+            "unknown_addresses_7d": unknown, "open_tasks": tasks, "open_tasks_total": open_count, "days": days}
 
 
 def uplift(conn: psycopg.Connection, as_of: dt.date, days: int | None = None) -> dict | None:
@@ -170,6 +231,15 @@ def charts(data: dict) -> dict[str, str]:
                 domain=[STATUS_FR[s] for s in shown], range=[palette[s] for s in shown])),
             order=alt.Order("statut:N"),
         ).properties(width=460, height=120, **theme))
+    funnel = (data.get("events") or {}).get("funnel")
+    if funnel:
+        steps = {"sent": "envoyés", "delivered": "délivrés", "opened": "ouverts", "clicked": "cliqués",
+                 "bought": "acheteurs"}
+        rows = [{"étape": label, "e-mails": funnel[0][key]} for key, label in steps.items()]
+        out["funnel"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar(color=WINE).encode(
+            y=alt.Y("étape:N", sort=list(steps.values()), title=None), x=alt.X("e-mails:Q", title=funnel[0]["campaign_id"]),
+            tooltip=["étape", "e-mails"],
+        ).properties(width=460, height=130, **theme))
     if data["excluded"]:
         rows = [{"raison": REASONS_FR.get(r, r), "clients": n} for r, n in data["excluded"].items()]
         out["excluded"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar(color="#a89a8e").encode(
@@ -188,7 +258,7 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
     env.filters["n"] = lambda v: number_fr(int(v or 0))
     return env.get_template("weekly.html.j2").render(
         d=data, charts={k: markupsafe.Markup(v) for k, v in svgs.items()}, segments_fr=SEGMENTS_FR,
-        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR)
+        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR, triggers_fr=TRIGGERS_FR)
 
 
 def write_report(conn: psycopg.Connection, run: dict) -> dict:

@@ -111,6 +111,13 @@ def test_the_default_rules_from_brevo_events_and_a_purchase(sent, crm_dirs):
     assert tasks == [("task", c1, "Relancer le client après son achat",
                       dt.datetime(2026, 11, 18, 9, 0, tzinfo=dt.timezone.utc))]
     assert table(conn, "SELECT client_code, title FROM crm.open_tasks") == [(c1, "Relancer le client après son achat")]
+    # the weekly report's funnel: distinct e-mails of the campaign per step
+    from winecrm.campaigns import report
+
+    funnel = report.events(conn, AS_OF)["funnel"]
+    assert [(f["campaign_id"], f["delivered"], f["opened"], f["clicked"], f["unsubscribed"]) for f in funnel] == [
+        (DRY, 1, 1, 1, 1)]
+    assert report.events(conn, AS_OF)["open_tasks_total"] == 1
     # processing again (a retried or second run) changes nothing
     again = processing.process_events(conn, rules=load_rules())
     assert again["events"] == 0
