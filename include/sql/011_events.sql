@@ -131,6 +131,20 @@ CREATE TABLE crm.consent_log (
 CREATE INDEX consent_log_email ON crm.consent_log (email);
 COMMENT ON TABLE crm.consent_log IS 'every consent change recorded from events and links, with its source and time';
 
+-- The lead score now: the latest weekly score with its engagement points replaced by the rules'
+-- score changes so far (capped like the weekly score): what lead_score_high and the rule
+-- conditions on score read between two weekly runs.
+CREATE FUNCTION crm.current_lead_score(client text, engagement_cap numeric DEFAULT 20)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT greatest(0, least(100, ls.raw_score - ls.engagement_points
+                                  + least(engagement_cap, coalesce((SELECT sum(sc.delta) FROM crm.score_changes sc
+                                                                    WHERE sc.client_code = client), 0))))::integer
+    FROM crm.lead_scores ls WHERE ls.client_code = client
+    ORDER BY ls.as_of_date DESC LIMIT 1
+$$;
+
 -- lead_score_high fires when a customer's score crosses the threshold upwards, not every run.
 CREATE TABLE crm.lead_score_state (
     client_code       text PRIMARY KEY,

@@ -29,6 +29,7 @@ SECRETS = {
     "AIRFLOW_FERNET_KEY": BASE,
     "AIRFLOW_JWT_SECRET": BASE,
     "AIRFLOW_ADMIN_PASSWORD": BASE,
+    "CRM_WEBHOOK_TOKEN": BASE,
     "FLOWER_BASIC_AUTH": CELERY,
 }
 DUMMY_SECRETS = {name: f"dummy-{name.lower().replace('_', '-')}" for name in SECRETS}
@@ -63,10 +64,13 @@ def _compose(name: str = BASE):
     return yaml.safe_load(_text(name))
 
 
+WEBHOOKS = "crm-webhooks"  # the project's image, but the webhook receiver: no Airflow runs in it
+
+
 def _airflow_services(compose) -> list[str]:
-    """Services that run the project's Airflow image."""
+    """Services that run Airflow from the project's image."""
     image = compose["x-airflow-common"]["image"]
-    return [name for name, svc in compose["services"].items() if svc.get("image") == image]
+    return [name for name, svc in compose["services"].items() if svc.get("image") == image and name != WEBHOOKS]
 
 
 def _init_script() -> str:
@@ -363,7 +367,19 @@ def test_published_ports_are_bound_to_localhost_by_default():
             for port in svc.get("ports", []):
                 published += 1
                 assert re.match(r"^\$\{[A-Z_]+_BIND:-127\.0\.0\.1\}:", str(port)), f"{file}: {name}: {port}"
-    assert published == 2, "API server and Flower only"
+    assert published == 3, "API server, webhook receiver and Flower only"
+
+
+def test_the_webhook_receiver_is_its_own_service_with_a_required_token():
+    compose = _compose()
+    webhooks = compose["services"][WEBHOOKS]
+    assert webhooks["image"] == compose["x-airflow-common"]["image"]
+    assert webhooks["command"][:4] == ["python", "-m", "winecrm.events", "serve"]
+    assert webhooks["environment"]["CRM_WEBHOOK_TOKEN"].startswith("${CRM_WEBHOOK_TOKEN:?")
+    assert "@postgres:5432/winecrm" in webhooks["environment"]["CRM_DATABASE_URL"]
+    assert "CRM_ALLOW_EMBEDDED_DB" not in webhooks["environment"]
+    assert webhooks["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert "/webhook/health" in " ".join(webhooks["healthcheck"]["test"])
 
 
 def _env_example() -> dict[str, str]:
@@ -438,7 +454,7 @@ def test_docker_compose_config_is_valid_with_the_required_variables(variant, tmp
     assert resolved.returncode == 0, resolved.stderr
     services = json.loads(resolved.stdout)["services"]
     executor = "CeleryExecutor" if variant == "celery" else "LocalExecutor"
-    airflow = [n for n, s in services.items() if s.get("image") == "winecrm-airflow:3.3.2"]
+    airflow = [n for n, s in services.items() if s.get("image") == "winecrm-airflow:3.3.2" and n != WEBHOOKS]
     assert len(airflow) == (7 if variant == "celery" else 5)
     for name in airflow:
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == executor, name

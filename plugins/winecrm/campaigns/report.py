@@ -102,7 +102,7 @@ TRIGGERS_FR = {"email_opened": "ouvertures", "email_clicked": "clics", "email_bo
 def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, open_tasks: int = 25) -> dict:
     """What customers did with the e-mails (Brevo webhooks and behaviour events, crm_events):
     the funnel of the recent weekly campaigns (distinct e-mails delivered, opened, clicked...,
-    and customers who bought within ``days``), the automation rules' work over the last 7 days,
+    and customers who bought within ``days`` after the campaign's week, as the uplift counts), the automation rules' work over the last 7 days,
     events from unknown addresses, parked events, and the sales team's open tasks."""
     days = days or settings.campaigns_config().report.uplift_days
     funnel = []
@@ -121,9 +121,9 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
                                                      AND w.trig = 'unsubscribe')) AS unsubscribed,
                       count(*) FILTER (WHERE e.status IN ('sent', 'simulated') AND EXISTS (
                           SELECT 1 FROM crm.webhook_events w WHERE w.client_code = e.client_code AND w.trig = 'purchase'
-                            AND coalesce(w.occurred_at, w.received_at) >= coalesce(e.sent_at, e.updated_at)
+                            AND coalesce(w.occurred_at, w.received_at) >= (k.as_of_date + 1)::timestamp AT TIME ZONE 'Europe/Paris'
                             AND coalesce(w.occurred_at, w.received_at)
-                                < coalesce(e.sent_at, e.updated_at) + make_interval(days => %(days)s))) AS bought
+                                < (k.as_of_date + 1 + %(days)s)::timestamp AT TIME ZONE 'Europe/Paris')) AS bought
                FROM crm.campaigns k JOIN crm.email_sends e USING (campaign_id)
                WHERE k.kind = 'weekly' AND k.as_of_date BETWEEN %(as_of)s - 35 AND %(as_of)s
                  AND EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.campaign_id = k.campaign_id)

@@ -11,7 +11,12 @@ then the last week again.
 5. prints each run's note, the last week's details (scores, one recommendation per scenario,
    the dry-run campaign in the outbox, the weekly report), checks the quarantine against the
    rows planted as bad;
-6. runs the last week again and shows that the warehouse did not change.
+6. runs the last week again and shows that the warehouse did not change;
+7. the week after the e-mails: realistic Brevo events for the demo campaign (opens, clicks, a
+   bounce, an unsubscribe) and a shop purchase, posted to the real receiver over HTTP, then
+   ``airflow dags test crm_events``; shows the funnel in the weekly report, the unsubscribed
+   customer suppressed and skipped by the next send, the buyer's one thank-you e-mail (outbox)
+   and follow-up task, and the engagement points in the lead score.
 """
 
 from __future__ import annotations
@@ -167,6 +172,101 @@ def print_summary(ingested: dict, summary: dict, planted: list, conn) -> bool:
     return exact
 
 
+def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
+    """Step 7 of the module docstring. Returns whether every check held."""
+    import datetime as dt
+    import secrets
+    import socket
+    from zoneinfo import ZoneInfo
+
+    from winecrm import pipeline
+    from winecrm.campaigns import render, report
+    from winecrm.demo import events as demo_events
+
+    with db.connect(url) as conn:
+        run_id, as_of = conn.execute(
+            """SELECT r.run_id, k.as_of_date FROM crm.campaigns k JOIN etl.runs r ON r.run_id = k.created_run
+               WHERE k.kind = 'weekly' ORDER BY k.as_of_date DESC, k.created_at DESC LIMIT 1""").fetchone()
+        campaign = render.campaign_id_for(as_of, "dry_run")
+        sends = conn.execute("SELECT send_id, client_code, email, campaign_id FROM crm.email_sends "
+                             "WHERE campaign_id = %s AND status = 'simulated' ORDER BY send_id", (campaign,)).fetchall()
+    monday = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(9, 0), ZoneInfo("Europe/Paris"))
+    brevo_events, purchase, who = demo_events.build_events(sends, monday)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_urlsafe(24)
+    base = f"http://127.0.0.1:{port}"
+    print(f"\nThe week after the e-mails — {len(brevo_events)} Brevo events for {campaign} and a shop purchase, "
+          f"posted to the receiver ({base}, bearer token) as Brevo does (arrays, one batch retried):")
+    with open(log_file, "a", encoding="utf-8") as fh:
+        receiver = subprocess.Popen([sys.executable, "-m", "winecrm.events", "serve", "--port", str(port)],
+                                    env={**env, "CRM_WEBHOOK_TOKEN": token}, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            demo_events.wait_until_up(base)
+            posted = demo_events.post_all(base, token, brevo_events, purchase)
+        finally:
+            receiver.terminate()
+            receiver.wait(timeout=30)
+    print(f"  {posted['requests']} requests: {posted['received']} events received, {posted['stored']} stored, "
+          f"{posted['duplicates']} repeats acknowledged and stored once")
+    started = time.perf_counter()
+    print("\n▶ airflow dags test crm_events")
+    code = _airflow(["dags", "test", "crm_events"], env, log_file)
+    print(f"  finished in {time.perf_counter() - started:.0f}s with exit code {code}")
+    if code != 0:
+        print(f"The crm_events run failed; details in {log_file}", file=sys.stderr)
+        return False
+    cap = settings.scoring_config().lead_score.engagement_cap
+    with db.connect(url) as conn:
+        written = pipeline.run_report(conn, run_id)
+        data = report.events(conn, as_of)
+        funnel = next(f for f in data["funnel"] if f["campaign_id"] == campaign)
+        print(f"  funnel ({campaign}): " + ", ".join(f"{k} {funnel[k]}" for k in report.FUNNEL)
+              + f" — in the weekly report {written['html']}")
+        fired = conn.execute("""SELECT rule_id, action_type, status, count(*) FROM crm.automation_actions
+                                GROUP BY 1, 2, 3 ORDER BY 1, 2""").fetchall()
+        print("  rules applied: " + ", ".join(f"{r}.{a} {n}" + ("" if st == "done" else f" ({st})")
+                                              for r, a, st, n in fired))
+        checks = {}
+        unsub, bounced, buyer = who["unsubscribed"], who["bounced"], who["buyer"]
+        # the next send of the week (the live campaign, rendered for approval; never sent in the demo)
+        render.render_campaign(conn, run_id, as_of, mode="live")
+        skipped = dict(conn.execute(
+            "SELECT client_code, skip_reason FROM crm.email_sends WHERE campaign_id = %s AND client_code = ANY(%s)",
+            (render.campaign_id_for(as_of, "live"), [unsub[1], bounced[1]])).fetchall())
+        checks["unsubscribed: suppressed, skipped by the next send"] = (
+            skipped.get(unsub[1]) == "suppressed" and conn.execute(
+                "SELECT reason FROM crm.suppressions WHERE email = lower(%s)", (unsub[2],)).fetchone() == ("unsubscribed",))
+        checks["hard bounce: suppressed, skipped by the next send"] = skipped.get(bounced[1]) == "suppressed"
+        thanks = conn.execute("""SELECT status, outbox_path FROM crm.email_sends e JOIN crm.campaigns k USING (campaign_id)
+                                 WHERE k.kind = 'automation' AND e.client_code = %s AND e.template = 'thank_you'""",
+                              (buyer[1],)).fetchall()
+        checks["buyer: one thank-you e-mail (outbox)"] = len(thanks) == 1 and thanks[0][0] == "simulated"
+        tasks = conn.execute("SELECT title, to_char(due_at AT TIME ZONE 'Europe/Paris', 'DD/MM HH24:MI') FROM crm.tasks "
+                             "WHERE client_code = %s", (buyer[1],)).fetchall()
+        checks["buyer: one follow-up task"] = len(tasks) == 1
+        clicker = next(c for c in who["clicked"] if c is not buyer) if len(who["clicked"]) > 1 else buyer
+        weekly, now_score, points = conn.execute(
+            """SELECT ls.score, crm.current_lead_score(ls.client_code, %s),
+                      (SELECT sum(delta) FROM crm.score_changes WHERE client_code = ls.client_code)
+               FROM crm.lead_scores ls WHERE ls.client_code = %s ORDER BY as_of_date DESC LIMIT 1""",
+            (cap, clicker[1])).fetchone()
+        checks["engagement points in the lead score"] = points is not None and now_score > weekly
+        checks["funnel in the report"] = funnel["opened"] > 0 and funnel["clicked"] > 0 and funnel["bought"] == 1
+    print(f"  unsubscribed {unsub[1]} and bounced {bounced[1]}: next send → "
+          + ", ".join(f"{c} {r}" for c, r in skipped.items()))
+    if thanks:
+        print(f"  buyer {buyer[1]} (84,50 €): thank-you e-mail {thanks[0][0]} → {thanks[0][1]}")
+    for title, due in tasks:
+        print(f"  follow-up task for {buyer[1]}: « {title} », due {due}")
+    print(f"  lead score of {clicker[1]} (opened and clicked): {weekly} on the weekly run → {now_score} now "
+          f"(rules' score changes {points:+d}, capped at +{cap:.0f})")
+    for name, held in checks.items():
+        print(f"  {'ok ' if held else 'NO '} {name}")
+    return all(checks.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weeks", nargs="+", metavar="YYYY-MM-DD",
@@ -239,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             elif week == weeks[-1]:
                 ok &= print_summary(first_run, summary, planted.bad_rows, conn)
                 print("  warehouse: " + ", ".join(f"{t} {n}" for t, n in counts(conn).items()))
+    ok &= events_step(url, env, log_file)
     print("\nDemo OK." if ok else "\nDemo finished with a mismatch (see above).")
     return 0 if ok else 1
 

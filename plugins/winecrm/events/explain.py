@@ -46,9 +46,7 @@ def customer_context(conn, event: dict, cap: float) -> dict:
         SELECT c.client_code,
                (SELECT r.segment FROM crm.rfm_scores r WHERE r.client_code = c.client_code
                 ORDER BY r.as_of_date DESC LIMIT 1),
-               (SELECT greatest(0, least(100, ls.raw_score - ls.engagement_points + least(%s,
-                       coalesce((SELECT sum(delta) FROM crm.score_changes s WHERE s.client_code = c.client_code), 0))))
-                FROM crm.lead_scores ls WHERE ls.client_code = c.client_code ORDER BY ls.as_of_date DESC LIMIT 1),
+               crm.current_lead_score(c.client_code, %s),
                coalesce((SELECT array_agg(tag ORDER BY tag) FROM crm.customer_tags t
                          WHERE t.client_code = c.client_code), '{}')
         FROM etl.clients c

@@ -89,13 +89,8 @@ def _trigger_case() -> str:
 
 
 def _score_sql(cap: float) -> str:
-    """The current lead score of ``w.client_code``: the latest weekly score with its engagement
-    points replaced by the ledger's (capped), clamped to 0-100."""
-    return f"""(SELECT greatest(0, least(100, ls.raw_score - ls.engagement_points
-                       + least({float(cap)}, coalesce((SELECT sum(delta) FROM crm.score_changes sc
-                                                     WHERE sc.client_code = ls.client_code), 0))))
-               FROM crm.lead_scores ls WHERE ls.client_code = w.client_code
-               ORDER BY ls.as_of_date DESC LIMIT 1)"""
+    """The current lead score of ``w.client_code`` (crm.current_lead_score, migration 011)."""
+    return f"crm.current_lead_score(w.client_code, {float(cap)})"
 
 
 def _link_and_map(conn: psycopg.Connection) -> None:
