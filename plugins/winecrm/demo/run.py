@@ -239,7 +239,7 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
             skipped.get(unsub[1]) == "suppressed" and conn.execute(
                 "SELECT reason FROM crm.suppressions WHERE email = lower(%s)", (unsub[2],)).fetchone() == ("unsubscribed",))
         checks["hard bounce: suppressed, skipped by the next send"] = skipped.get(bounced[1]) == "suppressed"
-        thanks = conn.execute("""SELECT status, outbox_path FROM crm.email_sends e JOIN crm.campaigns k USING (campaign_id)
+        thanks = conn.execute("""SELECT e.status, e.outbox_path FROM crm.email_sends e JOIN crm.campaigns k USING (campaign_id)
                                  WHERE k.kind = 'automation' AND e.client_code = %s AND e.template = 'thank_you'""",
                               (buyer[1],)).fetchall()
         checks["buyer: one thank-you e-mail (outbox)"] = len(thanks) == 1 and thanks[0][0] == "simulated"
@@ -248,7 +248,7 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
         checks["buyer: one follow-up task"] = len(tasks) == 1
         clicker = next(c for c in who["clicked"] if c is not buyer) if len(who["clicked"]) > 1 else buyer
         weekly, now_score, points = conn.execute(
-            """SELECT ls.score, crm.current_lead_score(ls.client_code, %s),
+            """SELECT ls.score, crm.current_lead_score(ls.client_code, %s::numeric),
                       (SELECT sum(delta) FROM crm.score_changes WHERE client_code = ls.client_code)
                FROM crm.lead_scores ls WHERE ls.client_code = %s ORDER BY as_of_date DESC LIMIT 1""",
             (cap, clicker[1])).fetchone()

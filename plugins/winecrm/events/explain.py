@@ -46,7 +46,7 @@ def customer_context(conn, event: dict, cap: float) -> dict:
         SELECT c.client_code,
                (SELECT r.segment FROM crm.rfm_scores r WHERE r.client_code = c.client_code
                 ORDER BY r.as_of_date DESC LIMIT 1),
-               crm.current_lead_score(c.client_code, %s),
+               crm.current_lead_score(c.client_code, %s::numeric),
                coalesce((SELECT array_agg(tag ORDER BY tag) FROM crm.customer_tags t
                          WHERE t.client_code = c.client_code), '{}')
         FROM etl.clients c

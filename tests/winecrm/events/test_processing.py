@@ -351,3 +351,17 @@ def test_a_late_event_about_an_erased_person_keeps_nothing_of_them(conn, crm_dir
     assert table(conn, "SELECT email, client_code, payload FROM crm.webhook_events") == [
         (None, None, {"erased": True, "event": "unsubscribed"})]
     assert table(conn, "SELECT count(*) FROM crm.suppressions WHERE email LIKE '%%gone%%'") == [(0,)]
+
+
+def test_explain_reads_the_customer_from_the_warehouse(conn, capsys):
+    from winecrm.events.__main__ import main
+
+    seed_warehouse(conn, 1)
+    lead_score(conn, "C000000", 72)
+    conn.execute("INSERT INTO crm.customer_tags (client_code, tag) VALUES ('C000000', 'engaged')")
+    conn.commit()
+    event = {"client_code": "C000000", "action": "purchase", "metadata": {"amount": 40}}
+    result = __import__("winecrm.events.explain", fromlist=["explain"]).explain(event, load_rules(), conn=conn)
+    assert result[0]["context"] == {"client_code": "C000000", "segment": None, "score": 72.0, "tags": ["engaged"],
+                                     "known": True, "event": "purchase", "amount": 40}
+    assert result[0]["rules"][0]["because_not"] == ["amount 40 not above 50.0"]
