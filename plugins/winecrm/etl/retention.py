@@ -94,9 +94,22 @@ def purge_email_bodies(conn: psycopg.Connection, days: int, now: float | None = 
     return {"email_bodies_purged": cursor.rowcount, "outbox_folders_deleted": removed}
 
 
+def purge_event_payloads(conn: psycopg.Connection, days: int) -> int:
+    """Events processed more than ``days`` ago keep their structured columns (event, customer,
+    send, link, time: what the funnel and the score ledger need) but lose the payload as Brevo or
+    the shop sent it (addresses, subjects, free metadata)."""
+    cursor = conn.execute(
+        """UPDATE crm.webhook_events SET payload = jsonb_build_object('purged', true, 'event', event)
+           WHERE status = 'done' AND processed_at < now() - make_interval(days => %s)
+             AND NOT payload ? 'purged'""", (days,))
+    conn.commit()
+    return cursor.rowcount
+
+
 def purge(conn: psycopg.Connection) -> dict:
     cfg = settings.pipeline_config().retention
     report = {
+        "event_payloads_purged": purge_event_payloads(conn, cfg.event_payload_days),
         "quarantine_rows_purged": purge_quarantine(conn, cfg.quarantine_raw_values_days),
         "data_docs_files_deleted": purge_data_docs(cfg.data_docs_days),
         "work_folders_deleted": purge_work_files(cfg.work_files_days),

@@ -73,3 +73,20 @@ def test_old_email_bodies_and_outbox_folders_are_purged(conn, crm_dirs):
                         ).fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM crm.email_sends WHERE subject IS NOT NULL").fetchone()[0] == simulated
     assert not list(outbox.rglob("*.eml"))
+
+
+def test_old_event_payloads_are_purged_and_the_event_kept(conn, crm_dirs):
+    from winecrm.events import intake
+
+    rows = intake.brevo_rows(intake.parse_brevo([
+        {"event": "click", "email": f"c{i}@example.fr", "message-id": f"<m{i}>", "ts_event": 1_763_370_000 + i,
+         "link": "https://x.fr/a", "subject": "Pour Anne"} for i in range(3)]))
+    conn.execute(intake.INSERT_SQL, intake.insert_params(rows))
+    conn.execute("UPDATE crm.webhook_events SET status = 'done', processed_at = now() - interval '100 days' "
+                 "WHERE email <> 'c2@example.fr'")
+    conn.commit()
+    assert retention.purge_event_payloads(conn, 90) == 2
+    kept = conn.execute("SELECT email, event, link, payload FROM crm.webhook_events ORDER BY event_id").fetchall()
+    assert kept[0][:3] == ("c0@example.fr", "click", "https://x.fr/a")
+    assert kept[0][3] == {"purged": True, "event": "click"} and kept[2][3]["subject"] == "Pour Anne"
+    assert retention.purge_event_payloads(conn, 90) == 0
