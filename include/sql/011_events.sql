@@ -135,12 +135,12 @@ COMMENT ON TABLE crm.consent_log IS 'every consent change recorded from events a
 -- score changes so far (capped like the weekly score): what lead_score_high and the rule
 -- conditions on score read between two weekly runs.
 CREATE FUNCTION crm.current_lead_score(client text, engagement_cap numeric DEFAULT 20)
-RETURNS integer
+RETURNS numeric
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT greatest(0, least(100, ls.raw_score - ls.engagement_points
-                                  + least(engagement_cap, coalesce((SELECT sum(sc.delta) FROM crm.score_changes sc
-                                                                    WHERE sc.client_code = client), 0))))::integer
+    SELECT round(greatest(0, least(100, ls.raw_score - ls.engagement_points
+                                        + least(engagement_cap, coalesce((SELECT sum(sc.delta) FROM crm.score_changes sc
+                                                                          WHERE sc.client_code = client), 0))))::numeric, 1)
     FROM crm.lead_scores ls WHERE ls.client_code = client
     ORDER BY ls.as_of_date DESC LIMIT 1
 $$;

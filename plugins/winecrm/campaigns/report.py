@@ -96,7 +96,13 @@ def summary(conn: psycopg.Connection, run: dict) -> dict:
 FUNNEL = ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "bought")
 TRIGGERS_FR = {"email_opened": "ouvertures", "email_clicked": "clics", "email_bounce": "adresses en échec",
                "email_soft_bounce": "échecs temporaires", "unsubscribe": "désinscriptions", "purchase": "achats",
-               "form_submit": "formulaires", "page_visit": "visites", "lead_score_high": "scores élevés"}
+               "form_submit": "formulaires", "page_visit": "visites", "lead_score_high": "scores élevés",
+               "request": "envois demandés", "delivered": "délivrés", "deferred": "différés", "error": "erreurs"}
+ACTIONS_FR = {"update_score": "score", "add_tag": "étiquette", "create_task": "tâche", "schedule_call": "appel",
+              "pause_campaign": "pause des campagnes", "suppress": "plus d'e-mails", "send_email": "e-mail",
+              "send_sms": "SMS", "trigger_webhook": "appel sortant"}
+ACTION_STATUS_FR = {"done": "fait", "pending": "prévu", "running": "en cours", "skipped": "écarté", "failed": "à réessayer",
+                    "parked": "à voir par une personne", "unknown": "issue inconnue (non renvoyé)"}
 
 
 def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, open_tasks: int = 25) -> dict:
@@ -258,7 +264,8 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
     env.filters["n"] = lambda v: number_fr(int(v or 0))
     return env.get_template("weekly.html.j2").render(
         d=data, charts={k: markupsafe.Markup(v) for k, v in svgs.items()}, segments_fr=SEGMENTS_FR,
-        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR, triggers_fr=TRIGGERS_FR)
+        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR, triggers_fr=TRIGGERS_FR,
+        actions_fr=ACTIONS_FR, action_status_fr=ACTION_STATUS_FR)
 
 
 def write_report(conn: psycopg.Connection, run: dict) -> dict:

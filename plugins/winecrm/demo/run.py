@@ -219,22 +219,23 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
         return False
     cap = settings.scoring_config().lead_score.engagement_cap
     with db.connect(url) as conn:
-        written = pipeline.run_report(conn, run_id)
-        data = report.events(conn, as_of)
-        funnel = next(f for f in data["funnel"] if f["campaign_id"] == campaign)
-        print(f"  funnel ({campaign}): " + ", ".join(f"{k} {funnel[k]}" for k in report.FUNNEL)
-              + f" — in the weekly report {written['html']}")
         fired = conn.execute("""SELECT rule_id, action_type, status, count(*) FROM crm.automation_actions
                                 GROUP BY 1, 2, 3 ORDER BY 1, 2""").fetchall()
         print("  rules applied: " + ", ".join(f"{r}.{a} {n}" + ("" if st == "done" else f" ({st})")
                                               for r, a, st, n in fired))
         checks = {}
         unsub, bounced, buyer = who["unsubscribed"], who["bounced"], who["buyer"]
-        # the next send of the week (the live campaign, rendered for approval; never sent in the demo)
+        # the next send of the week: the live campaign rendered as for approval, looked at, then
+        # removed (the demo never leaves a live campaign behind)
+        live = render.campaign_id_for(as_of, "live")
         render.render_campaign(conn, run_id, as_of, mode="live")
         skipped = dict(conn.execute(
             "SELECT client_code, skip_reason FROM crm.email_sends WHERE campaign_id = %s AND client_code = ANY(%s)",
-            (render.campaign_id_for(as_of, "live"), [unsub[1], bounced[1]])).fetchall())
+            (live, [unsub[1], bounced[1]])).fetchall())
+        conn.execute("DELETE FROM crm.email_sends WHERE campaign_id = %s", (live,))
+        conn.execute("DELETE FROM crm.campaigns WHERE campaign_id = %s", (live,))
+        conn.commit()
+        shutil.rmtree(render.previews_dir(live), ignore_errors=True)
         checks["unsubscribed: suppressed, skipped by the next send"] = (
             skipped.get(unsub[1]) == "suppressed" and conn.execute(
                 "SELECT reason FROM crm.suppressions WHERE email = lower(%s)", (unsub[2],)).fetchone() == ("unsubscribed",))
@@ -246,13 +247,22 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
         tasks = conn.execute("SELECT title, to_char(due_at AT TIME ZONE 'Europe/Paris', 'DD/MM HH24:MI') FROM crm.tasks "
                              "WHERE client_code = %s", (buyer[1],)).fetchall()
         checks["buyer: one follow-up task"] = len(tasks) == 1
-        clicker = next(c for c in who["clicked"] if c is not buyer) if len(who["clicked"]) > 1 else buyer
-        weekly, now_score, points = conn.execute(
-            """SELECT ls.score, crm.current_lead_score(ls.client_code, %s::numeric),
+        # the clicker the rules scored with the lowest weekly score: the engagement points show best there
+        clicker, weekly, now_score, points = conn.execute(
+            """SELECT DISTINCT ON (ls.score, ls.client_code) ls.client_code, ls.score,
+                      crm.current_lead_score(ls.client_code, %s::numeric),
                       (SELECT sum(delta) FROM crm.score_changes WHERE client_code = ls.client_code)
-               FROM crm.lead_scores ls WHERE ls.client_code = %s ORDER BY as_of_date DESC LIMIT 1""",
-            (cap, clicker[1])).fetchone()
+               FROM crm.lead_scores ls
+               WHERE ls.client_code = ANY(%s) AND ls.as_of_date = (SELECT max(as_of_date) FROM crm.lead_scores)
+                 AND EXISTS (SELECT 1 FROM crm.score_changes s WHERE s.client_code = ls.client_code)
+               ORDER BY ls.score, ls.client_code LIMIT 1""",
+            (cap, [c[1] for c in who["clicked"] if c is not buyer])).fetchone()
         checks["engagement points in the lead score"] = points is not None and now_score > weekly
+        written = pipeline.run_report(conn, run_id)
+        data = report.events(conn, as_of)
+        funnel = next(f for f in data["funnel"] if f["campaign_id"] == campaign)
+        print(f"  funnel ({campaign}): " + ", ".join(f"{k} {funnel[k]}" for k in report.FUNNEL)
+              + f" — in the weekly report {written['html']}")
         checks["funnel in the report"] = funnel["opened"] > 0 and funnel["clicked"] > 0 and funnel["bought"] == 1
     print(f"  unsubscribed {unsub[1]} and bounced {bounced[1]}: next send → "
           + ", ".join(f"{c} {r}" for c, r in skipped.items()))
@@ -260,7 +270,7 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
         print(f"  buyer {buyer[1]} (84,50 €): thank-you e-mail {thanks[0][0]} → {thanks[0][1]}")
     for title, due in tasks:
         print(f"  follow-up task for {buyer[1]}: « {title} », due {due}")
-    print(f"  lead score of {clicker[1]} (opened and clicked): {weekly} on the weekly run → {now_score} now "
+    print(f"  lead score of {clicker} (opened and clicked): {weekly} on the weekly run → {now_score} now "
           f"(rules' score changes {points:+d}, capped at +{cap:.0f})")
     for name, held in checks.items():
         print(f"  {'ok ' if held else 'NO '} {name}")
