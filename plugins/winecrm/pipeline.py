@@ -25,6 +25,7 @@ from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
 from winecrm.etl.contract import DATASETS
+from winecrm.privacy.erase import reapply_erasures
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,12 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     with writer(conn, run_id, "load"):
         heartbeat(conn, run_id)
         report = load_mod.load(conn, run_id)
+        # someone erased (GDPR) whom the ERP's export brought back: anonymised again at once
+        erased_again = reapply_erasures(conn, run_id=run_id)
+        conn.commit()
+        if erased_again:
+            log.warning("%d rows of people erased earlier came back with this export and were anonymised again: "
+                        "remove them in iSaVigne too", erased_again)
         totals = {key: sum(r[key] for r in report.values()) for key in ("rows_written", "rows_superseded", "rows_skipped")}
         _record(conn, run_id, "load", time.perf_counter() - started, report, **totals)
     if not report:

@@ -315,11 +315,5 @@ def load(conn: psycopg.Connection, run_id: str) -> dict:
             report[dataset_name] = load_sales_lines(conn, run_id, by_dataset[dataset_name])
         elif dataset_name in by_dataset:
             report[dataset_name] = load_dataset(conn, run_id, dataset_name, by_dataset[dataset_name])
-    # someone erased (GDPR) may come back with the ERP's next export: anonymised again at once
-    from winecrm.privacy.erase import reapply_erasures
-
-    erased_again = reapply_erasures(conn, run_id=run_id)
-    if erased_again:
-        report["erased_again"] = erased_again
     conn.commit()
     return report

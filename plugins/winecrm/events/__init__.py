@@ -1,2 +1,2 @@
-"""What customers do after a campaign: the public receiver (one-click unsubscribe today; Brevo
-webhooks and behaviour events next), the event queue and the automation rules (issue 11)."""
+"""What customers do after an e-mail: the public receiver (Brevo webhooks, behaviour events,
+one-click unsubscribe), the event queue, the automation rules and their actions (crm_events)."""
