@@ -39,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
+        from winecrm.core import db
         from winecrm.events.receiver import create_app
+
+        if db.embedded_allowed():  # a local try-out (make webhooks): the embedded warehouse gets its tables
+            from winecrm.core.migrations import apply_migrations
+
+            with db.connect(application_name="winecrm-receiver") as conn:
+                apply_migrations(conn)
 
         uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", access_log=False)
         return 0

@@ -143,7 +143,9 @@ def _link_and_map(conn: psycopg.Connection) -> None:
         conn.execute(f"""
             UPDATE crm.webhook_events w SET repeat_of = (
                     SELECT min(p.event_id) FROM crm.webhook_events p
-                    WHERE p.trig = w.trig AND p.event_id < w.event_id AND {key})
+                    WHERE p.trig = w.trig AND p.event_id <> w.event_id AND {key}
+                      -- an earlier event, or a later one already processed (this one failed at first)
+                      AND (p.event_id < w.event_id OR (p.status = 'done' AND p.repeat_of IS NULL)))
             FROM batch b WHERE w.event_id = b.event_id AND w.trig = %s""", (trig,))
 
 

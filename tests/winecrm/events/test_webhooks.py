@@ -175,3 +175,17 @@ def test_the_openapi_schema_documents_both_payloads(receiver):
     assert behavior == {"$ref": "#/components/schemas/BehaviorEvent"}
     assert set(schema["components"]["schemas"]["BehaviorEvent"]["properties"]["action"]["enum"]) == {
         "click", "open", "purchase", "form_submit", "page_visit"}
+
+
+def test_credentials_from_the_environment_or_the_airflow_connection(monkeypatch):
+    from winecrm.events.receiver import webhook_auth
+
+    for name in ("CRM_WEBHOOK_TOKEN", "CRM_WEBHOOK_USER", "CRM_WEBHOOK_PASSWORD", "AIRFLOW_CONN_CRM_WEBHOOK"):
+        monkeypatch.delenv(name, raising=False)
+    assert not webhook_auth().configured
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_WEBHOOK", "http://brevo:conn-secret-123@receiver")
+    auth = webhook_auth()
+    assert auth.allows("Bearer conn-secret-123") and auth.allows(f"Basic {base64.b64encode(b'brevo:conn-secret-123').decode()}")
+    assert "conn-secret-123" not in repr(auth)
+    monkeypatch.setenv("CRM_WEBHOOK_TOKEN", "env-token-456")  # the environment first
+    assert webhook_auth().allows("Bearer env-token-456") and not webhook_auth().allows("Bearer conn-secret-123")
