@@ -36,7 +36,7 @@ def test_crm_events_processes_the_queue(airflow_db, conn, warehouse_url, tmp_pat
                             capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "3 events processed" in output and "purchase" in output
+    assert "3 events processed" in output and "actions decided per rule: " in output and "purchase" in output
     assert conn.execute("SELECT status, count(*) FROM crm.webhook_events GROUP BY 1").fetchall() == [("done", 3)]
     assert sorted(conn.execute("SELECT email, reason FROM crm.suppressions").fetchall()) == [
         ("client2@example.fr", "unsubscribed"), ("client3@example.fr", "hard_bounce")]

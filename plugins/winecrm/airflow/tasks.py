@@ -263,11 +263,20 @@ def process_events() -> dict:
         apply_migrations(conn)
         summary = processing.process_events(conn, rules=rules, brevo=client)
     queue = summary["queue"]
-    log.info("%d events processed (%s); actions: %s; lead_score_high: %d; queue now: %s; %.1f s",
-             summary["events"], ", ".join(f"{k} {v}" for k, v in summary["fired"].items()) or "no rule fired",
+    log.info("%d events processed; actions decided per rule: %s; applied: %s; lead_score_high: %d; queue now: %s; "
+             "%.1f s", summary["events"], ", ".join(f"{k} {v}" for k, v in summary["fired"].items()) or "none",
              ", ".join(f"{k} {v}" for k, v in sorted(summary["actions"].items())) or "none",
              summary["lead_score_high"], queue, summary["seconds"])
     if queue.get("parked"):
         log.warning("%d events are parked after repeated failures: see crm.webhook_events WHERE status = 'parked' "
                     "(the error column says why)", queue["parked"])
+    # newly parked events or actions need a person: this run fails once (no retry), so on-call hears of it;
+    # the queue itself went on, and the next run is green again
+    stuck = {k: v for k, v in summary["actions"].items() if k.endswith((":parked", ":unknown")) and v}
+    if summary["parked"] or stuck:
+        raise _fail_fast(RuntimeError(
+            f"{summary['parked']} event(s) parked after repeated failures "
+            f"(crm.webhook_events WHERE status = 'parked': the error column says why); actions needing a person: "
+            f"{', '.join(f'{k} {v}' for k, v in stuck.items()) or 'none'} (crm.automation_actions WHERE status IN "
+            "('parked', 'unknown')). Everything else was processed."))
     return {"events": summary["events"], "queue": queue}

@@ -93,3 +93,27 @@ def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_di
         with pytest.raises(Exception, match="rejected"):
             tasks.send_emails(window.run_id)  # even if it ran: a rejected campaign never leaves
         assert server.fake.requests == []
+
+
+def test_crm_events_fails_once_when_an_event_is_parked_and_is_green_again_after(conn, crm_dirs, monkeypatch, tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tests.fakes.estate import seed_warehouse
+    from winecrm.events import intake
+
+    seed_warehouse(conn, 2)
+    good = intake.behavior_rows(intake.parse_behavior({"client_code": "C000001", "action": "page_visit", "event_id": "v1"}))
+    bad = list(intake.behavior_rows(intake.parse_behavior(
+        {"client_code": "C000000", "action": "purchase", "event_id": "o1", "metadata": {"amount": 1}}))[0])
+    bad[8] = bad[8].replace('"amount": 1', '"amount": 1e30')  # overflows numeric(12, 2): an event that cannot go through
+    conn.execute(intake.INSERT_SQL, intake.insert_params([*good, tuple(bad)]))
+    conn.commit()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("settings: {max_attempts: 1}\nrules:\n  - {id: visit, trigger: page_visit, actions: "
+                     "[{type: add_tag, tag: visitor}]}\n", encoding="utf-8")
+    monkeypatch.setenv("CRM_AUTOMATION_RULES", str(rules))
+    with pytest.raises(AirflowFailException, match=r"1 event\(s\) parked .* Everything else was processed"):
+        tasks.process_events()
+    assert conn.execute("SELECT status, count(*) FROM crm.webhook_events GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("done", 1), ("parked", 1)]
+    assert tasks.process_events()["queue"] == {"done": 1, "parked": 1}  # the next run: green, nothing new
