@@ -18,7 +18,8 @@ in the queue `crm.webhook_events` before answering the sender. This DAG processe
    A customer whose lead score crosses the threshold gets a `lead_score_high` event.
 
 A bad event is marked failed with its error and retried with back-off, then parked
-(`status = 'parked'`) for a person — it never blocks the queue or fails the run. A killed or
+(`status = 'parked'`) for a person — it never blocks the queue. The run that parks it fails once
+(no retry), naming it, so on-call is alerted; the next run is green again. A killed or
 retried task applies nothing twice: each batch is one transaction.
 
 Try a rule without applying it: `python -m winecrm.events explain event.json`.
