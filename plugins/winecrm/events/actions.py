@@ -160,7 +160,12 @@ def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:
                 subject = html = text = None
                 if not blocked:
                     row = {"scenario": template, "products": [], "prenom": prenom, "nom": nom}
-                    rendered = templates.render(template, render.context_for(row, campaign_id, token, cfg, scoring))
+                    try:
+                        rendered = templates.render(template, render.context_for(row, campaign_id, token, cfg, scoring))
+                    except templates.TemplateError as exc:  # a template a person must fix: the others go on
+                        _finish(conn, action_id, "parked", error=str(exc))
+                        counts["send_email:parked"] += 1
+                        continue
                     subject, html, text = rendered.subject, rendered.html, rendered.text
                 inserted = conn.execute("""
                     INSERT INTO crm.email_sends (campaign_id, client_code, email, scenario, status, idempotency_key,

@@ -365,3 +365,27 @@ def test_explain_reads_the_customer_from_the_warehouse(conn, capsys):
     assert result[0]["context"] == {"client_code": "C000000", "segment": None, "score": 72.0, "tags": ["engaged"],
                                      "known": True, "event": "purchase", "amount": 40}
     assert result[0]["rules"][0]["because_not"] == ["amount 40 not above 50.0"]
+
+
+def test_an_email_that_cannot_be_rendered_is_parked_and_the_others_leave(conn, crm_dirs, monkeypatch):
+    from winecrm.campaigns import templates
+
+    seed_warehouse(conn, 3)
+    real = templates.render
+
+    def render_or_break(template, context, directory=None):  # a template error for one customer only
+        if context["prenom"] == "broken":
+            raise templates.TemplateError("e-mail template thank_you: UndefinedError: 'offer' is undefined")
+        return real(template, context, directory)
+
+    conn.execute("UPDATE etl.clients SET prenom = 'broken' WHERE client_code = 'C000000'")
+    conn.commit()
+    monkeypatch.setattr(templates, "render", render_or_break)
+    rules = parse_rules({"rules": [{"id": "thanks", "trigger": "purchase",
+                                    "actions": [{"type": "send_email", "template": "thank_you"}]}]})
+    queue(conn, [behavior("purchase", f"C00000{i}", f"o{i}", amount=80) for i in range(3)])
+    summary = processing.process_events(conn, rules=rules)
+    assert summary["actions"]["send_email:parked"] == 1 and summary["actions"]["send_email:rendered"] == 2
+    assert table(conn, "SELECT client_code, status FROM crm.email_sends ORDER BY 1") == [
+        ("C000001", "simulated"), ("C000002", "simulated")]
+    assert "UndefinedError" in table(conn, "SELECT error FROM crm.automation_actions WHERE status = 'parked'")[0][0]
