@@ -181,7 +181,9 @@ AS $$
                      WHERE e.client_code = client AND e.status = 'sent' AND k.kind IS DISTINCT FROM 'test'
                        AND k.kind IS DISTINCT FROM 'automation'
                        AND e.campaign_id IS DISTINCT FROM campaign
-                       AND e.sent_at > now() - make_interval(days => silence_days)) THEN 'silence_window'
+                       AND e.sent_at > now() - make_interval(days => silence_days))
+             AND NOT EXISTS (SELECT 1 FROM crm.campaigns k WHERE k.campaign_id = campaign AND k.kind = 'automation')
+             THEN 'silence_window'
     END
 $$;
 

@@ -154,6 +154,12 @@ def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:
                     conn.execute("""UPDATE crm.campaigns SET status = 'approved', decided_by = 'automation rules',
                                            decided_at = now(), updated_at = now() WHERE campaign_id = %s""",
                                  (campaign_id,))
+                if conn.execute("SELECT 1 FROM crm.email_sends WHERE campaign_id = %s AND client_code = %s",
+                                (campaign_id, client)).fetchone():  # not rendered for nothing
+                    _finish(conn, action_id, "skipped", {"campaign_id": campaign_id},
+                            f"already e-mailed by rule {rule_id} that day")
+                    counts["send_email:already"] += 1
+                    continue
                 blocked = conn.execute("SELECT crm.email_blocked_reason(%s, %s, 0, %s)",
                                        (client, email, campaign_id)).fetchone()[0]
                 token = secrets.token_urlsafe(24)

@@ -389,3 +389,20 @@ def test_an_email_that_cannot_be_rendered_is_parked_and_the_others_leave(conn, c
     assert table(conn, "SELECT client_code, status FROM crm.email_sends ORDER BY 1") == [
         ("C000001", "simulated"), ("C000002", "simulated")]
     assert "UndefinedError" in table(conn, "SELECT error FROM crm.automation_actions WHERE status = 'parked'")[0][0]
+
+
+def test_a_thank_you_is_not_held_back_by_the_weekly_silence_window(conn, crm_dirs):
+    seed_warehouse(conn, 2)
+    render.render_campaign(conn, "run_1", AS_OF, mode="live")
+    conn.execute("UPDATE crm.email_sends SET status = 'sent', sent_at = now() - interval '4 days' "
+                 "WHERE status = 'rendered'")  # the weekly campaign really sent four days ago
+    conn.commit()
+    rules = parse_rules({"rules": [{"id": "thanks", "trigger": "purchase",
+                                    "actions": [{"type": "send_email", "template": "thank_you"}]}]})
+    queue(conn, [behavior("purchase", "C000000", "o1", amount=80)])
+    processing.process_events(conn, rules=rules)
+    assert table(conn, "SELECT status, skip_reason FROM crm.email_sends WHERE campaign_id LIKE 'auto-%'") == [
+        ("simulated", None)]
+    # the weekly campaigns still respect it, and do not count the thank-you
+    assert table(conn, "SELECT crm.email_blocked_reason('C000000', 'client0@example.fr', 135, 'hebdo-next')") == [
+        ("silence_window",)]
