@@ -34,8 +34,8 @@ CREATE UNIQUE INDEX webhook_events_once ON crm.webhook_events (dedupe_key);
 CREATE INDEX webhook_events_todo ON crm.webhook_events (event_id) WHERE status IN ('queued', 'failed');
 CREATE INDEX webhook_events_client ON crm.webhook_events (client_code, trig);
 CREATE INDEX webhook_events_campaign ON crm.webhook_events (campaign_id, event) WHERE campaign_id IS NOT NULL;
-CREATE INDEX webhook_events_message ON crm.webhook_events (message_id) WHERE message_id IS NOT NULL;
-CREATE INDEX webhook_events_email ON crm.webhook_events (email);
+CREATE INDEX webhook_events_message ON crm.webhook_events (message_id, event_id) WHERE message_id IS NOT NULL;
+CREATE INDEX webhook_events_email ON crm.webhook_events (email, event_id);
 COMMENT ON TABLE crm.webhook_events IS 'the event queue: every Brevo webhook and behaviour event acknowledged with a 2xx, once each (dedupe_key), and what the crm_events DAG made of it';
 
 CREATE INDEX email_sends_message ON crm.email_sends (brevo_message_id) WHERE brevo_message_id IS NOT NULL;

@@ -41,13 +41,14 @@ log = logging.getLogger(__name__)
 
 PROCESSOR_LOCK_KEY = 7_734_223   # arbitrary, constant: "winecrm events processor"
 
-# what makes a second event of the same trigger a repeat (no rule fires again)
+# what makes a second event of the same trigger a repeat (no rule fires again): the same values of
+# these columns (an event missing one is never a repeat)
 REPEAT_KEYS = {
-    "email_opened": "p.message_id = w.message_id",
-    "email_clicked": "p.message_id = w.message_id AND p.link IS NOT DISTINCT FROM w.link",
-    "email_bounce": "p.message_id = w.message_id",
-    "email_soft_bounce": "p.message_id = w.message_id",
-    "unsubscribe": "p.email = w.email",
+    "email_opened": ("message_id",),
+    "email_clicked": ("message_id", "link"),
+    "email_bounce": ("message_id",),
+    "email_soft_bounce": ("message_id",),
+    "unsubscribe": ("email",),
 }
 
 
@@ -94,59 +95,86 @@ def _score_sql(cap: float) -> str:
 
 
 def _link_and_map(conn: psycopg.Connection) -> None:
-    """Steps 2 of the module docstring, over the claimed batch (temp table ``batch``)."""
+    """Step 2 of the module docstring, over the claimed batch (temp table ``batch``), worked out
+    in the temp table ``lk`` (no WAL, no dead rows in the queue); ``_mark_done`` writes each
+    event once with all of it."""
     conn.execute(f"""
-        UPDATE crm.webhook_events w SET trig = {_trigger_case()}
-        FROM batch b WHERE w.event_id = b.event_id""")
-    # an erased person (only a hash of the address is kept): the event is kept as a count, without them
-    conn.execute("""
-        UPDATE crm.webhook_events w
-        SET email = NULL, client_code = NULL, message_id = NULL, custom = NULL, link = NULL, trig = NULL,
-            payload = jsonb_build_object('erased', true, 'event', w.event)
-        FROM batch b WHERE w.event_id = b.event_id AND w.email IS NOT NULL
-          AND EXISTS (SELECT 1 FROM crm.suppressions s
-                      WHERE s.email = 'erased:' || encode(sha256(convert_to(w.email, 'UTF8')), 'hex'))""")
+        CREATE TEMP TABLE lk ON COMMIT DROP AS
+        SELECT w.event_id, w.source, w.event, w.email, w.client_code, w.message_id, w.custom, w.link,
+               least(coalesce(w.occurred_at, w.received_at), w.received_at) AS at,
+               {_trigger_case()} AS trig,
+               -- an erased person (only a hash of the address is kept): the event stays as a count, without them
+               w.email IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM crm.suppressions s
+                   WHERE s.email = 'erased:' || encode(sha256(convert_to(w.email, 'UTF8')), 'hex')) AS erased,
+               NULL::bigint AS send_id, NULL::text AS campaign_id, NULL::bigint AS repeat_of,
+               NULL::boolean AS unknown_customer,
+               CASE WHEN w.source = 'behavior' AND w.event = 'purchase'
+                         AND jsonb_typeof(w.payload -> 'metadata' -> 'amount') = 'number'
+                    THEN (w.payload -> 'metadata' ->> 'amount')::numeric(12, 2) END AS amount
+        FROM batch b JOIN crm.webhook_events w USING (event_id)""")
+    conn.execute("""UPDATE lk SET email = NULL, client_code = NULL, message_id = NULL, custom = NULL, link = NULL,
+                                  trig = NULL, amount = NULL
+                    WHERE erased""")
     # our send: the X-Mailin-custom header ('campaign|batch key' live, 'campaign|send id' in .eml
-    # files), else Brevo's message-id, else the latest e-mail we sent to that address
+    # files), else Brevo's message-id, else the latest e-mail we sent to that address; then the
+    # customer: the send's, else the one with that address
     conn.execute("""
-        UPDATE crm.webhook_events w SET send_id = coalesce(
+        UPDATE lk SET send_id = coalesce(
             (SELECT e.send_id FROM crm.email_sends e
-             WHERE w.custom LIKE '%|%' AND e.campaign_id = split_part(w.custom, '|', 1)
-               AND (e.batch_key::text = split_part(w.custom, '|', 2) OR e.send_id::text = split_part(w.custom, '|', 2))
-               AND lower(e.email) = w.email
+             WHERE lk.custom LIKE '%|%' AND e.campaign_id = split_part(lk.custom, '|', 1)
+               AND (e.batch_key::text = split_part(lk.custom, '|', 2) OR e.send_id::text = split_part(lk.custom, '|', 2))
+               AND lower(e.email) = lk.email
              LIMIT 1),
-            (SELECT e.send_id FROM crm.email_sends e WHERE w.message_id IS NOT NULL
-               AND e.brevo_message_id = w.message_id LIMIT 1),
-            (SELECT e.send_id FROM crm.email_sends e WHERE lower(e.email) = w.email
+            (SELECT e.send_id FROM crm.email_sends e WHERE lk.message_id IS NOT NULL
+               AND e.brevo_message_id = lk.message_id LIMIT 1),
+            (SELECT e.send_id FROM crm.email_sends e WHERE lower(e.email) = lk.email
                AND e.status IN ('sent', 'simulated') ORDER BY e.sent_at DESC NULLS LAST, e.send_id DESC LIMIT 1))
-        FROM batch b WHERE w.event_id = b.event_id AND w.source = 'brevo'""")
+        WHERE lk.source = 'brevo' AND lk.email IS NOT NULL""")
     conn.execute("""
-        UPDATE crm.webhook_events w
-        SET campaign_id = e.campaign_id, client_code = coalesce(w.client_code, e.client_code)
-        FROM batch b, crm.email_sends e
-        WHERE w.event_id = b.event_id AND e.send_id = w.send_id""")
+        UPDATE lk SET campaign_id = e.campaign_id, client_code = coalesce(lk.client_code, e.client_code)
+        FROM crm.email_sends e WHERE e.send_id = lk.send_id""")
     conn.execute("""
-        UPDATE crm.webhook_events w SET client_code = coalesce(w.client_code, (
-                SELECT c.client_code FROM etl.clients c WHERE lower(btrim(c.email)) = w.email
-                ORDER BY c.updated_at DESC, c.client_code LIMIT 1))
-        FROM batch b WHERE w.event_id = b.event_id AND w.client_code IS NULL AND w.email IS NOT NULL""")
-    conn.execute("""
-        UPDATE crm.webhook_events w
-        SET email = coalesce(w.email, (SELECT lower(btrim(c.email)) FROM etl.clients c
-                                       WHERE c.client_code = w.client_code)),
-            unknown_customer = NOT EXISTS (SELECT 1 FROM etl.clients c WHERE c.client_code = w.client_code),
-            amount = CASE WHEN w.source = 'behavior' AND w.event = 'purchase'
-                           AND jsonb_typeof(w.payload -> 'metadata' -> 'amount') = 'number'
-                          THEN (w.payload -> 'metadata' ->> 'amount')::numeric(12, 2) END
-        FROM batch b WHERE w.event_id = b.event_id""")
-    for trig, key in REPEAT_KEYS.items():
+        UPDATE lk SET
+            client_code = coalesce(lk.client_code, (
+                SELECT c.client_code FROM etl.clients c WHERE lower(btrim(c.email)) = lk.email
+                ORDER BY c.updated_at DESC, c.client_code LIMIT 1)),
+            email = coalesce(lk.email, (SELECT lower(btrim(c.email)) FROM etl.clients c
+                                        WHERE c.client_code = lk.client_code))
+        WHERE NOT lk.erased""")
+    conn.execute("""UPDATE lk SET unknown_customer = NOT EXISTS (SELECT 1 FROM etl.clients c
+                                                                 WHERE c.client_code = lk.client_code)""")
+    conn.execute("ANALYZE lk")  # a temp table has no statistics until asked: without, nested loops
+    for trig, columns in REPEAT_KEYS.items():
+        key = ", ".join(f"l.{c}" for c in columns)
+        present = " AND ".join(f"l.{c} IS NOT NULL" for c in columns)
+        same = " AND ".join(f"d.{c} = f.{c}" for c in columns)
+        # the first of the batch, or an original already processed (earlier, or later when this
+        # event failed at first): set-based, one pass over the batch and its keys' past events
         conn.execute(f"""
-            UPDATE crm.webhook_events w SET repeat_of = (
-                    SELECT min(p.event_id) FROM crm.webhook_events p
-                    WHERE p.trig = w.trig AND p.event_id <> w.event_id AND {key}
-                      -- an earlier event, or a later one already processed (this one failed at first)
-                      AND (p.event_id < w.event_id OR (p.status = 'done' AND p.repeat_of IS NULL)))
-            FROM batch b WHERE w.event_id = b.event_id AND w.trig = %s""", (trig,))
+            WITH firsts AS (
+                SELECT l.event_id, {key}, min(l.event_id) OVER (PARTITION BY {key}) AS first_in_batch
+                FROM lk l WHERE l.trig = %(trig)s AND {present}),
+            originals AS (  -- per key of the batch, through the index on (message_id | email, event_id)
+                SELECT k.*, (SELECT p.event_id FROM crm.webhook_events p
+                             WHERE {" AND ".join(f"p.{c} = k.{c}" for c in columns)} AND p.trig = %(trig)s
+                               AND p.status = 'done' AND p.repeat_of IS NULL
+                             ORDER BY p.event_id LIMIT 1) AS original
+                FROM (SELECT DISTINCT {key} FROM lk l WHERE l.trig = %(trig)s AND {present}) k)
+            UPDATE lk w SET repeat_of = coalesce(d.original, nullif(f.first_in_batch, f.event_id))
+            FROM firsts f LEFT JOIN originals d ON {same}
+            WHERE w.event_id = f.event_id""", {"trig": trig})
+
+
+def _mark_done(conn: psycopg.Connection) -> None:
+    conn.execute("""
+        UPDATE crm.webhook_events w
+        SET email = l.email, client_code = l.client_code, message_id = l.message_id, custom = l.custom,
+            link = l.link, trig = l.trig, send_id = l.send_id, campaign_id = l.campaign_id, repeat_of = l.repeat_of,
+            unknown_customer = l.unknown_customer, amount = l.amount,
+            payload = CASE WHEN l.erased THEN jsonb_build_object('erased', true, 'event', w.event) ELSE w.payload END,
+            status = 'done', processed_at = now(), error = NULL, attempts = w.attempts + 1
+        FROM lk l WHERE w.event_id = l.event_id""")
 
 
 def _honour_consent(conn: psycopg.Connection) -> int:
@@ -154,7 +182,7 @@ def _honour_consent(conn: psycopg.Connection) -> int:
     rows = conn.execute("""
         WITH wanted AS (
             SELECT DISTINCT ON (w.email) w.email, r.reason, w.event, w.event_id, w.client_code
-            FROM batch b JOIN crm.webhook_events w USING (event_id)
+            FROM lk w
             JOIN unnest(%s::text[], %s::text[]) AS r(event, reason) ON r.event = w.event
             WHERE w.source = 'brevo' AND w.email IS NOT NULL
             ORDER BY w.email, w.event_id),
@@ -172,15 +200,14 @@ def _honour_consent(conn: psycopg.Connection) -> int:
 def _evaluate(conn: psycopg.Connection, rules: RuleSet, cap: float) -> Counter:
     conn.execute(f"""
         CREATE TEMP TABLE ctx ON COMMIT DROP AS
-        SELECT w.event_id, w.event, w.trig, w.client_code, w.email, w.amount,
-               least(coalesce(w.occurred_at, w.received_at), w.received_at) AS at,
+        SELECT w.event_id, w.event, w.trig, w.client_code, w.email, w.amount, w.at,
                (SELECT r.segment FROM crm.rfm_scores r WHERE r.client_code = w.client_code
                 ORDER BY r.as_of_date DESC LIMIT 1) AS segment,
                {_score_sql(cap)} AS score,
                coalesce((SELECT array_agg(t.tag) FROM crm.customer_tags t WHERE t.client_code = w.client_code),
                         '{{}}') AS tags,
                false AS stopped
-        FROM batch b JOIN crm.webhook_events w USING (event_id)
+        FROM lk w
         WHERE w.trig IS NOT NULL AND w.repeat_of IS NULL""")
     fired = Counter()
     for rule in rules.active():
@@ -225,9 +252,7 @@ def _process_batch(conn: psycopg.Connection, rules: RuleSet, cap: float, limit: 
         _link_and_map(conn)
         suppressed = _honour_consent(conn)
         fired = _evaluate(conn, rules, cap)
-        conn.execute("""UPDATE crm.webhook_events w SET status = 'done', processed_at = now(), error = NULL,
-                               attempts = attempts + 1
-                        FROM batch b WHERE w.event_id = b.event_id""")
+        _mark_done(conn)
     return claimed, fired, suppressed
 
 
