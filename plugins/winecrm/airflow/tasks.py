@@ -165,15 +165,9 @@ def send_emails(run_id: str) -> None:
     from winecrm import pipeline
     from winecrm.airflow.connections import brevo_credentials, warehouse_connection
     from winecrm.campaigns import brevo, send
-    from winecrm.core import settings
     from winecrm.core.db import WarehouseBusy
 
-    credentials = brevo_credentials()
-    client = None
-    if credentials is not None:
-        sending = settings.campaigns_config().sending
-        client = brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
-                                   max_rate_limit_wait=sending.max_rate_limit_wait_s)
+    client = brevo.configured_client(brevo_credentials())
     with warehouse_connection("send") as conn:
         try:
             report = pipeline.run_send(conn, run_id, client=client)
@@ -253,12 +247,7 @@ def process_events() -> dict:
         rules = load_rules()
     except (settings.ConfigError, OSError) as exc:
         raise _fail_fast(exc) from exc
-    credentials = brevo_credentials()
-    client = None
-    if credentials is not None:
-        sending = settings.campaigns_config().sending
-        client = brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
-                                   max_rate_limit_wait=sending.max_rate_limit_wait_s)
+    client = brevo.configured_client(brevo_credentials())
     with warehouse_connection("events") as conn:
         apply_migrations(conn)
         summary = processing.process_events(conn, rules=rules, brevo=client)

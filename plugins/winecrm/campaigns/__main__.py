@@ -25,14 +25,8 @@ CONTACT_BATCH = 5000
 
 def _client():
     from winecrm.campaigns import brevo
-    from winecrm.core import settings
 
-    credentials = brevo.credentials_from_env()
-    if credentials is None:
-        return None
-    sending = settings.campaigns_config().sending
-    return brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
-                             max_rate_limit_wait=sending.max_rate_limit_wait_s)
+    return brevo.configured_client(brevo.credentials_from_env())
 
 
 def send_test(conn, to: str, *, every_email: bool, client, source: str | None = None) -> dict:

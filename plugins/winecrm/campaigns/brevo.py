@@ -241,6 +241,18 @@ class BrevoClient:
         return payload
 
 
+def configured_client(credentials: BrevoCredentials | None) -> BrevoClient | None:
+    """A client with campaigns.yaml's sending limits (timeout, attempts, longest rate-limit wait),
+    or None without credentials: what every caller (tasks, CLIs) wants."""
+    if credentials is None:
+        return None
+    from winecrm.core import settings
+
+    sending = settings.campaigns_config().sending
+    return BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
+                       max_rate_limit_wait=sending.max_rate_limit_wait_s)
+
+
 def check_message(message: dict) -> None:
     """The documented request contract, checked before anything leaves (a mistake here is ours,
     and Brevo would refuse the whole batch)."""

@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from winecrm.core.migrations import apply_migrations
     from winecrm.events.processing import process_events
 
-    credentials = brevo.credentials_from_env()
-    client = brevo.BrevoClient(credentials) if credentials else None
+    client = brevo.configured_client(brevo.credentials_from_env())
     with db.connect(application_name="winecrm-events") as conn:
         apply_migrations(conn)
         summary = process_events(conn, rules=rules, brevo=client)

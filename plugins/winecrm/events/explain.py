@@ -9,12 +9,9 @@ warehouse when it answers; ``--segment``, ``--score``, ``--tags`` set or overrid
 from __future__ import annotations
 
 import json
-import logging
 
 from winecrm.events import intake
 from winecrm.events.rules import BEHAVIOR_TRIGGERS, BREVO_TRIGGERS, RuleSet, condition_holds
-
-log = logging.getLogger(__name__)
 
 
 def parse_event(data) -> list[dict]:

@@ -223,7 +223,6 @@ class QueueWriter:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._conn = None
-        self.commits = 0
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -324,7 +323,6 @@ class QueueWriter:
         async with conn.cursor() as cur:
             await cur.execute(INSERT_SQL + " RETURNING dedupe_key", insert_params(rows))
             new = {r[0] for r in await cur.fetchall()}
-        self.commits += 1
         return new
 
     async def _drop(self) -> None:

@@ -384,6 +384,7 @@ def detect_lead_score_high(conn: psycopg.Connection, threshold: float, cap: floa
     """Queue a lead_score_high event for every customer whose current score crossed the
     threshold upwards since the last run (first sight: the weekly score is the baseline)."""
     with conn.transaction():
+        # crm.current_lead_score for every customer at once (one aggregate, not one call per customer)
         conn.execute(f"""
             CREATE TEMP TABLE current_scores ON COMMIT DROP AS
             SELECT ls.client_code, ls.score AS weekly,

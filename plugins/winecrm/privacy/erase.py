@@ -661,12 +661,7 @@ def brevo_client_from_env():
     """A Brevo client from BREVO_API_KEY / BREVO_API_URL with campaigns.yaml's sending limits, or None."""
     from winecrm.campaigns import brevo
 
-    credentials = brevo.credentials_from_env()
-    if credentials is None:
-        return None
-    sending = settings.campaigns_config().sending
-    return brevo.BrevoClient(credentials, timeout=sending.request_timeout_s, max_attempts=sending.max_attempts,
-                             max_rate_limit_wait=sending.max_rate_limit_wait_s)
+    return brevo.configured_client(brevo.credentials_from_env())
 
 
 def delete_brevo_contacts(report: ErasureReport, client) -> ErasureReport:
