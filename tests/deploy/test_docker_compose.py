@@ -29,7 +29,9 @@ SECRETS = {
     "AIRFLOW_FERNET_KEY": BASE,
     "AIRFLOW_JWT_SECRET": BASE,
     "AIRFLOW_ADMIN_PASSWORD": BASE,
-    "CRM_WEBHOOK_TOKEN": BASE,
+    "CRM_WEBHOOK_BREVO_TOKEN": BASE,
+    "CRM_WEBHOOK_SHOP_TOKEN": BASE,
+    "CRM_RECEIVER_DB_PASSWORD": BASE,
     "FLOWER_BASIC_AUTH": CELERY,
 }
 DUMMY_SECRETS = {name: f"dummy-{name.lower().replace('_', '-')}" for name in SECRETS}
@@ -370,13 +372,21 @@ def test_published_ports_are_bound_to_localhost_by_default():
     assert published == 3, "API server, webhook receiver and Flower only"
 
 
-def test_the_webhook_receiver_is_its_own_service_with_a_required_token():
+def test_the_webhook_receiver_is_its_own_service_with_a_token_per_source_and_its_own_login():
     compose = _compose()
     webhooks = compose["services"][WEBHOOKS]
     assert webhooks["image"] == compose["x-airflow-common"]["image"]
     assert webhooks["command"][:4] == ["python", "-m", "winecrm.events", "serve"]
-    assert webhooks["environment"]["CRM_WEBHOOK_TOKEN"].startswith("${CRM_WEBHOOK_TOKEN:?")
-    assert "@postgres:5432/winecrm" in webhooks["environment"]["CRM_DATABASE_URL"]
+    for source in ("BREVO", "SHOP"):
+        assert webhooks["environment"][f"CRM_WEBHOOK_{source}_TOKEN"].startswith(f"${{CRM_WEBHOOK_{source}_TOKEN:?")
+    assert "CRM_WEBHOOK_TOKEN" not in webhooks["environment"]
+    # the receiver never gets the warehouse owner's credentials: its own login, in crm_receiver
+    assert webhooks["environment"]["CRM_RECEIVER_DATABASE_URL"].startswith("postgresql://winecrm_receiver:")
+    assert "@postgres:5432/winecrm" in webhooks["environment"]["CRM_RECEIVER_DATABASE_URL"]
+    assert not any("WINECRM_DB_PASSWORD" in str(v) for v in webhooks["environment"].values())
+    init = (ROOT / "deploy" / "postgres-init" / "10-winecrm.sh").read_text()
+    assert "CREATE ROLE winecrm_receiver LOGIN PASSWORD :'rpw' IN ROLE crm_receiver" in init
+    assert "CRM_RECEIVER_DB_PASSWORD" in compose["services"]["postgres"]["environment"]
     assert "CRM_ALLOW_EMBEDDED_DB" not in webhooks["environment"]
     assert webhooks["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert "/webhook/health" in " ".join(webhooks["healthcheck"]["test"])

@@ -40,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from winecrm.core import db
-        from winecrm.events.receiver import create_app
+        from winecrm.events.receiver import ReceiverMisconfigured, create_app, receiver_auth
+
+        try:
+            auth = receiver_auth()
+        except ReceiverMisconfigured as exc:
+            print(f"the receiver does not start: {exc}", file=sys.stderr)
+            return 2
 
         if db.embedded_allowed():  # a local try-out (make webhooks): the embedded warehouse gets its tables
             from winecrm.core.migrations import apply_migrations
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             with db.connect(application_name="winecrm-receiver") as conn:
                 apply_migrations(conn)
 
-        uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", access_log=False)
+        uvicorn.run(create_app(auth), host=args.host, port=args.port, log_level="info", access_log=False)
         return 0
     try:
         rules = load_rules()

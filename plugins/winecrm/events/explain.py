@@ -11,31 +11,38 @@ from __future__ import annotations
 import json
 
 from winecrm.events import intake
-from winecrm.events.rules import BEHAVIOR_TRIGGERS, BREVO_TRIGGERS, RuleSet, condition_holds
+from winecrm.events.rules import BEHAVIOR_TRIGGERS, BREVO_TRIGGERS, ENGAGEMENT_TRIGGERS, RuleSet, condition_holds
 
 
 def parse_event(data) -> list[dict]:
-    """The posted JSON as the receiver would accept it: a list of {event, trigger, email,
-    client_code, amount}; raises ValueError naming what is wrong."""
-    from pydantic import ValidationError
-
+    """The posted JSON as the receiver would read it: a list of {event, trigger, email,
+    client_code, amount}; raises ValueError naming what the receiver could not read (it would
+    store such an event as received and park it for a person)."""
+    if isinstance(data, dict) and data.get("event") == "lead_score_high":
+        return [{"event": "lead_score_high", "trigger": "lead_score_high", "email": data.get("email"),
+                 "client_code": data.get("client_code"), "amount": None}]
+    first = data[0] if isinstance(data, list) and data else data
+    behaviour = isinstance(first, dict) and "action" in first
     try:
-        if isinstance(data, dict) and "action" in data:
-            event = intake.parse_behavior(data)
-            amount = event.metadata.get("amount")
-            return [{"event": event.action, "trigger": BEHAVIOR_TRIGGERS[event.action], "email": event.email,
-                     "client_code": event.client_code, "amount": amount}]
-        if isinstance(data, dict) and data.get("event") == "lead_score_high":
-            return [{"event": "lead_score_high", "trigger": "lead_score_high", "email": data.get("email"),
-                     "client_code": data.get("client_code"), "amount": None}]
-        events = intake.parse_brevo(data)
-    except intake.BadShape as exc:
-        raise ValueError(f"the receiver would refuse this event (422): {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
-        raise ValueError(f"the receiver would refuse this event (422): {problems}") from None
-    return [{"event": e.event, "trigger": BREVO_TRIGGERS[e.event], "email": e.email.lower(), "client_code": None,
-             "amount": None} for e in events]
+        events = intake.parse_behavior(data) if behaviour else intake.parse_brevo(data)
+    except intake.TooLarge as exc:
+        raise ValueError(f"the receiver would refuse this body (413): {exc}") from None
+    problems = [e.problem for e in events if e.problem]
+    if problems:
+        raise ValueError("the receiver would store this event as received and park it for a person: "
+                         + "; ".join(problems))
+    out = []
+    for e in events:
+        if behaviour:
+            trigger = BEHAVIOR_TRIGGERS[e.event]
+        else:
+            trigger = BREVO_TRIGGERS[e.event]
+            # only our e-mails (and the estate's Brevo campaigns) count as engagement
+            if trigger in ENGAGEMENT_TRIGGERS and e.family == "transactional" and not (e.custom or e.message_id):
+                trigger = None
+        out.append({"event": e.event, "trigger": trigger, "email": e.email, "client_code": e.client_code,
+                    "amount": e.amount})
+    return out
 
 
 def customer_context(conn, event: dict, cap: float) -> dict:

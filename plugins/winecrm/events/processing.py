@@ -1,11 +1,13 @@
 """The ``crm_events`` work: queued events -> triggers -> rules -> actions, each exactly once.
 
-One batch of events is one transaction (set-based SQL, whatever its size):
+Events the receiver could not read (``intake_problem``) are parked at once for a person.
+One batch of the others is one transaction (set-based SQL, whatever its size):
 
 1. claim the oldest queued events with ``FOR UPDATE SKIP LOCKED``;
-2. link each to our send (``X-Mailin-custom`` set at send time, else Brevo's message-id, else
-   the address) and to the customer; map it to a trigger; mark a second open of the same
-   e-mail (or a second click on the same link...) as a repeat that fires nothing;
+2. link each to our send (``X-Mailin-custom`` set at send time, else Brevo's message-id; an
+   event tied to none of our e-mails — the shop's own mails — fires no engagement rule) and to
+   the customer; map it to a trigger; mark a second open of the same e-mail (or a second click
+   on the same link...) as a repeat that fires nothing;
 3. honour consent: an unsubscribe, spam complaint, hard bounce, blocked or invalid address
    suppresses the address at once, whatever the rules say;
 4. evaluate the enabled rules, highest priority first: every action of a matching rule becomes
@@ -34,8 +36,8 @@ from collections import Counter
 import psycopg
 
 from winecrm.core import settings
-from winecrm.events.rules import ALWAYS_SUPPRESS, BEHAVIOR_TRIGGERS, BREVO_TRIGGERS, INTERNAL_ACTIONS, RuleSet, \
-    condition_sql, load_rules
+from winecrm.events.rules import ALWAYS_SUPPRESS, BEHAVIOR_TRIGGERS, BREVO_TRIGGERS, ENGAGEMENT_TRIGGERS, \
+    INTERNAL_ACTIONS, RuleSet, condition_sql, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,10 @@ PROCESSOR_LOCK_KEY = 7_734_223   # arbitrary, constant: "winecrm events processo
 # what makes a second event of the same trigger a repeat (no rule fires again): the same values of
 # these columns (an event missing one is never a repeat)
 REPEAT_KEYS = {
-    "email_opened": ("message_id",),
-    "email_clicked": ("message_id", "link"),
-    "email_bounce": ("message_id",),
-    "email_soft_bounce": ("message_id",),
+    "email_opened": ("message_key",),
+    "email_clicked": ("message_key", "link"),
+    "email_bounce": ("message_key",),
+    "email_soft_bounce": ("message_key",),
     "unsubscribe": ("email",),
 }
 
@@ -94,13 +96,14 @@ def _score_sql(cap: float) -> str:
     return f"crm.current_lead_score(w.client_code, {float(cap)})"
 
 
-def _link_and_map(conn: psycopg.Connection) -> None:
+def _link_and_map(conn: psycopg.Connection, engagement_from_brevo_campaigns: bool = True) -> None:
     """Step 2 of the module docstring, over the claimed batch (temp table ``batch``), worked out
     in the temp table ``lk`` (no WAL, no dead rows in the queue); ``_mark_done`` writes each
     event once with all of it."""
     conn.execute(f"""
         CREATE TEMP TABLE lk ON COMMIT DROP AS
         SELECT w.event_id, w.source, w.event, w.email, w.client_code, w.message_id, w.custom, w.link,
+               w.family, w.brevo_campaign, w.message_key,
                least(coalesce(w.occurred_at, w.received_at), w.received_at) AS at,
                {_trigger_case()} AS trig,
                -- an erased person (only a hash of the address is kept): the event stays as a count, without them
@@ -114,11 +117,13 @@ def _link_and_map(conn: psycopg.Connection) -> None:
                     THEN (w.payload -> 'metadata' ->> 'amount')::numeric(12, 2) END AS amount
         FROM batch b JOIN crm.webhook_events w USING (event_id)""")
     conn.execute("""UPDATE lk SET email = NULL, client_code = NULL, message_id = NULL, custom = NULL, link = NULL,
-                                  trig = NULL, amount = NULL
+                                  message_key = NULL, trig = NULL, amount = NULL
                     WHERE erased""")
     # our send: the X-Mailin-custom header ('campaign|batch key' live, 'campaign|send id' in .eml
-    # files), else Brevo's message-id, else the latest e-mail we sent to that address; then the
-    # customer: the send's, else the one with that address
+    # files), else Brevo's message-id. Nothing else: the same Brevo account also sends the shop's
+    # mails, and an event we cannot tie to one of our e-mails is not about our campaigns (the
+    # address still finds the customer, below, for consent). Then the customer: the send's, else
+    # the one with that address.
     conn.execute("""
         UPDATE lk SET send_id = coalesce(
             (SELECT e.send_id FROM crm.email_sends e
@@ -127,10 +132,14 @@ def _link_and_map(conn: psycopg.Connection) -> None:
                AND lower(e.email) = lk.email
              LIMIT 1),
             (SELECT e.send_id FROM crm.email_sends e WHERE lk.message_id IS NOT NULL
-               AND e.brevo_message_id = lk.message_id LIMIT 1),
-            (SELECT e.send_id FROM crm.email_sends e WHERE lower(e.email) = lk.email
-               AND e.status IN ('sent', 'simulated') ORDER BY e.sent_at DESC NULLS LAST, e.send_id DESC LIMIT 1))
-        WHERE lk.source = 'brevo' AND lk.email IS NOT NULL""")
+               AND e.brevo_message_id = lk.message_id LIMIT 1))
+        WHERE lk.source = 'brevo' AND lk.family = 'transactional' AND lk.email IS NOT NULL""")
+    # engagement (opens, clicks, soft bounces) counts for our e-mails and, when allowed, the
+    # estate's own Brevo campaigns; the shop's order mails and other strangers fire no rule
+    conn.execute("""UPDATE lk SET trig = NULL
+                    WHERE lk.source = 'brevo' AND lk.trig = ANY(%s) AND lk.send_id IS NULL
+                      AND NOT (lk.family = 'marketing' AND %s)""",
+                 (list(ENGAGEMENT_TRIGGERS), engagement_from_brevo_campaigns))
     conn.execute("""
         UPDATE lk SET campaign_id = e.campaign_id, client_code = coalesce(lk.client_code, e.client_code)
         FROM crm.email_sends e WHERE e.send_id = lk.send_id""")
@@ -170,7 +179,7 @@ def _mark_done(conn: psycopg.Connection) -> None:
     conn.execute("""
         UPDATE crm.webhook_events w
         SET email = l.email, client_code = l.client_code, message_id = l.message_id, custom = l.custom,
-            link = l.link, trig = l.trig, send_id = l.send_id, campaign_id = l.campaign_id, repeat_of = l.repeat_of,
+            link = l.link, message_key = l.message_key, trig = l.trig, send_id = l.send_id, campaign_id = l.campaign_id, repeat_of = l.repeat_of,
             unknown_customer = l.unknown_customer, amount = l.amount,
             payload = CASE WHEN l.erased THEN jsonb_build_object('erased', true, 'event', w.event) ELSE w.payload END,
             status = 'done', processed_at = now(), error = NULL, attempts = w.attempts + 1
@@ -181,17 +190,21 @@ def _honour_consent(conn: psycopg.Connection) -> int:
     reasons = list(ALWAYS_SUPPRESS.items())
     rows = conn.execute("""
         WITH wanted AS (
-            SELECT DISTINCT ON (w.email) w.email, r.reason, w.event, w.event_id, w.client_code
+            SELECT DISTINCT ON (w.email) w.email, r.reason, w.event, w.event_id, w.client_code, w.family
             FROM lk w
             JOIN unnest(%s::text[], %s::text[]) AS r(event, reason) ON r.event = w.event
             WHERE w.source = 'brevo' AND w.email IS NOT NULL
             ORDER BY w.email, w.event_id),
         added AS (
             INSERT INTO crm.suppressions (email, reason, source)
-            SELECT email, reason, 'brevo_webhook:' || event FROM wanted
+            SELECT email, reason,
+               CASE WHEN family = 'marketing' THEN 'brevo_campaign_webhook:' ELSE 'brevo_webhook:' END || event
+        FROM wanted
             ON CONFLICT (email) DO NOTHING RETURNING email)
         INSERT INTO crm.consent_log (email, client_code, change, source, event_id, changed_at)
-        SELECT w.email, w.client_code, 'suppressed:' || w.reason, 'brevo_webhook:' || w.event, w.event_id, now()
+        SELECT w.email, w.client_code, 'suppressed:' || w.reason,
+               CASE WHEN w.family = 'marketing' THEN 'brevo_campaign_webhook:' ELSE 'brevo_webhook:' END || w.event,
+               w.event_id, now()
         FROM wanted w JOIN added a USING (email)
         RETURNING 1""", ([e for e, _ in reasons], [r for _, r in reasons])).fetchall()
     return len(rows)
@@ -239,7 +252,7 @@ def _claim(conn: psycopg.Connection, limit: int, only: list[int] | None) -> int:
     return conn.execute(f"""
         INSERT INTO batch
         SELECT event_id FROM crm.webhook_events
-        WHERE status IN ('queued', 'failed') AND next_attempt_at <= now() {extra}
+        WHERE status IN ('queued', 'failed') AND next_attempt_at <= now() AND intake_problem IS NULL {extra}
         ORDER BY event_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED""", {"limit": limit, "only": only}).rowcount
 
 
@@ -249,7 +262,7 @@ def _process_batch(conn: psycopg.Connection, rules: RuleSet, cap: float, limit: 
         claimed = _claim(conn, limit, only)
         if not claimed:
             return 0, Counter(), 0
-        _link_and_map(conn)
+        _link_and_map(conn, rules.settings.engagement_from_brevo_campaigns)
         suppressed = _honour_consent(conn)
         fired = _evaluate(conn, rules, cap)
         _mark_done(conn)
@@ -267,9 +280,20 @@ def _fail_one(conn: psycopg.Connection, event_id: int, error: str, max_attempts:
     return row[0] if row else "gone"
 
 
+def park_unreadable(conn: psycopg.Connection) -> int:
+    """Events the receiver stored without being able to read them (``intake_problem``): parked at
+    once, the reason in ``error``, for a person — retrying cannot make them readable."""
+    with conn.transaction():
+        return conn.execute("""
+            UPDATE crm.webhook_events SET status = 'parked', error = intake_problem, attempts = attempts + 1,
+                                          processed_at = now()
+            WHERE status IN ('queued', 'failed') AND intake_problem IS NOT NULL""").rowcount
+
+
 def process_queue(conn: psycopg.Connection, rules: RuleSet, cap: float) -> dict:
     """Every due queued event, batch after batch; a failing batch is retried event by event."""
     counts, fired = Counter(), Counter()
+    counts["events_parked"] += park_unreadable(conn)
     batch_size = rules.settings.batch_size
     while True:
         try:

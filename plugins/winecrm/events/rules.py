@@ -20,14 +20,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from winecrm.core import settings
 
-# Brevo transactional event names -> triggers (None: stored for the funnel, fires no rule)
+# Brevo's event names (canonical spelling, both webhook families: winecrm.events.intake maps
+# « hardBounce », « unsubscribe », « sent »... onto these) -> triggers. None: stored for the
+# funnel and the report, fires no rule. Apple Mail's privacy protection opens every e-mail on
+# its own (proxy_open): not a person reading, so no trigger.
 BREVO_TRIGGERS: dict[str, str | None] = {
-    "opened": "email_opened", "unique_opened": "email_opened", "proxy_open": "email_opened",
-    "unique_proxy_open": "email_opened", "click": "email_clicked",
+    "opened": "email_opened", "unique_opened": "email_opened", "click": "email_clicked",
     "hard_bounce": "email_bounce", "blocked": "email_bounce", "invalid_email": "email_bounce",
     "soft_bounce": "email_soft_bounce", "unsubscribed": "unsubscribe", "spam": "unsubscribe",
+    "proxy_open": None, "unique_proxy_open": None,
     "request": None, "delivered": None, "deferred": None, "error": None,
+    "list_addition": None, "contact_updated": None, "contact_deleted": None,
 }
+BREVO_EVENTS = frozenset(BREVO_TRIGGERS)
+# Engagement: a rule on these fires only for an e-mail of ours (linked to crm.email_sends) or,
+# when the settings allow it, for the estate's own Brevo campaigns (marketing family) — never for
+# the shop's order confirmations and other mails the same Brevo account sends.
+ENGAGEMENT_TRIGGERS = ("email_opened", "email_clicked", "email_soft_bounce")
 BEHAVIOR_TRIGGERS: dict[str, str] = {
     "open": "email_opened", "click": "email_clicked", "purchase": "purchase",
     "form_submit": "form_submit", "page_visit": "page_visit",
@@ -189,6 +198,9 @@ class EngineSettings(_Strict):
     batch_size: int = Field(5000, ge=1, le=100_000)
     max_attempts: int = Field(5, ge=1, le=20)
     lead_score_high: float = Field(80, ge=0, le=100)
+    # opens and clicks of the campaigns the estate sends from Brevo itself (marketing webhooks)
+    # count as engagement, like those of our e-mails
+    engagement_from_brevo_campaigns: bool = True
     automation_emails: Literal["dry_run", "live"] = "dry_run"
     sms: SmsSettings = SmsSettings()
     webhooks: WebhookSettings = WebhookSettings()

@@ -102,10 +102,10 @@ def test_crm_events_fails_once_when_an_event_is_parked_and_is_green_again_after(
     from winecrm.events import intake
 
     seed_warehouse(conn, 2)
-    good = intake.behavior_rows(intake.parse_behavior({"client_code": "C000001", "action": "page_visit", "event_id": "v1"}))
-    bad = list(intake.behavior_rows(intake.parse_behavior(
+    good = intake.rows(intake.parse_behavior({"client_code": "C000001", "action": "page_visit", "event_id": "v1"}))
+    bad = list(intake.rows(intake.parse_behavior(
         {"client_code": "C000000", "action": "purchase", "event_id": "o1", "metadata": {"amount": 1}}))[0])
-    bad[8] = bad[8].replace('"amount": 1', '"amount": 1e30')  # overflows numeric(12, 2): an event that cannot go through
+    bad[8] = bad[8].replace('"amount":1', '"amount":1e30')  # overflows numeric(12, 2): an event that cannot go through
     conn.execute(intake.INSERT_SQL, intake.insert_params([*good, tuple(bad)]))
     conn.commit()
     rules = tmp_path / "rules.yaml"

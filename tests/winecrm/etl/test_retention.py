@@ -78,7 +78,7 @@ def test_old_email_bodies_and_outbox_folders_are_purged(conn, crm_dirs):
 def test_old_event_payloads_are_purged_and_the_event_kept(conn, crm_dirs):
     from winecrm.events import intake
 
-    rows = intake.brevo_rows(intake.parse_brevo([
+    rows = intake.rows(intake.parse_brevo([
         {"event": "click", "email": f"c{i}@example.fr", "message-id": f"<m{i}>", "ts_event": 1_763_370_000 + i,
          "link": "https://x.fr/a", "subject": "Pour Anne"} for i in range(3)]))
     conn.execute(intake.INSERT_SQL, intake.insert_params(rows))

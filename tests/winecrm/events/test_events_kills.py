@@ -36,14 +36,14 @@ RULES = {
 def backlog(rng: random.Random) -> list[tuple]:
     rows = []
     for i in range(CUSTOMERS):  # one purchase each, over 50 €
-        rows += intake.behavior_rows(intake.parse_behavior(
+        rows += intake.rows(intake.parse_behavior(
             {"client_code": f"C{i:06d}", "action": "purchase", "event_id": f"order-{i}",
              "metadata": {"amount": 60 + i % 40}, "ts": "2026-11-17T10:00:00+01:00"}))
-    for i in range(EVENTS - CUSTOMERS):  # clicks, each a different link
+    for i in range(EVENTS - CUSTOMERS):  # clicks in the estate's Brevo newsletter, each a different link
         c = rng.randrange(CUSTOMERS)
-        rows += intake.brevo_rows(intake.parse_brevo(
-            {"event": "click", "email": f"client{c}@example.fr", "message-id": f"<m{c}@relay>",
-             "ts_epoch": 1_763_370_000_000 + i, "link": f"https://x.fr/{i}"}))
+        rows += intake.rows(intake.parse_brevo(
+            {"event": "click", "email": f"client{c}@example.fr", "camp_id": 7, "campaign name": "Newsletter",
+             "ts_event": 1_763_370_000 + i, "URL": f"https://x.fr/{i}"}))
     rng.shuffle(rows)
     return rows
 

@@ -47,11 +47,19 @@ def queue(conn, rows: list[tuple]) -> None:
 
 def brevo_event(event: str, email_: str, message_id: str, ts: int, **extra) -> tuple:
     body = {"event": event, "email": email_, "message-id": message_id, "ts_epoch": ts * 1000, **extra}
-    return intake.brevo_rows(intake.parse_brevo(body))[0]
+    return intake.rows(intake.parse_brevo(body))[0]
+
+
+def newsletter_click(email_: str, ts: int, url: str, camp_id: int = 12) -> tuple:
+    """A click in a campaign the estate sent from Brevo itself (marketing webhook)."""
+    body = {"event": "click", "email": email_, "camp_id": camp_id, "campaign name": "Lettre de novembre",
+            "date_sent": "2026-11-16 09:00:00", "ts_sent": ts - 3600, "ts_event": ts, "ts": ts + 3600, "URL": url,
+            "tag": "", "id": 4242}
+    return intake.rows(intake.parse_brevo(body))[0]
 
 
 def behavior(action: str, client_code: str, event_id: str, ts: str = "2026-11-17T10:00:00+01:00", **metadata) -> tuple:
-    return intake.behavior_rows(intake.parse_behavior(
+    return intake.rows(intake.parse_behavior(
         {"action": action, "client_code": client_code, "event_id": event_id, "metadata": metadata, "ts": ts}))[0]
 
 
@@ -73,24 +81,32 @@ def table(conn, sql: str, *params) -> list[tuple]:
 def test_the_default_rules_from_brevo_events_and_a_purchase(sent, crm_dirs):
     conn = sent
     (c1, e1, s1), (c2, e2, s2) = recipients(conn, 2, ("VIP", "Standard"))
-    custom = {"X-Mailin-custom": f"{DRY}|{s1}"}
+    custom = {"X-Mailin-custom": f"{DRY}|{s1}"}   # Brevo echoes it on every event of our e-mail
     queue(conn, [brevo_event("delivered", e1, "<m1@relay>", TS - 60, **custom),
                  brevo_event("opened", e1, "<m1@relay>", TS, **custom),
                  brevo_event("unique_opened", e1, "<m1@relay>", TS + 1, **custom),   # the same open: no second +5
-                 brevo_event("click", e1, "<m1@relay>", TS + 5, link="https://x.fr/a"),
-                 brevo_event("click", e1, "<m1@relay>", TS + 6, link="https://x.fr/a"),  # same link again
-                 brevo_event("unsubscribed", e2.upper(), "<m2@relay>", TS + 9),
+                 brevo_event("click", e1, "<m1@relay>", TS + 5, link="https://x.fr/a", **custom),
+                 brevo_event("click", e1, "<m1@relay>", TS + 6, link="https://x.fr/a", **custom),  # same link again
+                 brevo_event("unsubscribed", e2.upper(), "<m2@relay>", TS + 9, **{"X-Mailin-custom": f"{DRY}|{s2}"}),
                  brevo_event("opened", "stranger@nowhere.fr", "<m9@relay>", TS),     # kept, reported
                  behavior("purchase", c1, "order-1", amount=120.0),
-                 behavior("purchase", c1, "order-2", amount=30.0)])                 # under 50 €: no rule
+                 behavior("purchase", c1, "order-2", amount=30.0),                  # under 50 €: no rule
+                 # the shop's order confirmation, sent by the same Brevo account: not one of ours
+                 brevo_event("opened", e1, "<shop-order-77@relay>", TS + 20),
+                 brevo_event("click", e1, "<shop-order-77@relay>", TS + 21, link="https://shop.fr/suivi"),
+                 # Apple Mail opening our e-mail on its own: not a person reading
+                 brevo_event("proxy_open", e1, "<m1@relay>", TS + 30, **custom)])
     first = processing.process_events(conn, rules=load_rules())
-    assert first["events"] == 9 and first["queue"] == {"done": 9}
+    assert first["events"] == 12 and first["queue"] == {"done": 12}
     events = table(conn, "SELECT event, trig, client_code, send_id, campaign_id, repeat_of IS NOT NULL, "
                          "unknown_customer FROM crm.webhook_events ORDER BY event_id")
     assert events[0][2:5] == (c1, s1, DRY)                                 # linked by X-Mailin-custom
-    assert events[3][2:5] == (c1, s1, DRY)                                 # by message-id... or address
-    assert [e[5] for e in events] == [False, False, True, False, True, False, False, False, False]
+    assert events[3][2:5] == (c1, s1, DRY)
+    assert [e[5] for e in events] == [False, False, True, False, True, False, False, False, False, False, False,
+                                      False]
     assert events[6][2] is None and events[6][6] is True                   # unknown address: kept
+    # the shop's mail and Apple's automatic open: the customer is known, nothing is ours, no rule fires
+    assert [e[1:5] for e in events[9:]] == [(None, c1, None, None), (None, c1, None, None), (None, c1, s1, DRY)]
     changes = table(conn, "SELECT client_code, delta, rule_id FROM crm.score_changes ORDER BY change_id")
     assert sorted(changes) == sorted([(c1, 5, "email_opened"), (c1, 15, "email_clicked"), (c2, -100, "unsubscribe"),
                                       (c1, 50, "purchase")])
@@ -125,8 +141,8 @@ def test_the_default_rules_from_brevo_events_and_a_purchase(sent, crm_dirs):
     assert len(table(conn, "SELECT 1 FROM crm.email_sends WHERE campaign_id LIKE 'auto-%'")) == 1
     assert len(table(conn, "SELECT 1 FROM crm.tasks")) == 1
     # the same events delivered again by Brevo's retry: stored once, nothing fires twice
-    queue(conn, [brevo_event("click", e1, "<m1@relay>", TS + 5, link="https://x.fr/a")])
-    assert table(conn, "SELECT count(*) FROM crm.webhook_events") == [(9,)]
+    queue(conn, [brevo_event("click", e1, "<m1@relay>", TS + 5, link="https://x.fr/a", **custom)])
+    assert table(conn, "SELECT count(*) FROM crm.webhook_events") == [(12,)]
 
 
 def test_engagement_points_reach_the_weekly_lead_score(sent):
@@ -135,7 +151,8 @@ def test_engagement_points_reach_the_weekly_lead_score(sent):
     before = table(conn, "SELECT engagement_points, score FROM crm.lead_scores WHERE as_of_date = %s "
                          "AND client_code = %s", AS_OF, c1)[0]
     assert before[0] == 0
-    queue(conn, [brevo_event("click", e1, "<m1@relay>", TS, link="https://x.fr/a")])  # 17/11/2025: before AS_OF
+    queue(conn, [brevo_event("click", e1, "<m1@relay>", TS, link="https://x.fr/a",  # 17/11/2025: before AS_OF
+                             **{"X-Mailin-custom": f"{DRY}|{s1}"})])
     processing.process_events(conn, rules=load_rules())
     window = pipeline.week_window("run_1b", MONDAY_RUN)
     pipeline.prepare(conn, window)
@@ -163,7 +180,7 @@ def test_lead_score_high_fires_once_on_an_upward_crossing(conn, crm_dirs):
     click_rules = parse_rules({"settings": {"lead_score_high": 80}, "rules": [
         {"id": "click_any", "trigger": "email_clicked", "actions": [{"type": "update_score", "points": 15}]},
         *[r.model_dump(exclude_none=True) for r in rules.rules if r.id == "lead_score_high"]]})
-    queue(conn, [brevo_event("click", "client0@example.fr", "<m0@relay>", TS, link="https://x.fr/a")])
+    queue(conn, [newsletter_click("client0@example.fr", TS, "https://x.fr/a")])
     summary = processing.process_events(conn, rules=click_rules)
     assert summary["lead_score_high"] == 1
     internal = table(conn, "SELECT client_code, payload ->> 'score' FROM crm.webhook_events WHERE source = 'internal'")
@@ -174,7 +191,7 @@ def test_lead_score_high_fires_once_on_an_upward_crossing(conn, crm_dirs):
     assert table(conn, "SELECT template, status FROM crm.email_sends WHERE campaign_id LIKE 'auto-%'") == [
         ("vip_offer", "simulated")]
     # still above: no second event; below, then above again: a new one
-    queue(conn, [brevo_event("click", "client0@example.fr", "<m0@relay>", TS + 9, link="https://x.fr/b")])
+    queue(conn, [newsletter_click("client0@example.fr", TS + 9, "https://x.fr/b")])
     assert processing.process_events(conn, rules=click_rules)["lead_score_high"] == 0
 
 
@@ -182,7 +199,7 @@ def test_a_bad_event_is_retried_then_parked_and_never_blocks_the_queue(conn, crm
     seed_warehouse(conn, 3)
     good = [behavior("page_visit", "C000001", f"visit-{i}") for i in range(3)]
     bad = list(behavior("purchase", "C000000", "order-bad", amount=1))
-    bad[8] = bad[8].replace('"amount": 1', '"amount": 1e30')  # numeric overflow: as if stored by an older receiver
+    bad[8] = bad[8].replace('"amount":1', '"amount":1e30')  # numeric overflow: as if stored by an older receiver
     queue(conn, [good[0], tuple(bad), *good[1:]])
     rules = parse_rules({"settings": {"max_attempts": 3}, "rules": [
         {"id": "visits", "trigger": "page_visit", "actions": [{"type": "add_tag", "tag": "visitor"}]}]})

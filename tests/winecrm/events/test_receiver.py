@@ -56,7 +56,7 @@ def test_the_unsubscribe_link_suppresses_at_once_and_the_next_send_skips(conn, t
             (address.lower(), "unsubscribed", "unsubscribe_link")]
         assert requests.get(f"{base}/desinscription/not-a-token", timeout=10).status_code == 404
         assert requests.post(f"{base}/desinscription/not-a-token", timeout=10).status_code == 404
-        assert requests.get(f"{base}/webhook/health", timeout=10).json() == {"status": "ok", "database": "ok"}
+        assert requests.get(f"{base}/webhook/health", timeout=10).json()["status"] == "ok"
     conn.commit()
     # the campaign was rendered before the click: its e-mail to that address is skipped at send time
     send.send_campaign(conn, campaign, outbox=tmp_path)
@@ -77,3 +77,106 @@ def test_without_the_database_the_receiver_says_so_and_records_nothing(monkeypat
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _token(conn) -> tuple[str, str]:
+    seed_warehouse(conn, 20)
+    render.render_campaign(conn, "run_1", AS_OF, mode="dry_run")
+    return conn.execute("SELECT unsubscribe_token, email FROM crm.email_sends WHERE campaign_id = %s "
+                        "ORDER BY send_id LIMIT 1", (render.campaign_id_for(AS_OF, "dry_run"),)).fetchone()
+
+
+def test_a_slow_database_under_an_unsubscribe_never_stalls_the_event_posts(conn, warehouse_url):
+    """The unsubscribe waits on a lock; meanwhile Brevo's posts are answered (they used to queue
+    behind it: the page ran its database calls on the event loop)."""
+    import psycopg
+    from winecrm.events.receiver import ReceiverAuth, WebhookAuth
+
+    token, _ = _token(conn)
+    conn.commit()
+    app = create_app(ReceiverAuth(brevo=WebhookAuth(token="b-token-0123456789")), warehouse_url)
+    with running_receiver(app) as base, psycopg.connect(warehouse_url) as locker:
+        locker.execute("LOCK TABLE crm.suppressions IN ACCESS EXCLUSIVE MODE")  # held until the commit below
+        answers = {}
+        click = threading.Thread(target=lambda: answers.update(unsubscribe=requests.post(
+            f"{base}/desinscription/{token}", data="List-Unsubscribe=One-Click", timeout=30).status_code))
+        click.start()
+        deadline = time.time() + 20
+        while not conn.execute("""SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                                  AND application_name = 'winecrm-receiver'""").fetchone()[0]:
+            assert time.time() < deadline, "the unsubscribe never reached the lock"
+            conn.commit()  # a new snapshot of pg_stat_activity
+            time.sleep(0.05)
+        conn.commit()
+        event = {"event": "delivered", "email": "a@example.fr", "message-id": "<slow@relay>", "ts_epoch": 1_763_370_000}
+        posted = requests.post(f"{base}/webhook/email", json=event, timeout=4,
+                               headers={"Authorization": "Bearer b-token-0123456789"})
+        assert posted.status_code == 200 and click.is_alive()  # answered while the unsubscribe still waits
+        locker.commit()
+        click.join(timeout=30)
+    assert answers == {"unsubscribe": 200}
+    assert conn.execute("SELECT count(*) FROM crm.suppressions").fetchone()[0] == 1
+
+
+def test_a_database_that_never_answers_gives_503_after_the_connect_timeout():
+    """A server that accepts the connection and says nothing (a hung PostgreSQL, a black-holed
+    route): every route answers 503 within the connect timeout instead of hanging."""
+    from winecrm.events.receiver import CONNECT_TIMEOUT_S, ReceiverAuth, WebhookAuth
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+    app = create_app(ReceiverAuth(brevo=WebhookAuth(token="b-token-0123456789")), url)
+    try:
+        with running_receiver(app) as base:
+            limit = CONNECT_TIMEOUT_S + 10
+            assert requests.get(f"{base}/webhook/health", timeout=limit).status_code == 503
+            assert requests.post(f"{base}/desinscription/some-token", timeout=limit).status_code == 503
+            event = {"event": "delivered", "email": "a@example.fr", "message-id": "<m@relay>"}
+            assert requests.post(f"{base}/webhook/email", json=event, timeout=limit,
+                                 headers={"Authorization": "Bearer b-token-0123456789"}).status_code == 503
+    finally:
+        silent.close()
+
+
+def test_the_receiver_writes_as_a_role_that_can_do_nothing_else(conn, warehouse_url):
+    import psycopg
+    from winecrm.events import intake
+
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'crm_receiver'").fetchone():
+        pytest.skip("the migrating user could not create the role crm_receiver on this server")
+    seed_warehouse(conn, 2)
+    conn.commit()
+    with psycopg.connect(warehouse_url) as session:
+        assert intake.restrict_session(session)
+        session.execute(intake.INSERT_SQL, intake.insert_params(intake.rows(intake.parse_brevo(
+            {"event": "delivered", "email": "a@example.fr", "message-id": "<r@relay>"}))))
+        session.commit()
+        for forbidden in ("SELECT * FROM etl.clients", "SELECT payload FROM crm.webhook_events",
+                          "UPDATE crm.webhook_events SET status = 'done'", "DELETE FROM crm.suppressions",
+                          "SELECT * FROM crm.lead_scores", "TRUNCATE crm.webhook_events"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                session.execute(forbidden)
+            session.rollback()
+            intake.restrict_session(session)
+    with running_receiver(create_app(database_url=warehouse_url)) as base:
+        assert requests.get(f"{base}/webhook/health", timeout=10).json() == {
+            "status": "ok", "database": "ok", "role": "crm_receiver"}
+    assert conn.execute("SELECT count(*) FROM crm.webhook_events").fetchone()[0] == 1
+
+
+def test_the_link_of_a_test_email_unsubscribes_nobody(conn):
+    token, address = _token(conn)
+    render.ensure_campaign(conn, "test-hebdo-1", kind="test", as_of=None, mode="test", run_id=None,
+                           test_address="marketing@domaine-exemple.fr")
+    conn.execute("""INSERT INTO crm.email_sends (campaign_id, client_code, email, scenario, status, idempotency_key,
+                                                 template, unsubscribe_token)
+                    VALUES ('test-hebdo-1', 'C000001', 'marketing@domaine-exemple.fr', 'rebuy', 'simulated',
+                            gen_random_uuid(), 'rebuy', %s)""", (f"{token}-test-1",))
+    conn.commit()
+    with running_receiver() as base:
+        page = requests.get(f"{base}/desinscription/{token}-test-1", timeout=10)
+        done = requests.post(f"{base}/desinscription/{token}-test-1", data="List-Unsubscribe=One-Click", timeout=10)
+    assert page.status_code == done.status_code == 200 and "e-mail de test" in done.text
+    assert conn.execute("SELECT count(*) FROM crm.suppressions").fetchone()[0] == 0

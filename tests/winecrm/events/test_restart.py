@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import requests
 from winecrm.core.migrations import apply_migrations
-from winecrm.events.receiver import WebhookAuth, create_app
+from winecrm.events.receiver import ReceiverAuth, WebhookAuth, create_app
 
 from tests.winecrm.events.test_receiver import running_receiver
 
@@ -43,7 +43,7 @@ def own_server(tmp_path):
 def test_restart_while_posting_loses_no_acknowledged_event(own_server):
     url, stop_and_start = own_server
     answers: dict[int, int] = {}
-    with running_receiver(create_app(WebhookAuth(token=TOKEN), url)) as base:
+    with running_receiver(create_app(ReceiverAuth(brevo=WebhookAuth(token=TOKEN)), url)) as base:
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=8)
         session.mount("http://", adapter)
