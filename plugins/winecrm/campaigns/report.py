@@ -97,7 +97,14 @@ FUNNEL = ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "
 TRIGGERS_FR = {"email_opened": "ouvertures", "email_clicked": "clics", "email_bounce": "adresses en échec",
                "email_soft_bounce": "échecs temporaires", "unsubscribe": "désinscriptions", "purchase": "achats",
                "form_submit": "formulaires", "page_visit": "visites", "lead_score_high": "scores élevés",
-               "request": "envois demandés", "delivered": "délivrés", "deferred": "différés", "error": "erreurs"}
+               "request": "envois demandés", "delivered": "délivrés", "deferred": "différés", "error": "erreurs",
+               # events with no trigger: Apple's automatic opens, mails that are not ours, Brevo contacts
+               "proxy_open": "ouvertures automatiques (Apple, sans lecteur)",
+               "unique_proxy_open": "ouvertures automatiques (Apple, sans lecteur)",
+               "opened": "ouvertures d'autres e-mails (boutique…)", "unique_opened": "ouvertures d'autres e-mails",
+               "click": "clics dans d'autres e-mails", "soft_bounce": "échecs temporaires d'autres e-mails",
+               "list_addition": "ajouts à une liste Brevo", "contact_updated": "contacts modifiés dans Brevo",
+               "contact_deleted": "contacts supprimés dans Brevo"}
 ACTIONS_FR = {"update_score": "score", "add_tag": "étiquette", "create_task": "tâche", "schedule_call": "appel",
               "pause_campaign": "pause des campagnes", "suppress": "plus d'e-mails", "send_email": "e-mail",
               "send_sms": "SMS", "trigger_webhook": "appel sortant"}
@@ -141,7 +148,12 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
         funnel.append(item)
     received = dict(conn.execute(
         """SELECT coalesce(trig, event), count(*) FROM crm.webhook_events
-           WHERE received_at > now() - interval '7 days' AND repeat_of IS NULL GROUP BY 1 ORDER BY 2 DESC""").fetchall())
+           WHERE received_at > now() - interval '7 days' AND repeat_of IS NULL AND status <> 'parked'
+           GROUP BY 1 ORDER BY 2 DESC""").fetchall())
+    # what waits for a person: events the receiver could not read, or that failed again and again
+    parked_reasons = [{"reason": reason, "count": n} for reason, n in conn.execute(
+        """SELECT left(coalesce(error, '?'), 160), count(*) FROM crm.webhook_events WHERE status = 'parked'
+           GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5""")]
     actions = [{"rule": r, "action": a, "status": st, "count": n} for r, a, st, n in conn.execute(
         """SELECT rule_id, action_type, status, count(*) FROM crm.automation_actions
            WHERE created_at > now() - interval '7 days' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")]
@@ -157,6 +169,7 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
                     FROM crm.open_tasks LIMIT %s""", (open_tasks,))]
     open_count = conn.execute("SELECT count(*) FROM crm.tasks WHERE status = 'open'").fetchone()[0]
     return {"funnel": funnel, "received_7d": received, "actions_7d": actions, "queue": queue,
+            "parked_reasons": parked_reasons,
             "unknown_addresses_7d": unknown, "open_tasks": tasks, "open_tasks_total": open_count, "days": days}
 
 

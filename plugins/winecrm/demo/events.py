@@ -7,6 +7,12 @@ about a third opened (Brevo posts ``opened`` and ``unique_opened`` for a first o
 person unsubscribes, one clicker buys in the shop (a behaviour event, 84,50 €). Brevo posts in
 batches (arrays) and retries: one batch is posted twice. One event is about an address we do not
 know. Each e-mail carries ``X-Mailin-custom`` = campaign|send id, as set at send time.
+
+Brevo's other family, the marketing webhooks, tells about the estate's own newsletter sent from
+Brevo (``camp_id``, ``URL``, one event per call): a few customers open and click it, one
+unsubscribes from it (an obligation too: suppressed like the others). And the shop's order
+confirmation, sent through the same Brevo account, is opened by the buyer: not one of our
+e-mails, so no rule fires on it.
 """
 
 from __future__ import annotations
@@ -75,6 +81,47 @@ def build_events(sends: list[tuple], monday: dt.datetime, seed: int = 42) -> tup
     return events, purchase, who
 
 
+NEWSLETTER = {"camp_id": 7, "campaign name": "Lettre d'automne", "tag": ""}
+
+
+def build_newsletter_events(sends: list[tuple], monday: dt.datetime, exclude: tuple = (),
+                            seed: int = 7) -> tuple[list[dict], dict]:
+    """Marketing-family events of the estate's Brevo newsletter (sent the Saturday before) for a
+    few of the campaign's recipients (not those in ``exclude``). Returns the events and who did
+    what."""
+    rng = random.Random(seed)
+    sent_at = int((monday - dt.timedelta(days=2)).timestamp())
+    candidates = [s for s in sends if s not in exclude]
+    chosen = rng.sample(candidates, min(12, len(candidates)))
+    events, who = [], {"newsletter_unsubscribed": chosen[0], "newsletter_clicked": []}
+
+    def campaign_event(name: str, send: tuple, at: int, **extra) -> dict:
+        local = dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+        return {"id": 2, **NEWSLETTER, "email": send[2], "event": name, "date_sent":
+                dt.datetime.fromtimestamp(sent_at).strftime("%Y-%m-%d %H:%M:%S"), "date_event": local,
+                "ts_sent": sent_at, "ts_event": at, "ts": at + 3600, **extra}
+
+    for i, send in enumerate(chosen):
+        at = sent_at + rng.randrange(3600, 40 * 3600)
+        events.append(campaign_event("delivered", send, sent_at + 30))
+        events.append(campaign_event("opened", send, at))
+        if i == 0:
+            events.append(campaign_event("unsubscribe", send, at + 30, list_id=[2]))
+        elif i % 3 == 1:
+            events.append(campaign_event("click", send, at + 20, URL="https://www.domaine-exemple.fr/vendanges-2026"))
+            who["newsletter_clicked"].append(send)
+    return events, who
+
+
+def shop_mail_opened(buyer: tuple, monday: dt.datetime) -> dict:
+    """The shop's order confirmation to the buyer, opened: Brevo posts it like any transactional
+    event, without our X-Mailin-custom."""
+    at = int((monday + dt.timedelta(days=1, hours=10)).timestamp())
+    return {"event": "opened", "email": buyer[2], "id": 1, "ts": at, "ts_event": at, "ts_epoch": at * 1000 + 17,
+            "message-id": f"<commande-{buyer[0]}.boutique@smtp-relay.mailin.fr>",
+            "subject": "Confirmation de votre commande", "date": dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")}
+
+
 def wait_until_up(base_url: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -88,21 +135,25 @@ def wait_until_up(base_url: str, seconds: float = 30) -> None:
         time.sleep(0.2)
 
 
-def post_all(base_url: str, token: str, events: list[dict], purchase: dict) -> dict:
-    """Post as Brevo does (arrays of up to 500; one batch posted twice, as a retry) and the shop's
-    purchase; returns what the receiver answered, summed."""
-    headers = {"Authorization": f"Bearer {token}"}
-    totals = {"requests": 0, "received": 0, "stored": 0, "duplicates": 0}
-    batches = [events[i:i + BATCH] for i in range(0, len(events), BATCH)]
-    for batch in [*batches, batches[0]]:  # Brevo's retry of the first batch
-        answer = requests.post(f"{base_url}/webhook/email", json=batch, headers=headers, timeout=30)
+def post_all(base_url: str, brevo_token: str, shop_token: str, events: list[dict], purchase: dict,
+             campaign_events: list[dict] = ()) -> dict:
+    """Post as Brevo does — transactional events in arrays (one batch posted twice, as a retry),
+    marketing events one per call — each with Brevo's credentials, and the shop's purchase with
+    the shop's; returns what the receiver answered, summed."""
+    totals = {"requests": 0, "received": 0, "stored": 0, "duplicates": 0, "parked": 0}
+
+    def send(path: str, body, token: str) -> None:
+        answer = requests.post(f"{base_url}{path}", json=body, headers={"Authorization": f"Bearer {token}"},
+                               timeout=30)
         answer.raise_for_status()
         for key, value in answer.json().items():
             totals[key] += value
         totals["requests"] += 1
-    answer = requests.post(f"{base_url}/webhook/behavior", json=purchase, headers=headers, timeout=30)
-    answer.raise_for_status()
-    for key, value in answer.json().items():
-        totals[key] += value
-    totals["requests"] += 1
+
+    batches = [events[i:i + BATCH] for i in range(0, len(events), BATCH)]
+    for batch in [*batches, batches[0]]:  # Brevo's retry of the first batch
+        send("/webhook/email", batch, brevo_token)
+    for event in campaign_events:
+        send("/webhook/email", event, brevo_token)
+    send("/webhook/behavior", purchase, shop_token)
     return totals

@@ -192,24 +192,32 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
                              "WHERE campaign_id = %s AND status = 'simulated' ORDER BY send_id", (campaign,)).fetchall()
     monday = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(9, 0), ZoneInfo("Europe/Paris"))
     brevo_events, purchase, who = demo_events.build_events(sends, monday)
+    newsletter, newsletter_who = demo_events.build_newsletter_events(
+        sends, monday, exclude=(who["bounced"], who["unsubscribed"]))
+    shop_mail = demo_events.shop_mail_opened(who["buyer"], monday)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    token = secrets.token_urlsafe(24)
+    brevo_token, shop_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     base = f"http://127.0.0.1:{port}"
-    print(f"\nThe week after the e-mails — {len(brevo_events)} Brevo events for {campaign} and a shop purchase, "
-          f"posted to the receiver ({base}, bearer token) as Brevo does (arrays, one batch retried):")
+    print(f"\nThe week after the e-mails — {len(brevo_events)} Brevo events for {campaign}, {len(newsletter)} of the "
+          f"estate's Brevo newsletter (marketing webhooks), the shop's order mail opened and a shop purchase, posted "
+          f"to the receiver ({base}; Brevo and the shop each with its own token) as Brevo does (arrays, one batch "
+          "retried; marketing events one per call):")
     with open(log_file, "a", encoding="utf-8") as fh:
         receiver = subprocess.Popen([sys.executable, "-m", "winecrm.events", "serve", "--port", str(port)],
-                                    env={**env, "CRM_WEBHOOK_TOKEN": token}, stdout=fh, stderr=subprocess.STDOUT)
+                                    env={**env, "CRM_WEBHOOK_BREVO_TOKEN": brevo_token,
+                                         "CRM_WEBHOOK_SHOP_TOKEN": shop_token},
+                                    stdout=fh, stderr=subprocess.STDOUT)
         try:
             demo_events.wait_until_up(base)
-            posted = demo_events.post_all(base, token, brevo_events, purchase)
+            posted = demo_events.post_all(base, brevo_token, shop_token, brevo_events + [shop_mail], purchase,
+                                          newsletter)
         finally:
             receiver.terminate()
             receiver.wait(timeout=30)
     print(f"  {posted['requests']} requests: {posted['received']} events received, {posted['stored']} stored, "
-          f"{posted['duplicates']} repeats acknowledged and stored once")
+          f"{posted['duplicates']} repeats acknowledged and stored once, {posted['parked']} parked")
     started = time.perf_counter()
     print("\n▶ airflow dags test crm_events")
     code = _airflow(["dags", "test", "crm_events"], env, log_file)
@@ -240,6 +248,14 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
             skipped.get(unsub[1]) == "suppressed" and conn.execute(
                 "SELECT reason FROM crm.suppressions WHERE email = lower(%s)", (unsub[2],)).fetchone() == ("unsubscribed",))
         checks["hard bounce: suppressed, skipped by the next send"] = skipped.get(bounced[1]) == "suppressed"
+        left = newsletter_who["newsletter_unsubscribed"]
+        checks["newsletter unsubscribe (Brevo marketing webhook): suppressed"] = conn.execute(
+            "SELECT reason, source FROM crm.suppressions WHERE email = lower(%s)", (left[2],)).fetchone() == (
+            "unsubscribed", "brevo_campaign_webhook:unsubscribed")
+        checks["the shop's order mail opened: stored, no rule, not in the funnel"] = conn.execute(
+            """SELECT trig IS NULL AND send_id IS NULL AND NOT EXISTS (
+                   SELECT 1 FROM crm.automation_actions a WHERE a.event_id = w.event_id)
+               FROM crm.webhook_events w WHERE message_id = %s""", (shop_mail["message-id"],)).fetchone() == (True,)
         thanks = conn.execute("""SELECT e.status, e.outbox_path FROM crm.email_sends e JOIN crm.campaigns k USING (campaign_id)
                                  WHERE k.kind = 'automation' AND e.client_code = %s AND e.template = 'thank_you'""",
                               (buyer[1],)).fetchall()
