@@ -1,5 +1,6 @@
 """``python -m winecrm.airflow migrate-warehouse``: apply the warehouse's SQL migrations on the
-database of the Airflow connection ``crm_warehouse`` (docker compose's airflow-init runs it)."""
+database of the Airflow connection ``crm_warehouse`` (docker compose's airflow-init runs it at
+every deployment), then its roles and grants (``include/sql/grants.sql``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from winecrm.core.migrations import apply_migrations
 
     with warehouse_connection("migrate") as conn:
-        applied = apply_migrations(conn)
+        applied = apply_migrations(conn, grants=True)
     print(f"Warehouse migrations applied: {', '.join(applied) or 'none (up to date)'}")
     return 0
 

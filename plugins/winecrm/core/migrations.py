@@ -38,8 +38,13 @@ def migration_files(sql_dir: Path | None = None) -> list[tuple[int, Path]]:
     return found
 
 
-def apply_migrations(conn: psycopg.Connection, sql_dir: Path | None = None) -> list[str]:
-    """Apply pending migrations; return the names applied now."""
+GRANTS_FILE = "grants.sql"  # roles and grants, idempotent (not a numbered migration)
+
+
+def apply_migrations(conn: psycopg.Connection, sql_dir: Path | None = None, *, grants: bool = False) -> list[str]:
+    """Apply pending migrations; return the names applied now. The roles and grants of
+    ``grants.sql`` follow whenever a migration was applied, or when ``grants`` asks for them (a
+    deployment: a role created since gets its grants)."""
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -74,4 +79,7 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path | None = None) -> l
                 (version, path.name, checksum),
             )
             applied_now.append(path.name)
+        grants_path = (sql_dir or settings.SQL_DIR) / GRANTS_FILE
+        if (applied_now or grants) and grants_path.exists():
+            conn.execute(grants_path.read_text(encoding="utf-8"))
     return applied_now

@@ -38,3 +38,20 @@ def test_every_warehouse_table_of_the_design_exists(conn):
         "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema = 'etl'")}
     assert {"etl.file_manifest", "etl.quarantine", "etl.runs", "etl.ventes_lignes", "etl.clients",
             "etl.produits", "etl.stock"} <= tables
+
+
+def test_a_deployment_gives_the_receiver_role_its_grants_again(conn):
+    """A server whose receiver role came after the schema (or lost its grants) gets them back at
+    the next deployment (migrate-warehouse), without any new migration."""
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'crm_receiver'").fetchone():
+        pytest.skip("the role crm_receiver could not be created on this server")
+    can_insert = "SELECT has_column_privilege('crm_receiver', 'crm.webhook_events', 'payload', 'INSERT')"
+    assert conn.execute(can_insert).fetchone() == (True,)
+    conn.execute("REVOKE ALL ON crm.webhook_events FROM crm_receiver")
+    conn.commit()
+    assert conn.execute(can_insert).fetchone() == (False,)
+    assert apply_migrations(conn) == []           # nothing new: grants left as they are
+    assert conn.execute(can_insert).fetchone() == (False,)
+    assert apply_migrations(conn, grants=True) == []
+    assert conn.execute(can_insert).fetchone() == (True,)
+    assert conn.execute("SELECT has_table_privilege('crm_receiver', 'etl.clients', 'SELECT')").fetchone() == (False,)
