@@ -44,38 +44,24 @@ import math
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, NamedTuple, Union
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from winecrm.events.rules import BEHAVIOR_TRIGGERS, BREVO_EVENTS
+from winecrm.events.rules import BEHAVIOR_TRIGGERS, canonical_brevo_event
 
 log = logging.getLogger(__name__)
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_EVENTS_PER_BODY = 5000          # Brevo batches hold far fewer; beyond, a body is refused for its size
-MAX_DEPTH = 32                      # nesting of a body; Brevo's events are 2 levels deep
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 _FUTURE_SLACK = 2 * 86_400          # a sender's clock a little ahead is fine; a year ahead is not a time
 _PARIS = ZoneInfo("Europe/Paris")
 
-# Brevo's spellings -> the canonical name stored in crm.webhook_events.event
-BREVO_ALIASES = {"sent": "request", "invalid": "invalid_email", "unsubscribe": "unsubscribed", "clicked": "click",
-                 "open": "opened", "bounce": "hard_bounce"}
 # the contact events of the marketing family: about a contact, not an e-mail (no address needed)
 CONTACT_EVENTS = frozenset({"list_addition", "contact_updated", "contact_deleted"})
 BEHAVIOR_FIELDS = frozenset({"client_code", "email", "action", "metadata", "event_id", "ts"})
-
-
-def canonical_brevo_event(name) -> str | None:
-    """« hardBounce », « hard_bounce », « HARD_BOUNCE » -> hard_bounce; None when unknown."""
-    if not isinstance(name, str) or not name or len(name) > 60:
-        return None
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip()).lower().replace("-", "_").replace(" ", "_")
-    snake = BREVO_ALIASES.get(snake, snake)
-    return snake if snake in BREVO_EVENTS else None
 
 
 def _address(value) -> str | None:
@@ -140,9 +126,9 @@ def _text(event: dict, *keys: str, limit: int = 2000) -> tuple[str | None, str |
     return None, None
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """One element of a body, as it goes into crm.webhook_events."""
+class Incoming(NamedTuple):
+    """One element of a body, as it goes into crm.webhook_events: the first fields are the
+    table's columns (``COLUMNS``, same order), so the row is a slice of it."""
 
     source: str
     event: str
@@ -152,16 +138,13 @@ class Incoming:
     custom: str | None
     link: str | None
     occurred_at: dt.datetime | None
-    payload: str                      # the element as received (JSON text)
+    payload: str                       # the element as received (JSON text)
     dedupe_key: str
-    family: str | None = None         # Brevo: transactional | marketing
+    family: str | None = None          # Brevo: transactional | marketing
     brevo_campaign: str | None = None  # marketing: camp_id
-    message_key: str | None = None    # the e-mail it is about: message-id, or campaign + address
-    problem: str | None = None        # not understood: why (the event is parked for on-call)
-    amount: float | None = None       # behaviour purchase: metadata.amount (explain shows it)
-
-    def row(self) -> tuple:
-        return tuple(getattr(self, c) for c in _ATTRS)
+    message_key: str | None = None     # the e-mail it is about: message-id, or campaign + address
+    problem: str | None = None         # not understood: why (the event is parked for on-call)
+    amount: float | None = None        # behaviour purchase: metadata.amount (explain shows it)
 
 
 def _digest(*parts: str) -> str:
@@ -169,7 +152,20 @@ def _digest(*parts: str) -> str:
 
 
 def _as_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # an overflowing number read as infinity: kept as text (jsonb has no infinity)
+        return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _unreadable(source: str, element, problem: str, *, event: str | None = None, email: str | None = None) -> Incoming:
@@ -187,7 +183,7 @@ def read_brevo_event(element) -> Incoming:
     if not isinstance(element, dict):
         return _unreadable("brevo", element, f"expected an event object, got {type(element).__name__}")
     raw_name = element.get("event")
-    name = canonical_brevo_event(raw_name)
+    name = canonical_brevo_event(raw_name) if isinstance(raw_name, str) else None
     email = _address(element.get("email"))
     if name is None:
         return _unreadable("brevo", element, f"unknown Brevo event name {str(raw_name)[:60]!r}", email=email)
@@ -311,23 +307,33 @@ def parse_behavior(data) -> list[Incoming]:
 
 
 def rows(events: list[Incoming]) -> list[tuple]:
-    return [e.row() for e in events]
+    return [e[:_ROW_LENGTH] for e in events]
 
 
 # -- what PostgreSQL cannot hold ------------------------------------------------------------------
 
 
+_DECODER = json.JSONDecoder(parse_constant=str)   # built once: json.loads(..., hook) builds one per call
+_DECODER_KEEPING_TEXT = json.JSONDecoder(parse_constant=str, parse_int=lambda t: _int_or_text(t),
+                                         parse_float=lambda t: _float_or_text(t))
+
+
 def loads(body: bytes):
     """JSON as the receiver reads it. NaN and ±Infinity (not JSON, but what Python's own encoder
-    writes) are kept as text rather than refused; integers too long for a number are kept as text
-    too. Raises ValueError (not JSON) or TooLarge (nested deeper than MAX_DEPTH)."""
+    writes) are kept as text rather than refused; so are numbers PostgreSQL cannot hold (an
+    overflowing exponent, an integer of thousands of digits: ``_as_json``). Raises ValueError (not
+    JSON) or TooLarge (nested too deeply to read)."""
     try:
-        data = json.loads(body, parse_constant=str, parse_int=_int_or_text, parse_float=_float_or_text)
+        text = body.decode(json.detect_encoding(body), "surrogatepass") if isinstance(body, (bytes, bytearray)) \
+            else body
+        try:
+            return _DECODER.decode(text)
+        except ValueError as exc:
+            if "digits" not in str(exc):   # Python's limit on the digits of an integer; else: not JSON
+                raise
+            return _DECODER_KEEPING_TEXT.decode(text)
     except RecursionError:
-        raise TooLarge(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    if _depth_over(data, MAX_DEPTH):
-        raise TooLarge(f"JSON nested deeper than {MAX_DEPTH} levels")
-    return data
+        raise TooLarge("JSON nested too deeply to read") from None
 
 
 def _int_or_text(text: str):
@@ -337,21 +343,6 @@ def _int_or_text(text: str):
 def _float_or_text(text: str):
     value = float(text)
     return value if math.isfinite(value) else text
-
-
-def _depth_over(data, limit: int) -> bool:
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in value)
-    return False
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -380,9 +371,7 @@ def storable(data):
 
 def with_problem(events: list[Incoming], problem: str) -> list[Incoming]:
     """The events of a body whose characters had to be replaced: kept, and parked for a person."""
-    from dataclasses import replace
-
-    return [replace(e, problem="; ".join(p for p in (e.problem, problem) if p)) for e in events]
+    return [e._replace(problem="; ".join(p for p in (e.problem, problem) if p)) for e in events]
 
 
 # -- documentation of the bodies (OpenAPI): what is read; anything else is kept as data ---------------
@@ -443,7 +432,8 @@ BEHAVIOR_BODY = TypeAdapter(Union[BehaviorEvent, list[BehaviorEvent]])
 # row layout of crm.webhook_events written by the receiver (Incoming's attributes, same order)
 COLUMNS = ("source", "event", "email", "client_code", "message_id", "custom", "link", "occurred_at", "payload",
            "dedupe_key", "family", "brevo_campaign", "message_key", "intake_problem")
-_ATTRS = COLUMNS[:-1] + ("problem",)
+_ROW_LENGTH = len(COLUMNS)
+assert Incoming._fields[:_ROW_LENGTH] == COLUMNS[:-1] + ("problem",)
 
 # The arrays travel in PostgreSQL's binary format (%b): the text format escapes every quote of
 # every JSON payload in Python, ~40 µs per event on the receiver's single thread.

@@ -173,7 +173,8 @@ def _problem(status: int, detail, headers: dict | None = None):
 
 async def _json_body(request: Request, limit: int):
     """The body as JSON, or the error response: 413 past ``limit`` bytes (counted as it arrives,
-    whatever Content-Length says) or nested too deep, 415 when not JSON, 400 when malformed.
+    whatever Content-Length says) or nested too deeply to read, 415 when not JSON, 400 when
+    malformed.
     Returns (data, characters replaced?, error)."""
     from winecrm.events import intake
 
@@ -199,7 +200,10 @@ async def _json_body(request: Request, limit: int):
     # UTF-16...): a body with neither holds none, and skips the walk over every value below.
     if _plain_utf8(body):
         return data, False, None
-    data, replaced = intake.storable(data)
+    try:
+        data, replaced = intake.storable(data)
+    except RecursionError:
+        return None, False, _problem(413, "JSON nested too deeply to store")
     return data, replaced, None
 
 
@@ -240,8 +244,8 @@ def _openapi(app):
             "400": {"description": "the body is not JSON"},
             "401": {"description": "no or wrong credentials (each source has its own): nothing stored"},
             "413": {"description": f"body larger than {MAX_BODY_BYTES} bytes, more than "
-                                   f"{intake.MAX_EVENTS_PER_BODY} events, or nested deeper than {intake.MAX_DEPTH} "
-                                   "levels: nothing stored"},
+                                   f"{intake.MAX_EVENTS_PER_BODY} events, or JSON nested too deeply to read: "
+                                   "nothing stored"},
             "415": {"description": "not application/json"},
             "503": {"description": "the queue is unavailable: nothing stored, send again later"},
         }
@@ -332,6 +336,8 @@ def create_app(auth: ReceiverAuth | None = None, database_url: str | None = None
             events = parse(data)
         except intake.TooLarge as exc:
             return _problem(413, str(exc))
+        except RecursionError:  # an element nested almost as deep as Python reads: too deep to store
+            return _problem(413, "JSON nested too deeply to store")
         if replaced:
             events = intake.with_problem(events, "held characters PostgreSQL cannot store (NUL, half a surrogate "
                                                  "pair): stored with U+FFFD in their place")

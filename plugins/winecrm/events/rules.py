@@ -33,6 +33,20 @@ BREVO_TRIGGERS: dict[str, str | None] = {
     "list_addition": None, "contact_updated": None, "contact_deleted": None,
 }
 BREVO_EVENTS = frozenset(BREVO_TRIGGERS)
+# Brevo's other spellings (webhook settings, marketing payloads) -> the canonical name
+BREVO_ALIASES = {"sent": "request", "invalid": "invalid_email", "unsubscribe": "unsubscribed", "clicked": "click",
+                 "open": "opened", "bounce": "hard_bounce"}
+
+
+@lru_cache(maxsize=512)
+def canonical_brevo_event(name) -> str | None:
+    """« hardBounce », « hard_bounce », « HARD_BOUNCE », « unsubscribe » -> the canonical name
+    (hard_bounce, unsubscribed); None when it is no Brevo event we know."""
+    if not isinstance(name, str) or not name or len(name) > 60:
+        return None
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip()).lower().replace("-", "_").replace(" ", "_")
+    snake = BREVO_ALIASES.get(snake, snake)
+    return snake if snake in BREVO_EVENTS else None
 # Engagement: a rule on these fires only for an e-mail of ours (linked to crm.email_sends) or,
 # when the settings allow it, for the estate's own Brevo campaigns (marketing family) — never for
 # the shop's order confirmations and other mails the same Brevo account sends.
@@ -162,11 +176,14 @@ class Conditions(_Strict):
     @field_validator("events")
     @classmethod
     def _known_events(cls, value):
-        unknown = [e for e in value or [] if e not in BREVO_TRIGGERS and e not in BEHAVIOR_TRIGGERS
-                   and e != "lead_score_high"]
+        """Any of Brevo's spellings (hardBounce, unsubscribe...), kept under the canonical name."""
+        if value is None:
+            return value
+        known = [e if e in BEHAVIOR_TRIGGERS or e == "lead_score_high" else canonical_brevo_event(e) for e in value]
+        unknown = [e for e, k in zip(value, known) if k is None]
         if unknown:
             raise ValueError(f"unknown event names {unknown}")
-        return value
+        return known
 
 
 class Rule(_Strict):

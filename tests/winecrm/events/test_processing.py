@@ -329,11 +329,17 @@ def test_rules_file_mistakes_name_the_rule_and_the_field():
         ({"rules": [{"id": "r5", "trigger": "purchase", "actions": []}]}, "rule r5: actions"),
         ({"rules": [good["rules"][0], good["rules"][0]]}, "r1 used twice"),
         ({"rules": [{"id": "r6", "trigger": "purchase", "actions": [{"type": "teleport"}]}]}, "rule r6: actions.0"),
+        ({"rules": [{"id": "r7", "trigger": "email_bounce", "conditions": {"events": ["hardbouncing"]},
+                     "actions": [{"type": "add_tag", "tag": "x"}]}]}, "rule r7: conditions.events"),
     ]
     for raw, expected in cases:
         with pytest.raises(settings.ConfigError, match=expected.replace(".", r"\.")):
             parse_rules(raw, "automation_rules.yaml")
     assert len(load_rules().active()) == 7
+    # event names in any of Brevo's spellings: kept under the name the queue stores
+    spelled = parse_rules({"rules": [{"id": "r8", "trigger": "email_bounce", "conditions": {
+        "events": ["hardBounce", "invalid", "blocked"]}, "actions": [{"type": "add_tag", "tag": "x"}]}]})
+    assert spelled.rules[0].conditions.events == ["hard_bounce", "invalid_email", "blocked"]
 
 
 def test_explain_shows_what_would_fire_and_applies_nothing(tmp_path, capsys, conn):

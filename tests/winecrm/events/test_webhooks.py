@@ -238,7 +238,8 @@ def test_a_marketing_unsubscribe_or_complaint_suppresses_the_address(receiver, c
 @pytest.mark.parametrize("body, status, why", [
     (b"{not json", 400, "body is not valid JSON"),
     ("café".encode("latin-1"), 400, "body is not valid JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, 413, "nested deeper"),
+    (b"[" * 100_000 + b"]" * 100_000, 413, "nested too deeply"),
+    (b"[" * 990 + b"]" * 990, 413, "nested too deeply"),
     (json.dumps([{"a": 1}] * 5001).encode(), 413, "5001 events"),
 ])
 def test_only_size_credentials_and_non_json_are_refused(receiver, conn, body, status, why):
