@@ -30,6 +30,8 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
    week, stays a dry run) goes
    straight to sending into the outbox; a live run goes to **approve_campaign** first: a person
    approves or rejects in the Airflow UI (Browse › Required actions), seeing what would leave.
+   A live week with nothing left to send (everyone left out, or all sent) asks no approval:
+   send_emails closes the campaign.
 10. **send_emails** — live: through Brevo, batch by batch, each e-mail exactly once (the ledger
    is written before and after every call; a retried or killed task resumes without resending);
    dry run: `.eml` files in the outbox folder.
@@ -150,7 +152,9 @@ def crm_weekly():
 
     @task.branch(show_return_value_in_logs=False, doc_md="Live campaigns wait for a person's approval; dry runs go straight to the outbox.")
     def campaign_path(mode: str) -> str:
-        return "approve_campaign" if mode == "live" else "send_emails"
+        from winecrm.airflow.tasks import campaign_path
+
+        return campaign_path(mode)  # live_nothing_to_send: straight to send_emails, which closes the campaign
 
     approve_campaign = CampaignApprovalOperator(
         task_id="approve_campaign",

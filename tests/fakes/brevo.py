@@ -1,52 +1,85 @@
 """A local fake Brevo API v3 over real HTTP, for tests and benchmarks.
 
-It enforces the documented request contract of what the platform calls (header ``api-key``;
-``POST /smtp/email`` fields, types and caps; ``idempotencyKey`` reuse refused with
-``duplicate_parameter`` and nothing sent; ``GET /smtp/emails``; ``POST /contacts/import``;
-``DELETE /contacts/{identifier}`` (204, 404 unknown); ``POST /transactionalSMS/sms``: sender at
-most 15 characters, recipient digits with country code, content, type transactional|marketing),
-keeps a log of every e-mail it accepted, and injects faults on demand: 429 with rate-limit
-headers, 500, a slow answer, a connection dropped before or AFTER the e-mail was accepted, 402.
+Every request it receives is first checked against Brevo's own request models (the official
+SDK, ``tests/contract/brevo_sdk.py``): an unknown field, a wrong type or a body the SDK would
+not send the same way is answered 400 with the mismatch. On top of that it enforces what
+Brevo's published API description says and the SDK does not check:
+
+* ``POST /smtp/email``: sender, subject and a body without templateId; 1 to 1000
+  messageVersions, 1 to 99 recipients each, at most 2000 in the call; an ``idempotencyKey``
+  reused while its lifetime lasts is refused with ``duplicate_parameter`` and nothing is sent.
+  The lifetime is a setting (``idempotency_lifetime_s``): Brevo documents 30 minutes today and
+  15 in an older changelog, so tests run it at 15;
+* ``GET /smtp/emails``: email, templateId or messageId; startDate and endDate together, at
+  most one month apart (the last 30 days without them); ``limit`` 0 to 1000 (default 500),
+  ``offset``, ``sort`` asc|desc by date (default desc);
+* ``POST /contacts/import``: ``listIds`` (existing lists) unless ``newList`` is given;
+  attributes the account does not have are ignored, as Brevo does; ``GET /contacts/attributes``,
+  ``POST /contacts/attributes/normal/{name}`` (type text, float, date...), ``GET|POST
+  /contacts/lists`` and ``/contacts/folders`` (limit at most 50; a list needs a folderId);
+* ``DELETE /contacts/{identifier}``: 204, 404 unknown, 405 for a contact Brevo does not let
+  the API delete (``undeletable``);
+* ``POST /transactionalSMS/sms``: sender at most 11 characters, or 15 when numeric;
+  recipient digits with country code; content; type transactional|marketing;
+* most endpoints other than sending are limited to ``hourly_limit`` requests per hour (429 with
+  ``x-sib-ratelimit-reset``), as Brevo limits them to about 100.
+
+It keeps a log of every e-mail it accepted, and injects faults on demand: 429 with rate-limit
+headers, 500, a slow answer, a connection dropped before or AFTER the e-mail was accepted,
+402, an answer with fewer message ids than versions or an empty one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-TOP_LEVEL = {"sender", "to", "bcc", "cc", "htmlContent", "textContent", "subject", "replyTo", "attachment",
-             "headers", "templateId", "params", "messageVersions", "tags", "scheduledAt", "batchId"}
-VERSION_FIELDS = {"to", "params", "bcc", "cc", "replyTo", "subject", "htmlContent", "textContent"}
-IDEMPOTENCY_SECONDS = 30 * 60
+from tests.contract.brevo_sdk import ContractMismatch, check_request
+
+MAX_VERSIONS, MAX_RECIPIENTS_PER_VERSION, MAX_RECIPIENTS = 1000, 99, 2000
+MAX_LOOKUP_DAYS = 30  # GET /smtp/emails: « Maximum time period that can be selected is one month »
+# about 100 requests an hour each (sending, imports and single contacts have per-second limits)
+HOURLY_LIMITED = ("/smtp/emails", "/contacts/attributes", "/contacts/lists", "/contacts/folders")
 
 
 @dataclass
 class Fault:
-    kind: str               # '429', '500', '402', 'slow', 'drop_before', 'drop_after_accept'
+    kind: str               # '429', '500', '402', 'slow', 'drop_before', 'drop_after_accept', 'ids_short', 'ids_empty'
     reset: float = 1.0      # 429: x-sib-ratelimit-reset
     seconds: float = 0.0    # slow: delay between accepting and answering
-    path: str = "/smtp/email"
+    path: str | None = "/smtp/email"  # None: the next request, whatever its path
 
 
 @dataclass
 class FakeBrevo:
     api_key: str = "test-key-0123456789"
     clock: callable = time.time
+    idempotency_lifetime_s: float = 30 * 60
+    hourly_limit: int | None = 100
     sent: list = field(default_factory=list)          # every accepted e-mail (one per recipient)
     requests: list = field(default_factory=list)      # (method, path, status)
     imports: list = field(default_factory=list)
     contacts: set = field(default_factory=set)        # addresses Brevo holds as contacts (imports add them)
+    contact_attributes: dict = field(default_factory=dict)  # address -> the attributes Brevo kept
+    contact_lists: dict = field(default_factory=dict)  # address -> list ids
+    undeletable: set = field(default_factory=set)     # contacts the API may not delete (405)
     deleted_contacts: list = field(default_factory=list)
+    # a new English-language account's own attributes
+    attributes: dict = field(default_factory=lambda: {"FIRSTNAME": "text", "LASTNAME": "text", "SMS": "text"})
+    folders: dict = field(default_factory=dict)       # id -> name
+    lists: dict = field(default_factory=dict)         # id -> {"name", "folderId"}
     sms: list = field(default_factory=list)           # every accepted SMS
     faults: list = field(default_factory=list)
     keys: dict = field(default_factory=dict)          # idempotencyKey -> accepted at (clock)
-    credits: int | None = None
+    contract_mismatches: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _hourly: dict = field(default_factory=dict)       # path -> [window start, count]
 
     def inject(self, *faults: Fault) -> None:
         with self.lock:
@@ -55,7 +88,7 @@ class FakeBrevo:
     def _next_fault(self, path: str) -> Fault | None:
         with self.lock:
             for i, fault in enumerate(self.faults):
-                if fault.path == path:
+                if fault.path in (path, None):
                     return self.faults.pop(i)
         return None
 
@@ -63,52 +96,45 @@ class FakeBrevo:
         with self.lock:
             return [e["to"] for e in self.sent]
 
-    # -- contract -------------------------------------------------------------------------------
+    def _over_hourly_limit(self, path: str) -> float | None:
+        """Seconds until the hour's window resets when ``path`` is over its limit, else None."""
+        bucket = "/contacts/attributes" if path.startswith("/contacts/attributes") else path
+        if self.hourly_limit is None or bucket not in HOURLY_LIMITED:
+            return None
+        with self.lock:
+            start, count = self._hourly.get(bucket, (self.clock(), 0))
+            if self.clock() - start >= 3600:
+                start, count = self.clock(), 0
+            if count >= self.hourly_limit:
+                return 3600 - (self.clock() - start)
+            self._hourly[bucket] = (start, count + 1)
+        return None
 
-    def check_send(self, body) -> list[str]:
+    # -- contract beyond the SDK's models -----------------------------------------------------
+
+    def check_send(self, body: dict) -> list[str]:
         problems = []
-        if not isinstance(body, dict):
-            return ["body must be a JSON object"]
-        unknown = set(body) - TOP_LEVEL
-        if unknown:
-            problems.append(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-        sender = body.get("sender")
-        if not isinstance(sender, dict) or not (isinstance(sender.get("email"), str) or sender.get("id")):
+        sender = body.get("sender") or {}
+        if not (sender.get("email") or sender.get("id")):
             problems.append("sender.email is required")
         if "templateId" not in body:
-            if not isinstance(body.get("subject"), str) or not body["subject"]:
+            if not body.get("subject"):
                 problems.append("subject is required")
-            if not (isinstance(body.get("htmlContent"), str) or isinstance(body.get("textContent"), str)):
+            if not (body.get("htmlContent") or body.get("textContent")):
                 problems.append("htmlContent or textContent is required")
-        for key in ("tags",):
-            if key in body and (not isinstance(body[key], list) or not all(isinstance(t, str) for t in body[key])):
-                problems.append(f"{key} must be an array of strings")
-        if "headers" in body and not isinstance(body["headers"], dict):
-            problems.append("headers must be an object")
         versions = body.get("messageVersions")
         if versions is None:
-            if not _recipients_ok(body.get("to")):
-                problems.append("to is required: an array of {email, name?}")
+            if not body.get("to"):
+                problems.append("to is required")
+        elif not 1 <= len(versions) <= MAX_VERSIONS:
+            problems.append(f"messageVersions: 1 to {MAX_VERSIONS} versions")
         else:
-            if not isinstance(versions, list) or not 1 <= len(versions) <= 1000:
-                problems.append("messageVersions: 1 to 1000 versions")
-            else:
-                total = 0
-                for i, v in enumerate(versions):
-                    if not isinstance(v, dict):
-                        problems.append(f"messageVersions[{i}] must be an object")
-                        continue
-                    for key in ("subject", "htmlContent", "textContent"):
-                        if key in v and not isinstance(v[key], str):
-                            problems.append(f"messageVersions[{i}].{key} must be a string")
-                    if set(v) - VERSION_FIELDS:
-                        problems.append(f"messageVersions[{i}]: unknown parameter(s) {sorted(set(v) - VERSION_FIELDS)}")
-                    if not _recipients_ok(v.get("to")) or len(v["to"]) > 99:
-                        problems.append(f"messageVersions[{i}].to: 1 to 99 recipients with an email")
-                    else:
-                        total += len(v["to"])
-                if total > 2000:
-                    problems.append(f"{total} recipients in one request (at most 2000)")
+            for i, v in enumerate(versions):
+                if not 1 <= len(v.get("to") or []) <= MAX_RECIPIENTS_PER_VERSION:
+                    problems.append(f"messageVersions[{i}].to: 1 to {MAX_RECIPIENTS_PER_VERSION} recipients")
+            total = sum(len(v.get("to") or []) for v in versions)
+            if total > MAX_RECIPIENTS:
+                problems.append(f"{total} recipients in one request (at most {MAX_RECIPIENTS})")
         return problems
 
     def accept(self, body: dict) -> dict:
@@ -125,13 +151,77 @@ class FakeBrevo:
                                       "idempotencyKey": headers.get("idempotencyKey"),
                                       "custom": headers.get("X-Mailin-custom"), "tags": body.get("tags") or [],
                                       "messageId": message_id, "at": self.clock(),
-                                      "html": v.get("htmlContent", body.get("htmlContent"))})
+                                      "html": v.get("htmlContent", body.get("htmlContent")),
+                                      "text": v.get("textContent", body.get("textContent"))})
         return {"messageIds": ids} if body.get("messageVersions") else {"messageId": ids[0]}
 
+    def lookup(self, query: dict) -> tuple[int, dict]:
+        """``GET /smtp/emails`` as Brevo reads its query."""
+        if not (query.get("email") or query.get("messageId") or query.get("templateId")):
+            return 400, {"code": "missing_parameter", "message": "email, templateId or messageId is mandatory"}
+        if bool(query.get("startDate")) != bool(query.get("endDate")):
+            return 400, {"code": "missing_parameter", "message": "startDate and endDate go together"}
+        today = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).date()
+        try:
+            start = dt.date.fromisoformat(query["startDate"]) if query.get("startDate") else today - dt.timedelta(30)
+            end = dt.date.fromisoformat(query["endDate"]) if query.get("endDate") else today
+            limit, offset = int(query.get("limit", 500)), int(query.get("offset", 0))
+        except ValueError as exc:
+            return 400, {"code": "invalid_parameter", "message": str(exc)}
+        if end < start or (end - start).days > MAX_LOOKUP_DAYS:
+            return 400, {"code": "invalid_parameter",
+                         "message": "Maximum time period that can be selected is one month"}
+        if not 0 <= limit <= 1000 or offset < 0:
+            return 400, {"code": "invalid_parameter", "message": "limit: 0 to 1000; offset: 0 or more"}
+        with self.lock:
+            found = [e for e in self.sent
+                     if (not query.get("email") or e["to"] == query["email"])
+                     and (not query.get("messageId") or e["messageId"] == query["messageId"])
+                     and start <= dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).date() <= end]
+        found.sort(key=lambda e: e["at"], reverse=query.get("sort", "desc") == "desc")
+        page = [{"email": e["to"], "subject": e["subject"], "messageId": e["messageId"], "uuid": e["messageId"],
+                 "date": dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "tags": e["tags"]} for e in found[offset:offset + limit]]
+        return 200, {"count": len(found), "transactionalEmails": page}
 
-def _recipients_ok(to) -> bool:
-    return isinstance(to, list) and len(to) >= 1 and all(isinstance(r, dict) and isinstance(r.get("email"), str)
-                                                         and "@" in r["email"] for r in to)
+    def import_contacts(self, body: dict) -> tuple[int, dict]:
+        list_ids, new_list = body.get("listIds"), body.get("newList")
+        if not list_ids and not new_list:
+            return 400, {"code": "missing_parameter", "message": "listIds is mandatory if newList is not defined"}
+        with self.lock:
+            unknown = [i for i in list_ids or [] if i not in self.lists]
+            if unknown:
+                return 400, {"code": "invalid_parameter", "message": f"list(s) {unknown} do not exist"}
+            if new_list:
+                if new_list.get("folderId") not in self.folders:
+                    return 400, {"code": "invalid_parameter", "message": "newList.folderId: no such folder"}
+                list_ids = [self._add_list(new_list.get("listName", ""), new_list["folderId"])]
+            self.imports.append(body)
+            for contact in body.get("jsonBody") or []:
+                email = str(contact.get("email", "")).lower()
+                if not email:
+                    continue
+                self.contacts.add(email)
+                kept = {k: v for k, v in (contact.get("attributes") or {}).items() if k in self.attributes}
+                self.contact_attributes.setdefault(email, {}).update(kept)  # the others: silently ignored
+                self.contact_lists.setdefault(email, set()).update(list_ids)
+            return 202, {"processId": len(self.imports)}
+
+    def _add_list(self, name: str, folder_id: int) -> int:
+        list_id = max(self.lists, default=1) + 1
+        self.lists[list_id] = {"name": name, "folderId": folder_id}
+        return list_id
+
+
+def _page(items: list, query: dict, default_limit: int = 10, max_limit: int = 50) -> tuple[list, str | None]:
+    try:
+        limit, offset = int(query.get("limit", default_limit)), int(query.get("offset", 0))
+    except ValueError:
+        return [], "limit and offset are integers"
+    if not 0 <= limit <= max_limit or offset < 0:
+        return [], f"limit: 0 to {max_limit}; offset: 0 or more"
+    items = sorted(items, key=lambda i: i["id"], reverse=query.get("sort", "desc") == "desc")
+    return items[offset:offset + limit], None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -142,16 +232,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self, status: int, payload: dict | None = None, headers: dict | None = None) -> None:
-        data = json.dumps(payload or {}).encode()
+        data = b"" if status == 204 else json.dumps(payload or {}).encode()
+        with self.fake.lock:  # logged before the answer leaves: the caller may look at once
+            self.fake.requests.append((self.command, self._path(), status))
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.send_header("content-type", "application/json")
+        if status != 204:
+            self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        with self.fake.lock:
-            self.fake.requests.append((self.command, self._path(), status))
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -168,19 +259,16 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return None
 
-    def _authorised(self) -> bool:
-        if self.headers.get("api-key") != self.fake.api_key:
-            self._answer(401, {"code": "unauthorized", "message": "Key not found"})
-            return False
-        return True
-
     def _path(self) -> str:
         path = urlsplit(self.path).path
         return path[3:] if path.startswith("/v3/") else path
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self._path()
-        body = self._body()
+    def _query(self) -> dict:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
+
+    def _handle(self) -> None:
+        path, query = self._path(), self._query()
+        body = self._body() if self.command in ("POST", "PUT") else None
         fault = self.fake._next_fault(path)
         if fault and fault.kind == "drop_before":
             return self._drop()
@@ -190,103 +278,153 @@ class _Handler(BaseHTTPRequestHandler):
                                  "x-sib-ratelimit-reset": str(fault.reset)})
         if fault and fault.kind == "500":
             return self._answer(500, {"code": "internal_error", "message": "boom"})
-        if not self._authorised():
-            return
+        if self.headers.get("api-key") != self.fake.api_key:
+            return self._answer(401, {"code": "unauthorized", "message": "Key not found"})
+        reset = self.fake._over_hourly_limit(path)
+        if reset is not None:
+            return self._answer(429, {"code": "too_many_requests", "message": "hourly limit reached"},
+                                {"x-sib-ratelimit-limit": str(self.fake.hourly_limit),
+                                 "x-sib-ratelimit-remaining": "0", "x-sib-ratelimit-reset": str(round(reset))})
         if fault and fault.kind == "402":
             return self._answer(402, {"code": "not_enough_credits", "message": "not enough credits"})
-        if path == "/smtp/email":
-            problems = self.fake.check_send(body)
-            if problems:
-                return self._answer(400, {"code": "invalid_parameter", "message": "; ".join(problems)})
-            key = (body.get("headers") or {}).get("idempotencyKey")
+        try:
+            check_request(self.command, path, query=query, body=body)
+        except ContractMismatch as mismatch:
             with self.fake.lock:
-                seen = self.fake.keys.get(key) if key else None
-                if seen is not None and self.fake.clock() - seen < IDEMPOTENCY_SECONDS:
-                    duplicate = True
-                else:
-                    duplicate = False
-                    if key:
-                        self.fake.keys[key] = self.fake.clock()
-            if duplicate:
-                return self._answer(400, {"code": "duplicate_parameter",
-                                          "message": "idempotencyKey already used"})
-            answer = self.fake.accept(body)
-            if fault and fault.kind == "drop_after_accept":
-                return self._drop()  # accepted, but the answer never arrives
-            if fault and fault.kind == "slow":
-                time.sleep(fault.seconds)  # accepted, answered late (past the caller's timeout)
-            return self._answer(201, answer)
-        if path == "/contacts/import":
-            if not isinstance(body, dict) or not isinstance(body.get("jsonBody"), list):
-                return self._answer(400, {"code": "missing_parameter", "message": "jsonBody is required"})
-            with self.fake.lock:
-                self.fake.imports.append(body)
-                self.fake.contacts.update(str(c.get("email", "")).lower() for c in body["jsonBody"] if c.get("email"))
-            return self._answer(202, {"processId": len(self.fake.imports)})
-        if path == "/transactionalSMS/sms":
-            problems = []
-            if not isinstance(body, dict):
-                return self._answer(400, {"code": "bad_request", "message": "JSON object expected"})
-            unknown = set(body) - {"sender", "recipient", "content", "type", "tag", "webUrl", "unicodeEnabled",
-                                   "organisationPrefix"}
-            if unknown:
-                problems.append(f"unknown fields {sorted(unknown)}")
-            if not isinstance(body.get("sender"), str) or not 0 < len(body["sender"]) <= 15:
-                problems.append("sender: required, at most 15 characters")
-            if not isinstance(body.get("recipient"), str) or not body["recipient"].isdigit():
-                problems.append("recipient: mobile number with the country code, digits only")
-            if not isinstance(body.get("content"), str) or not body["content"]:
-                problems.append("content is required")
-            if body.get("type", "transactional") not in ("transactional", "marketing"):
-                problems.append("type: transactional or marketing")
-            if problems:
-                return self._answer(400, {"code": "invalid_parameter", "message": "; ".join(problems)})
-            with self.fake.lock:
-                self.fake.sms.append({**body, "at": self.fake.clock()})
-                answer = {"reference": uuid.uuid4().hex[:19], "messageId": 1_500_000_000_000_000 + len(self.fake.sms),
-                          "smsCount": 1 + len(body["content"]) // 160, "usedCredits": 1.0}
-            if fault and fault.kind == "drop_after_accept":
-                return self._drop()
-            return self._answer(201, answer)
-        return self._answer(404, {"code": "document_not_found", "message": f"no route {path}"})
+                self.fake.contract_mismatches.append(str(mismatch))
+            return self._answer(400, {"code": "invalid_parameter", "message": str(mismatch)})
+        route = (self.command, "/contacts/{identifier}" if self.command == "DELETE" else path)
+        handler = {("POST", "/smtp/email"): self._send_email, ("GET", "/smtp/emails"): self._lookup,
+                   ("POST", "/contacts/import"): self._import, ("GET", "/contacts/attributes"): self._attributes,
+                   ("GET", "/contacts/lists"): self._lists, ("POST", "/contacts/lists"): self._create_list,
+                   ("GET", "/contacts/folders"): self._folders, ("POST", "/contacts/folders"): self._create_folder,
+                   ("DELETE", "/contacts/{identifier}"): self._delete_contact,
+                   ("POST", "/transactionalSMS/sms"): self._send_sms}.get(route)
+        if handler is None and self.command == "POST" and path.startswith("/contacts/attributes/"):
+            handler = self._create_attribute
+        if handler is None:
+            return self._answer(404, {"code": "document_not_found", "message": f"no route {path}"})
+        return handler(path, query, body, fault)
 
-    def do_GET(self) -> None:  # noqa: N802
-        parts = urlsplit(self.path)
-        if not self._authorised():
-            return
-        if self._path() == "/smtp/emails":
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            if not query.get("email"):
-                return self._answer(400, {"code": "missing_parameter", "message": "email, templateId or messageId"})
-            with self.fake.lock:
-                found = [{"email": e["to"], "subject": e["subject"], "messageId": e["messageId"], "uuid": e["messageId"],
-                          "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e["at"])), "tags": e["tags"]}
-                         for e in reversed(self.fake.sent) if e["to"] == query["email"]]
-            return self._answer(200, {"count": len(found), "transactionalEmails": found})
-        return self._answer(404, {"code": "document_not_found", "message": f"no route {self._path()}"})
+    do_GET = do_POST = do_DELETE = _handle  # noqa: N815 (http.server's naming)
 
+    # -- routes ---------------------------------------------------------------------------------
 
-def _do_delete(self) -> None:
-    path = self._path()
-    if not self._authorised():
-        return
-    if path.startswith("/contacts/"):
-        from urllib.parse import unquote
+    def _send_email(self, path, query, body, fault) -> None:
+        problems = self.fake.check_send(body)
+        if problems:
+            return self._answer(400, {"code": "invalid_parameter", "message": "; ".join(problems)})
+        key = (body.get("headers") or {}).get("idempotencyKey")
+        with self.fake.lock:
+            seen = self.fake.keys.get(key) if key else None
+            duplicate = seen is not None and self.fake.clock() - seen < self.fake.idempotency_lifetime_s
+            if key and not duplicate:
+                self.fake.keys[key] = self.fake.clock()
+        if duplicate:
+            return self._answer(400, {"code": "duplicate_parameter", "message": "idempotencyKey already used"})
+        answer = self.fake.accept(body)
+        if fault and fault.kind == "drop_after_accept":
+            return self._drop()  # accepted, but the answer never arrives
+        if fault and fault.kind == "slow":
+            time.sleep(fault.seconds)  # accepted, answered late (past the caller's timeout)
+        if fault and fault.kind == "ids_short" and "messageIds" in answer:
+            answer["messageIds"] = answer["messageIds"][:-1]
+        if fault and fault.kind == "ids_empty" and "messageIds" in answer:
+            answer["messageIds"][0] = ""
+        return self._answer(201, answer)
 
+    def _lookup(self, path, query, body, fault) -> None:
+        return self._answer(*self.fake.lookup(query))
+
+    def _import(self, path, query, body, fault) -> None:
+        return self._answer(*self.fake.import_contacts(body))
+
+    def _attributes(self, path, query, body, fault) -> None:
+        with self.fake.lock:
+            listed = [{"name": n, "category": "normal", "type": t} for n, t in self.fake.attributes.items()]
+        return self._answer(200, {"attributes": listed})
+
+    def _create_attribute(self, path, query, body, fault) -> None:
+        category, name = unquote(path[len("/contacts/attributes/"):]).split("/", 1)
+        if category != "normal" or not body.get("type"):
+            return self._answer(400, {"code": "invalid_parameter", "message": "a normal attribute needs a type"})
+        with self.fake.lock:
+            exists = name in self.fake.attributes
+            self.fake.attributes.setdefault(name, body["type"])
+        if exists:
+            return self._answer(400, {"code": "duplicate_parameter", "message": "Attribute name already exists"})
+        return self._answer(201, None)
+
+    def _lists(self, path, query, body, fault) -> None:
+        with self.fake.lock:
+            items = [{"id": i, "name": v["name"], "folderId": v["folderId"], "totalSubscribers": 0,
+                      "totalBlacklisted": 0, "uniqueSubscribers": 0} for i, v in self.fake.lists.items()]
+        page, problem = _page(items, query)
+        if problem:
+            return self._answer(400, {"code": "invalid_parameter", "message": problem})
+        return self._answer(200, {"lists": page, "count": len(items)})
+
+    def _create_list(self, path, query, body, fault) -> None:
+        with self.fake.lock:
+            list_id = self.fake._add_list(body["name"], body["folderId"]) if body["folderId"] in self.fake.folders \
+                else None
+        if list_id is None:
+            return self._answer(400, {"code": "invalid_parameter", "message": "folderId: no such folder"})
+        return self._answer(201, {"id": list_id})
+
+    def _folders(self, path, query, body, fault) -> None:
+        with self.fake.lock:
+            items = [{"id": i, "name": n, "totalSubscribers": 0, "totalBlacklisted": 0, "uniqueSubscribers": 0}
+                     for i, n in self.fake.folders.items()]
+        page, problem = _page(items, query)
+        if problem:
+            return self._answer(400, {"code": "invalid_parameter", "message": problem})
+        return self._answer(200, {"folders": page, "count": len(items)})
+
+    def _create_folder(self, path, query, body, fault) -> None:
+        if not body.get("name"):
+            return self._answer(400, {"code": "missing_parameter", "message": "name is required"})
+        with self.fake.lock:
+            folder_id = max(self.fake.folders, default=0) + 1
+            self.fake.folders[folder_id] = body["name"]
+        return self._answer(201, {"id": folder_id})
+
+    def _delete_contact(self, path, query, body, fault) -> None:
         email = unquote(path[len("/contacts/"):]).lower()
         with self.fake.lock:
-            held = email in self.fake.contacts
-            self.fake.contacts.discard(email)
-            self.fake.deleted_contacts.append(email)
+            if email in self.fake.undeletable:
+                forbidden = True
+            else:
+                forbidden = False
+                held = email in self.fake.contacts
+                self.fake.contacts.discard(email)
+                self.fake.contact_attributes.pop(email, None)
+                self.fake.deleted_contacts.append(email)
+        if forbidden:
+            return self._answer(405, {"code": "method_not_allowed",
+                                      "message": "You're not allowed to delete registered email contact with Brevo"})
         if not held:
             return self._answer(404, {"code": "document_not_found", "message": "Contact does not exist"})
-        self.send_response(204)
-        self.end_headers()
-        return None
-    return self._answer(404, {"code": "document_not_found", "message": f"no route {path}"})
+        return self._answer(204)
 
-
-_Handler.do_DELETE = _do_delete  # noqa: N815 (http.server's naming)
+    def _send_sms(self, path, query, body, fault) -> None:
+        problems = []
+        sender = body["sender"]
+        if not sender or len(sender) > (15 if sender.isdigit() else 11):
+            problems.append("sender: at most 11 characters, or 15 digits for a numeric sender")
+        if not body["recipient"].isdigit():
+            problems.append("recipient: mobile number with the country code, digits only")
+        if not body.get("content"):
+            problems.append("content is required")
+        if problems:
+            return self._answer(400, {"code": "invalid_parameter", "message": "; ".join(problems)})
+        with self.fake.lock:
+            self.fake.sms.append({**body, "at": self.fake.clock()})
+            answer = {"reference": uuid.uuid4().hex[:19], "messageId": 1_500_000_000_000_000 + len(self.fake.sms),
+                      "smsCount": 1 + len(body["content"]) // 160, "usedCredits": 1.0}
+        if fault and fault.kind == "drop_after_accept":
+            return self._drop()
+        return self._answer(201, answer)
 
 
 class FakeBrevoServer:

@@ -160,6 +160,13 @@ def render_emails(run_id: str, run_type: str | None = None) -> str:
     return report["mode"]
 
 
+def campaign_path(mode: str) -> str:
+    """crm_weekly's branch after render_emails: a live campaign with e-mails to send waits for a
+    person's approval; a dry run, or a live week with nothing left to send, goes straight to
+    send_emails (which writes the outbox, or closes the campaign)."""
+    return "approve_campaign" if mode == "live" else "send_emails"
+
+
 def send_emails(run_id: str) -> None:
     """Send (live, approved) or write to the outbox (dry run) the campaign of the run."""
     from winecrm import pipeline
@@ -243,8 +250,11 @@ def process_events() -> dict:
     from winecrm.events import processing
     from winecrm.events.rules import load_rules
 
+    from winecrm.events.actions import check_sms_settings
+
     try:
         rules = load_rules()
+        check_sms_settings(rules)
     except (settings.ConfigError, OSError) as exc:
         raise _fail_fast(exc) from exc
     client = brevo.configured_client(brevo_credentials())

@@ -7,7 +7,17 @@
 
 Brevo is reached with ``BREVO_API_KEY`` (and ``BREVO_API_URL`` for a sandbox or a mock); without
 it nothing leaves: test e-mails go to the outbox folder and sync-contacts writes the contacts it
-would import to a JSON file. The warehouse is ``CRM_DATABASE_URL``.
+would import to a JSON file. The warehouse is ``CRM_DATABASE_URL``; ``send`` and ``send-test``
+write it under the warehouse writer lock, as the DAG's stages do (one writer at a time).
+
+A test e-mail is a copy of a customer's, with the test row's own unsubscribe token (the
+customer's ``-test-<stamp>``) everywhere the customer's token was: clicking it in a test never
+unsubscribes the customer.
+
+sync-contacts imports into a Brevo list (``contacts`` in campaigns.yaml: a list id, or the list
+found or created by name) after creating the attributes the account lacks (Brevo silently drops
+the others): a handful of calls, never one per contact (most of these endpoints allow about 100
+requests an hour).
 """
 
 from __future__ import annotations
@@ -21,6 +31,9 @@ import sys
 log = logging.getLogger("winecrm.campaigns")
 
 CONTACT_BATCH = 5000
+# the contact attributes the e-mails and Brevo's own segments can use, with their Brevo type
+CONTACT_ATTRIBUTES = {"PRENOM": "text", "NOM": "text", "SEGMENT": "text", "RFM_SCORE": "float",
+                      "LEAD_SCORE": "float", "LAST_ORDER_DATE": "date"}
 
 
 def _client():
@@ -58,11 +71,19 @@ def send_test(conn, to: str, *, every_email: bool, client, source: str | None = 
                                             subject, html, text_body, products, unsubscribe_token, rendered_at)
                VALUES (%s, %s, %s, %s, 'rendered', %s, %s, %s, %s, %s, %s, %s, now())""",
             [(campaign_id, code, to, scenario, str(uuid.uuid5(render.KEY_NAMESPACE, f"{campaign_id}|{code}")),
-              scenario, f"[TEST] {subject}", html, text, json.dumps(products), f"{token}-test-{stamp}")
+              scenario, f"[TEST] {subject}", _with_token(html, token, f"{token}-test-{stamp}"),
+              _with_token(text, token, f"{token}-test-{stamp}"), json.dumps(products), f"{token}-test-{stamp}")
              for code, scenario, subject, html, text, products, token in rows])
     conn.commit()
     # test e-mails go to an internal address: no silence window, no suppression of the customer applies
     return send.send_campaign(conn, campaign_id, client=client)
+
+
+def _with_token(body: str | None, customer_token: str | None, test_token: str) -> str | None:
+    """The body with the test row's token wherever the customer's was (links, text, mailto)."""
+    if not body or not customer_token:
+        return body
+    return body.replace(customer_token, test_token)
 
 
 def contacts(conn) -> list[dict]:
@@ -87,17 +108,49 @@ def contacts(conn) -> list[dict]:
     return out
 
 
-def sync_contacts(conn, client, out_path=None) -> dict:
+def ensure_attributes(client) -> list[str]:
+    """Create the contact attributes the account lacks (Brevo ignores the others at import)."""
+    present = client.attributes()
+    missing = [name for name in CONTACT_ATTRIBUTES if name not in present]
+    for name in missing:
+        client.create_attribute(name, CONTACT_ATTRIBUTES[name])
+    if missing:
+        log.info("Brevo contact attributes created: %s", ", ".join(missing))
+    return missing
+
+
+def ensure_list(client, cfg) -> tuple[int, bool]:
+    """The list to import into: campaigns.yaml's ``contacts.list_id``, else the list named
+    ``contacts.list_name``, else that list created (in the account's first folder, or a new
+    folder ``contacts.folder_name``). Returns (id, created)."""
+    if cfg.contacts.list_id:
+        return cfg.contacts.list_id, False
+    found = client.find_list(cfg.contacts.list_name)
+    if found is not None:
+        return found, False
+    folders = client.folders()
+    folder_id = folders[0]["id"] if folders else client.create_folder(cfg.contacts.folder_name)
+    list_id = client.create_list(cfg.contacts.list_name, folder_id)
+    log.info("Brevo contact list %r created (id %s)", cfg.contacts.list_name, list_id)
+    return list_id, True
+
+
+def sync_contacts(conn, client, out_path=None, cfg=None) -> dict:
+    from winecrm.core import settings
+
     found = contacts(conn)
     if client is None:
-        from winecrm.core import settings
-
         path = out_path or settings.paths().outbox_dir / "brevo-contacts.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(found, ensure_ascii=False, indent=1), encoding="utf-8")
         return {"contacts": len(found), "sent_to_brevo": False, "written_to": str(path)}
-    processes = [client.import_contacts(found[i:i + CONTACT_BATCH]) for i in range(0, len(found), CONTACT_BATCH)]
-    return {"contacts": len(found), "sent_to_brevo": True, "import_processes": processes}
+    cfg = cfg or settings.campaigns_config()
+    created = ensure_attributes(client)
+    list_id, list_created = ensure_list(client, cfg)
+    processes = [client.import_contacts(found[i:i + CONTACT_BATCH], [list_id])
+                 for i in range(0, len(found), CONTACT_BATCH)]
+    return {"contacts": len(found), "sent_to_brevo": True, "list_id": list_id, "list_created": list_created,
+            "attributes_created": created, "import_processes": processes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,15 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     with db.connect() as conn:
         try:
             if args.command == "send-test":
-                report = send_test(conn, args.to, every_email=args.all, client=client, source=args.campaign)
+                with db.warehouse_writer(conn, "cli:campaigns:send-test"):
+                    report = send_test(conn, args.to, every_email=args.all, client=client, source=args.campaign)
             elif args.command == "send":
                 from winecrm.campaigns import send
 
-                report = send.send_campaign(conn, args.campaign, client=client)
+                with db.warehouse_writer(conn, "cli:campaigns:send"):
+                    report = send.send_campaign(conn, args.campaign, client=client)
             else:
-                report = sync_contacts(conn, client)
+                report = sync_contacts(conn, client)  # reads the warehouse only: no writer lock
         except brevo.BrevoError as exc:
             print(f"Brevo: {exc}", file=sys.stderr)
+            return 1
+        except db.WarehouseBusy as exc:
+            print(f"Nothing done: {exc}", file=sys.stderr)
             return 1
     print(json.dumps(report, indent=1, default=str, ensure_ascii=False))
     if client is None:

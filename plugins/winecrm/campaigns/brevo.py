@@ -1,14 +1,25 @@
 """A small Brevo API v3 client over ``requests`` with explicit retry rules.
 
-Checked against Brevo's published API description (``api/swagger.yaml`` of getbrevo/brevo-go):
-``POST /smtp/email`` (``sendSmtpEmail``: sender, to, subject, htmlContent, textContent, headers,
-tags, messageVersions[to, subject, htmlContent, textContent, params]), ``GET /smtp/emails``
-(look an e-mail up by address and dates), ``POST /contacts/import`` (``requestContactImport``:
-jsonBody, listIds, updateExistingContacts; answers 202 with a processId), ``DELETE
-/contacts/{identifier}`` (204, 404 when unknown), ``POST /transactionalSMS/sms``
-(``sendTransacSms``: sender ≤ 15 characters, recipient with its country code, content, type
-transactional|marketing, tag; answers 201 with ``messageId`` and ``reference``); errors are
-``{code, message}``.
+Every request body and query it builds is checked, in the tests, against Brevo's own request
+models: the official SDK ``brevo-python`` 5.1.0 (``tests/contract/brevo_sdk.py``: each wire key
+a parameter of the SDK method, each value valid for its type, no unknown nested field, and the
+request the SDK would send equal to ours). The limits the SDK does not carry come from Brevo's
+published API description (``api/swagger.yaml`` of getbrevo/brevo-go):
+
+* ``POST /smtp/email`` (``sendSmtpEmail``): messageVersions 1 to 1000, 1 to 99 recipients each,
+  at most 2000 per call; answers ``messageIds``, one per version (checked by the caller);
+* ``GET /smtp/emails``: by address, startDate and endDate at most one month apart, ``limit``
+  at most 1000 with ``offset`` paging;
+* ``POST /contacts/import``: ``listIds`` mandatory unless ``newList`` is given; attributes the
+  account does not have are silently ignored, hence ``GET /contacts/attributes`` and ``POST
+  /contacts/attributes/normal/{name}`` (type text, float, date...); ``GET /contacts/lists`` and
+  ``/contacts/folders`` (at most 50 a page), ``POST /contacts/lists`` (needs a folderId) and
+  ``POST /contacts/folders``; most of these endpoints allow about 100 requests an hour;
+* ``DELETE /contacts/{identifier}``: 204, 404 unknown, 405 for a contact Brevo does not let the
+  API delete;
+* ``POST /transactionalSMS/sms`` (``sendTransacSms``): sender at most 11 characters, or 15 when
+  numeric; recipient with its country code; content; type transactional|marketing;
+* errors are ``{code, message}``.
 
 Why not the official SDK: it retries POSTs on 5xx and 429 by default, which can send an e-mail
 twice. Here:
@@ -17,18 +28,20 @@ twice. Here:
 * 5xx, timeouts and dropped connections are retried only when the call carries an
   ``idempotencyKey`` (Brevo refuses a key it has already accepted with ``duplicate_parameter``
   and sends nothing), and never for calls without one;
-* 400/401/402/403 fail at once with a message a person can act on;
+* 400/401/402/403/405 fail at once with a message a person can act on;
 * the API key is sent in the ``api-key`` header only, never logged, never in a message.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+from urllib.parse import quote
 
 import requests
 
@@ -38,6 +51,10 @@ DEFAULT_BASE_URL = "https://api.brevo.com/v3"
 MAX_VERSIONS_PER_CALL = 1000       # messageVersions per call (Brevo's documented cap)
 MAX_RECIPIENTS_PER_CALL = 2000     # recipients over all versions of a call
 MAX_RECIPIENTS_PER_VERSION = 99
+LOOKUP_PAGE = 1000                 # GET /smtp/emails: limit's maximum
+LOOKUP_MAX_DAYS = 30               # GET /smtp/emails: « at most one month » between startDate and endDate
+LISTS_PAGE = 50                    # GET /contacts/lists and /contacts/folders: limit's maximum
+SMS_SENDER_LETTERS, SMS_SENDER_DIGITS = 11, 15
 
 
 class BrevoError(RuntimeError):
@@ -69,6 +86,11 @@ class BrevoNoCredits(BrevoError):
 
 class BrevoForbidden(BrevoError):
     """403: the key may not do this (IP not authorised, sender not validated, account suspended)."""
+
+
+class BrevoNotAllowed(BrevoError):
+    """405: Brevo does not let the API do this (e.g. delete a contact registered with Brevo): a
+    person must do it in Brevo; repeating the call changes nothing."""
 
 
 class BrevoRateLimited(BrevoError):
@@ -111,6 +133,7 @@ def _explain(status: int, code: str | None, message: str, path: str) -> str:
              "the monthly reset, then clear the task",
         403: "Brevo forbids this call (403): check that the sender address is validated and, if IP "
              "restriction is on, that this worker's IP is authorised in Brevo > Security",
+        405: "Brevo does not allow this through the API (405): a person must do it in Brevo",
     }.get(status, f"Brevo answered {status} to {path}")
     return f"{what}: {code or 'no code'}: {message or 'no message'}"
 
@@ -177,7 +200,8 @@ class BrevoClient:
                         body.get("headers") or {}):
                     raise BrevoDuplicate(f"Brevo already accepted the call with this idempotencyKey ({message})",
                                          status=status, code=code)
-                cls = {401: BrevoAuthError, 402: BrevoNoCredits, 403: BrevoForbidden}.get(status, BrevoBadRequest)
+                cls = {401: BrevoAuthError, 402: BrevoNoCredits, 403: BrevoForbidden,
+                       405: BrevoNotAllowed}.get(status, BrevoBadRequest)
                 raise cls(_explain(status, code, message, path), status=status, code=code)
             return status, payload
         assert last is not None
@@ -197,29 +221,91 @@ class BrevoClient:
 
     def find_sent(self, email: str, start_date: str, end_date: str, *, tag: str | None = None) -> list[dict]:
         """``GET /smtp/emails``: transactional e-mails sent to an address between two dates
-        (YYYY-MM-DD), newest first, optionally only those carrying ``tag``."""
-        _, payload = self._call("GET", "/smtp/emails", params={"email": email, "startDate": start_date,
-                                                              "endDate": end_date, "limit": 100, "sort": "desc"},
-                                idempotent=True)
-        found = payload.get("transactionalEmails") or []
+        (YYYY-MM-DD, at most one month apart, as Brevo requires), newest first, every page
+        read; only those carrying ``tag`` when given."""
+        start, end = dt.date.fromisoformat(start_date), dt.date.fromisoformat(end_date)
+        if not 0 <= (end - start).days <= LOOKUP_MAX_DAYS:
+            raise ValueError(f"{start_date}..{end_date}: Brevo reads its log of sent e-mails at most one month "
+                             f"({LOOKUP_MAX_DAYS} days) at a time")
+        found: list[dict] = []
+        offset = 0
+        while True:
+            _, payload = self._call("GET", "/smtp/emails", params={
+                "email": email, "startDate": start_date, "endDate": end_date, "sort": "desc",
+                "limit": LOOKUP_PAGE, "offset": offset}, idempotent=True)
+            page = payload.get("transactionalEmails") or []
+            found += page
+            if len(page) < LOOKUP_PAGE:
+                break
+            offset += LOOKUP_PAGE
         return [e for e in found if tag is None or tag in (e.get("tags") or [])]
 
-    def import_contacts(self, contacts: list[dict], list_ids: list[int] | None = None) -> int | None:
+    # -- contacts: attributes, lists, import ----------------------------------------------------
+
+    def attributes(self) -> dict[str, str]:
+        """``GET /contacts/attributes``: the account's contact attributes, name -> type."""
+        _, payload = self._call("GET", "/contacts/attributes", idempotent=True)
+        return {a["name"]: a.get("type", "") for a in payload.get("attributes") or [] if a.get("name")}
+
+    def create_attribute(self, name: str, attribute_type: str) -> None:
+        """``POST /contacts/attributes/normal/{name}`` (type text, float, date, boolean...)."""
+        self._call("POST", f"/contacts/attributes/normal/{quote(name, safe='')}", body={"type": attribute_type},
+                   idempotent=False)
+
+    def _pages(self, path: str, key: str):
+        offset = 0
+        while True:
+            _, payload = self._call("GET", path, params={"limit": LISTS_PAGE, "offset": offset}, idempotent=True)
+            page = payload.get(key) or []
+            yield from page
+            if len(page) < LISTS_PAGE:
+                return
+            offset += LISTS_PAGE
+
+    def find_list(self, name: str) -> int | None:
+        """The id of the contact list called ``name`` (newest first, page by page, stopping
+        when found), or None."""
+        return next((item["id"] for item in self._pages("/contacts/lists", "lists") if item.get("name") == name),
+                    None)
+
+    def folders(self) -> list[dict]:
+        """``GET /contacts/folders``: every folder ({id, name, ...})."""
+        return list(self._pages("/contacts/folders", "folders"))
+
+    def create_folder(self, name: str) -> int:
+        _, payload = self._call("POST", "/contacts/folders", body={"name": name}, idempotent=False)
+        return int(payload["id"])
+
+    def create_list(self, name: str, folder_id: int) -> int:
+        _, payload = self._call("POST", "/contacts/lists", body={"name": name, "folderId": folder_id},
+                                idempotent=False)
+        return int(payload["id"])
+
+    def import_contacts(self, contacts: list[dict], list_ids: list[int]) -> int | None:
         """``POST /contacts/import`` (asynchronous, 202): contacts as ``{"email": …, "attributes":
-        {…}}``; existing ones updated. Returns Brevo's processId. Safe to repeat (an import of the
-        same contacts leaves the same state)."""
-        body: dict = {"jsonBody": contacts, "updateExistingContacts": True, "emptyContactsAttributes": False}
-        if list_ids:
-            body["listIds"] = list_ids
+        {…}}`` into the lists ``list_ids`` (Brevo requires a list); existing ones updated. Returns
+        Brevo's processId. Safe to repeat (an import of the same contacts leaves the same state).
+        Attributes the account does not have are silently dropped by Brevo: create them first."""
+        if not list_ids:
+            raise ValueError("Brevo imports contacts only into a list: listIds is mandatory")
+        body = {"jsonBody": contacts, "listIds": list(list_ids), "updateExistingContacts": True,
+                "emptyContactsAttributes": False}
         _, payload = self._call("POST", "/contacts/import", body=body, idempotent=True)
         return payload.get("processId")
 
     def delete_contact(self, email: str) -> bool:
         """``DELETE /contacts/{email}``: True when Brevo deleted it, False when it held no such
-        contact. Safe to repeat."""
-        from urllib.parse import quote
-
-        status, _ = self._call("DELETE", f"/contacts/{quote(email, safe='')}", idempotent=True, not_found_ok=True)
+        contact. Safe to repeat. Raises BrevoNotAllowed (405) for a contact Brevo does not let the
+        API delete, with what a person must do."""
+        try:
+            status, _ = self._call("DELETE", f"/contacts/{quote(email, safe='')}", idempotent=True,
+                                   not_found_ok=True)
+        except BrevoNotAllowed as exc:
+            raise BrevoNotAllowed(
+                "Brevo does not let the API delete this contact (405: « You're not allowed to delete registered "
+                "email contact with Brevo »): delete it by hand in Brevo (Contacts, open the contact, Delete), or "
+                "ask Brevo's support if it is the address the Brevo account itself is registered with",
+                status=405, code=exc.code) from None
         return status != 404
 
     def send_sms(self, sms: dict) -> dict:
@@ -227,8 +313,9 @@ class BrevoClient:
         never repeated on a 5xx or a lost answer: the caller records the outcome as unknown
         instead of sending twice. Returns ``{"messageId", "reference", ...}``."""
         problems = []
-        if not sms.get("sender") or len(str(sms["sender"])) > 15:
-            problems.append("sender is required, at most 15 characters (11 if alphanumeric)")
+        sender_problem = sms_sender_problem(sms.get("sender"))
+        if sender_problem:
+            problems.append(sender_problem)
         if not str(sms.get("recipient", "")).isdigit():
             problems.append("recipient must be digits with the country code (33612345678)")
         if not sms.get("content"):
@@ -239,6 +326,19 @@ class BrevoClient:
             raise BrevoBadRequest("SMS not sent, the request breaks Brevo's contract: " + "; ".join(problems))
         _, payload = self._call("POST", "/transactionalSMS/sms", body=sms, idempotent=False)
         return payload
+
+
+def sms_sender_problem(sender) -> str | None:
+    """What is wrong with an SMS sender for Brevo, or None: at most 11 characters when it has
+    letters, 15 when it is only digits (a phone number)."""
+    sender = str(sender or "")
+    if not sender:
+        return "the SMS sender is empty"
+    limit = SMS_SENDER_DIGITS if sender.isdigit() else SMS_SENDER_LETTERS
+    if len(sender) > limit:
+        return (f"the SMS sender {sender!r} has {len(sender)} characters: Brevo takes at most "
+                f"{SMS_SENDER_LETTERS} characters, or {SMS_SENDER_DIGITS} when it is only digits")
+    return None
 
 
 def configured_client(credentials: BrevoCredentials | None) -> BrevoClient | None:

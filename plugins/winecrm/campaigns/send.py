@@ -11,10 +11,21 @@ Live sending, batch by batch (``messageVersions``, up to 1000 e-mails per Brevo 
 2. send; record ``sent`` with Brevo's message ids — committed as soon as the answer arrives.
 
 A retried, killed or rerun task starts by resolving what it left ``sending`` (the request may
-have left and its answer been lost): inside Brevo's idempotency window the same call is made
-again under the same key — Brevo either sends it (it never arrived) or refuses the key as
-already used (it did: nothing is sent twice); after the window each address is looked up in
-Brevo's log of sent e-mails. Nothing is ever re-sent blindly.
+have left and its answer been lost): within ``sending.idempotency_window_minutes`` (at most 10:
+Brevo documents a key's lifetime as 30 minutes today and 15 in an older changelog) the same call
+is made again under the same key — Brevo either sends it (it never arrived) or refuses the key
+as already used (it did: nothing is sent twice). Later, the key may be forgotten, so the batch is
+looked up in Brevo's log of sent e-mails instead: Brevo takes a messageVersions call whole or
+not at all, so a few of its recipients tell its fate (a handful of requests on an endpoint
+limited to about 100 an hour, never one per e-mail), in a window of days around when it left
+(Brevo reads its log at most one month at a time). Nothing is ever re-sent blindly.
+
+Brevo answers one message id per version; an answer with another count, or an empty id, is
+logged and noted on the rows (sent: the call was accepted) and no id is attached — an id on the
+wrong row would send a customer's webhook events to another.
+
+A live campaign with nothing left to send (everyone left out, or all sent already) needs no
+approval: it is closed as done.
 """
 
 from __future__ import annotations
@@ -159,7 +170,18 @@ def outbox_dir() -> Path:
     return settings.paths().outbox_dir
 
 
-def _mark_sent(conn: psycopg.Connection, rows: list[dict], message_ids: list[str] | None, note: str | None) -> None:
+def _checked_ids(rows: list[dict], message_ids: list) -> tuple[list, str | None]:
+    """Brevo's message ids when there is one non-empty id per e-mail, else none and a note."""
+    if len(message_ids) == len(rows) and all(isinstance(m, str) and m.strip() for m in message_ids):
+        return message_ids, None
+    empty = sum(1 for m in message_ids if not (isinstance(m, str) and m.strip()))
+    note = (f"Brevo accepted the call but answered {len(message_ids)} message id(s) ({empty} empty) for "
+            f"{len(rows)} e-mail(s): no id attached (the webhook events still map by address and X-Mailin-custom)")
+    log.warning("%s (batch %s)", note, rows[0].get("batch_key"))
+    return [], note
+
+
+def _mark_sent(conn: psycopg.Connection, rows: list[dict], message_ids: list | None, note: str | None) -> None:
     ids = message_ids or []
     with _committed(conn), conn.cursor() as cur:
         cur.executemany(
@@ -195,35 +217,87 @@ def _send_batch(conn, client: brevo_mod.BrevoClient, rows: list[dict], campaign_
         raise
     except brevo_mod.BrevoUnavailable:
         raise  # outcome unknown: the rows stay 'sending' and are resolved by the next try
-    _mark_sent(conn, rows, message_ids, None)
+    _mark_sent(conn, rows, *_checked_ids(rows, message_ids))
+
+
+LOOKUP_SAMPLE = 3          # recipients looked up to tell an unknown batch's fate
+CLOCK_SKEW = dt.timedelta(minutes=1)  # between our database and Brevo's log
+
+
+def lookup_window(left_at: dt.datetime) -> tuple[str, str]:
+    """The dates (UTC) to read Brevo's log for a batch that left at ``left_at``: the day before
+    to two days after — well inside Brevo's one-month limit, however long ago it left."""
+    day = left_at.astimezone(dt.timezone.utc).date()
+    return (day - dt.timedelta(days=1)).isoformat(), (day + dt.timedelta(days=2)).isoformat()
+
+
+def _sample(rows: list[dict]) -> list[dict]:
+    """A few rows spread over the batch (first, middle, last)."""
+    picks = sorted({0, len(rows) // 2, len(rows) - 1})[:LOOKUP_SAMPLE]
+    return [rows[i] for i in picks]
+
+
+def _brevo_date(text: str | None) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _resolve_by_lookup(conn: psycopg.Connection, client: brevo_mod.BrevoClient, campaign_id: str,
+                       rows: list[dict], to_override: str | None, attributed: set) -> bool:
+    """Was this unknown batch accepted? Looks a few of its recipients up in Brevo's log (tag =
+    the campaign). An e-mail whose message id the ledger already holds is an earlier batch's
+    (with a test address, every batch goes to the same address under the same tag); so is one
+    dated before the batch left. Marks the batch sent (ids attached where one address is one
+    row) or puts it back to 'rendered'. ``attributed``: ids already given to a batch."""
+    left_at = min(r["sending_at"] for r in rows)
+    start, end = lookup_window(left_at)
+    shared_address = to_override is not None
+    addresses = list(dict.fromkeys(to_override or r["email"] for r in _sample(rows)))
+    found: dict[str, list[dict]] = {}
+    for address in addresses:
+        found[address] = [
+            e for e in client.find_sent(address, start, end, tag=campaign_id)
+            if e.get("messageId") and e["messageId"] not in attributed
+            and (not shared_address or (_brevo_date(e.get("date")) or left_at) >= left_at - CLOCK_SKEW)]
+    if not any(found.values()):
+        _release(conn, rows, "not in Brevo's log after an unanswered call: to send again", "rendered")
+        return False
+    ids = []
+    for row in rows:
+        candidates = [] if shared_address else found.get(row["email"], [])
+        ids.append(candidates[0]["messageId"] if len(candidates) == 1 else None)
+    # a batch takes the oldest unattributed e-mails (only one batch of a campaign is ever unknown at a
+    # time: each try resolves them before it sends anything new)
+    attributed.update(e["messageId"] for emails in found.values()
+                      for e in sorted(emails, key=lambda e: e.get("date") or "")[:len(rows)])
+    _mark_sent(conn, rows, ids, "found in Brevo's log after an unanswered call (the whole call was accepted)")
+    return True
 
 
 def _resolve_unknown(conn: psycopg.Connection, client: brevo_mod.BrevoClient, campaign_id: str,
                      cfg: settings.CampaignsConfig, to_override: str | None, now: dt.datetime) -> dict:
-    """Rows left 'sending' by an earlier try: same call under the same key inside the window,
-    else looked up in Brevo's log; never sent blindly."""
+    """Rows left 'sending' by an earlier try: the same call under the same key inside the
+    window, else the batch looked up in Brevo's log; never sent blindly."""
     counts = {"repeated_under_key": 0, "found_sent": 0, "not_found_resent_later": 0}
     pending = _rows(conn, "campaign_id = %s AND status = 'sending'", (campaign_id,))
     batches: dict = {}
     for row in pending:
         batches.setdefault(row["batch_key"], []).append(row)
     window = dt.timedelta(minutes=cfg.sending.idempotency_window_minutes)
-    for batch_key, rows in batches.items():
+    attributed = {m for (m,) in conn.execute("SELECT brevo_message_id FROM crm.email_sends WHERE campaign_id = %s "
+                                             "AND brevo_message_id IS NOT NULL", (campaign_id,))}
+    for batch_key, rows in sorted(batches.items(), key=lambda b: min(r["sending_at"] for r in b[1])):
         left_at = min(r["sending_at"] for r in rows)
         if now - left_at < window:
             counts["repeated_under_key"] += len(rows)
             _send_batch(conn, client, rows, campaign_id, cfg, to_override)
-            continue
-        start = (left_at - dt.timedelta(days=1)).date().isoformat()
-        end = (now + dt.timedelta(days=1)).date().isoformat()
-        for row in rows:
-            found = client.find_sent(to_override or row["email"], start, end, tag=campaign_id)
-            if found:
-                counts["found_sent"] += 1
-                _mark_sent(conn, [row], [found[0].get("messageId")], "found in Brevo's log after an unanswered call")
-            else:
-                counts["not_found_resent_later"] += 1
-                _release(conn, [row], "not in Brevo's log after an unanswered call: to send again", "rendered")
+        elif _resolve_by_lookup(conn, client, campaign_id, rows, to_override, attributed):
+            counts["found_sent"] += len(rows)
+        else:
+            counts["not_found_resent_later"] += len(rows)
     return counts
 
 
@@ -240,6 +314,16 @@ def send_campaign(conn: psycopg.Connection, campaign_id: str, *, client: brevo_m
     campaign = _campaign(conn, campaign_id)
     mode = campaign["mode"]
     live = client is not None and mode in ("live", "test")
+    if mode == "live" and campaign["status"] == "rendered" and _left_to_send(conn, campaign_id) == 0:
+        # a normal week where everyone was left out (or all went already): nothing to approve
+        conn.execute("UPDATE crm.campaigns SET status = 'done', updated_at = now() WHERE campaign_id = %s "
+                     "AND status = 'rendered'", (campaign_id,))
+        conn.commit()
+        summary = campaign_summary(conn, campaign_id)
+        summary.update(mode=mode, live=live, batches=0, resolved={}, brevo_requests=0, outbox=None, seconds=0.0,
+                       note="nothing left to send: no approval needed")
+        log.info("campaign %s: nothing left to send, closed without approval: %s", campaign_id, summary)
+        return summary
     if mode == "live" and client is None:
         raise CampaignNotApproved(f"campaign {campaign_id} is live but no Brevo connection is configured: "
                                   "nothing sent (set the Airflow connection brevo_default, or switch to dry-run)")
@@ -268,9 +352,7 @@ def send_campaign(conn: psycopg.Connection, campaign_id: str, *, client: brevo_m
             with _committed(conn), conn.cursor() as cur:
                 cur.executemany("""UPDATE crm.email_sends SET status = 'simulated', outbox_path = %s, updated_at = now()
                                    WHERE send_id = %s AND status = 'rendered'""", written)
-    left = conn.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND status IN "
-                        "('rendered', 'sending')", (campaign_id,)).fetchone()[0]
-    if left == 0:
+    if _left_to_send(conn, campaign_id) == 0:
         conn.execute("UPDATE crm.campaigns SET status = 'done', updated_at = now() WHERE campaign_id = %s",
                      (campaign_id,))
     conn.commit()
@@ -281,6 +363,11 @@ def send_campaign(conn: psycopg.Connection, campaign_id: str, *, client: brevo_m
                    seconds=round(time.perf_counter() - started, 3))
     log.info("campaign %s sent (%s): %s", campaign_id, "live" if live else "outbox", summary)
     return summary
+
+
+def _left_to_send(conn: psycopg.Connection, campaign_id: str) -> int:
+    return conn.execute("SELECT count(*) FROM crm.email_sends WHERE campaign_id = %s AND status IN "
+                        "('rendered', 'sending')", (campaign_id,)).fetchone()[0]
 
 
 def _db_now(conn: psycopg.Connection) -> dt.datetime:

@@ -331,8 +331,27 @@ class SendingConfig(_Section):
     request_timeout_s: float = Field(30, gt=0)
     max_attempts: int = Field(5, ge=1)                     # per call, for 429 and safe retries
     max_rate_limit_wait_s: float = Field(120, ge=0)        # a 429 asking for longer fails the task (retried later)
-    idempotency_window_minutes: int = Field(25, ge=1, le=30)  # Brevo keeps a key 30 min: re-send under it only
+    # a call whose answer was lost is repeated under its idempotencyKey only this long; later, looked up
+    idempotency_window_minutes: int = Field(10, ge=1)
     tags: list[str] = Field(default_factory=lambda: ["crm-hebdo"])
+
+    @field_validator("idempotency_window_minutes")
+    @classmethod
+    def _within_the_key_lifetime(cls, minutes: int) -> int:
+        if minutes > 10:
+            raise ValueError(
+                f"{minutes} minutes: Brevo documents an idempotencyKey's lifetime as 30 minutes today and as 15 in "
+                "an older changelog, so never rely on more than 10 minutes (past that, the send looks the batch "
+                "up in Brevo's log instead of repeating it)")
+        return minutes
+
+
+class ContactsConfig(_Section):
+    """Where ``python -m winecrm.campaigns sync-contacts`` imports the customers in Brevo."""
+
+    list_id: int | None = Field(None, ge=1)      # a Brevo contact list's id; None: found or created by name
+    list_name: str = Field("Clients du domaine (CRM)", min_length=1)
+    folder_name: str = Field("CRM", min_length=1)  # for the list, only when the account has no folder
 
 
 class ReportConfig(_Section):
@@ -345,6 +364,7 @@ class CampaignsConfig(_Section):
     estate: EstateConfig
     links: LinksConfig
     sending: SendingConfig = SendingConfig()
+    contacts: ContactsConfig = ContactsConfig()
     report: ReportConfig = ReportConfig()
 
 

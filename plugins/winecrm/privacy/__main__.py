@@ -12,7 +12,8 @@ sandbox or a mock); without it the summary says the contact was not deleted. The
 CRM_DATABASE_URL.
 
 Exit status: 0 done (or nothing found), 1 refused or failed (nothing changed), 2 the warehouse
-part is done but Brevo failed: run the same command again.
+part is done but Brevo failed (run the same command again) or refused to let the API delete a
+contact (405: the summary says where a person deletes it in Brevo).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run:
         erase.delete_brevo_contacts(report, erase.brevo_client_from_env())
     print(erase.format_summary(report))
-    return 2 if report.brevo_error else 0
+    return 2 if report.needs_a_person else 0
 
 
 if __name__ == "__main__":

@@ -350,8 +350,13 @@ class ErasureReport:
     already_erased: list[str] = field(default_factory=list)     # addresses whose marker was there before
     files: list[Path] = field(default_factory=list)
     data_docs_rebuilt: bool | None = None                       # None: no Data Docs page removed
-    brevo: dict[str, str] = field(default_factory=dict)          # address -> deleted | not_found | no_connection | error
+    brevo: dict[str, str] = field(default_factory=dict)  # address -> deleted | not_found | not_allowed | no_connection | error
     brevo_error: str | None = None
+
+    @property
+    def needs_a_person(self) -> bool:
+        """Brevo failed, or holds a contact only a person can delete there."""
+        return bool(self.brevo_error) or "not_allowed" in self.brevo.values()
 
     @property
     def found(self) -> bool:
@@ -666,7 +671,9 @@ def brevo_client_from_env():
 
 def delete_brevo_contacts(report: ErasureReport, client) -> ErasureReport:
     """Delete the person's Brevo contact(s), after the warehouse commit; ``client`` None means no
-    Brevo connection. A Brevo error is recorded in ``report.brevo_error`` (the caller exits 2)."""
+    Brevo connection. A Brevo error is recorded in ``report.brevo_error``; a contact Brevo does not
+    let the API delete (405) is ``not_allowed``, for a person to delete in Brevo (the caller
+    exits 2 for either: ``needs_a_person``)."""
     from winecrm.campaigns import brevo
 
     for address in report.person.addresses:
@@ -677,6 +684,8 @@ def delete_brevo_contacts(report: ErasureReport, client) -> ErasureReport:
         else:
             try:
                 report.brevo[address] = "deleted" if client.delete_contact(address) else "not_found"
+            except brevo.BrevoNotAllowed:
+                report.brevo[address] = "not_allowed"  # a person must delete it in Brevo; the others go on
             except brevo.BrevoError as exc:
                 report.brevo[address] = "error"
                 report.brevo_error = str(exc)
@@ -757,7 +766,10 @@ def _counts(outcome: TableOutcome, would: bool = False) -> str:
 
 BREVO_WORDS = {"deleted": "contact deleted", "not_found": "no contact (nothing to delete)",
                "no_connection": "NOT deleted: no Brevo connection (BREVO_API_KEY is not set)",
-               "error": "NOT deleted: Brevo error (see below)"}
+               "error": "NOT deleted: Brevo error (see below)",
+               "not_allowed": "NOT deleted: Brevo does not let the API delete this contact (405: a contact registered "
+                              "with Brevo): delete it by hand in Brevo (Contacts, open the contact, Delete), or ask "
+                              "Brevo's support if it is the address the Brevo account itself is registered with"}
 
 
 def format_summary(report: ErasureReport) -> str:
@@ -803,7 +815,7 @@ def format_summary(report: ErasureReport) -> str:
             if status is None:
                 continue
             shown = address if address in person.typed_addresses else f"address #{i + 1} (found from the records)"
-            if status in ("no_connection", "error") and address not in person.typed_addresses:
+            if status in ("no_connection", "error", "not_allowed") and address not in person.typed_addresses:
                 shown = f"{address} (found from the records; delete this contact in Brevo by hand or rerun with --email)"
             lines.append(f"  Brevo: {shown}: {BREVO_WORDS[status]}")
     elif would:

@@ -95,6 +95,37 @@ def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_di
         assert server.fake.requests == []
 
 
+def test_a_live_week_with_nothing_to_send_goes_straight_to_send_and_ends_green(conn, crm_dirs, monkeypatch):
+    """Everyone left out (all unsubscribed before the render): render_emails says so, the branch
+    skips the approval, and send_emails closes the campaign instead of paging on-call."""
+    import datetime as dt
+
+    from tests.fakes.brevo import FakeBrevoServer
+    from winecrm.core.run_params import RunParams
+    from winecrm.demo import sampledata
+
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=80, years=1.0)
+    window = pipeline.week_window("run_empty", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
+    pipeline.prepare(conn, window)
+    for stage in pipeline.stages_until(pipeline.run_recommend):
+        stage(conn, window.run_id)
+    conn.execute("INSERT INTO crm.suppressions (email, reason, source) SELECT DISTINCT lower(btrim(email)), "
+                 "'unsubscribed', 'test' FROM etl.clients WHERE email IS NOT NULL ON CONFLICT DO NOTHING")
+    conn.commit()
+    monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
+    with FakeBrevoServer() as server:
+        monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
+        monkeypatch.setenv("BREVO_API_URL", server.url)
+        mode = tasks.render_emails(window.run_id, "manual")
+        assert mode == "live_nothing_to_send"
+        tasks.send_emails(window.run_id)  # where the branch sends it: no approval asked for nothing
+        assert server.fake.requests == []
+        assert tasks.campaign_path(mode) == "send_emails"
+    status = conn.execute("SELECT status FROM crm.campaigns WHERE campaign_id = 'hebdo-2026-11-15'").fetchone()[0]
+    assert status == "done"
+    assert tasks.campaign_path("live") == "approve_campaign" and tasks.campaign_path("dry_run") == "send_emails"
+
+
 def test_crm_events_fails_once_when_an_event_is_parked_and_is_green_again_after(conn, crm_dirs, monkeypatch, tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 

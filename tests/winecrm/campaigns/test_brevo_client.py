@@ -60,7 +60,7 @@ def test_the_contract_is_checked_before_anything_leaves(server):
 def test_the_fake_enforces_the_documented_fields(server):
     client, _ = _client(server)
     # a field Brevo does not know, slipped past our own check, is refused by the server with its message
-    with pytest.raises(brevo.BrevoBadRequest, match="unknown parameter.*recipients"):
+    with pytest.raises(brevo.BrevoBadRequest, match="recipients: unknown field"):
         client.send_transactional({**_batch(1), "recipients": ["x"]})
     assert server.fake.sent == []
 
@@ -132,10 +132,71 @@ def test_a_slow_answer_past_the_timeout_is_an_unknown_outcome_resolved_by_the_ke
 
 
 def test_lookup_and_contact_import(server):
+    import datetime as dt
+
     client, _ = _client(server)
     client.send_transactional(_batch(2))
-    found = client.find_sent("c1@example.fr", "2026-01-01", "2030-01-01", tag="hebdo-2026-11-15")
+    today = dt.date.today()
+    start, end = (today - dt.timedelta(days=1)).isoformat(), (today + dt.timedelta(days=1)).isoformat()
+    found = client.find_sent("c1@example.fr", start, end, tag="hebdo-2026-11-15")
     assert [f["email"] for f in found] == ["c1@example.fr"]
-    assert client.find_sent("c1@example.fr", "2026-01-01", "2030-01-01", tag="other") == []
-    process = client.import_contacts([{"email": "c1@example.fr", "attributes": {"PRENOM": "Anne"}}])
+    assert client.find_sent("c1@example.fr", start, end, tag="other") == []
+    list_id = client.create_list("Clients", client.create_folder("CRM"))
+    with pytest.raises(ValueError, match="into a list"):
+        client.import_contacts([{"email": "c1@example.fr"}], [])
+    process = client.import_contacts([{"email": "c1@example.fr", "attributes": {"PRENOM": "Anne", "FIRSTNAME": "Anne"}}],
+                                     [list_id])
     assert process == 1 and server.fake.imports[0]["updateExistingContacts"] is True
+    # like Brevo, the fake keeps only the attributes the account has: PRENOM is not one yet
+    assert server.fake.contact_attributes["c1@example.fr"] == {"FIRSTNAME": "Anne"}
+    client.create_attribute("PRENOM", "text")
+    client.import_contacts([{"email": "c1@example.fr", "attributes": {"PRENOM": "Anne"}}], [list_id])
+    assert server.fake.contact_attributes["c1@example.fr"] == {"FIRSTNAME": "Anne", "PRENOM": "Anne"}
+    assert client.attributes()["PRENOM"] == "text" and client.find_list("Clients") == list_id
+
+
+def test_the_sms_sender_is_11_characters_or_15_digits(server):
+    client, _ = _client(server)
+    sms = {"recipient": "33612345678", "content": "Merci !", "type": "transactional"}
+    with pytest.raises(brevo.BrevoBadRequest, match="11"):
+        client.send_sms({**sms, "sender": "DomaineSaint"})  # 12 letters: Brevo refuses it
+    assert server.fake.requests == []  # refused here: nothing reached Brevo
+    client.send_sms({**sms, "sender": "DomExemple"})
+    client.send_sms({**sms, "sender": "336123456789012"})  # a numeric sender may have 15 digits
+    assert [s["sender"] for s in server.fake.sms] == ["DomExemple", "336123456789012"]
+    # and the fake refuses it like Brevo, whoever sends it
+    import requests
+
+    answer = requests.post(f"{server.url}/transactionalSMS/sms", json={**sms, "sender": "DomaineSaint"},
+                           headers={"api-key": server.fake.api_key}, timeout=5)
+    assert answer.status_code == 400 and "11" in answer.json()["message"]
+
+
+def test_a_contact_brevo_will_not_delete_says_what_a_person_must_do(server):
+    server.fake.contacts.update({"owner@domaine-exemple.fr", "c1@example.fr"})
+    server.fake.undeletable.add("owner@domaine-exemple.fr")
+    client, _ = _client(server)
+    with pytest.raises(brevo.BrevoNotAllowed, match="by hand in Brevo") as refused:
+        client.delete_contact("owner@domaine-exemple.fr")
+    assert refused.value.status == 405 and not isinstance(refused.value, brevo.BrevoBadRequest)
+    assert client.delete_contact("c1@example.fr") is True
+
+
+def test_the_log_of_sent_emails_is_read_page_by_page(server):
+    """send-test --all writes hundreds of e-mails to one address under one tag: all are read."""
+    client, _ = _client(server)
+    for batch in range(3):
+        message = _batch(1, key=f"3f1c2b1e-0000-4000-8000-00000000010{batch}")
+        message["messageVersions"] = [{"to": [{"email": "equipe@domaine-exemple.fr"}], "subject": f"S{i}"}
+                                      for i in range(500)]
+        client.send_transactional(message)
+    import datetime as dt
+
+    today = dt.date.today()
+    found = client.find_sent("equipe@domaine-exemple.fr", (today - dt.timedelta(days=1)).isoformat(),
+                             (today + dt.timedelta(days=1)).isoformat(), tag="hebdo-2026-11-15")
+    assert len(found) == 1500 and len({f["messageId"] for f in found}) == 1500
+    pages = [r for r in server.fake.requests if r[1] == "/smtp/emails"]
+    assert len(pages) == 2  # 1,000 then a short page
+    with pytest.raises(ValueError, match="one month"):
+        client.find_sent("equipe@domaine-exemple.fr", "2026-01-01", "2026-03-01")

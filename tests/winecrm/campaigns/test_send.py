@@ -264,3 +264,79 @@ def test_the_api_key_never_appears_in_logs_outbox_ledger_or_errors(estate, tmp_p
     places += [str(row) for row in estate.execute("SELECT * FROM crm.email_sends")]
     places += [str(row) for row in estate.execute("SELECT * FROM crm.campaigns")]
     assert not [p for p in places if "SECRET" in p]
+
+
+def test_test_emails_carry_only_the_test_token_and_the_commands_take_the_writer_lock(estate, warehouse_url, tmp_path,
+                                                                                     monkeypatch):
+    """A test e-mail is a copy of a customer's: its unsubscribe link must be the test row's own
+    token (clicking it in a test must never unsubscribe the customer). And the commands write
+    the warehouse like the DAG's stages: one writer at a time."""
+    import psycopg
+    from winecrm.campaigns import __main__ as cli
+    from winecrm.core import db
+
+    from tests.conftest import use_config
+
+    render.render_campaign(estate, "run_1", AS_OF, mode="dry_run", cfg=_cfg())
+    monkeypatch.setenv("CRM_OUTBOX_DIR", str(tmp_path / "outbox"))
+    report = cli.send_test(estate, "equipe@domaine-exemple.fr", every_email=True, client=None, source=DRY)
+    test_campaign = report["campaign_id"]
+    rows = estate.execute("SELECT unsubscribe_token, html, text_body FROM crm.email_sends WHERE campaign_id = %s",
+                          (test_campaign,)).fetchall()
+    assert len(rows) == _statuses(estate, DRY)["rendered"] > 100
+    for token, html, text in rows:
+        customer_token = token.rsplit("-test-", 1)[0]
+        assert token != customer_token and token in html and token in text
+        assert customer_token not in html.replace(token, "") and customer_token not in text.replace(token, "")
+    for eml in (tmp_path / "outbox" / test_campaign).glob("*.eml"):
+        message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        token = message["List-Unsubscribe"].split("/desinscription/")[1].split(">")[0]
+        assert "-test-" in token
+        assert token.rsplit("-test-", 1)[0] not in message.get_body(("html",)).get_content().replace(token, "")
+
+    use_config(tmp_path, monkeypatch, warehouse={"writer_wait_minutes": 0.01})
+    campaigns_before = estate.execute("SELECT count(*) FROM crm.campaigns").fetchone()[0]
+    estate.commit()
+    with psycopg.connect(warehouse_url) as other, \
+            db.warehouse_writer(other, "scheduled__x:load"):
+        assert cli.main(["send-test", "--to", "equipe@domaine-exemple.fr"]) == 1
+        assert cli.main(["send", "--campaign", DRY]) == 1
+    assert estate.execute("SELECT count(*) FROM crm.campaigns").fetchone()[0] == campaigns_before
+    estate.commit()
+    assert cli.main(["send-test", "--to", "equipe@domaine-exemple.fr"]) == 0  # the lock is free again
+
+
+def test_sync_contacts_creates_the_attributes_and_imports_into_a_list(estate, monkeypatch):
+    """Brevo ignores attributes the account does not have, and an import needs a list: the sync
+    creates what is missing (a handful of calls, none per contact) and imports into its list."""
+    from winecrm.campaigns import __main__ as cli
+
+    with FakeBrevoServer() as server:
+        fake = server.fake
+        fake.folders = {1: "Your first folder"}
+        fake.lists = {i: {"name": f"Salon {i}", "folderId": 1} for i in range(2, 62)}  # two pages of 50
+        client = brevo.BrevoClient(brevo.BrevoCredentials(fake.api_key, server.url), sleep=lambda s: None)
+        first = cli.sync_contacts(estate, client)
+        assert {k: fake.attributes.get(k) for k in cli.CONTACT_ATTRIBUTES} == {
+            "PRENOM": "text", "NOM": "text", "SEGMENT": "text", "RFM_SCORE": "float", "LEAD_SCORE": "float",
+            "LAST_ORDER_DATE": "date"}
+        ours = [i for i, v in fake.lists.items() if v["name"] == settings.campaigns_config().contacts.list_name]
+        assert len(ours) == 1 and first["list_id"] == ours[0]
+        assert all(body["listIds"] == ours for body in fake.imports)
+        kept = fake.contact_attributes[fake.imports[0]["jsonBody"][0]["email"]]
+        assert {"SEGMENT", "LEAD_SCORE", "LAST_ORDER_DATE"} <= set(kept)  # Brevo kept them: they exist now
+        calls_before = len(fake.requests)
+        again = cli.sync_contacts(estate, client)
+        calls = fake.requests[calls_before:]
+        assert again["list_id"] == ours[0] and len(fake.lists) == 61  # found by name, not created twice
+        # newest lists first: ours on the first page
+        assert [c[:2] for c in calls if c[1] != "/contacts/import"] == [("GET", "/contacts/attributes"),
+                                                                       ("GET", "/contacts/lists")]
+        # a list named in campaigns.yaml: used as it is
+        cfg = settings.campaigns_config()
+        cfg = cfg.model_copy(update={"contacts": cfg.contacts.model_copy(update={"list_id": 7})})
+        calls_before = len(fake.requests)
+        cli.sync_contacts(estate, client, cfg=cfg)
+        assert fake.imports[-1]["listIds"] == [7]
+        assert not [c for c in fake.requests[calls_before:] if c[1] == "/contacts/lists"]
+        assert fake.contract_mismatches == []

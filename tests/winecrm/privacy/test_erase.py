@@ -330,3 +330,19 @@ def test_file_matching_takes_whole_client_codes_and_decodes_emails():
     assert erase.file_mentions(Path("rebuy-C1.eml"), b"", [], ["C1"], set())
     assert not erase.file_mentions(Path("rebuy-C10.eml"), b"C10 and C11", [], ["C1"], set())
     assert not erase.file_mentions(Path("report.html"), b"<td>1234</td>", [], ["1234"], set())  # too short to search
+
+
+def test_a_contact_brevo_will_not_let_the_api_delete_is_left_to_a_person(estate, monkeypatch, capsys, rebuilt):
+    """Brevo answers 405 for a contact registered with Brevo: not a bad request, not worth a
+    rerun — the summary says where to delete it by hand; the other address is deleted."""
+    with FakeBrevoServer() as server:
+        server.fake.contacts.update({ADDRESS, OLD_ADDRESS})
+        server.fake.undeletable.add(ADDRESS)
+        _brevo_env(monkeypatch, server)
+        assert main(["erase", "--email", TYPED]) == 2  # a person must finish the job
+    out = capsys.readouterr().out
+    assert f"{TYPED.lower()}: NOT deleted: Brevo does not let the API delete this contact (405" in out
+    assert "delete it by hand in Brevo" in out
+    assert "address #2 (found from the records): contact deleted" in out
+    assert "Run the same command again" not in out  # a rerun would get the same 405
+    assert server.fake.contacts == {ADDRESS} and _leftovers(estate) == []
