@@ -250,11 +250,8 @@ def process_events() -> dict:
     from winecrm.events import processing
     from winecrm.events.rules import load_rules
 
-    from winecrm.events.actions import check_sms_settings
-
     try:
         rules = load_rules()
-        check_sms_settings(rules)
     except (settings.ConfigError, OSError) as exc:
         raise _fail_fast(exc) from exc
     client = brevo.configured_client(brevo_credentials())

@@ -225,23 +225,11 @@ def _sms_outbox(outbox: Path | None) -> Path:
     return folder
 
 
-def check_sms_settings(rules: RuleSet) -> None:
-    """The SMS settings Brevo would refuse, as a settings error naming the key (before any SMS:
-    in a dry run too, so the outbox never holds SMS that could not leave)."""
-    from winecrm.campaigns.brevo import sms_sender_problem
-    from winecrm.events.rules import rules_path
-
-    problem = sms_sender_problem(rules.settings.sms.sender)
-    if problem:
-        raise settings.ConfigError(f"{rules_path()}: settings.sms.sender: {problem}")
-
-
 def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = None,
                     now: dt.datetime | None = None) -> Counter:
     from winecrm.campaigns import brevo as brevo_mod
 
     cfg = rules.settings.sms
-    check_sms_settings(rules)
     counts = Counter()
     # a task stopped during a call: the SMS may have left — recorded, never repeated
     lost = conn.execute("""

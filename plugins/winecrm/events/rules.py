@@ -201,6 +201,18 @@ class Rule(_Strict):
 class SmsSettings(_Strict):
     mode: Literal["dry_run", "live"] = "dry_run"
     sender: str = Field("Domaine", min_length=1, max_length=15)
+
+    @field_validator("sender")
+    @classmethod
+    def _brevo_takes_it(cls, value: str) -> str:
+        """At most 11 characters with letters, 15 digits only: Brevo refuses the SMS otherwise (a
+        settings mistake, said once when the rules load, not an SMS per customer)."""
+        from winecrm.campaigns.brevo import sms_sender_problem
+
+        problem = sms_sender_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
     region: str = "FR"
     holidays_subdivision: str | None = "6AE"
     quiet_before: str = Field("08:00", pattern=r"^\d{2}:\d{2}$")

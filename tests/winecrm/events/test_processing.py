@@ -262,22 +262,16 @@ def test_sms_waits_for_the_allowed_hours_and_is_never_sent_twice(conn, crm_dirs,
         assert table(conn, "SELECT status FROM crm.automation_actions WHERE client_code = 'C000000'") == [("unknown",)]
 
 
-def test_an_sms_sender_brevo_would_refuse_stops_before_any_sms(conn, crm_dirs, tmp_path):
+def test_an_sms_sender_brevo_would_refuse_is_a_rules_file_mistake():
     """Brevo takes at most 11 characters for a sender with letters (15 for digits only): a
-    12-letter sender is a settings mistake, said with the key to fix — not an SMS per customer
-    written to the outbox (dry run) or parked one by one (live)."""
-    seed_warehouse(conn, 1)
-    conn.execute("UPDATE etl.clients SET telephone = '06 12 34 56 78'")
-    conn.commit()
-    rules = parse_rules({"settings": {"sms": {"sender": "DomaineSaint"}}, "rules": [
-        {"id": "sms_form", "trigger": "form_submit", "actions": [{"type": "send_sms", "text": "Merci !",
-                                                                  "sms_type": "transactional"}]}]})
-    queue(conn, [behavior("form_submit", "C000000", "f1")])
-    with pytest.raises(settings.ConfigError, match="settings.sms.sender.*11 characters"):
-        processing.process_events(conn, rules=rules, outbox=tmp_path)
-    assert not list(tmp_path.rglob("*.jsonl"))
-    numeric = parse_rules({"settings": {"sms": {"sender": "336123456789012"}}, "rules": rules.model_dump()["rules"]})
-    actions.check_sms_settings(numeric)  # 15 digits: allowed
+    12-letter sender is a settings mistake, said with the key to fix when the rules load — not an
+    SMS per customer written to the outbox (dry run) or parked one by one (live)."""
+    rule = {"id": "sms_form", "trigger": "form_submit",
+            "actions": [{"type": "send_sms", "text": "Merci !", "sms_type": "transactional"}]}
+    with pytest.raises(settings.ConfigError, match=r"settings\.sms\.sender.*11 characters"):
+        parse_rules({"settings": {"sms": {"sender": "DomaineSaint"}}, "rules": [rule]}, "automation_rules.yaml")
+    assert parse_rules({"settings": {"sms": {"sender": "336123456789012"}}, "rules": [rule]})  # 15 digits: fine
+    assert parse_rules({"settings": {"sms": {"sender": "DomaineSain"}}, "rules": [rule]})      # 11 letters: fine
 
 
 @pytest.mark.parametrize("at, allowed", [
