@@ -1,7 +1,7 @@
 """The baselines of the receiver benchmark (bench/bench_events.py), same framework as ours.
 
 * ``naive``: what a receiver usually looks like first — our route and request path exactly
-  (the same FastAPI route class, authentication, body checks and validation:
+  (the same dispatch of the event posts, authentication, body checks and validation:
   ``receiver._json_body``, ``intake.parse_brevo`` / ``rows``), but each request stores its
   events itself: one INSERT per event and one COMMIT per request, on a synchronous psycopg
   connection of the worker thread it runs on (Starlette's thread pool, 40 threads: up to 40
@@ -104,4 +104,6 @@ def create_baseline_app(kind: str, auth, database_url: str | None):
     def health():
         return {"status": "ok"}
 
+    if kind != "bare" and hasattr(receiver, "events_first"):  # dispatched as ours is: only the storage differs
+        return receiver.events_first(app, {"/webhook/email": brevo_events})
     return app
