@@ -125,7 +125,23 @@ def automation_campaign_id(rule_id: str, day: dt.date) -> str:
     return f"auto-{rule_id.replace('_', '-')}-{day.isoformat()}"
 
 
+def _finish_many(conn, done: list[tuple[int, str, dict | None, str | None]]) -> None:
+    """``_finish`` for many actions in one statement: (action id, status, result, error)."""
+    if not done:
+        return
+    conn.execute("""
+        UPDATE crm.automation_actions a SET status = d.status, result = d.result::jsonb, error = d.error,
+                                            done_at = now(), attempts = a.attempts + 1
+        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS d(action_id, status, result, error)
+        WHERE a.action_id = d.action_id""",
+                 ([d[0] for d in done], [d[1] for d in done],
+                  [json.dumps(d[2], default=str) if d[2] is not None else None for d in done], [d[3] for d in done]))
+
+
 def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:
+    """Due send_email actions into the automation campaigns' ledger, 200 per transaction: who is
+    blocked and who was already e-mailed that day worked out for the whole chunk in one query,
+    the rows written in one statement (a few round trips per chunk, not per e-mail)."""
     from winecrm.campaigns import render, templates
 
     cfg, scoring = settings.campaigns_config(), settings.scoring_config()
@@ -142,26 +158,39 @@ def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:
                 FOR UPDATE OF a SKIP LOCKED""").fetchall()
             if not claimed:
                 return counts, campaigns
+            finished: list[tuple] = []
+            known = []
             for action_id, rule_id, template, client, due_at, email, prenom, nom in claimed:
                 if client is None or email is None:
-                    _finish(conn, action_id, "skipped", error="unknown customer or no address")
+                    finished.append((action_id, "skipped", None, "unknown customer or no address"))
                     counts["send_email:skipped"] += 1
                     continue
-                campaign_id = automation_campaign_id(rule_id, due_at.astimezone(PARIS).date())
+                known.append((action_id, rule_id, template, client, email, prenom, nom,
+                              automation_campaign_id(rule_id, due_at.astimezone(PARIS).date())))
+            for campaign_id in dict.fromkeys(k[7] for k in known):
                 campaign = render.ensure_campaign(conn, campaign_id, kind="automation", as_of=None, mode=mode,
                                                   run_id=None)
                 if mode == "live" and campaign["status"] == "rendered":
                     conn.execute("""UPDATE crm.campaigns SET status = 'approved', decided_by = 'automation rules',
                                            decided_at = now(), updated_at = now() WHERE campaign_id = %s""",
                                  (campaign_id,))
-                if conn.execute("SELECT 1 FROM crm.email_sends WHERE campaign_id = %s AND client_code = %s",
-                                (campaign_id, client)).fetchone():  # not rendered for nothing
-                    _finish(conn, action_id, "skipped", {"campaign_id": campaign_id},
-                            f"already e-mailed by rule {rule_id} that day")
+            # per action: already e-mailed by its rule that day? blocked (suppressed, invalid...)?
+            checks = dict(((i, (already, blocked)) for i, already, blocked in conn.execute("""
+                SELECT x.i, EXISTS (SELECT 1 FROM crm.email_sends e
+                                    WHERE e.campaign_id = x.campaign AND e.client_code = x.client),
+                       crm.email_blocked_reason(x.client, x.email, 0, x.campaign)
+                FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) AS x(i, client, email, campaign)""",
+                ([i for i in range(len(known))], [k[3] for k in known], [k[4] for k in known],
+                 [k[7] for k in known])))) if known else {}
+            to_write, seen = [], set()
+            for i, (action_id, rule_id, template, client, email, prenom, nom, campaign_id) in enumerate(known):
+                already, blocked = checks[i]
+                if already or (campaign_id, client) in seen:   # not rendered for nothing
+                    finished.append((action_id, "skipped", {"campaign_id": campaign_id},
+                                     f"already e-mailed by rule {rule_id} that day"))
                     counts["send_email:already"] += 1
                     continue
-                blocked = conn.execute("SELECT crm.email_blocked_reason(%s, %s, 0, %s)",
-                                       (client, email, campaign_id)).fetchone()[0]
+                seen.add((campaign_id, client))
                 token = secrets.token_urlsafe(24)
                 subject = html = text = None
                 if not blocked:
@@ -169,31 +198,44 @@ def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:
                     try:
                         rendered = templates.render(template, render.context_for(row, campaign_id, token, cfg, scoring))
                     except templates.TemplateError as exc:  # a template a person must fix: the others go on
-                        _finish(conn, action_id, "parked", error=str(exc))
+                        finished.append((action_id, "parked", None, str(exc)))
                         counts["send_email:parked"] += 1
+                        seen.discard((campaign_id, client))
                         continue
                     subject, html, text = rendered.subject, rendered.html, rendered.text
-                inserted = conn.execute("""
+                to_write.append((action_id, rule_id, campaign_id, client, email, template, subject, html, text,
+                                 blocked, token, str(render.idempotency_key(campaign_id, client))))
+            written = {}
+            if to_write:
+                columns = list(zip(*to_write))
+                written = {(c, k): send_id for send_id, c, k in conn.execute("""
                     INSERT INTO crm.email_sends (campaign_id, client_code, email, scenario, status, idempotency_key,
                                                  template, subject, html, text_body, products, skip_reason,
                                                  unsubscribe_token, rendered_at, updated_at)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '[]', %s, %s, now(), now())
+                    SELECT w.campaign, w.client, w.email, w.template,
+                           CASE WHEN w.blocked IS NULL THEN 'rendered' ELSE 'skipped' END, w.key::uuid, w.template,
+                           w.subject, w.html, w.text_body, '[]', w.blocked, w.token, now(), now()
+                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                %s::text[], %s::text[], %s::text[])
+                         AS w(campaign, client, email, template, subject, html, text_body, blocked, token, key)
                     ON CONFLICT (campaign_id, client_code) WHERE campaign_id IS NOT NULL DO NOTHING
-                    RETURNING send_id""",
-                    (campaign_id, client, email, template, "skipped" if blocked else "rendered",
-                     str(render.idempotency_key(campaign_id, client)), template, subject, html, text, blocked,
-                     token)).fetchone()
-                if inserted is None:
-                    _finish(conn, action_id, "skipped", {"campaign_id": campaign_id},
-                            f"already e-mailed by rule {rule_id} that day")
+                    RETURNING send_id, campaign_id, client_code""",
+                    (list(columns[2]), list(columns[3]), list(columns[4]), list(columns[5]), list(columns[6]),
+                     list(columns[7]), list(columns[8]), list(columns[9]), list(columns[10]), list(columns[11])))}
+            for action_id, rule_id, campaign_id, client, *_, blocked, _token, _key in to_write:
+                send_id = written.get((campaign_id, client))
+                if send_id is None:   # written meanwhile by another run
+                    finished.append((action_id, "skipped", {"campaign_id": campaign_id},
+                                     f"already e-mailed by rule {rule_id} that day"))
                     counts["send_email:already"] += 1
                 elif blocked:
-                    _finish(conn, action_id, "skipped", {"campaign_id": campaign_id, "send_id": inserted[0]}, blocked)
+                    finished.append((action_id, "skipped", {"campaign_id": campaign_id, "send_id": send_id}, blocked))
                     counts["send_email:skipped"] += 1
                 else:
-                    _finish(conn, action_id, "done", {"campaign_id": campaign_id, "send_id": inserted[0]})
+                    finished.append((action_id, "done", {"campaign_id": campaign_id, "send_id": send_id}, None))
                     counts["send_email:rendered"] += 1
                     campaigns.add(campaign_id)
+            _finish_many(conn, finished)
 
 
 def run_email_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = None) -> Counter:
