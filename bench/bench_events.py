@@ -1,4 +1,4 @@
-"""Benchmarks of issue 11: the webhook receiver under load, and a crm_events backlog.
+"""Benchmarks of the webhook receiver under load and of a crm_events backlog (issues 11 and 18).
 
     python bench/bench_events.py                       # make bench-events: both parts
     python bench/bench_events.py --part receiver --seconds 60
@@ -13,13 +13,13 @@
    the same run, the same way, on a database of its own: the naive receiver (same framework and
    validation, one INSERT and one COMMIT per request, ``bench/naive_receiver.py``), and two
    ceilings without a database: our request path answering 200 without storing ("nodb") and the
-   framework alone ("bare"). Targets: ours ≥ 3,000 events/s for 60 s, p99 ≤ 50 ms, zero loss,
-   ≥ 2× naive.
+   framework alone ("bare"). Targets (issue 18): ours ≥ 4× the naive receiver in the same run,
+   p99 ≤ 15 ms, zero loss (issue 11's: ≥ 3,000 events/s for 60 s, p99 ≤ 50 ms, ≥ 2× naive).
 2. crm_events backlog. 100,000 queued events (opens, unique opens, clicks on distinct links,
    deliveries, bounces, unsubscribes, purchases and page visits as behaviour events) over a seeded
    warehouse of 5,000 customers with RFM segments, lead scores and a sent campaign, written
    with ``intake.INSERT_SQL``; then one ``processing.process_events(conn, rules=load_rules())``
-   is timed (target ≤ 60 s), with the time of its parts (set-based queue, internal actions,
+   is timed (target ≤ 30 s; issue 11's: 60 s), with the time of its parts (set-based queue, internal actions,
    lead-score crossings, e-mail rendering and the dry-run send to the outbox).
 
 Both parts: the backlog first (measured on a quiet database: right after the receiver runs it
@@ -282,9 +282,9 @@ def part_receiver(admin: str, args) -> dict:
         o = out["ours"]
         out["targets"] = {
             "events_per_s>=3000": o["events_per_s"] >= 3000,
-            "p99<=50ms": o["latency_ms"]["p99"] <= 50,
+            "p99<=15ms": o["latency_ms"]["p99"] <= 15,
             "zero_loss": o["lost"] == 0 and o["non_2xx"] == 0 and not any(o["socket_errors"].values()),
-            "ratio>=2": out.get("ratio_ours_naive", 0) >= 2,
+            "ratio>=4": out.get("ratio_ours_naive", 0) >= 4,
         }
     return out
 
@@ -485,7 +485,7 @@ def part_backlog(admin: str, args) -> dict:
                                              "WHERE unknown_customer").fetchone()[0],
         }
         conn.commit()
-        out["target_<=60s"] = out["process_events_s"] <= 60
+        out["target_<=30s"] = out["process_events_s"] <= 30
     print(json.dumps(out, indent=1, default=str), flush=True)
     return out
 
@@ -533,7 +533,7 @@ def main() -> int:
     # longer on the development machine (each part is measured on a quiet database)
     if args.part in ("all", "backlog"):
         results["backlog"] = part_backlog(admin, args)
-        ok &= results["backlog"]["target_<=60s"]
+        ok &= results["backlog"]["target_<=30s"]
     if args.part in ("all", "receiver"):
         results["receiver"] = part_receiver(admin, args)
         ok &= all(results["receiver"].get("targets", {}).values())

@@ -91,11 +91,6 @@ def _trigger_case() -> str:
     return "CASE " + " ".join(arms) + " END"
 
 
-def _score_sql(cap: float) -> str:
-    """The current lead score of ``w.client_code`` (crm.current_lead_score, migration 011)."""
-    return f"crm.current_lead_score(w.client_code, {float(cap)})"
-
-
 def _link_and_map(conn: psycopg.Connection, engagement_from_brevo_campaigns: bool = True) -> None:
     """Step 2 of the module docstring, over the claimed batch (temp table ``batch``), worked out
     in the temp table ``lk`` (no WAL, no dead rows in the queue); ``_mark_done`` writes each
@@ -211,17 +206,21 @@ def _honour_consent(conn: psycopg.Connection) -> int:
 
 
 def _evaluate(conn: psycopg.Connection, rules: RuleSet, cap: float) -> Counter:
-    conn.execute(f"""
+    # the customers' context (segment, lead score now, tags) once per customer of the batch, not per event
+    conn.execute("""
         CREATE TEMP TABLE ctx ON COMMIT DROP AS
-        SELECT w.event_id, w.event, w.trig, w.client_code, w.email, w.amount, w.at,
-               (SELECT r.segment FROM crm.rfm_scores r WHERE r.client_code = w.client_code
-                ORDER BY r.as_of_date DESC LIMIT 1) AS segment,
-               {_score_sql(cap)} AS score,
-               coalesce((SELECT array_agg(t.tag) FROM crm.customer_tags t WHERE t.client_code = w.client_code),
-                        '{{}}') AS tags,
-               false AS stopped
-        FROM lk w
-        WHERE w.trig IS NOT NULL AND w.repeat_of IS NULL""")
+        WITH who AS (SELECT DISTINCT client_code FROM lk
+                     WHERE trig IS NOT NULL AND repeat_of IS NULL AND client_code IS NOT NULL),
+        segments AS (SELECT DISTINCT ON (r.client_code) r.client_code, r.segment
+                     FROM crm.rfm_scores r JOIN who USING (client_code) ORDER BY r.client_code, r.as_of_date DESC),
+        scores AS (SELECT * FROM crm.current_lead_scores((SELECT array_agg(client_code) FROM who), %s::numeric)),
+        tags AS (SELECT t.client_code, array_agg(t.tag) AS tags
+                 FROM crm.customer_tags t JOIN who USING (client_code) GROUP BY 1)
+        SELECT w.event_id, w.event, w.trig, w.client_code, w.email, w.amount, w.at, segments.segment,
+               scores.score, coalesce(tags.tags, '{}') AS tags, false AS stopped
+        FROM lk w LEFT JOIN segments USING (client_code) LEFT JOIN scores USING (client_code)
+                  LEFT JOIN tags USING (client_code)
+        WHERE w.trig IS NOT NULL AND w.repeat_of IS NULL""", (float(cap),))
     fired = Counter()
     for rule in rules.active():
         predicate, params = condition_sql(rule.conditions)
