@@ -28,7 +28,6 @@ import base64
 import binascii
 import hmac
 import html
-import json
 import logging
 import os
 from dataclasses import dataclass, field

@@ -389,7 +389,6 @@ def test_a_late_event_about_an_erased_person_keeps_nothing_of_them(conn, crm_dir
 
 
 def test_explain_reads_the_customer_from_the_warehouse(conn, capsys):
-    from winecrm.events.__main__ import main
 
     seed_warehouse(conn, 1)
     lead_score(conn, "C000000", 72)
