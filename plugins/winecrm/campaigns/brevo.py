@@ -55,6 +55,9 @@ LOOKUP_PAGE = 1000                 # GET /smtp/emails: limit's maximum
 LOOKUP_MAX_DAYS = 30               # GET /smtp/emails: « at most one month » between startDate and endDate
 LISTS_PAGE = 50                    # GET /contacts/lists and /contacts/folders: limit's maximum
 SMS_SENDER_LETTERS, SMS_SENDER_DIGITS = 11, 15
+# what a person does with a contact Brevo does not let the API delete (405)
+DELETE_BY_HAND = ("delete it by hand in Brevo (Contacts, open the contact, Delete), or ask Brevo's support if it "
+                  "is the address the Brevo account itself is registered with")
 
 
 class BrevoError(RuntimeError):
@@ -207,6 +210,18 @@ class BrevoClient:
         assert last is not None
         raise last
 
+    def _pages(self, path: str, key: str, page_size: int, params: dict | None = None):
+        """Every item of a paged GET (``limit`` / ``offset``), page after page until a short one."""
+        offset = 0
+        while True:
+            _, payload = self._call("GET", path, params={**(params or {}), "limit": page_size, "offset": offset},
+                                    idempotent=True)
+            page = payload.get(key) or []
+            yield from page
+            if len(page) < page_size:
+                return
+            offset += page_size
+
     # -- endpoints ------------------------------------------------------------------------------
 
     def send_transactional(self, message: dict) -> list[str]:
@@ -227,17 +242,8 @@ class BrevoClient:
         if not 0 <= (end - start).days <= LOOKUP_MAX_DAYS:
             raise ValueError(f"{start_date}..{end_date}: Brevo reads its log of sent e-mails at most one month "
                              f"({LOOKUP_MAX_DAYS} days) at a time")
-        found: list[dict] = []
-        offset = 0
-        while True:
-            _, payload = self._call("GET", "/smtp/emails", params={
-                "email": email, "startDate": start_date, "endDate": end_date, "sort": "desc",
-                "limit": LOOKUP_PAGE, "offset": offset}, idempotent=True)
-            page = payload.get("transactionalEmails") or []
-            found += page
-            if len(page) < LOOKUP_PAGE:
-                break
-            offset += LOOKUP_PAGE
+        found = self._pages("/smtp/emails", "transactionalEmails", LOOKUP_PAGE,
+                            {"email": email, "startDate": start_date, "endDate": end_date, "sort": "desc"})
         return [e for e in found if tag is None or tag in (e.get("tags") or [])]
 
     # -- contacts: attributes, lists, import ----------------------------------------------------
@@ -252,25 +258,15 @@ class BrevoClient:
         self._call("POST", f"/contacts/attributes/normal/{quote(name, safe='')}", body={"type": attribute_type},
                    idempotent=False)
 
-    def _pages(self, path: str, key: str):
-        offset = 0
-        while True:
-            _, payload = self._call("GET", path, params={"limit": LISTS_PAGE, "offset": offset}, idempotent=True)
-            page = payload.get(key) or []
-            yield from page
-            if len(page) < LISTS_PAGE:
-                return
-            offset += LISTS_PAGE
-
     def find_list(self, name: str) -> int | None:
         """The id of the contact list called ``name`` (newest first, page by page, stopping
         when found), or None."""
-        return next((item["id"] for item in self._pages("/contacts/lists", "lists") if item.get("name") == name),
-                    None)
+        lists = self._pages("/contacts/lists", "lists", LISTS_PAGE)
+        return next((item["id"] for item in lists if item.get("name") == name), None)
 
     def folders(self) -> list[dict]:
         """``GET /contacts/folders``: every folder ({id, name, ...})."""
-        return list(self._pages("/contacts/folders", "folders"))
+        return list(self._pages("/contacts/folders", "folders", LISTS_PAGE))
 
     def create_folder(self, name: str) -> int:
         _, payload = self._call("POST", "/contacts/folders", body={"name": name}, idempotent=False)
@@ -303,8 +299,7 @@ class BrevoClient:
         except BrevoNotAllowed as exc:
             raise BrevoNotAllowed(
                 "Brevo does not let the API delete this contact (405: « You're not allowed to delete registered "
-                "email contact with Brevo »): delete it by hand in Brevo (Contacts, open the contact, Delete), or "
-                "ask Brevo's support if it is the address the Brevo account itself is registered with",
+                f"email contact with Brevo »): {DELETE_BY_HAND}",
                 status=405, code=exc.code) from None
         return status != 404
 

@@ -112,17 +112,7 @@ def _due(conn, action_type: str, limit: int = 1000, statuses=("pending", "failed
 
 
 def _finish(conn, action_id: int, status: str, result: dict | None = None, error: str | None = None) -> None:
-    conn.execute("""UPDATE crm.automation_actions SET status = %s, result = %s, error = %s, done_at = now(),
-                           attempts = attempts + 1 WHERE action_id = %s""",
-                 (status, json.dumps(result, default=str) if result is not None else None, error, action_id))
-
-
-# --------------------------------------------------------------------------------------------
-# e-mails
-
-
-def automation_campaign_id(rule_id: str, day: dt.date) -> str:
-    return f"auto-{rule_id.replace('_', '-')}-{day.isoformat()}"
+    _finish_many(conn, [(action_id, status, result, error)])
 
 
 def _finish_many(conn, done: list[tuple[int, str, dict | None, str | None]]) -> None:
@@ -136,6 +126,14 @@ def _finish_many(conn, done: list[tuple[int, str, dict | None, str | None]]) -> 
         WHERE a.action_id = d.action_id""",
                  ([d[0] for d in done], [d[1] for d in done],
                   [json.dumps(d[2], default=str) if d[2] is not None else None for d in done], [d[3] for d in done]))
+
+
+# --------------------------------------------------------------------------------------------
+# e-mails
+
+
+def automation_campaign_id(rule_id: str, day: dt.date) -> str:
+    return f"auto-{rule_id.replace('_', '-')}-{day.isoformat()}"
 
 
 def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:

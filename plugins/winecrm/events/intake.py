@@ -83,18 +83,19 @@ def _epoch_seconds(value) -> float | None:
     return seconds if _EARLIEST <= seconds <= time.time() + _FUTURE_SLACK else None
 
 
-def _local_date(value) -> float | None:
-    """Brevo's « 2020-10-09 00:00:00 » dates (local time of the account: the estate's, Paris)."""
-    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+def _iso_moment(value, naive_zone: dt.tzinfo) -> dt.datetime | None:
+    """An ISO 8601 time (a time without offset is in ``naive_zone``), in UTC; None when it is not
+    one, or not a sane time."""
+    if not isinstance(value, str) or len(value) > 40:
         return None
     try:
         moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_PARIS)
-    seconds = moment.timestamp()
-    return seconds if _EARLIEST <= seconds <= time.time() + _FUTURE_SLACK else None
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=naive_zone)
+    if not _EARLIEST <= moment.timestamp() <= time.time() + _FUTURE_SLACK:
+        return None
+    return moment.astimezone(dt.timezone.utc)
 
 
 def brevo_moment(event: dict) -> dt.datetime | None:
@@ -105,10 +106,10 @@ def brevo_moment(event: dict) -> dt.datetime | None:
         seconds = _epoch_seconds(event.get(key))
         if seconds is not None:
             return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-    for key in ("date_event", "date"):
-        seconds = _local_date(event.get(key))
-        if seconds is not None:
-            return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    for key in ("date_event", "date"):  # « 2020-10-09 00:00:00 »: the account's local time (the estate's, Paris)
+        moment = _iso_moment(event.get(key), _PARIS)
+        if moment is not None:
+            return moment
     return None
 
 
@@ -251,7 +252,7 @@ def read_behavior_event(element) -> Incoming:
         problems.append("event_id: 1 to 200 characters")
     moment = None
     if element.get("ts") is not None:
-        moment = _iso_moment(element["ts"])
+        moment = _iso_moment(element["ts"], dt.timezone.utc)  # any offset ISO 8601 allows, stored as UTC
         if moment is None:
             problems.append("ts: expected an ISO 8601 time between 2000 and now")
     if problems:
@@ -268,19 +269,6 @@ def read_behavior_event(element) -> Incoming:
         payload["ts"] = moment.isoformat()
     return Incoming("behavior", action, email, code, None, None, url if isinstance(url, str) else None, moment,
                     _as_json(payload), dedupe, amount=amount)
-
-
-def _iso_moment(value) -> dt.datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
-    if not _EARLIEST <= moment.timestamp() <= time.time() + _FUTURE_SLACK:
-        return None
-    return moment.astimezone(dt.timezone.utc)  # any offset ISO 8601 allows, stored as UTC
 
 
 class TooLarge(ValueError):
@@ -313,9 +301,17 @@ def rows(events: list[Incoming]) -> list[tuple]:
 # -- what PostgreSQL cannot hold ------------------------------------------------------------------
 
 
+def _int_or_text(text: str):
+    return int(text) if len(text) <= 30 else text
+
+
+def _float_or_text(text: str):
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
 _DECODER = json.JSONDecoder(parse_constant=str)   # built once: json.loads(..., hook) builds one per call
-_DECODER_KEEPING_TEXT = json.JSONDecoder(parse_constant=str, parse_int=lambda t: _int_or_text(t),
-                                         parse_float=lambda t: _float_or_text(t))
+_DECODER_KEEPING_TEXT = json.JSONDecoder(parse_constant=str, parse_int=_int_or_text, parse_float=_float_or_text)
 
 
 def loads(body: bytes):
@@ -334,15 +330,6 @@ def loads(body: bytes):
             return _DECODER_KEEPING_TEXT.decode(text)
     except RecursionError:
         raise TooLarge("JSON nested too deeply to read") from None
-
-
-def _int_or_text(text: str):
-    return int(text) if len(text) <= 30 else text
-
-
-def _float_or_text(text: str):
-    value = float(text)
-    return value if math.isfinite(value) else text
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -174,7 +174,8 @@ def _mark_done(conn: psycopg.Connection) -> None:
     conn.execute("""
         UPDATE crm.webhook_events w
         SET email = l.email, client_code = l.client_code, message_id = l.message_id, custom = l.custom,
-            link = l.link, message_key = l.message_key, trig = l.trig, send_id = l.send_id, campaign_id = l.campaign_id, repeat_of = l.repeat_of,
+            link = l.link, message_key = l.message_key, trig = l.trig, send_id = l.send_id,
+            campaign_id = l.campaign_id, repeat_of = l.repeat_of,
             unknown_customer = l.unknown_customer, amount = l.amount,
             payload = CASE WHEN l.erased THEN jsonb_build_object('erased', true, 'event', w.event) ELSE w.payload END,
             status = 'done', processed_at = now(), error = NULL, attempts = w.attempts + 1
@@ -185,21 +186,19 @@ def _honour_consent(conn: psycopg.Connection) -> int:
     reasons = list(ALWAYS_SUPPRESS.items())
     rows = conn.execute("""
         WITH wanted AS (
-            SELECT DISTINCT ON (w.email) w.email, r.reason, w.event, w.event_id, w.client_code, w.family
+            SELECT DISTINCT ON (w.email) w.email, r.reason, w.event_id, w.client_code,
+                   CASE WHEN w.family = 'marketing' THEN 'brevo_campaign_webhook:' ELSE 'brevo_webhook:' END
+                   || w.event AS source
             FROM lk w
             JOIN unnest(%s::text[], %s::text[]) AS r(event, reason) ON r.event = w.event
             WHERE w.source = 'brevo' AND w.email IS NOT NULL
             ORDER BY w.email, w.event_id),
         added AS (
             INSERT INTO crm.suppressions (email, reason, source)
-            SELECT email, reason,
-               CASE WHEN family = 'marketing' THEN 'brevo_campaign_webhook:' ELSE 'brevo_webhook:' END || event
-        FROM wanted
+            SELECT email, reason, source FROM wanted
             ON CONFLICT (email) DO NOTHING RETURNING email)
         INSERT INTO crm.consent_log (email, client_code, change, source, event_id, changed_at)
-        SELECT w.email, w.client_code, 'suppressed:' || w.reason,
-               CASE WHEN w.family = 'marketing' THEN 'brevo_campaign_webhook:' ELSE 'brevo_webhook:' END || w.event,
-               w.event_id, now()
+        SELECT w.email, w.client_code, 'suppressed:' || w.reason, w.source, w.event_id, now()
         FROM wanted w JOIN added a USING (email)
         RETURNING 1""", ([e for e, _ in reasons], [r for _, r in reasons])).fetchall()
     return len(rows)

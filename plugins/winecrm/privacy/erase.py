@@ -54,6 +54,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from winecrm.campaigns.brevo import DELETE_BY_HAND
 from winecrm.core import db, settings
 
 log = logging.getLogger("winecrm.privacy")
@@ -768,8 +769,7 @@ BREVO_WORDS = {"deleted": "contact deleted", "not_found": "no contact (nothing t
                "no_connection": "NOT deleted: no Brevo connection (BREVO_API_KEY is not set)",
                "error": "NOT deleted: Brevo error (see below)",
                "not_allowed": "NOT deleted: Brevo does not let the API delete this contact (405: a contact registered "
-                              "with Brevo): delete it by hand in Brevo (Contacts, open the contact, Delete), or ask "
-                              "Brevo's support if it is the address the Brevo account itself is registered with"}
+                              f"with Brevo): {DELETE_BY_HAND}"}
 
 
 def format_summary(report: ErasureReport) -> str:
