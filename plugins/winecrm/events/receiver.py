@@ -396,7 +396,7 @@ def create_app(auth: ReceiverAuth | None = None, database_url: str | None = None
         return _page("Lien inconnu", "<p>Ce lien de désinscription n'est pas (ou plus) valable.</p>", 404)
 
     def test_email():
-        return _page("E-mail de test", "<p>Ce lien vient d'un e-mail de test : aucune désinscription n'est "
+        return _page("E-mail de test", "<p>Ce lien vient d'un e-mail de test : aucune désinscription n'est "
                      "enregistrée.</p>")
 
     def sent_to(conn, token: str):
@@ -440,7 +440,7 @@ def create_app(auth: ReceiverAuth | None = None, database_url: str | None = None
         return _page("Se désinscrire",
                      f"<p>Vous ne recevrez plus nos e-mails à l'adresse <strong>{html.escape(_masked(found[0]))}"
                      f"</strong>.</p><form method='post'><button type='submit'>Me désinscrire</button></form>"
-                     "<p class='note'>Un seul clic suffit ; vous pourrez toujours nous écrire pour revenir.</p>")
+                     "<p class='note'>Un seul clic suffit ; vous pourrez toujours nous écrire pour revenir.</p>")
 
     @app.post("/desinscription/{token}")
     async def unsubscribe(token: str, request: Request):

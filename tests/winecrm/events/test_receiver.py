@@ -180,3 +180,25 @@ def test_the_link_of_a_test_email_unsubscribes_nobody(conn):
         done = requests.post(f"{base}/desinscription/{token}-test-1", data="List-Unsubscribe=One-Click", timeout=10)
     assert page.status_code == done.status_code == 200 and "e-mail de test" in done.text
     assert conn.execute("SELECT count(*) FROM crm.suppressions").fetchone()[0] == 0
+
+
+def test_the_pages_a_customer_reads_keep_french_spacing(conn):
+    """FRENCH-COPY.md: no ordinary space (one that can wrap) before : ; ! ? %."""
+    import re
+
+    token, _ = _token(conn)
+    render.ensure_campaign(conn, "test-hebdo-2", kind="test", as_of=None, mode="test", run_id=None,
+                           test_address="marketing@domaine-exemple.fr")
+    conn.execute("""INSERT INTO crm.email_sends (campaign_id, client_code, email, scenario, status, idempotency_key,
+                                                 template, unsubscribe_token)
+                    VALUES ('test-hebdo-2', 'C000001', 'marketing@domaine-exemple.fr', 'rebuy', 'simulated',
+                            gen_random_uuid(), 'rebuy', %s)""", (f"{token}-test-2",))
+    conn.commit()
+    with running_receiver() as base:
+        pages = [requests.get(f"{base}/desinscription/{token}", timeout=10).text,
+                 requests.get(f"{base}/desinscription/{token}-test-2", timeout=10).text,
+                 requests.get(f"{base}/desinscription/unknown", timeout=10).text,
+                 requests.post(f"{base}/desinscription/{token}", timeout=10).text]
+    for page in pages:
+        text = re.sub(r"<style>.*?</style>|<[^>]+>", " ", page, flags=re.S)
+        assert not re.search(r"\w [:;!?%]", text), text
