@@ -42,7 +42,8 @@ AIRFLOW_LOCAL_ENV = PATH=$(CURDIR)/$(BIN):$$PATH \
 	CRM_DATA_DOCS_URL=http://localhost:8080/winecrm/data-docs \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__DEFAULT_TIMEZONE=Europe/Paris
 
 airflow: $(STAMP)
 	$(AIRFLOW_LOCAL_ENV) $(BIN)/airflow db migrate > /dev/null

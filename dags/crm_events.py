@@ -53,10 +53,10 @@ def crm_events():
     @task(show_return_value_in_logs=False,
           doc_md="The queue through the rules; due actions applied, each exactly once. The log says what "
                  "fired, what was applied, and what is parked.")
-    def process_events() -> dict:
+    def process_events(ti=None) -> dict:
         from winecrm.airflow.tasks import process_events
 
-        return process_events()
+        return process_events(ti)
 
     process_events()
 

@@ -11,8 +11,9 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
 2. **wait_for_exports** — waits (reschedule mode: no worker slot held) for a sales export dated
    in the week, a customers / products / stock snapshot at or before it, and for every file of
    the week still being copied; fails naming what is missing `exports.max_wait_hours` after the
-   run started.
-3. **ingest** — registers each new file by SHA-256 in `etl.file_manifest` (never twice),
+   run started, and at once when the week's only export was refused by an earlier run.
+3. **ingest** — takes the new files dated up to the end of the run's week (never a later
+   week's), registers each by SHA-256 in `etl.file_manifest` (never twice),
    detects encoding / delimiter / sheet, maps headers; RAW is never modified, links never followed.
 4. **validate** — Great Expectations suite per dataset; bad rows go to `etl.quarantine`
    with file, line, column and failing expectations; a file with too many bad rows is rejected
@@ -26,8 +27,8 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
    rendered into the send ledger `crm.email_sends`: one per recommended customer, or the reason
    they get none (control group, suppressed / opted-out / invalid address, silence window).
 9. **campaign_path** — a dry run (the default; live needs `dry_run` unticked in the form, or
-   the Variable `crm_weekly_live` = true for the Monday runs; no Brevo connection, or a past
-   week, stays a dry run) goes
+   the Variable `crm_weekly_live` = true for the Monday runs — without a Brevo connection that
+   fails the run at once, in prepare_run; a past week stays a dry run and its note says so) goes
    straight to sending into the outbox; a live run goes to **approve_campaign** first: a person
    approves or rejects in the Airflow UI (Browse › Required actions), seeing what would leave.
    A live week with nothing left to send (everyone left out, or all sent) asks no approval:
@@ -40,11 +41,14 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
 12. **report** — the weekly report in French (one self-contained HTML file with its charts, and a
    JSON summary): data health, segments and their movement, recommendations, who was left out,
    the campaign. Linked from the run (« Rapport hebdo ») and written in the task log.
-13. **finish_run** — closes the run record; fails naming the files the quality gate rejected.
+13. **finish_run** — closes the run record; fails naming the files the quality gate rejected, or
+   the export the week needs that is not in the warehouse: a green run means the week was loaded.
 
 **One writer per warehouse.** ingest … purge run in the pool `crm_warehouse` (1 slot) and hold
 a PostgreSQL advisory lock while they write: a backfill, a second run or a CLI command waits
-its turn (`max_active_runs` does not cover backfills).
+its turn. Up to 3 runs are active at once, so a scheduled run still waiting for its exports
+never holds up a week triggered by hand; each run takes only the exports of its week (and
+earlier ones), never a later week's.
 
 **What a backfill reproduces.** Sales are as of the run's week (`date_livraison <=` its Sunday).
 Customers (e-mail, opt-out), products, stock and suppressions are the warehouse's current ones:
@@ -52,7 +56,7 @@ a backfill of an old week scores that week's purchases with today's customer fil
 
 Configuration: `include/config/pipeline.yaml`, `scoring.yaml`, `campaigns.yaml`; connections
 `crm_warehouse` (else `CRM_DATABASE_URL`; a missing one fails `prepare_run` with what to set) and
-`brevo_default` (API key in the password; without it every run is a dry run).
+`brevo_default` (HTTP connection, API key in the password; asking to send without it fails).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from winecrm.airflow import (
     TAG_ETL,
     TAG_WEEKLY,
     WAREHOUSE_POOL,
+    WEEKLY_MAX_ACTIVE_RUNS,
     default_args,
     outlets,
     run_timeout,
@@ -81,7 +86,7 @@ from winecrm.airflow.callbacks import run_failure_callbacks
     schedule="0 6 * * 1",
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=WEEKLY_MAX_ACTIVE_RUNS,
     dagrun_timeout=run_timeout(),
     default_args=default_args(),
     on_failure_callback=run_failure_callbacks(),

@@ -6,8 +6,8 @@
 
 Airflow mounts plugin apps without authenticating them, so every route here checks the caller
 itself: the Airflow UI's session cookie or an ``Authorization: Bearer`` token from Airflow's
-``/auth/token``, authorised for the DAG's runs by Airflow's auth manager. Anonymous requests get
-401. The domain package is imported only inside the routes (plugins/.airflowignore keeps the
+``/auth/token``, authorised for the DAG's runs by Airflow's auth manager. A signed-out browser is sent to
+Airflow's login page (and back); other anonymous requests get 401. The domain package is imported only inside the routes (plugins/.airflowignore keeps the
 plugin manager out of plugins/winecrm).
 """
 
@@ -35,8 +35,22 @@ async def caller_may_read_runs(request: Request) -> None:
     from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_dag
 
     credentials = await bearer_scheme(request)
-    user = await get_user(request, None, credentials)
+    try:
+        user = await get_user(request, None, credentials)
+    except HTTPException as exc:
+        if exc.status_code == 401 and credentials is None and _wants_html(request):
+            # a signed-out browser (a link from the run page, a bookmark): the login page, then back here
+            from airflow.api_fastapi.app import get_auth_manager
+
+            login = get_auth_manager().get_url_login(next_url=str(request.url))
+            raise HTTPException(303, "Sign in to Airflow first", headers={"Location": login}) from None
+        raise
     requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID)(request, user)
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and "text/html" in accept
 
 
 app = FastAPI(title="winecrm", description="Weekly run pages for the Airflow UI (authenticated)",
@@ -62,20 +76,12 @@ def run_summary(run_id: str) -> HTMLResponse:
         attempts = conn.execute(
             """SELECT attempt, status, week_start, week_end, started_at, finished_at, files_seen, files_new,
                       files_duplicate, files_quarantined, rows_read, rows_written, rows_superseded, rows_skipped,
-                      rows_quarantined, stage_seconds, error, note, params
+                      rows_quarantined, stage_seconds, error, note, params, details
                FROM etl.runs WHERE run_id = %s ORDER BY attempt DESC""", (run_id,)).fetchall()
-        reasons = conn.execute(
-            """SELECT dataset, file_path,
-                      coalesce(column_name, CASE WHEN row_no IS NULL THEN '(whole file)' ELSE '(row)' END),
-                      array_to_string(expectations, ', '),
-                      count(*), min(reason)
-               FROM etl.quarantine WHERE run_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC LIMIT 50""",
-            (run_id,)).fetchall()
-        files = conn.execute(
-            """SELECT file_path, dataset, status, coalesce(rows_read, 0), coalesce(rows_loaded, 0),
-                      coalesce(rows_skipped, 0), coalesce(rows_quarantined, 0),
-                      concat_ws(' — ', status_reason, 'accepted: ' || accepted_by)
-               FROM etl.file_manifest WHERE run_id = %s ORDER BY file_id""", (run_id,)).fetchall()
+        from winecrm import pipeline
+
+        reasons = pipeline.quarantine_reasons(conn, run_id)
+        files = pipeline.run_files(conn, run_id)
     if not attempts:
         raise HTTPException(404, f"No weekly run {run_id!r} in the warehouse (etl.runs)")
     from winecrm.core.weeks import Week, paris
@@ -100,6 +106,14 @@ def run_summary(run_id: str) -> HTMLResponse:
         if a[16]:
             errors.append(f"<h4>Attempt {a[0]}</h4><pre>{e(a[16])}</pre>")
     body.append("</table>")
+    # files and quarantine as the run left them, when a later run has taken some of its files over
+    at_finish = next(((a[19] or {}).get("at_finish") for a in attempts if (a[19] or {}).get("at_finish")), None)
+    if at_finish:
+        now_here = {f[0] for f in files}
+        files = files + [[*f[:7], f"{f[7] or ''} (taken over by a later run since)".lstrip()]
+                         for f in at_finish["files"] if f[0] not in now_here]
+        if not reasons:
+            reasons = at_finish["quarantine"]
     if errors:
         body.append("<h3>Errors</h3>" + "".join(errors))
     body.append("<h3>Files</h3><table><tr><th>file</th><th>dataset</th><th>status</th><th>rows read</th>"
@@ -174,61 +188,77 @@ FAILURE_REASONS_FR = {
 class RunNotes:
     """Airflow listener: the run list shows which week a run covers and what it did, as the
     run's note. The tasks hand the text over as an XCom (``run_note``: « Semaine du … : en
-    cours », then the outcome from ``finish_run`` or the failure callback); the scheduler, which
-    owns the metadata database, writes it as the note. A note a person wrote is left alone."""
+    cours », then the outcome from ``finish_run`` or the failure callback); the component that
+    changes the run's state (scheduler, API server, ``airflow dags test``) writes it as the note.
+    A note a person wrote is left alone."""
 
     KEY = "run_note"
+    DAG_IDS = (DAG_ID, "crm_events")
 
     def _set(self, dag_run, fallback: str | None = None, finished: bool = False) -> None:
-        if getattr(dag_run, "dag_id", None) != DAG_ID:
+        if getattr(dag_run, "dag_id", None) not in self.DAG_IDS:
             return
         try:
-            from sqlalchemy import select
             from sqlalchemy.orm import object_session
 
             from airflow import settings as airflow_settings
-            from airflow.models.dagrun import DagRunNote
-            from airflow.models.xcom import XComModel
 
-            # The caller's session: the run's own, else the thread's scoped session, which the
-            # caller (scheduler loop, `airflow dags test`) is using and commits. Writing through
-            # another connection could wait on the caller's own row locks.
+            # The caller's session and transaction: the scheduler holds row locks on the run (a
+            # note written through another connection would wait for them) and forbids commits
+            # while it schedules (prohibit_commit: even a SAVEPOINT release through the session
+            # counts as one). So the note is written on the caller's connection inside a plain
+            # SQL savepoint, and the caller commits it with its own work; a failure undoes only
+            # the note. Only a caller with no transaction open gets a commit from here.
             session = object_session(dag_run)
             own_transaction = False
             if session is None:
                 session = airflow_settings.Session()
                 own_transaction = not session.in_transaction()
+            connection = session.connection()
+            connection.exec_driver_sql("SAVEPOINT winecrm_run_note")
             try:
-                # In a savepoint, flushed here: a failure undoes only the note, never the caller's work.
-                with session.begin_nested():
-                    note = session.get(DagRunNote, dag_run.id)
-                    text = None
-                    if note is None or note.user_id is None:  # a note a person wrote stays
-                        value = session.scalar(
-                            select(XComModel.value).where(XComModel.dag_run_id == dag_run.id,
-                                                          XComModel.key == self.KEY)
-                            .order_by(XComModel.timestamp.desc()).limit(1))
-                        text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
-                        if finished and fallback and (not isinstance(text, str) or text.endswith(RUNNING_SUFFIX)):
-                            text = fallback  # failed before any task could say how (timeout, marked failed)
-                    if isinstance(text, str) and text:
-                        if note is None:
-                            note = DagRunNote(content=text[:1000])
-                            note.dag_run_id = dag_run.id
-                            session.add(note)
-                        elif note.content != text[:1000]:
-                            note.content = text[:1000]
-                        session.flush()
-                if own_transaction:
-                    session.commit()
+                self._write(connection, dag_run.id, fallback, finished)
+                connection.exec_driver_sql("RELEASE SAVEPOINT winecrm_run_note")
             except Exception:
+                connection.exec_driver_sql("ROLLBACK TO SAVEPOINT winecrm_run_note")
                 if own_transaction:
                     session.rollback()
                 raise
+            if own_transaction:
+                session.commit()
         except Exception:  # a note must never break scheduling
             log.exception("winecrm: could not set the run note")
 
+    def _write(self, connection, dag_run_id: int, fallback: str | None, finished: bool) -> None:
+        """Core SQL on the caller's connection (no ORM flush of the caller's pending objects)."""
+        from sqlalchemy import insert, select, update
+
+        from airflow.models.dagrun import DagRunNote
+        from airflow.models.xcom import XComModel
+
+        notes, xcoms = DagRunNote.__table__, XComModel.__table__
+        note = connection.execute(select(notes.c.user_id, notes.c.content)
+                                  .where(notes.c.dag_run_id == dag_run_id)).first()
+        if note is not None and note.user_id is not None:
+            return  # a note a person wrote stays
+        value = connection.execute(select(xcoms.c.value).where(xcoms.c.dag_run_id == dag_run_id,
+                                                               xcoms.c.key == self.KEY)
+                                   .order_by(xcoms.c.timestamp.desc()).limit(1)).scalar()
+        text = XComModel.deserialize_value(_Row(value)) if value is not None else fallback
+        if finished and fallback and (not isinstance(text, str) or text.endswith(RUNNING_SUFFIX)):
+            text = fallback  # failed before any task could say how (timeout, marked failed)
+        if not isinstance(text, str) or not text:
+            return
+        text = text[:1000]
+        if note is None:
+            connection.execute(insert(notes).values(dag_run_id=dag_run_id, content=text, user_id=None))
+        elif note.content != text:
+            connection.execute(update(notes).where(notes.c.dag_run_id == dag_run_id).values(content=text))
+
     def _week_label(self, dag_run) -> str | None:
+        """« Semaine du 09/11 au 15/11/2026 » for crm_weekly; « Événements » for crm_events."""
+        if dag_run.dag_id != DAG_ID:
+            return "Événements"
         try:
             import datetime as dt
 
@@ -243,7 +273,7 @@ class RunNotes:
 
     @hookimpl
     def on_dag_run_running(self, dag_run, msg):
-        label = self._week_label(dag_run)
+        label = self._week_label(dag_run) if dag_run.dag_id == DAG_ID else None
         self._set(dag_run, f"{label}{RUNNING_SUFFIX}" if label else None)
 
     def _close_marked_run(self, dag_run, msg: str | None, failed: bool) -> str | None:

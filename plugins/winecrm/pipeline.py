@@ -145,6 +145,10 @@ def _settle(window: RunWindow) -> float | None:
     return window.params.get("settle_seconds")
 
 
+class ExportsMissing(RuntimeError):
+    """The week's exports did not arrive in time: not worth retrying."""
+
+
 def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | None = None,
                    conn: psycopg.Connection | None = None) -> tuple[bool, list[str]]:
     """Whether the week's exports are there, else what is awaited.
@@ -158,12 +162,17 @@ def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | 
     files = ingest_mod.discover(raw_dir, now=now, settle=_settle(window))
     week = window.week
     span = f"{week.first_export_day:%d/%m/%Y}–{week.last_export_day:%d/%m/%Y}"
-    missing = []
+    missing, rejected = [], []
     for dataset, label in DATASET_LABELS.items():
         in_week = [f for f in files if f.dataset == dataset and week.holds_export(f.export_date)]
         settling = [f for f in in_week if not f.complete]
         if settling:  # a file of the week still arriving is waited for, even when an older one is complete
             missing.append(f"{label}: " + "; ".join(f"{f.relative} {f.why_incomplete}" for f in settling))
+            continue
+        refused = _refused_by_the_gate(conn, raw_dir, in_week, window) if conn is not None else {}
+        if refused and len(refused) == len(in_week) and dataset in cfg.required_datasets:
+            # every export of the week was refused earlier: it is not "there", and waiting will not change it
+            rejected.append(f"{label}: " + "; ".join(f"{path} was {why}" for path, why in refused.items()))
             continue
         if dataset not in cfg.required_datasets or in_week:
             continue
@@ -180,7 +189,43 @@ def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | 
         if not earlier:
             missing.append(f"no {label} export dated on or before {week.last_export_day:%d/%m/%Y} in {folder} "
                            f"(a snapshot of the {label} at or before the week is enough)")
+    if rejected:
+        raise ExportsRejected(
+            f"Week {window.week_start:%d/%m/%Y}–{window.week_end:%d/%m/%Y}: the export(s) of the week were refused "
+            "by an earlier run, so there is nothing of the week to load:\n  " + "\n  ".join(rejected)
+            + "\nWay out: drop a corrected export into RAW and trigger the week again, or accept the file as it "
+            "is (trigger form: accept_files; its bad rows stay in quarantine).")
     return (not missing, missing)
+
+
+def _refused_by_the_gate(conn: psycopg.Connection, raw_dir: Path, candidates: list, window: RunWindow) -> dict:
+    """Files among ``candidates`` whose content (same path, size and time) an earlier run
+    rejected or quarantined and nobody accepted since: path -> what happened."""
+    if not candidates:
+        return {}
+    accepted = set(window.params.get("accept_files", [])) | set(window.params.get("reingest_files", []))
+    rows = conn.execute(
+        """SELECT d.file_path, d.size_bytes, d.file_mtime, m.status, m.status_reason, m.run_id
+           FROM etl.file_deliveries d JOIN etl.file_manifest m USING (sha256)
+           WHERE d.file_path = ANY(%s) AND m.status IN ('rejected', 'quarantined')""",
+        ([f.relative for f in candidates],)).fetchall()
+    conn.commit()
+    known = {path: (size, mtime, status, reason, run) for path, size, mtime, status, reason, run in rows}
+    refused = {}
+    for f in candidates:
+        if f.relative not in known or f.relative in accepted or ingest_mod.accepted_by_marker(raw_dir, f.relative):
+            continue
+        size, mtime, status, reason, run = known[f.relative]
+        if size != f.size or abs(mtime.timestamp() - f.mtime) > 1e-3:
+            continue  # re-delivered since: new content, judged again
+        what = "rejected by the quality gate" if status == "rejected" else "unreadable"
+        why = (reason or "").splitlines()[0].split(" Examples:")[0][:200] if reason else "no reason recorded"
+        refused[f.relative] = f"{what} in run {run} ({why})"
+    return refused
+
+
+class ExportsRejected(RuntimeError):
+    """Every export of the week was refused by an earlier run: waiting cannot help."""
 
 
 def wait_deadline(window: RunWindow) -> dt.datetime:
@@ -192,8 +237,6 @@ def wait_deadline(window: RunWindow) -> dt.datetime:
     return start + dt.timedelta(hours=settings.pipeline_config().exports.max_wait_hours)
 
 
-class ExportsMissing(RuntimeError):
-    """The week's exports did not arrive in time: not worth retrying."""
 
 
 def check_exports(window: RunWindow, now: dt.datetime | None = None, conn: psycopg.Connection | None = None) -> bool:
@@ -240,13 +283,17 @@ def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
         heartbeat(conn, run_id)
         report = ingest_mod.ingest(conn, run_id, settle=params.get("settle_seconds"),
                                    reingest_files=params.get("reingest_files", []),
-                                   accept_files=params.get("accept_files", []))
+                                   accept_files=params.get("accept_files", []),
+                                   until=window.week.last_export_day)
         details = report.as_dict()
         log.info("Week %s–%s: %d file(s) in RAW — %d new, %d with a content already ingested under another "
                  "name, %d unreadable, %d taken again on request, %d already processed by earlier runs",
                  f"{window.week_start:%d/%m}", f"{window.week_end:%d/%m/%Y}", report.files_seen, report.files_new,
                  report.files_duplicate,
                  report.files_quarantined, len(report.files_taken_again), report.files_known)
+        if report.files_later:
+            log.info("Left for the runs of their weeks (dated after %s): %s", f"{window.week.last_export_day:%d/%m/%Y}",
+                     ", ".join(report.files_later))
         _record(conn, run_id, "ingest", time.perf_counter() - started, details,
                 files_seen=report.files_seen, files_new=report.files_new, files_duplicate=report.files_duplicate,
                 files_quarantined=report.files_quarantined, rows_read=report.rows_read)
@@ -343,12 +390,24 @@ def campaign_mode(conn: psycopg.Connection, run_id: str, *, brevo_configured: bo
     if window.run_params.dry_run and not scheduled_live:
         return "dry_run", "dry run (the trigger form's default; Variable crm_weekly_live not set for scheduled runs)"
     if not brevo_configured:
-        return "dry_run", "dry run: dry_run is unticked but no Brevo connection (brevo_default) is configured"
+        raise LiveWithoutBrevo(live_refusal(window.run_params.dry_run))
     latest = Week.before(dt.datetime.combine(today or dt.datetime.now(PARIS).date(), dt.time(12), tzinfo=PARIS))
     if window.week_end < latest.end:
         return "dry_run", (f"dry run: the week of {window.week_start:%d/%m/%Y} is a past week (a backfill never "
                            "sends e-mail)")
     return "live", "live: dry_run unticked, Brevo configured, the latest week — sent once a person approves"
+
+
+class LiveWithoutBrevo(RuntimeError):
+    """Sending was asked but Brevo is not configured: a person must act, a retry cannot help."""
+
+
+def live_refusal(dry_run_param: bool) -> str:
+    asked = ("the Variable crm_weekly_live is true (the Monday runs send)" if dry_run_param
+             else "dry_run is unticked in the trigger form")
+    return (f"Sending was asked ({asked}) but no Brevo connection is configured, so nothing could be sent. "
+            "Way out: create the connection brevo_default (Admin > Connections, type HTTP, the Brevo API key "
+            "as password), then clear this task; or trigger the week again with dry_run ticked.")
 
 
 def run_render(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool = False,
@@ -359,8 +418,11 @@ def run_render(conn: psycopg.Connection, run_id: str, *, brevo_configured: bool 
     mode, why = campaign_mode(conn, run_id, brevo_configured=brevo_configured, scheduled_live=scheduled_live)
     log.info("Campaign mode: %s", why)
 
+    live_asked = scheduled_live or not current_window(conn, run_id).run_params.dry_run
+
     def compute(c, r, as_of):
-        return {**render.render_campaign(c, r, as_of, mode=mode), "why": why}
+        return {**render.render_campaign(c, r, as_of, mode=mode), "why": why,
+                "live_refused": live_asked and mode != "live"}  # a past week: said in the run note
 
     return _as_of_week_end(conn, run_id, "render", compute)
 
@@ -408,6 +470,33 @@ def run_purge(conn: psycopg.Connection, run_id: str) -> dict:
     return report
 
 
+class WeekNotLoaded(RuntimeError):
+    """The run reached its end but an export its week needs is not in the warehouse: never green."""
+
+
+def week_not_loaded(conn: psycopg.Connection, window: RunWindow) -> list[str]:
+    """What the week needs and the warehouse does not hold: a loaded export dated in the week
+    for each of ``weekly_datasets``, one at or before it for the other required datasets."""
+    cfg = settings.pipeline_config().exports
+    week = window.week
+    missing = []
+    for dataset in cfg.required_datasets:
+        weekly = dataset in cfg.weekly_datasets
+        first = week.first_export_day if weekly else dt.date.min
+        loaded = conn.execute(
+            """SELECT 1 FROM etl.file_manifest WHERE dataset = %s AND status = 'loaded'
+                 AND export_date BETWEEN %s AND %s LIMIT 1""", (dataset, first, week.last_export_day)).fetchone()
+        if loaded is None:
+            label = DATASET_LABELS[dataset]
+            dated = (f"dated {week.first_export_day:%d/%m/%Y}–{week.last_export_day:%d/%m/%Y}" if weekly
+                     else f"dated on or before {week.last_export_day:%d/%m/%Y}")
+            missing.append(f"Week {window.week_start:%d/%m/%Y}–{window.week_end:%d/%m/%Y}: no {label} export "
+                           f"{dated} was loaded into the warehouse (etl.file_manifest), so this week was not "
+                           "processed. Way out: drop the export into RAW (or accept the rejected one with "
+                           "accept_files) and trigger the week again")
+    return missing
+
+
 class FilesRejected(RuntimeError):
     """Files were rejected by the quality gate: the run's other files went through, but someone
     must look at these. Not worth retrying."""
@@ -430,9 +519,38 @@ def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -
     summary = run_summary(conn, run_id)
     if summary:
         summary["note"] = run_note(summary)
-        conn.execute(f"UPDATE etl.runs SET note = %(note)s WHERE {_CURRENT}", {"note": summary["note"], "run_id": run_id})
+        # what the run saw, kept with it: a file accepted later by another run moves to that run
+        closed = {"files": run_files(conn, run_id), "quarantine": quarantine_reasons(conn, run_id)}
+        conn.execute(f"""UPDATE etl.runs SET note = %(note)s,
+                             details = details || jsonb_build_object('at_finish', %(closed)s::jsonb)
+                         WHERE {_CURRENT}""",
+                     {"note": summary["note"], "run_id": run_id, "closed": json.dumps(closed, default=str)})
     conn.commit()
     return summary
+
+
+FILE_COLUMNS = ("file", "dataset", "status", "rows read", "written", "skipped (older)", "quarantined", "reason")
+
+
+def run_files(conn: psycopg.Connection, run_id: str) -> list[list]:
+    """The files a run owns now, as the Run summary page lists them (``FILE_COLUMNS``)."""
+    return [list(r) for r in conn.execute(
+        """SELECT file_path, dataset, status, coalesce(rows_read, 0), coalesce(rows_loaded, 0),
+                  coalesce(rows_skipped, 0), coalesce(rows_quarantined, 0),
+                  concat_ws(' — ', status_reason, 'accepted: ' || accepted_by)
+           FROM etl.file_manifest WHERE run_id = %s ORDER BY file_id""", (run_id,))]
+
+
+QUARANTINE_COLUMNS = ("dataset", "file", "column", "checks", "rows", "example")
+
+
+def quarantine_reasons(conn: psycopg.Connection, run_id: str, limit: int = 50) -> list[list]:
+    """The run's quarantined rows grouped by file, column and checks (``QUARANTINE_COLUMNS``)."""
+    return [list(r) for r in conn.execute(
+        """SELECT dataset, file_path,
+                  coalesce(column_name, CASE WHEN row_no IS NULL THEN '(whole file)' ELSE '(row)' END),
+                  array_to_string(expectations, ', '), count(*), min(reason)
+           FROM etl.quarantine WHERE run_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC LIMIT %s""", (run_id, limit))]
 
 
 def run_note(summary: dict) -> str:
@@ -446,6 +564,9 @@ def run_note(summary: dict) -> str:
         plural_fr(summary["rows_skipped"], "ignorée") + " (déjà à jour)",
         f"{number_fr(summary['rows_quarantined'])} en quarantaine",
     ])
+    campaign = _campaign_note(summary.get("details") or {})
+    if campaign:
+        counts += f" ; {campaign}"
     if summary.get("status") == "failed":
         reason = (summary.get("error") or "").strip().splitlines()[0] if summary.get("error") else "voir le journal"
         if len(reason) > 220:
@@ -454,17 +575,40 @@ def run_note(summary: dict) -> str:
     return f"{week} : {counts}"
 
 
+def _campaign_note(details: dict) -> str:
+    """What became of the week's e-mails, in the run note: sent, written to the outbox only, or a
+    send that was asked and refused (a past week)."""
+    render, send = details.get("render") or {}, details.get("send") or {}
+    if not render:
+        return ""
+    sent = send.get("by_status") or {}
+    if render.get("mode") == "live":
+        if not send:
+            return "campagne en attente d'approbation"
+        return f"campagne envoyée : {plural_fr(sent.get('sent', 0), 'e-mail')}"
+    written = plural_fr(sent.get("simulated", 0), "e-mail") + " dans la boîte d'envoi, rien n'est parti"
+    if render.get("live_refused"):
+        return f"envoi refusé : semaine passée (un rattrapage n'envoie jamais), {written}"
+    return f"campagne à blanc : {written}" if send else "campagne à blanc"
+
+
 def finish_checked(conn: psycopg.Connection, run_id: str) -> dict:
     """``finish`` for a run that reached its end: failed (with the files named) when the quality
     gate rejected some of its files, else success."""
     rejected = conn.execute(
         """SELECT file_path, status_reason FROM etl.file_manifest
            WHERE run_id = %s AND status = 'rejected' ORDER BY file_id""", (run_id,)).fetchall()
+    unloaded = week_not_loaded(conn, current_window(conn, run_id))
+    if unloaded and not rejected:
+        message = " | ".join(unloaded)
+        finish(conn, run_id, error=message)
+        raise WeekNotLoaded(message)
     if not rejected:
         return finish(conn, run_id)
     files = ", ".join(path for path, _ in rejected)
     message = (f"Quality gate rejected {files}: kept out of the warehouse, not taken again unless accepted; "
-               "the run's other files were loaded.\n" + "\n".join(reason or path for path, reason in rejected))
+               "the run's other files were loaded.\n" + "\n".join(reason or path for path, reason in rejected)
+               + "".join(f"\n{line}" for line in unloaded))
     finish(conn, run_id, error=message)
     raise FilesRejected(message)
 

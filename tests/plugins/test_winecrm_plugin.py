@@ -99,6 +99,22 @@ def test_anonymous_callers_are_refused(api_server):
 
 
 @pytest.mark.airflow
+def test_a_signed_out_browser_is_sent_to_the_login_page_and_back(api_server):
+    """A person following the run page's link while signed out gets Airflow's login page, not JSON."""
+    api_server, _ = api_server
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    response = requests.get(api_server + RUN_PATH, headers=browser, allow_redirects=False, timeout=10)
+    assert response.status_code in (302, 303, 307), (response.status_code, response.text[:200])
+    location = response.headers["location"]
+    assert "/auth/login" in location and "next=" in location, location
+    from urllib.parse import parse_qs, urlsplit
+
+    assert parse_qs(urlsplit(location).query)["next"][0].endswith(RUN_PATH)  # back to the page asked for
+    login = requests.get(api_server + location if location.startswith("/") else location, timeout=10)
+    assert login.status_code == 200 and "<html" in login.text.lower()
+
+
+@pytest.mark.airflow
 def test_a_logged_in_user_sees_the_run_summary_and_data_docs(api_server):
     api_server, _ = api_server
     token = requests.post(api_server + "/auth/token", json={"username": "viewer", "password": "viewer-pw"},

@@ -23,6 +23,10 @@ TAG_WEEKLY = "weekly"
 TAG_ETL = "etl"
 TAG_EVENTS = "events"
 
+# Weekly runs at once: a scheduled run waiting for its exports (up to exports.max_wait_hours) must
+# not hold up a week triggered by hand. Their writing tasks still take turns (pool, writer lock).
+WEEKLY_MAX_ACTIVE_RUNS = 3
+
 TIMEZONE = pendulum.timezone("Europe/Paris")
 START_DATE = pendulum.datetime(2026, 1, 5, 6, 0, tz=TIMEZONE)  # a Monday; catchup is off
 

@@ -31,14 +31,21 @@ def use_airflow_storage() -> None:
 
 
 def _fail_fast(exc: Exception):
+    """A failure no retry can fix. Raised ``from None``: the log shows the message once (not again
+    as the cause), its long lines folded so the log view shows them whole."""
+    import textwrap
+
     from airflow.sdk.exceptions import AirflowFailException
 
-    return AirflowFailException(str(exc))
+    lines = str(exc).splitlines() or [""]
+    folded = "\n".join(textwrap.fill(line, width=110, subsequent_indent="    ", break_long_words=False,
+                                      break_on_hyphens=False) for line in lines)
+    return AirflowFailException(folded)
 
 
 def prepare_run(context) -> dict:
     from winecrm import pipeline
-    from winecrm.airflow.connections import WarehouseConnectionError, warehouse_connection
+    from winecrm.airflow.connections import WarehouseConnectionError, brevo_credentials, warehouse_connection
     from winecrm.core.db import WarehouseNotConfigured
     from winecrm.core.run_params import RunParams, RunParamsError
     from winecrm.core.settings import ConfigError
@@ -47,14 +54,22 @@ def prepare_run(context) -> dict:
     # A manual run triggered without a logical date (allowed in Airflow 3) covers the week
     # before the moment it was asked to run.
     logical_date = context.get("logical_date") or context["dag_run"].run_after
+    window = None
     try:
         params = RunParams.parse(dict(context.get("params") or {}))
         window = pipeline.week_window(context["run_id"], logical_date, params)
+        # sending asked without Brevo: refused now, before the week's work, not by a silent dry run
+        if (not params.dry_run or scheduled_live(str(getattr(context["dag_run"], "run_type", "") or ""))) \
+                and brevo_credentials() is None:
+            raise pipeline.LiveWithoutBrevo(pipeline.live_refusal(params.dry_run))
         with warehouse_connection("prepare") as conn:
             applied = pipeline.prepare(conn, window)
             window = pipeline.current_window(conn, window.run_id)
-    except (WarehouseConnectionError, WarehouseNotConfigured, ConfigError, RunParamsError) as exc:
-        raise _fail_fast(exc) from exc
+    except (WarehouseConnectionError, WarehouseNotConfigured, ConfigError, RunParamsError,
+            pipeline.LiveWithoutBrevo) as exc:
+        if window is not None:  # the run list says which week failed and why
+            context["ti"].xcom_push(NOTE_KEY, f"{window.week.label_fr()} : ÉCHEC — {str(exc).splitlines()[0]}")
+        raise _fail_fast(exc) from None
     log.info("%s (sales delivered %s–%s); run date %s (Paris); migrations applied now: %s",
              window.week.label_fr(), window.week_start.strftime("%d/%m/%Y"), window.week_end.strftime("%d/%m/%Y"),
              paris(logical_date), ", ".join(applied) or "none")
@@ -75,8 +90,8 @@ def wait_for_exports(run_id: str) -> bool:
         window = dataclasses.replace(window, started_at=max(filter(None, (window.started_at, _first_look()))))
         try:
             return pipeline.check_exports(window, conn=conn)
-        except pipeline.ExportsMissing as exc:
-            raise _fail_fast(exc) from exc
+        except (pipeline.ExportsMissing, pipeline.ExportsRejected) as exc:
+            raise _fail_fast(exc) from None
 
 
 def _first_look():
@@ -105,7 +120,7 @@ def run_stage(stage: str, run_id: str) -> None:
         try:
             getattr(pipeline, f"run_{stage}")(conn, run_id)
         except WarehouseBusy as exc:
-            raise _fail_fast(exc) from exc
+            raise _fail_fast(exc) from None
 
 
 def finish_run(run_id: str, ti) -> dict:
@@ -115,8 +130,8 @@ def finish_run(run_id: str, ti) -> dict:
     with warehouse_connection("finish") as conn:
         try:
             summary = pipeline.finish_checked(conn, run_id)
-        except pipeline.FilesRejected as exc:
-            raise _fail_fast(exc) from exc
+        except (pipeline.FilesRejected, pipeline.WeekNotLoaded) as exc:
+            raise _fail_fast(exc) from None
     log.info("%s", summary["note"])
     ti.xcom_push(NOTE_KEY, summary["note"])
     return {k: summary[k] for k in ("status", "note", "files_new", "rows_read", "rows_written", "rows_superseded",
@@ -135,22 +150,27 @@ def plugin_url(path: str) -> str:
 LIVE_VARIABLE = "crm_weekly_live"  # "true": the Monday scheduled runs send (after approval)
 
 
-def render_emails(run_id: str, run_type: str | None = None) -> str:
-    """The week's campaign rendered into the ledger; returns its mode ('live' or 'dry_run')."""
+def scheduled_live(run_type: str | None) -> bool:
+    """A Monday run that sends: the Variable crm_weekly_live is true."""
+    if run_type != "scheduled":
+        return False
     from airflow.sdk import Variable
 
+    return str(Variable.get(LIVE_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
+
+
+def render_emails(run_id: str, run_type: str | None = None) -> str:
+    """The week's campaign rendered into the ledger; returns its mode ('live' or 'dry_run')."""
     from winecrm import pipeline
     from winecrm.airflow.connections import brevo_credentials, warehouse_connection
     from winecrm.core.db import WarehouseBusy
 
-    scheduled_live = run_type == "scheduled" and str(
-        Variable.get(LIVE_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
     with warehouse_connection("render") as conn:
         try:
             report = pipeline.run_render(conn, run_id, brevo_configured=brevo_credentials() is not None,
-                                         scheduled_live=scheduled_live)
-        except WarehouseBusy as exc:
-            raise _fail_fast(exc) from exc
+                                         scheduled_live=scheduled_live(run_type))
+        except (WarehouseBusy, pipeline.LiveWithoutBrevo) as exc:
+            raise _fail_fast(exc) from None
     log.info("%s: %s; %s", report["campaign_id"], report["why"],
              ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
     if report["mode"] == "live" and not report["by_status"].get("rendered"):
@@ -180,7 +200,7 @@ def send_emails(run_id: str) -> None:
             report = pipeline.run_send(conn, run_id, client=client)
         except (WarehouseBusy, send.CampaignNotApproved, brevo.BrevoAuthError, brevo.BrevoNoCredits,
                 brevo.BrevoForbidden, brevo.BrevoBadRequest) as exc:
-            raise _fail_fast(exc) from exc  # a retry cannot fix these: a person must
+            raise _fail_fast(exc) from None  # a retry cannot fix these: a person must
     log.info("%s: %s", report["campaign_id"], ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
     if report.get("outbox"):
         log.info("Outbox (dry run, nothing sent): %s", report["outbox"])
@@ -239,7 +259,7 @@ def weekly_report(run_id: str) -> None:
     log.info("Rapport hebdomadaire : %s (résumé JSON : %s)", link, written["json"])
 
 
-def process_events() -> dict:
+def process_events(ti=None) -> dict:
     """crm_events: the queued webhook and behaviour events through the automation rules; due
     actions run. A bad rules file fails at once (a retry cannot fix it); a bad event is marked
     failed in the queue and never fails the task."""
@@ -253,7 +273,7 @@ def process_events() -> dict:
     try:
         rules = load_rules()
     except (settings.ConfigError, OSError) as exc:
-        raise _fail_fast(exc) from exc
+        raise _fail_fast(exc) from None
     client = brevo.configured_client(brevo_credentials())
     with warehouse_connection("events") as conn:
         apply_migrations(conn)
@@ -266,6 +286,8 @@ def process_events() -> dict:
     if queue.get("parked"):
         log.warning("%d events are parked after repeated failures: see crm.webhook_events WHERE status = 'parked' "
                     "(the error column says why)", queue["parked"])
+    if ti is not None:  # the run list says what the run did (the plugin's listener sets the note)
+        ti.xcom_push(NOTE_KEY, events_note(summary))
     # newly parked events or actions need a person: this run fails once (no retry), so on-call hears of it;
     # the queue itself went on, and the next run is green again
     stuck = {k: v for k, v in summary["actions"].items() if k.endswith((":parked", ":unknown")) and v}
@@ -276,3 +298,18 @@ def process_events() -> dict:
             f"{', '.join(f'{k} {v}' for k, v in stuck.items()) or 'none'} (crm.automation_actions WHERE status IN "
             "('parked', 'unknown')). Everything else was processed."))
     return {"events": summary["events"], "queue": queue}
+
+
+def events_note(summary: dict) -> str:
+    """« Événements : 12 traités, 3 actions appliquées, 1 en attente d'une personne ; file : 0 en attente »."""
+    from winecrm.core.weeks import number_fr, plural_fr
+
+    not_applied = (":skipped", ":already", ":postponed", ":failed", ":parked", ":unknown")
+    applied = sum(v for k, v in summary["actions"].items() if not k.endswith(not_applied))
+    stuck = sum(v for k, v in summary["actions"].items() if k.endswith((":parked", ":unknown")))
+    parts = [plural_fr(summary["events"], "traité"), plural_fr(applied, "action appliquée", "actions appliquées")]
+    if summary["parked"] or stuck:
+        parts.append(f"{number_fr(summary['parked'] + stuck)} à voir par une personne (événements ou actions "
+                     "mis de côté)")
+    waiting = summary["queue"].get("pending", 0) + summary["queue"].get("retry", 0)
+    return f"Événements : {', '.join(parts)} ; file : {number_fr(waiting)} en attente"

@@ -142,6 +142,7 @@ class IngestReport:
     files_owned_elsewhere: list[str] = field(default_factory=list)
     files_taken_again: list[str] = field(default_factory=list)  # re-ingest / accept asked by the run
     files_known: int = 0  # processed by an earlier run, left alone
+    files_later: list[str] = field(default_factory=list)  # dated after the run's week: left for their week
     duplicates: list[str] = field(default_factory=list)  # "copy.csv = original.csv"
     rejected: list[str] = field(default_factory=list)
     rows_read: int = 0
@@ -319,7 +320,12 @@ class FileChangedDuringRead(RuntimeError):
 
 def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *,
            chunk_rows: int | None = None, settle: float | None = None,
-           reingest_files: list[str] = (), accept_files: list[str] = ()) -> IngestReport:
+           reingest_files: list[str] = (), accept_files: list[str] = (),
+           until: dt.date | None = None) -> IngestReport:
+    """Register and read the new complete files of RAW dated ``until`` or earlier (a run takes
+    the exports of its week and the earlier ones it needs, never a later week's: a backfill of
+    October does not take the file dropped for this week). Files named in the trigger form
+    (``reingest_files``, ``accept_files``) are taken whatever their date."""
     raw_dir = raw_dir or settings.paths().raw_dir
     chunk_rows = chunk_rows or settings.pipeline_config().files.chunk_rows
     report = IngestReport()
@@ -329,6 +335,10 @@ def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *
     accepted = frozenset(accept_files) | {f.relative for f in found if accepted_by_marker(raw_dir, f.relative)}
     for raw in found:
         report.files_seen += 1
+        named = raw.relative in take_again or raw.relative in accept_files
+        if until is not None and raw.export_date > until and not named:
+            report.files_later.append(f"{raw.relative} (dated {raw.export_date:%d/%m/%Y})")
+            continue
         if not raw.complete:
             log.warning("%s: not taken yet, %s", raw.relative, raw.why_incomplete)
             report.files_waiting.append(f"{raw.relative}: {raw.why_incomplete}")
