@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -343,12 +344,40 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     if not report:
         log.info("Nothing to load: no validated file in this run.")
     for dataset, counts in report.items():
+        held = counts.get("rows_held_back", 0)
         log.info("%s: %d good rows → %d written, %d skipped (a newer export of the same %s is already there); "
-                 "%d warehouse rows of an older export replaced", dataset, counts["rows_staged"],
-                 counts["rows_written"], counts["rows_skipped"], _UNIT[dataset], counts["rows_superseded"])
+                 "%d warehouse rows of an older export replaced%s", dataset, counts["rows_staged"],
+                 counts["rows_written"], counts["rows_skipped"], _UNIT[dataset], counts["rows_superseded"],
+                 f"; {held} held back (their document incomplete, see below)" if held else "")
         for path, per_file in counts.get("per_file", {}).items():
-            log.info("    %s: %d written, %d skipped", path, per_file["written"], per_file["skipped"])
+            log.info("    %s: %d written, %d skipped%s", path, per_file["written"], per_file["skipped"],
+                     f", {per_file['held_back']} held back" if per_file.get("held_back") else "")
+        _log_incomplete_documents(dataset, counts.get("incomplete_documents"))
     return report
+
+
+def _log_incomplete_documents(dataset: str, incomplete: dict | None) -> None:
+    """Documents delivered with lines in quarantine: what the load did with them, for on-call."""
+    if not incomplete:
+        return
+    held, new, replaced = incomplete["held_back"], incomplete["loaded_new"], incomplete["accepted_replaced"]
+    if held["documents"]:
+        one = held["documents"] == 1
+        log.warning("%s: %d document%s with lines in quarantine kept in %s previous version: %d good line(s) of "
+                    "the new export not written, %d line(s) in quarantine. The next export carrying %s complete "
+                    "replaces %s; to replace %s anyway with the good lines, accept the file (accept_files / "
+                    "<file>.accept) and re-ingest it", dataset, held["documents"], "" if one else "s",
+                    "its" if one else "their", held["good_lines"], held["quarantined_lines"],
+                    "it" if one else "them", "it" if one else "them", "it" if one else "them")
+    if new["documents"]:
+        log.info("%s: %d new document(s) loaded without their %d line(s) in quarantine (no earlier version to "
+                 "keep): %d good line(s) written", dataset, new["documents"], new["quarantined_lines"],
+                 new["good_lines"])
+    if replaced["documents"]:
+        log.warning("%s: accepted file(s) %s replaced %d document%s with lines in quarantine: %d warehouse lines and "
+                    "%.2f EUR excl. VAT (%.2f incl. VAT) fewer than the previous version", dataset,
+                    ", ".join(replaced["files"]), replaced["documents"], "" if replaced["documents"] == 1 else "s",
+                    replaced["lines_removed"], replaced["mt_ht_removed"], replaced["mt_ttc_removed"])
 
 
 _UNIT = {"ventes_lignes": "document", "clients": "customer", "produits": "article", "stock": "article and warehouse"}
@@ -563,6 +592,8 @@ def run_note(summary: dict) -> str:
         plural_fr(summary["rows_written"], "écrite"),
         plural_fr(summary["rows_skipped"], "ignorée") + " (déjà à jour)",
         f"{number_fr(summary['rows_quarantined'])} en quarantaine",
+        *incomplete_documents_fr(((summary.get("details") or {}).get("load") or {}).get("ventes_lignes", {})
+                                 .get("incomplete_documents")),
     ])
     campaign = _campaign_note(summary.get("details") or {})
     if campaign:
@@ -590,6 +621,43 @@ def _campaign_note(details: dict) -> str:
     if render.get("live_refused"):
         return f"envoi refusé : semaine passée (un rattrapage n'envoie jamais), {written}"
     return f"campagne à blanc : {written}" if send else "campagne à blanc"
+
+
+def incomplete_documents_fr(incomplete: dict | None) -> list[str]:
+    """What the load did with sales documents delivered with lines in quarantine, for the run's
+    note: « 1 document gardé dans sa version précédente (1 ligne valide non chargée, 1 en
+    quarantaine) », « 1 document chargé incomplet (2 lignes en quarantaine) », « fichier
+    accepté : 3 lignes et 245,50 € HT de moins que l'ancienne version ». Nothing when all is well."""
+    if not incomplete:
+        return []
+    from winecrm.campaigns.render import euros
+
+    said = []
+    held, new, replaced = incomplete["held_back"], incomplete["loaded_new"], incomplete["accepted_replaced"]
+    if held["documents"]:
+        one = held["documents"] == 1
+        said.append(f"{number_fr(held['documents'])} document{'' if one else 's'} gardé{'' if one else 's'} dans "
+                    f"{'sa' if one else 'leur'} version précédente ("
+                    f"{plural_fr(held['good_lines'], 'ligne valide non chargée', 'lignes valides non chargées')}, "
+                    f"{number_fr(held['quarantined_lines'])} en quarantaine)")
+    if new["documents"]:
+        one = new["documents"] == 1
+        said.append(f"{number_fr(new['documents'])} document{'' if one else 's'} chargé{'' if one else 's'} "
+                    f"incomplet{'' if one else 's'} ({plural_fr(new['quarantined_lines'], 'ligne')} en quarantaine)")
+    if replaced["documents"]:
+        which = "fichier accepté" if len(replaced["files"]) < 2 else "fichiers acceptés"
+        less = []
+        if replaced["lines_removed"] > 0:
+            less.append(plural_fr(replaced["lines_removed"], "ligne"))
+        if replaced["mt_ht_removed"] > 0:
+            less.append(f"{euros(Decimal(str(replaced['mt_ht_removed'])))}\u00a0HT")
+        if less:
+            said.append(f"{which}\u00a0: {' et '.join(less)} de moins que l'ancienne version")
+        else:
+            said.append(f"{which}\u00a0: {plural_fr(replaced['documents'], 'document')} remplacé"
+                        f"{'' if replaced['documents'] == 1 else 's'} malgré "
+                        f"{plural_fr(replaced['quarantined_lines'], 'ligne')} en quarantaine")
+    return said
 
 
 def finish_checked(conn: psycopg.Connection, run_id: str) -> dict:

@@ -9,6 +9,7 @@ warehouse's writer lock, so no other load runs meanwhile.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -188,14 +189,30 @@ def estimated_rows(conn: psycopg.Connection, table: str) -> float:
     return float(conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0])
 
 
-def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, object]],
-                         parts: dict[int, list], step_counts: dict, timings: dict) -> dict[int, set[str]]:
+ARBITRATION_STEPS = ("latest_delivery_in_run", "skip_older_exports", "held_back", "hold_back_incomplete",
+                     "incomplete_written", "replace_documents", "not_written")
+
+
+def _run_step(conn: psycopg.Connection, steps: dict[str, str], label: str, step_counts: dict, timings: dict,
+              params: dict | None = None) -> psycopg.Cursor:
+    step_started = time.perf_counter()
+    cursor = conn.execute(steps[label], params) if params else conn.execute(steps[label])
+    step_counts[label] = cursor.rowcount
+    timings[label] = time.perf_counter() - step_started
+    return cursor
+
+
+def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, object]], parts: dict[int, list],
+                         steps: dict[str, str], step_counts: dict,
+                         timings: dict) -> tuple[dict[int, set[str]], dict[int, set[str]]]:
     """Stage the run's document keys and let ``load_ventes_lignes.sql`` decide which documents
-    this run writes (deleting their old lines). Returns, per file, the documents NOT to write."""
+    this run writes (deleting their old lines). Returns, per file, the documents NOT to write,
+    and among them those held back (incomplete, their previous version kept)."""
     started = time.perf_counter()
     skipped: dict[int, set[str]] = {}
-    conn.execute("DROP TABLE IF EXISTS stg_documents")
-    conn.execute("DROP TABLE IF EXISTS accepted_documents")
+    held: dict[int, set[str]] = {}
+    for table in ("stg_documents", "accepted_documents", "held_back_documents", "incomplete_written"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute("CREATE TEMP TABLE stg_documents (document_type text, document_no text, file_id bigint, "
                  "export_date date) ON COMMIT DROP")
 
@@ -213,20 +230,73 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
     staged_pairs = copy_frames(conn, "stg_documents", document_frames())
     conn.execute("ANALYZE stg_documents")
     timings["stage_documents"] = time.perf_counter() - started
-    for label, sql in named_steps("load_ventes_lignes"):
+    for label in ARBITRATION_STEPS:
         if label == "not_written" and step_counts["skip_older_exports"] == 0 \
+                and step_counts["hold_back_incomplete"] == 0 \
                 and step_counts["latest_delivery_in_run"] == staged_pairs:
             step_counts[label] = 0  # every staged (document, file) pair was accepted
             continue
-        step_started = time.perf_counter()
-        cursor = conn.execute(sql)
-        step_counts[label] = cursor.rowcount
-        timings[label] = time.perf_counter() - step_started
+        cursor = _run_step(conn, steps, label, step_counts, timings)
         if label == "not_written":
-            for doc_type, doc_no, file_id in cursor.fetchall():
-                skipped.setdefault(file_id, set()).add(f"{doc_type}\x1f{doc_no}")
+            for doc_type, doc_no, file_id, held_back in cursor.fetchall():
+                key = f"{doc_type}\x1f{doc_no}"
+                skipped.setdefault(file_id, set()).add(key)
+                if held_back:
+                    held.setdefault(file_id, set()).add(key)
     conn.execute("ANALYZE accepted_documents")
-    return skipped
+    return skipped, held
+
+
+def _incomplete_report(conn: psycopg.Connection, steps: dict[str, str], files: list[tuple[int, str, object]],
+                       held_lines: dict[int, int], step_counts: dict, timings: dict) -> tuple[dict, dict[int, str]]:
+    """What became of the documents delivered with lines in quarantine (after the COPY):
+    held back (their previous version kept), loaded as new documents, or — accepted files —
+    replacing a previous version, with what that version had more. Also, per file, a sentence
+    for the manifest's warnings."""
+    paths = {file_id: path for file_id, path, _ in files}
+    held_docs: dict[int, int] = {}
+    held_quarantined = 0
+    if step_counts.get("held_back"):
+        for file_id, documents, quarantined in conn.execute(
+                "SELECT file_id, count(*), sum(quarantined_lines) FROM held_back_documents GROUP BY 1"):
+            held_docs[file_id] = documents
+            held_quarantined += int(quarantined)
+    report = {
+        "held_back": {"documents": sum(held_docs.values()), "good_lines": sum(held_lines.values()),
+                      "quarantined_lines": held_quarantined},
+        "loaded_new": {"documents": 0, "good_lines": 0, "quarantined_lines": 0},
+        "accepted_replaced": {"documents": 0, "quarantined_lines": 0, "old_lines": 0, "new_lines": 0,
+                              "lines_removed": 0, "mt_ht_removed": 0.0, "mt_ttc_removed": 0.0, "files": []},
+    }
+    warnings: dict[int, list[str]] = {}
+    for file_id, documents in held_docs.items():
+        warnings.setdefault(file_id, []).append(
+            f"load: {documents} document(s) with lines in quarantine kept in their previous version; "
+            f"{held_lines.get(file_id, 0)} good line(s) of this file not written")
+    rows = _run_step(conn, steps, "incomplete_outcome", step_counts, timings).fetchall()
+    replaced = report["accepted_replaced"]
+    for file_id, was_replaced, documents, quarantined, old_lines, new_lines, ht_removed, ttc_removed in rows:
+        if not was_replaced:
+            new = report["loaded_new"]
+            new["documents"] += documents
+            new["good_lines"] += int(new_lines)
+            new["quarantined_lines"] += int(quarantined)
+            continue
+        replaced["documents"] += documents
+        replaced["quarantined_lines"] += int(quarantined)
+        replaced["old_lines"] += int(old_lines)
+        replaced["new_lines"] += int(new_lines)
+        replaced["mt_ht_removed"] += float(ht_removed)
+        replaced["mt_ttc_removed"] += float(ttc_removed)
+        replaced["files"].append(paths[file_id])
+        warnings.setdefault(file_id, []).append(
+            f"load: accepted with lines in quarantine: {documents} document(s) replaced by their good lines, "
+            f"{int(old_lines) - int(new_lines)} line(s) and {float(ht_removed):.2f} EUR excl. VAT fewer than "
+            "the previous version")
+    replaced["lines_removed"] = replaced["old_lines"] - replaced["new_lines"]
+    replaced["mt_ht_removed"] = round(replaced["mt_ht_removed"], 2)
+    replaced["mt_ttc_removed"] = round(replaced["mt_ttc_removed"], 2)
+    return report, {file_id: "; ".join(texts) for file_id, texts in warnings.items()}
 
 
 def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[int, str, object]]) -> dict:
@@ -237,25 +307,37 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
     old lines; then the lines are COPYed straight into ``etl.ventes_lignes``. Staging every
     line first and INSERT…SELECT-ing them would write each row twice: measured 0.28× the speed
     of a plain COPY, against ~0.7× for this (bench/RESULTS.md).
+
+    A document delivered with lines in quarantine does not replace the version the warehouse
+    has (its good lines are held back) unless its file was accepted by a person; what became
+    of such documents is in the report's ``incomplete_documents``.
     """
     started = time.perf_counter()
     work = run_work_dir(run_id)
     parts = {file_id: good_parts(work, file_id) for file_id, _, _ in files}
+    steps = dict(named_steps("load_ventes_lignes"))
     per_file: dict[int, int] = {}
     written_per_file: dict[int, int] = {}
+    held_per_file: dict[int, int] = {}
     step_counts: dict[str, int] = {}
     with conn.transaction():
         # Sorting / hashing a few hundred thousand document keys spills to disk at the default 4 MB.
         conn.execute("SET LOCAL work_mem = '256MB'")
         skipped: dict[int, set[str]] = {}
+        held: dict[int, set[str]] = {}
         timings: dict[str, float] = {}
+        conn.execute("DROP TABLE IF EXISTS incomplete_documents")
+        _run_step(conn, steps, "incomplete_documents", step_counts, timings,
+                  {"file_ids": [file_id for file_id, _, _ in files]})
         first_load = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM etl.ventes_lignes)").fetchone()[0]
         if first_load and len(files) == 1:
             # Fast path for the initial history load: an empty table and a single file leave no
             # document to replace and none to arbitrate between files.
             step_counts["document_steps_skipped"] = 1
+            conn.execute("DROP TABLE IF EXISTS incomplete_written")
+            _run_step(conn, steps, "incomplete_first_load", step_counts, timings)
         else:
-            skipped = _arbitrate_documents(conn, files, parts, step_counts, timings)
+            skipped, held = _arbitrate_documents(conn, files, parts, steps, step_counts, timings)
         copy_started = time.perf_counter()
 
         def line_frames():
@@ -266,7 +348,10 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
                         continue
                     per_file[file_id] = per_file.get(file_id, 0) + len(good)
                     if file_id in skipped:
-                        good = good[~_document_key(good).isin(skipped[file_id])]
+                        keys = _document_key(good)
+                        if file_id in held:
+                            held_per_file[file_id] = held_per_file.get(file_id, 0) + int(keys.isin(held[file_id]).sum())
+                        good = good[~keys.isin(skipped[file_id])]
                     written_per_file[file_id] = written_per_file.get(file_id, 0) + len(good)
                     frame = _staging_frame("ventes_lignes", good, file_id, "2000-01-01")
                     frame["loaded_run"] = run_id
@@ -287,15 +372,24 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         step_counts["primary_key_rebuilt"] = int(rebuild_key)
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started
+        incomplete, warnings = _incomplete_report(conn, steps, files, held_per_file, step_counts, timings)
         for file_id, _, _ in files:
             written_here = written_per_file.get(file_id, 0)
+            skipped_here = per_file.get(file_id, 0) - written_here - held_per_file.get(file_id, 0)
             set_status(conn, file_id, run_id,
-                       "status = 'loaded', rows_loaded = %s, rows_skipped = %s, loaded_at = now()",
-                       (written_here, per_file.get(file_id, 0) - written_here))
+                       "status = 'loaded', rows_loaded = %s, rows_skipped = %s, loaded_at = now(), "
+                       "warnings = warnings || %s::jsonb",
+                       (written_here, skipped_here, json.dumps([warnings[file_id]] if file_id in warnings else [])))
     staged = sum(per_file.values())
+    held_lines = sum(held_per_file.values())
+    per_file_counts = _per_file_counts(files, per_file, written_per_file)
+    for file_id, path, _ in files:
+        per_file_counts[path]["held_back"] = held_per_file.get(file_id, 0)
+        per_file_counts[path]["skipped"] -= held_per_file.get(file_id, 0)
     return {"rows_staged": staged, "rows_written": written,
-            "rows_superseded": step_counts.get("replace_documents", 0), "rows_skipped": staged - written,
-            "per_file": _per_file_counts(files, per_file, written_per_file), "steps": step_counts,
+            "rows_superseded": step_counts.get("replace_documents", 0), "rows_skipped": staged - written - held_lines,
+            "rows_held_back": held_lines, "incomplete_documents": incomplete,
+            "per_file": per_file_counts, "steps": step_counts,
             "step_seconds": {k: round(v, 3) for k, v in timings.items()},
             "seconds": round(time.perf_counter() - started, 3)}
 
