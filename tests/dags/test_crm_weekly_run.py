@@ -118,7 +118,8 @@ def test_monday_run_loads_the_sample_and_says_which_week_in_its_note(monday_run,
     # the run list shows the week and the outcome (the run's note, set by the plugin's listener)
     assert run["note"] == record["note"]
     assert re.fullmatch(r"Semaine du 09/11 au 15/11/2026 : \d+ nouveaux fichiers, [\d\u202f]+ lignes lues, "
-                        r"[\d\u202f]+ écrites, [\d\u202f]+ ignorées \(déjà à jour\), 9 en quarantaine", run["note"]), run["note"]
+                        r"[\d\u202f]+ écrites, [\d\u202f]+ ignorées \(déjà à jour\), 9 en quarantaine ; "
+                        r"campagne à blanc : [\d\u202f]+ e-mails dans la boîte d'envoi, rien n'est parti", run["note"]), run["note"]
     with psycopg.connect(module_warehouse) as conn:
         assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == planted.sales_lines_total
         segments = dict(conn.execute("SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = '2026-11-15' "
@@ -212,13 +213,14 @@ def test_a_quality_gate_failure_names_the_file_and_the_way_out_works(monday_run,
     assert run["states"]["load"] == "success"  # the other files went on
     alert = next(a["json"] for a in received
                  if a["json"]["task_id"] == "finish_run" and "quality gate" in (a["json"]["error"] or ""))
-    message = alert["error"]
+    message = alert["error"].replace("\n    ", " ")  # folded for the log view: read as one text
     assert "isavigne/ventes_lignes/ventes_lignes_2026-11-17_corrections.csv rejected by the quality gate: 6 of 10" in message
     assert "line 6: date_livraison: '32/11/2026' is not a valid date" in message
     assert "Data Docs of this file: " in message and "'accept_files' = isavigne/ventes_lignes/" in message
     assert run["note"].startswith("Semaine du 09/11 au 15/11/2026 : ÉCHEC — Quality gate rejected "
                                   "isavigne/ventes_lignes/ventes_lignes_2026-11-17_corrections.csv")
-    assert run["note"].endswith("(1 nouveau fichier, 10 lignes lues, 0 écrite, 0 ignorée (déjà à jour), 6 en quarantaine)")
+    assert run["note"].endswith("(1 nouveau fichier, 10 lignes lues, 0 écrite, 0 ignorée (déjà à jour), 6 en quarantaine"
+                                " ; campagne à blanc : 0 e-mail dans la boîte d'envoi, rien n'est parti)"), run["note"]
     # The way out: the same week, with the file accepted in the trigger form.
     result = dags_test(env, "-c", json.dumps({"week": "2026-11-09",
                                               "accept_files": ["ventes_lignes_2026-11-17_corrections.csv"]}))

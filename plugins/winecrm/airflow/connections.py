@@ -96,7 +96,8 @@ def warehouse_connection(stage: str = "task"):
 def brevo_credentials():
     """Brevo: the connection ``brevo_default`` (API key in the password; its host, when set,
     replaces https://api.brevo.com/v3 — a sandbox or a mock), else ``BREVO_API_KEY``; None when
-    neither is set: the campaign then stays a dry run. The key is masked in task logs."""
+    neither is set: a run that asks to send then fails, saying how to set it up. The key is masked
+    in task logs."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 

@@ -54,10 +54,19 @@ class RawFile:
     def export_date(self) -> dt.date:
         return export_date_of(self.path.name, self.mtime)
 
+    @property
+    def date_in_name(self) -> dt.date | None:
+        return date_in_name(self.path.name)
+
 
 def export_date_of(name: str, mtime: float) -> dt.date:
     """The date an export is for: the last date in its name (…_2023-09-04_2026-10-18.csv ->
     2026-10-18; also 20261116 and 16-11-2026), else its modification date."""
+    return date_in_name(name) or dt.datetime.fromtimestamp(mtime).date()
+
+
+def date_in_name(name: str) -> dt.date | None:
+    """The last date written in a file name, if any."""
     found: list[tuple[int, dt.date]] = []
     for pattern, order in ((_DATE_IN_NAME, (0, 1, 2)), (_FR_DATE_IN_NAME, (2, 1, 0))):
         for match in pattern.finditer(name):
@@ -66,9 +75,7 @@ def export_date_of(name: str, mtime: float) -> dt.date:
                 found.append((match.start(), dt.date(int(parts[order[0]]), int(parts[order[1]]), int(parts[order[2]]))))
             except ValueError:
                 continue
-    if found:
-        return max(found)[1]
-    return dt.datetime.fromtimestamp(mtime).date()
+    return max(found)[1] if found else None
 
 
 def settle_seconds(override: float | None = None) -> float:
@@ -322,10 +329,11 @@ def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *
            chunk_rows: int | None = None, settle: float | None = None,
            reingest_files: list[str] = (), accept_files: list[str] = (),
            until: dt.date | None = None) -> IngestReport:
-    """Register and read the new complete files of RAW dated ``until`` or earlier (a run takes
-    the exports of its week and the earlier ones it needs, never a later week's: a backfill of
-    October does not take the file dropped for this week). Files named in the trigger form
-    (``reingest_files``, ``accept_files``) are taken whatever their date."""
+    """Register and read the new complete files of RAW, but none whose name dates it after
+    ``until`` (a run takes the exports of its week and the earlier ones it needs, never a later
+    week's: a backfill of October does not take the file dropped for this week). A file with no
+    date in its name is taken by the first run that sees it, as is a file named in the trigger
+    form (``reingest_files``, ``accept_files``) whatever its date."""
     raw_dir = raw_dir or settings.paths().raw_dir
     chunk_rows = chunk_rows or settings.pipeline_config().files.chunk_rows
     report = IngestReport()
@@ -336,7 +344,8 @@ def ingest(conn: psycopg.Connection, run_id: str, raw_dir: Path | None = None, *
     for raw in found:
         report.files_seen += 1
         named = raw.relative in take_again or raw.relative in accept_files
-        if until is not None and raw.export_date > until and not named:
+        # dated by its name only: a modification time says when a file was copied, not which week it is
+        if until is not None and (raw.date_in_name or until) > until and not named:
             report.files_later.append(f"{raw.relative} (dated {raw.export_date:%d/%m/%Y})")
             continue
         if not raw.complete:

@@ -57,7 +57,7 @@ def test_good_rows_of_a_file_with_bad_rows_are_all_loaded(conn, crm_dirs):
     lines = [sales_line(doc_no=f"F{i}") for i in range(50)] + [sales_line(doc_no="BAD", qty="x")]
     write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
     window = pipeline.week_window("run_1", MONDAY_RUN)
-    summary = pipeline.run_all(conn, window)
+    summary = pipeline.run_all(conn, window, require_week=False)
     assert (summary["rows_read"], summary["rows_validated"], summary["rows_quarantined"]) == (51, 50, 1)
     assert (summary["rows_written"], summary["rows_superseded"], summary["rows_skipped"]) == (50, 0, 0)
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 50
@@ -98,7 +98,7 @@ def test_invalid_email_is_loaded_with_a_flag_not_quarantined(conn, crm_dirs):
                  ["C1;Dupont;Jean; Jean.Dupont@Example.FR ", "C2;Martin;Marie;marie at example.fr", "C3;Roth;Luc;"],
                  header="client_code;nom;prenom;email")
     window = pipeline.week_window("run_1", MONDAY_RUN)
-    pipeline.run_all(conn, window)
+    pipeline.run_all(conn, window, require_week=False)
     rows = dict((c, (e, v)) for c, e, v in conn.execute("SELECT client_code, email, email_valid FROM etl.clients"))
     assert rows == {"C1": ("jean.dupont@example.fr", True), "C2": ("marie at example.fr", False), "C3": (None, None)}
     assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 0
@@ -109,7 +109,7 @@ def test_duplicate_customer_key_keeps_the_later_row(conn, crm_dirs):
                  ["C1;Dupont;Jean;old@example.fr", "C2;Martin;Marie;m@example.fr", "C1;Dupont;Jean;new@example.fr"],
                  header="client_code;nom;prenom;email")
     window = pipeline.week_window("run_1", MONDAY_RUN)
-    pipeline.run_all(conn, window)
+    pipeline.run_all(conn, window, require_week=False)
     assert conn.execute("SELECT email FROM etl.clients WHERE client_code = 'C1'").fetchone()[0] == "new@example.fr"
     (row_no, (col, _, text, _)), = _quarantine(conn).items()
     assert row_no == 2 and col == "client_code" and "as line 4, which supersedes it" in text
@@ -122,7 +122,7 @@ def test_credit_note_sign_is_normalised_whatever_the_export_says(conn, crm_dirs)
         sales_line(doc_no="A2", doc_type="AVOIR", qty="-1", mt="-9,58", ttc="-11,50", marge="-4,02"),
     ])
     window = pipeline.week_window("run_1", MONDAY_RUN)
-    pipeline.run_all(conn, window)
+    pipeline.run_all(conn, window, require_week=False)
     rows = {d: (float(q), float(m)) for d, q, m in conn.execute(
         "SELECT document_no, qty_line, mt_ht FROM etl.ventes_lignes")}
     assert rows == {"F1": (6.0, 57.5), "A1": (-2.0, -19.17), "A2": (-1.0, -9.58)}
@@ -133,14 +133,14 @@ def test_credit_note_sign_is_normalised_whatever_the_export_says(conn, crm_dirs)
 def test_formula_in_a_label_is_stored_as_plain_text(conn, crm_dirs):
     formula = '=HYPERLINK("http://evil.invalid","Riesling")'
     write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", [sales_line(label=formula)])
-    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN), require_week=False)
     assert conn.execute("SELECT produit_label FROM etl.ventes_lignes").fetchone()[0] == formula
 
 
 def test_mojibake_labels_are_repaired(conn, crm_dirs):
     write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
                  [sales_line(label="CrÃ©mant d'Alsace RosÃ©")], encoding="cp1252")
-    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN), require_week=False)
     assert conn.execute("SELECT produit_label FROM etl.ventes_lignes").fetchone()[0] == "Crémant d'Alsace Rosé"
 
 
@@ -152,7 +152,7 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     write_export(raw, "clients", "clients_2026-11-16.csv", ["C1;Dupont;Jean;jean@example.fr"],
                  header="client_code;nom;prenom;email")
     with pytest.raises(pipeline.FilesRejected) as info:
-        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN), require_week=False)
     message = str(info.value)
     assert "isavigne/ventes_lignes/v_2026-11-16.csv rejected by the quality gate: 2 of 12 rows bad (16.7% > 5.0%" in message
     # examples with the line and the value as delivered, the Data Docs page, the way out
@@ -170,7 +170,7 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
 
     # Next Monday: a good export arrives; the rejected file is not taken again and blocks nothing.
     write_export(raw, "ventes_lignes", "v_2026-11-23.csv", [sales_line(doc_no=f"G{i}") for i in range(10)])
-    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN + dt.timedelta(days=7)))
+    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN + dt.timedelta(days=7)), require_week=False)
     assert summary["status"] == "success" and summary["files_new"] == 1
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 10
     assert conn.execute("SELECT run_id FROM etl.file_manifest WHERE status = 'rejected'").fetchone()[0] == "run_1"
@@ -178,14 +178,14 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     # The way out, for a scheduled run: a marker next to the file. The next run takes it again;
     # its good rows load, its bad rows stay in quarantine; later runs leave it alone.
     (raw / "isavigne" / "ventes_lignes" / "v_2026-11-16.csv.accept").write_text("")
-    summary = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN + dt.timedelta(days=14)))
+    summary = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN + dt.timedelta(days=14)), require_week=False)
     assert summary["status"] == "success" and summary["details"]["ingest"]["files_taken_again"] == [
         "isavigne/ventes_lignes/v_2026-11-16.csv (was rejected)"]
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 20
     assert conn.execute("SELECT status, accepted_by FROM etl.file_manifest WHERE file_path LIKE '%v_2026-11-16.csv'"
                         ).fetchone() == ("loaded", "marker isavigne/ventes_lignes/v_2026-11-16.csv.accept")
     assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 2
-    again = pipeline.run_all(conn, pipeline.week_window("run_4", MONDAY_RUN + dt.timedelta(days=21)))
+    again = pipeline.run_all(conn, pipeline.week_window("run_4", MONDAY_RUN + dt.timedelta(days=21)), require_week=False)
     assert again["files_new"] == 0 and again["details"]["ingest"]["files_taken_again"] == []
 
     # The estate re-delivers other content under the same name: the old marker does not cover it.
@@ -198,7 +198,7 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no=f"N{i}") for i in range(3)]
                  + [sales_line(doc_no="NB", qty="?")])
     with pytest.raises(pipeline.FilesRejected, match="v_2026-11-16.csv rejected by the quality gate: 1 of 4"):
-        pipeline.run_all(conn, pipeline.week_window("run_5", MONDAY_RUN + dt.timedelta(days=28)))
+        pipeline.run_all(conn, pipeline.week_window("run_5", MONDAY_RUN + dt.timedelta(days=28)), require_week=False)
 
 
 def test_accept_and_reingest_params_take_a_file_again(conn, crm_dirs, monkeypatch, tmp_path):
@@ -209,16 +209,16 @@ def test_accept_and_reingest_params_take_a_file_again(conn, crm_dirs, monkeypatc
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv",
                  [sales_line(doc_no=f"F{i}") for i in range(10)] + [sales_line(doc_no="B", qty="?")])
     with pytest.raises(pipeline.FilesRejected):
-        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN), require_week=False)
     # accept_files in the trigger form: the rejected file is taken again and let through
     accept = RunParams.parse({"accept_files": ["v_2026-11-16.csv"]})
-    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN, accept))
+    summary = pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN, accept), require_week=False)
     assert summary["status"] == "success" and summary["rows_written"] == 10
     assert conn.execute("SELECT accepted_by FROM etl.file_manifest").fetchone()[0] == "param accept_files of run run_2"
     # reingest_files: a loaded file read, validated and loaded again; nothing doubles
     reingest = RunParams.parse({"reingest_files": ["isavigne/ventes_lignes/v_2026-11-16.csv"],
                                 "accept_files": ["v_2026-11-16.csv"]})
-    again = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN, reingest))
+    again = pipeline.run_all(conn, pipeline.week_window("run_3", MONDAY_RUN, reingest), require_week=False)
     assert again["details"]["ingest"]["files_taken_again"] == ["isavigne/ventes_lignes/v_2026-11-16.csv (was loaded)"]
     assert (again["rows_read"], again["rows_written"], again["rows_superseded"]) == (11, 10, 10)
     assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 10
