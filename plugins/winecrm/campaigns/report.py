@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from winecrm.campaigns.labels import REASONS_FR, SCENARIOS_FR, STATUS_FR
 from winecrm.core import settings
 from winecrm.core.weeks import Week, number_fr
 
@@ -25,13 +26,6 @@ log = logging.getLogger(__name__)
 
 SEGMENTS = ["VIP", "Standard", "At Risk", "Churn"]
 SEGMENTS_FR = {"VIP": "VIP", "Standard": "Standard", "At Risk": "À risque", "Churn": "Perdus (churn)"}
-SCENARIOS_FR = {"cross_sell": "Découverte (cross-sell)", "rebuy": "Réachat", "winback": "Reconquête"}
-STATUS_FR = {"sent": "envoyés", "simulated": "simulés (outbox)", "skipped": "écartés", "failed": "en échec",
-             "rendered": "prêts, non envoyés", "sending": "envoi en cours"}
-REASONS_FR = {"control_group": "groupe témoin", "invalid_email": "adresse invalide", "suppressed": "désinscrit / bloqué",
-              "opted_out": "opposition (opt-out)", "silence_window": "contacté récemment",
-              "winback_min_revenue": "CA < seuil de reconquête", "no_candidate": "aucun vin à proposer",
-              "no_longer_recommended": "plus recommandé"}
 WINE = "#7b1e2b"
 
 

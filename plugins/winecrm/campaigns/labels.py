@@ -1,0 +1,22 @@
+"""How the estate's people read the campaigns' internal keys: one French name for each
+scenario, e-mail status and reason for leaving a customer out. The weekly report and the
+approval request both name them from here (no module imports beyond the standard library)."""
+
+from __future__ import annotations
+
+SCENARIOS_FR = {"cross_sell": "Découverte (cross-sell)", "rebuy": "Réachat", "winback": "Reconquête"}
+STATUS_FR = {"sent": "envoyés", "simulated": "simulés (outbox)", "skipped": "écartés", "failed": "en échec",
+             "rendered": "prêts, non envoyés", "sending": "envoi en cours"}
+REASONS_FR = {"control_group": "groupe témoin", "invalid_email": "adresse invalide", "suppressed": "désinscrit / bloqué",
+              "opted_out": "opposition (opt-out)", "silence_window": "contacté récemment",
+              "winback_min_revenue": "CA < seuil de reconquête", "no_candidate": "aucun vin à proposer",
+              "no_longer_recommended": "plus recommandé"}
+
+
+def scenario_fr(scenario: str) -> str:
+    """« Reconquête » for ``winback``; a scenario without a French name keeps its key."""
+    return SCENARIOS_FR.get(scenario, scenario)
+
+
+def reason_fr(reason: str) -> str:
+    return REASONS_FR.get(reason, reason)
