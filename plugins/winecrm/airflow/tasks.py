@@ -241,14 +241,18 @@ def review_text(summary: dict, subjects: dict[str, list[dict]], previews: list[s
 
 
 def record_decision(run_id: str, approved: bool, who: object) -> None:
+    """The marketing person's answer in crm.campaigns, with their name (``who``: the Airflow
+    user as the approval form gives it, ``{"id": …, "name": …}``)."""
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
+    from winecrm.campaigns.labels import person_name
 
+    who = person_name(who) or "unknown"
     with warehouse_connection("decision") as conn:
         details = pipeline.rendered_campaign(conn, run_id)
         conn.execute("""UPDATE crm.campaigns SET status = %s, decided_by = %s, decided_at = now(), updated_at = now()
                         WHERE campaign_id = %s AND status = 'rendered'""",
-                     ("approved" if approved else "rejected", str(who or "unknown"), details["campaign_id"]))
+                     ("approved" if approved else "rejected", who, details["campaign_id"]))
         conn.commit()
     log.info("Campaign %s by %s", "approved" if approved else "rejected (nothing will be sent)", who)
 

@@ -20,3 +20,25 @@ def scenario_fr(scenario: str) -> str:
 
 def reason_fr(reason: str) -> str:
     return REASONS_FR.get(reason, reason)
+
+
+CAMPAIGN_STATUS_FR = {"rendered": "en attente de décision", "approved": "approuvée", "rejected": "refusée, rien n'est parti",
+                      "sending": "envoi en cours", "done": "terminée"}
+
+
+def person_name(who: object) -> str | None:
+    """Who decided, as people read it: the name of the Airflow user (the approval form gives
+    ``{"id": …, "name": …}``), else its id. Rows written before the name was kept hold the
+    user's dict as text (« {'id': 'admin', 'name': 'admin'} »): read the same way."""
+    import ast
+
+    if isinstance(who, str) and who.lstrip().startswith("{"):
+        try:
+            who = ast.literal_eval(who.strip())
+        except (ValueError, SyntaxError):
+            pass
+    if isinstance(who, dict):
+        who = who.get("name") or who.get("id")
+    if who is None:
+        return None
+    return str(who).strip() or None
