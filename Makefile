@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+AIRFLOW_PORT ?= 8080
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export GX_ANALYTICS_ENABLED := False
 
@@ -15,7 +16,7 @@ demo test airflow backtest: export CRM_ALLOW_EMBEDDED_DB = 1
 help:
 	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
 	@echo "make test      install and run the whole test suite against real PostgreSQL"
-	@echo "make airflow   start Airflow locally (UI on http://localhost:8080) to explore the DAGs"
+	@echo "make airflow   start Airflow locally (UI on http://localhost:$(AIRFLOW_PORT)) to explore the DAGs; another port: make airflow AIRFLOW_PORT=8081"
 	@echo "make webhooks  start the webhook receiver (Brevo events, behaviour events) on 127.0.0.1:8765"
 	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
 	@echo "make backtest  score and recommend at past cutoffs vs baselines: sample estate, CDNOW, Instacart"
@@ -36,10 +37,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # The metadata database is named here, per checkout: airflow.cfg would pin the first checkout's path.
+# AIRFLOW_PORT (8080) moves the API server, the URL its workers call back (execution API) and the
+# plugin's links (Data Docs, report) together.
 AIRFLOW_LOCAL_ENV = PATH=$(CURDIR)/$(BIN):$$PATH \
 	AIRFLOW_HOME=$(CURDIR)/airflow_home \
 	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(CURDIR)/airflow_home/airflow.db \
-	CRM_DATA_DOCS_URL=http://localhost:8080/winecrm/data-docs \
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
+	CRM_DATA_DOCS_URL=http://localhost:$(AIRFLOW_PORT)/winecrm/data-docs \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \

@@ -27,6 +27,14 @@ Brevo's published API description says and the SDK does not check:
 It keeps a log of every e-mail it accepted, and injects faults on demand: 429 with rate-limit
 headers, 500, a slow answer, a connection dropped before or AFTER the e-mail was accepted,
 402, an answer with fewer message ids than versions or an empty one.
+
+Standalone, to rehearse live mode against it (README, « Rehearse live mode with the fake
+Brevo »)::
+
+    .venv/bin/python -m tests.fakes.brevo --port 8090 [--api-key KEY]
+
+serves it on 127.0.0.1:8090 until Ctrl-C and prints each request it answers and each e-mail it
+accepts (recipient and subject); nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ class FakeBrevo:
     faults: list = field(default_factory=list)
     keys: dict = field(default_factory=dict)          # idempotencyKey -> accepted at (clock)
     contract_mismatches: list = field(default_factory=list)
+    echo: callable = None  # called with (method, path, status, answer) after each answer (the standalone printer)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _hourly: dict = field(default_factory=dict)       # path -> [window start, count]
 
@@ -243,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        if self.fake.echo:
+            self.fake.echo(self.command, self._path(), status, payload)
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -430,10 +441,10 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeBrevoServer:
     """``with FakeBrevoServer() as server: server.url, server.fake``"""
 
-    def __init__(self, fake: FakeBrevo | None = None):
+    def __init__(self, fake: FakeBrevo | None = None, port: int = 0):
         self.fake = fake or FakeBrevo()
         handler = type("Handler", (_Handler,), {"fake": self.fake})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v3"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -445,3 +456,40 @@ class FakeBrevoServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The fake Brevo on 127.0.0.1:PORT until Ctrl-C, printing what it receives."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.brevo", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--api-key", default=FakeBrevo.api_key,
+                        help="the key it accepts (the password of brevo_default); default %(default)s")
+    args = parser.parse_args(argv)
+    fake = FakeBrevo(api_key=args.api_key)
+    shown = [0]
+
+    def echo(method: str, path: str, status: int, answer: dict | None) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {method} {path} -> {status}"
+              + (f" {answer.get('code')}: {answer.get('message')}" if status >= 400 and answer else ""), flush=True)
+        with fake.lock:
+            new, shown[0] = fake.sent[shown[0]:], len(fake.sent)
+        for email in new:
+            print(f"    e-mail to {email['to']}: {email['subject']}", flush=True)
+
+    fake.echo = echo
+    server = FakeBrevoServer(fake, port=args.port)
+    print(f"Fake Brevo on {server.url} (API key: {fake.api_key}); nothing leaves this machine. Ctrl-C to stop.",
+          flush=True)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+        print(f"{len(fake.sent)} e-mails accepted, {len(fake.sms)} SMS.")
+
+
+if __name__ == "__main__":
+    main()

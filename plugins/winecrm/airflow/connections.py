@@ -94,15 +94,20 @@ def warehouse_connection(stage: str = "task"):
 
 
 def brevo_credentials():
-    """Brevo: the connection ``brevo_default`` (API key in the password; its host, when set,
-    replaces https://api.brevo.com/v3 — a sandbox or a mock), else ``BREVO_API_KEY``; None when
-    neither is set: a run that asks to send then fails, saying how to set it up. The key is masked
-    in task logs."""
+    """Brevo: the connection ``brevo_default`` (API key in the password), else ``BREVO_API_KEY``;
+    None when neither is set: a run that asks to send then fails, saying how to set it up. The key
+    is masked in task logs.
+
+    The connection is best of type HTTP (provider apache-airflow-providers-http), read as the UI
+    form fills it and as HttpHook reads it: Host (a name, or a whole URL), Schema = the URL scheme
+    (``https``, or ``http`` for the fake Brevo on this machine), Port. Without a host it is
+    https://api.brevo.com/v3; a host without a path gets Brevo's ``/v3``. A Schema that is not a
+    scheme is taken as the path, as before (``api/v3``)."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from winecrm.airflow import BREVO_CONN_ID
-    from winecrm.campaigns.brevo import DEFAULT_BASE_URL, BrevoCredentials, credentials_from_env
+    from winecrm.campaigns.brevo import BrevoCredentials, credentials_from_env
 
     try:
         conn = BaseHook.get_connection(BREVO_CONN_ID)
@@ -114,13 +119,25 @@ def brevo_credentials():
             _mask(found.api_key)
         return found
     _mask(conn.password)
-    base = DEFAULT_BASE_URL
-    if conn.host:
-        host = conn.host if "://" in conn.host else f"https://{conn.host}"
-        base = host.rstrip("/") + (f":{conn.port}" if conn.port and f":{conn.port}" not in host else "")
-        if conn.schema:
-            base += "/" + conn.schema.strip("/")
-    return BrevoCredentials(conn.password, base)
+    return BrevoCredentials(conn.password, brevo_base_url(conn.host, conn.schema, conn.port))
+
+
+def brevo_base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:
+    """The API's base URL from a connection's Host, Schema and Port (see ``brevo_credentials``)."""
+    from urllib.parse import urlunsplit
+
+    from winecrm.campaigns.brevo import DEFAULT_BASE_URL
+
+    if not host:
+        return DEFAULT_BASE_URL
+    schema = (schema or "").strip()
+    scheme = schema.lower() if schema.lower() in ("http", "https") else "https"
+    parts = urlsplit(host.strip() if "://" in host else f"{scheme}://{host.strip()}")
+    netloc = parts.netloc if parts.port or not port else f"{parts.netloc}:{port}"
+    path = parts.path.rstrip("/")
+    if schema and schema.lower() not in ("http", "https"):
+        path += "/" + schema.strip("/")
+    return urlunsplit((parts.scheme, netloc, path or "/v3", "", ""))
 
 
 def webhook_credentials(conn_id: str) -> tuple[str | None, str | None] | None:

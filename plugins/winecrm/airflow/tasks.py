@@ -208,43 +208,71 @@ def send_emails(run_id: str) -> None:
 
 def campaign_review(run_id: str) -> tuple[str, str]:
     """Subject and body (Markdown) of the approval request: what would leave, per scenario, with
-    a link to a rendered e-mail of each (served by the plugin to signed-in users)."""
-    base = plugin_url("") or "/winecrm"
+    the subject lines its e-mails carry and a link to a rendered e-mail of each (served by the
+    plugin to signed-in users)."""
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
-    from winecrm.campaigns.render import campaign_summary
+    from winecrm.campaigns.render import campaign_summary, subject_lines
 
     with warehouse_connection("review") as conn:
         details = pipeline.rendered_campaign(conn, run_id)
         summary = campaign_summary(conn, details["campaign_id"])
-    lines = [f"**Campagne {summary['campaign_id']}** — e-mails prêts à partir par Brevo :", "",
-             "| scénario | à envoyer | écartés |", "|---|---|---|"]
-    for scenario, counts in sorted(summary["by_scenario"].items()):
-        lines.append(f"| {scenario} | {counts.get('rendered', 0)} | {counts.get('skipped', 0)} |")
-    skipped = summary["skipped"]
-    lines += ["", f"Groupe témoin (jamais écrit) : {skipped.get('control_group', 0)} clients.",
-              "Autres écartés : " + (", ".join(f"{k} {v}" for k, v in skipped.items() if k != "control_group")
-                                     or "aucun") + ".",
-              "", "Aperçu (l'e-mail du client le plus susceptible d'acheter, par scénario) : "
-              + ", ".join(f"[{scenario}]({base}/previews/{details['campaign_id']}/{scenario})"
-                          for scenario in sorted(details.get("previews") or {})) + ".",
-              "Pour le recevoir dans votre boîte : `python -m winecrm.campaigns send-test --to VOTRE-ADRESSE`.",
-              "", "**Approve** : les e-mails partent. **Reject** : rien n'est envoyé (décision enregistrée)."]
-    from winecrm.core.weeks import number_fr
+        subjects = subject_lines(conn, details["campaign_id"])
+    return review_text(summary, subjects, sorted(details.get("previews") or {}), plugin_url("") or "/winecrm")
 
+
+def review_text(summary: dict, subjects: dict[str, list[dict]], previews: list[str], base: str) -> tuple[str, str]:
+    """The approval request in French, as the marketing person reads it (FRENCH-COPY.md: a
+    no-break space before « : » and « ? », thousands grouped, singular for 0 and 1), from
+    ``render.campaign_summary`` and ``render.subject_lines``. Nothing in it is to be typed: a test
+    e-mail is asked of the data engineer."""
+    from winecrm.campaigns.labels import reason_fr, scenario_fr
+    from winecrm.campaigns.render import FIRST_NAME
+    from winecrm.core.weeks import number_fr, plural_fr
+
+    nbsp, narrow = "\u00a0", "\u202f"
+    campaign_id = summary["campaign_id"]
+    lines = [f"**Campagne {campaign_id}** — e-mails prêts à partir par Brevo{nbsp}:", "",
+             "| Scénario | À envoyer | Écartés |", "|---|--:|--:|"]
+    for scenario, counts in sorted(summary["by_scenario"].items(), key=lambda item: scenario_fr(item[0])):
+        lines.append(f"| {scenario_fr(scenario)} | {number_fr(counts.get('rendered', 0))} "
+                     f"| {number_fr(counts.get('skipped', 0))} |")
+    if subjects:
+        named = any(FIRST_NAME in form["subject"] for forms in subjects.values() for form in forms)
+        lines += ["", "Objet des e-mails" + (f" ({FIRST_NAME} y devient le prénom de chaque client)" if named else "")
+                  + f"{nbsp}:"]
+        for scenario, forms in sorted(subjects.items(), key=lambda item: scenario_fr(item[0])):
+            lines.append(f"- {scenario_fr(scenario)}{nbsp}: " + f"{nbsp}; ".join(
+                f"«{nbsp}{form['subject']}{nbsp}» ({plural_fr(form['emails'], 'e-mail')})" for form in forms))
+    skipped = summary["skipped"]
+    others = sorted(((reason_fr(k), n) for k, n in skipped.items() if k != "control_group"), key=lambda r: -r[1])
+    lines += ["", f"Groupe témoin (jamais écrit){nbsp}: {plural_fr(skipped.get('control_group', 0), 'client')}.",
+              f"Autres clients écartés{nbsp}: "
+              + (", ".join(f"{label} ({number_fr(n)})" for label, n in others) or "aucun") + "."]
+    if previews:
+        lines += ["", f"Aperçu (l'e-mail du client le plus susceptible d'acheter, par scénario){nbsp}: "
+                  + ", ".join(f"[{scenario_fr(scenario)}]({base}/previews/{campaign_id}/{scenario})"
+                              for scenario in sorted(previews, key=scenario_fr)) + ".",
+                  "Pour recevoir ces e-mails dans votre boîte avant de décider, demandez un envoi de test "
+                  "à l'ingénieur des données."]
+    lines += ["", f"**Approve**{nbsp}: les e-mails partent. **Reject**{nbsp}: rien n'est envoyé (décision enregistrée)."]
     total = sum(c.get("rendered", 0) for c in summary["by_scenario"].values())
-    return f"Envoyer {number_fr(total)} e-mails de la campagne {summary['campaign_id']} ?", "\n".join(lines)
+    return f"Envoyer {plural_fr(total, 'e-mail')} de la campagne {campaign_id}{narrow}?", "\n".join(lines)
 
 
 def record_decision(run_id: str, approved: bool, who: object) -> None:
+    """The marketing person's answer in crm.campaigns, with their name (``who``: the Airflow
+    user as the approval form gives it, ``{"id": …, "name": …}``)."""
     from winecrm import pipeline
     from winecrm.airflow.connections import warehouse_connection
+    from winecrm.campaigns.labels import person_name
 
+    who = person_name(who) or "unknown"
     with warehouse_connection("decision") as conn:
         details = pipeline.rendered_campaign(conn, run_id)
         conn.execute("""UPDATE crm.campaigns SET status = %s, decided_by = %s, decided_at = now(), updated_at = now()
                         WHERE campaign_id = %s AND status = 'rendered'""",
-                     ("approved" if approved else "rejected", str(who or "unknown"), details["campaign_id"]))
+                     ("approved" if approved else "rejected", who, details["campaign_id"]))
         conn.commit()
     log.info("Campaign %s by %s", "approved" if approved else "rejected (nothing will be sent)", who)
 

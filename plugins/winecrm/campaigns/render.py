@@ -180,6 +180,31 @@ def campaign_summary(conn: psycopg.Connection, campaign_id: str) -> dict:
     return {"campaign_id": campaign_id, "by_status": by_status, "by_scenario": by_scenario, "skipped": skipped}
 
 
+FIRST_NAME = "[prénom]"  # stands for each customer's first name in a subject line shown to people
+
+
+def subject_lines(conn: psycopg.Connection, campaign_id: str, limit: int = 3) -> dict[str, list[dict]]:
+    """The subject lines a campaign's e-mails carry, per scenario, as a person checks them before
+    approving: each customer's first name replaced by ``[prénom]``, so the few forms show
+    (« [prénom], une découverte choisie pour vous » and, for customers without a known first name,
+    « Une découverte choisie pour vous »), most frequent first, with how many e-mails carry each."""
+    import re
+
+    forms: dict[str, dict[str, int]] = {}
+    for scenario, subject, prenom, n in conn.execute(
+            """SELECT e.scenario, e.subject, nullif(btrim(c.prenom), ''), count(*)
+               FROM crm.email_sends e LEFT JOIN etl.clients c ON c.client_code = e.client_code
+               WHERE e.campaign_id = %s AND e.subject IS NOT NULL AND e.status <> 'skipped'
+               GROUP BY 1, 2, 3""", (campaign_id,)):
+        if prenom:
+            subject = re.sub(rf"(?<!\w){re.escape(templates.one_line(prenom))}(?!\w)", FIRST_NAME, subject)
+        by_form = forms.setdefault(scenario, {})
+        by_form[subject] = by_form.get(subject, 0) + n
+    return {scenario: [{"subject": s, "emails": n}
+                       for s, n in sorted(by_form.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+            for scenario, by_form in sorted(forms.items())}
+
+
 def previews_dir(campaign_id: str):
     return settings.paths().reports_dir / "apercu" / campaign_id
 

@@ -18,20 +18,14 @@ from pathlib import Path
 
 import psycopg
 
+from winecrm.campaigns.labels import CAMPAIGN_STATUS_FR, REASONS_FR, SCENARIOS_FR, STATUS_FR, person_name
 from winecrm.core import settings
-from winecrm.core.weeks import Week, number_fr
+from winecrm.core.weeks import PARIS, Week, date_fr, datetime_fr, decimal_fr, number_fr, period_fr, plural_fr
 
 log = logging.getLogger(__name__)
 
 SEGMENTS = ["VIP", "Standard", "At Risk", "Churn"]
 SEGMENTS_FR = {"VIP": "VIP", "Standard": "Standard", "At Risk": "À risque", "Churn": "Perdus (churn)"}
-SCENARIOS_FR = {"cross_sell": "Découverte (cross-sell)", "rebuy": "Réachat", "winback": "Reconquête"}
-STATUS_FR = {"sent": "envoyés", "simulated": "simulés (outbox)", "skipped": "écartés", "failed": "en échec",
-             "rendered": "prêts, non envoyés", "sending": "envoi en cours"}
-REASONS_FR = {"control_group": "groupe témoin", "invalid_email": "adresse invalide", "suppressed": "désinscrit / bloqué",
-              "opted_out": "opposition (opt-out)", "silence_window": "contacté récemment",
-              "winback_min_revenue": "CA < seuil de reconquête", "no_candidate": "aucun vin à proposer",
-              "no_longer_recommended": "plus recommandé"}
 WINE = "#7b1e2b"
 
 
@@ -76,35 +70,56 @@ def summary(conn: psycopg.Connection, run: dict) -> dict:
             counts.setdefault(scenario, {})[st] = counts.get(scenario, {}).get(st, 0) + n
             if reason:
                 skipped[reason] = skipped.get(reason, 0) + n
-        campaigns.append({"campaign_id": campaign_id, "mode": mode, "status": status, "decided_by": decided_by,
+        # the person's name (rows written before it was kept hold the Airflow user's dict as text)
+        campaigns.append({"campaign_id": campaign_id, "mode": mode, "status": status,
+                          "decided_by": person_name(decided_by),
                           "by_scenario": {k: v for k, v in counts.items() if v}, "skipped": skipped})
+    generated = dt.datetime.now(dt.timezone.utc)
     return {
         "uplift": uplift(conn, as_of),
         "run_id": run_id, "week": {"start": week.start.isoformat(), "end": week.end.isoformat(),
                                    "label": week.label_fr()},
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": generated.isoformat(timespec="seconds"), "generated_fr": datetime_fr(generated),
         "data": {k: run.get(k) for k in ("files_seen", "files_new", "files_duplicate", "files_quarantined",
                                          "rows_read", "rows_written", "rows_superseded", "rows_skipped",
                                          "rows_quarantined")},
         "quarantine_reasons": run["quarantine_reasons"][:5], "data_docs": run["data_docs"],
         "segments": segments, "previous_as_of": previous.isoformat() if previous else None, "segment_moves": moves[:8],
         "recommendations": scenarios, "excluded": excluded, "campaigns": campaigns,
-        "events": events(conn, as_of),
+        "events": events(conn, as_of, week_start=week.start),
     }
 
 
 FUNNEL = ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "bought")
-TRIGGERS_FR = {"email_opened": "ouvertures", "email_clicked": "clics", "email_bounce": "adresses en échec",
-               "email_soft_bounce": "échecs temporaires", "unsubscribe": "désinscriptions", "purchase": "achats",
-               "form_submit": "formulaires", "page_visit": "visites", "lead_score_high": "scores élevés",
-               "request": "envois demandés", "delivered": "délivrés", "deferred": "différés", "error": "erreurs",
+# what came in, as counted in the report: (one, several) — French agreement, 0 and 1 singular
+TRIGGERS_FR = {"email_opened": ("ouverture", "ouvertures"), "email_clicked": ("clic", "clics"),
+               "email_bounce": ("adresse en échec", "adresses en échec"),
+               "email_soft_bounce": ("échec temporaire", "échecs temporaires"),
+               "unsubscribe": ("désinscription", "désinscriptions"), "purchase": ("achat", "achats"),
+               "form_submit": ("formulaire", "formulaires"), "page_visit": ("visite", "visites"),
+               "lead_score_high": ("score élevé", "scores élevés"),
+               "request": ("envoi demandé", "envois demandés"), "delivered": ("e-mail délivré", "e-mails délivrés"),
+               "deferred": ("e-mail différé", "e-mails différés"), "error": ("erreur", "erreurs"),
                # events with no trigger: Apple's automatic opens, mails that are not ours, Brevo contacts
-               "proxy_open": "ouvertures automatiques (Apple, sans lecteur)",
-               "unique_proxy_open": "ouvertures automatiques (Apple, sans lecteur)",
-               "opened": "ouvertures d'autres e-mails (boutique…)", "unique_opened": "ouvertures d'autres e-mails",
-               "click": "clics dans d'autres e-mails", "soft_bounce": "échecs temporaires d'autres e-mails",
-               "list_addition": "ajouts à une liste Brevo", "contact_updated": "contacts modifiés dans Brevo",
-               "contact_deleted": "contacts supprimés dans Brevo"}
+               "proxy_open": ("ouverture automatique (Apple, sans lecteur)",
+                              "ouvertures automatiques (Apple, sans lecteur)"),
+               "unique_proxy_open": ("ouverture automatique (Apple, sans lecteur)",
+                                     "ouvertures automatiques (Apple, sans lecteur)"),
+               "opened": ("ouverture d'autres e-mails (boutique…)", "ouvertures d'autres e-mails (boutique…)"),
+               "unique_opened": ("ouverture d'autres e-mails", "ouvertures d'autres e-mails"),
+               "click": ("clic dans d'autres e-mails", "clics dans d'autres e-mails"),
+               "soft_bounce": ("échec temporaire d'autres e-mails", "échecs temporaires d'autres e-mails"),
+               "list_addition": ("ajout à une liste Brevo", "ajouts à une liste Brevo"),
+               "contact_updated": ("contact modifié dans Brevo", "contacts modifiés dans Brevo"),
+               "contact_deleted": ("contact supprimé dans Brevo", "contacts supprimés dans Brevo")}
+
+
+def trigger_count_fr(trigger: str, count: int) -> str:
+    """« 1 achat », « 3 adresses en échec »; an event without a French name keeps its own."""
+    one, several = TRIGGERS_FR.get(trigger, (trigger, trigger))
+    return plural_fr(count, one, several)
+
+
 ACTIONS_FR = {"update_score": "score", "add_tag": "étiquette", "create_task": "tâche", "schedule_call": "appel",
               "pause_campaign": "pause des campagnes", "suppress": "plus d'e-mails", "send_email": "e-mail",
               "send_sms": "SMS", "trigger_webhook": "appel sortant"}
@@ -112,12 +127,20 @@ ACTION_STATUS_FR = {"done": "fait", "pending": "prévu", "running": "en cours", 
                     "parked": "à voir par une personne", "unknown": "issue inconnue (non renvoyé)"}
 
 
-def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, open_tasks: int = 25) -> dict:
+def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, open_tasks: int = 25,
+           week_start: dt.date | None = None) -> dict:
     """What customers did with the e-mails (Brevo webhooks and behaviour events, crm_events):
     the funnel of the recent weekly campaigns (distinct e-mails delivered, opened, clicked...,
-    and customers who bought within ``days`` after the campaign's week, as the uplift counts), the automation rules' work over the last 7 days,
-    events from unknown addresses, parked events, and the sales team's open tasks."""
+    and customers who bought within ``days`` after the campaign's week, as the uplift counts);
+    the events of the report's week (``week_start`` to ``as_of``, Paris days; by when they
+    happened, else when they arrived) and what the automation rules did on them, those from
+    unknown addresses — so a backfilled week shows its own week, not the last 7 days; parked
+    events and the sales team's open tasks, as they stand now."""
     days = days or settings.campaigns_config().report.uplift_days
+    week_start = week_start or as_of - dt.timedelta(days=6)
+    period = {"start": dt.datetime.combine(week_start, dt.time(), PARIS),
+              "end": dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), PARIS)}
+    in_week = "coalesce(w.occurred_at, w.received_at) >= %(start)s AND coalesce(w.occurred_at, w.received_at) < %(end)s"
     funnel = []
     for row in conn.execute(
             """SELECT k.campaign_id, k.mode, k.as_of_date,
@@ -147,19 +170,22 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
         item["rates"] = {k: round(100 * item[k] / item["sent"], 1) for k in FUNNEL[1:]}
         funnel.append(item)
     received = dict(conn.execute(
-        """SELECT coalesce(trig, event), count(*) FROM crm.webhook_events
-           WHERE received_at > now() - interval '7 days' AND repeat_of IS NULL AND status <> 'parked'
-           GROUP BY 1 ORDER BY 2 DESC""").fetchall())
+        f"""SELECT coalesce(w.trig, w.event), count(*) FROM crm.webhook_events w
+            WHERE {in_week} AND w.repeat_of IS NULL AND w.status <> 'parked'
+            GROUP BY 1 ORDER BY 2 DESC, 1""", period).fetchall())
     # what waits for a person: events the receiver could not read, or that failed again and again
     parked_reasons = [{"reason": reason, "count": n} for reason, n in conn.execute(
         """SELECT left(coalesce(error, '?'), 160), count(*) FROM crm.webhook_events WHERE status = 'parked'
            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5""")]
-    actions = [{"rule": r, "action": a, "status": st, "count": n} for r, a, st, n in conn.execute(
-        """SELECT rule_id, action_type, status, count(*) FROM crm.automation_actions
-           WHERE created_at > now() - interval '7 days' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")]
+    names = rule_names()
+    actions = [{"rule": r, "rule_name": names.get(r) or r, "action": a, "status": st, "count": n}
+               for r, a, st, n in conn.execute(
+        f"""SELECT a.rule_id, a.action_type, a.status, count(*) FROM crm.automation_actions a
+            JOIN crm.webhook_events w USING (event_id)
+            WHERE {in_week} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""", period)]
     queue = dict(conn.execute("SELECT status, count(*) FROM crm.webhook_events GROUP BY 1").fetchall())
-    unknown = conn.execute("SELECT count(*) FROM crm.webhook_events WHERE unknown_customer AND "
-                           "received_at > now() - interval '7 days'").fetchone()[0]
+    unknown = conn.execute(f"SELECT count(*) FROM crm.webhook_events w WHERE w.unknown_customer AND {in_week} "
+                           "AND w.repeat_of IS NULL AND w.status <> 'parked'", period).fetchone()[0]
     tasks = [{"kind": k, "due_at": due.astimezone(dt.timezone(dt.timedelta(0))).isoformat(), "due_fr": due_fr,
               "title": title, "client_code": code, "name": " ".join(p for p in (prenom, nom) if p) or None,
               "phone": phone}
@@ -168,9 +194,30 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
                            client_code, prenom, nom, telephone
                     FROM crm.open_tasks LIMIT %s""", (open_tasks,))]
     open_count = conn.execute("SELECT count(*) FROM crm.tasks WHERE status = 'open'").fetchone()[0]
-    return {"funnel": funnel, "received_7d": received, "actions_7d": actions, "queue": queue,
-            "parked_reasons": parked_reasons,
-            "unknown_addresses_7d": unknown, "open_tasks": tasks, "open_tasks_total": open_count, "days": days}
+    return {"funnel": funnel, "period": {"start": week_start.isoformat(), "end": as_of.isoformat(),
+                                         "label": period_fr(week_start, as_of)},
+            "received": received, "actions": actions, "queue": queue, "parked_reasons": parked_reasons,
+            "unknown_addresses": unknown, "open_tasks": tasks, "open_tasks_total": open_count, "days": days}
+
+
+def rule_names() -> dict[str, str]:
+    """The automation rules' French names (``name`` in the rules file) by id; {} when the file
+    cannot be read (the report then shows the ids: crm_events says what is wrong with it)."""
+    try:
+        from winecrm.events.rules import load_rules
+
+        return {rule.id: rule.name for rule in load_rules().rules if rule.name}
+    except Exception as exc:  # the report never fails on the rules file
+        log.warning("Automation rules not readable for their names (%s): the report shows their ids", exc)
+        return {}
+
+
+def phone_fr(phone: str | None) -> str:
+    """« 06 74 79 47 36 » for a French number of ten digits (kept on one line); others as stored."""
+    digits = re.sub(r"[\s.\-]", "", phone or "")
+    if re.fullmatch(r"0\d{9}", digits):
+        return "\u00a0".join(digits[i:i + 2] for i in range(0, 10, 2))
+    return phone or ""
 
 
 def uplift(conn: psycopg.Connection, as_of: dt.date, days: int | None = None) -> dict | None:
@@ -216,14 +263,25 @@ def _svg(chart) -> str:
     return svg[svg.index("<svg"):]
 
 
+# Every chart is drawn CHART_WIDTH px wide, labels and legend included (Vega-Lite's « fit »): on a
+# phone (375 px, 331 px of text width) it is shown at its own size, its words at 12-13 px; on a
+# wide screen it is never enlarged (max-width only).
+CHART_WIDTH = 320
+FIT = {"type": "fit-x", "contains": "padding"}  # the width, labels included; heights are the bars' own
+
+
 def charts(data: dict) -> dict[str, str]:
     """The report's charts as inline SVG."""
     import altair as alt
     import pandas as pd
 
     theme = {"config": {"font": "Helvetica, Arial, sans-serif", "view": {"stroke": None},
-                        "axis": {"labelFontSize": 12, "titleFontSize": 12, "grid": False},
-                        "legend": {"labelFontSize": 12, "titleFontSize": 12, "orient": "top"}}}
+                        "axis": {"labelFontSize": 13, "titleFontSize": 12, "titleFontWeight": "normal",
+                                 "grid": False, "labelLimit": 150, "tickCount": 5},
+                        # one column: a legend is not shrunk by « fit », and starts where the bars start
+                        "legend": {"labelFontSize": 13, "titleFontSize": 12, "orient": "top", "symbolSize": 120,
+                                   "labelLimit": 150, "columns": 1}}}
+    size = {"width": CHART_WIDTH, "autosize": FIT, **theme}
     out = {}
     rows = [{"segment": SEGMENTS_FR.get(s, s), "semaine": label, "clients": v[key]}
             for s, v in data["segments"].items() for key, label in (("previous", "semaine précédente"),
@@ -235,7 +293,7 @@ def charts(data: dict) -> dict[str, str]:
         color=alt.Color("semaine:N", sort=["semaine précédente", "cette semaine"],
                         scale=alt.Scale(range=["#d9c5b2", WINE]), title=None),
         tooltip=["segment", "semaine", "clients"],
-    ).properties(width=460, height=190, **theme))
+    ).properties(height=180, **size))
     campaign = next(iter(data["campaigns"]), None)
     if campaign:
         rows = [{"scénario": SCENARIOS_FR.get(sc, sc), "statut": STATUS_FR.get(st, st), "e-mails": n}
@@ -249,22 +307,21 @@ def charts(data: dict) -> dict[str, str]:
             color=alt.Color("statut:N", title=None, scale=alt.Scale(
                 domain=[STATUS_FR[s] for s in shown], range=[palette[s] for s in shown])),
             order=alt.Order("statut:N"),
-        ).properties(width=460, height=120, **theme))
+        ).properties(height=30 * len(campaign["by_scenario"]), **size))
     funnel = (data.get("events") or {}).get("funnel")
     if funnel:
         steps = {"sent": "envoyés", "delivered": "délivrés", "opened": "ouverts", "clicked": "cliqués",
                  "bought": "acheteurs"}
         rows = [{"étape": label, "e-mails": funnel[0][key]} for key, label in steps.items()]
         out["funnel"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar(color=WINE).encode(
-            y=alt.Y("étape:N", sort=list(steps.values()), title=None), x=alt.X("e-mails:Q", title=funnel[0]["campaign_id"]),
+            y=alt.Y("étape:N", sort=list(steps.values()), title=None), x=alt.X("e-mails:Q", title="e-mails"),
             tooltip=["étape", "e-mails"],
-        ).properties(width=460, height=130, **theme))
+        ).properties(height=130, **size))
     if data["excluded"]:
         rows = [{"raison": REASONS_FR.get(r, r), "clients": n} for r, n in data["excluded"].items()]
         out["excluded"] = _svg(alt.Chart(pd.DataFrame(rows)).mark_bar(color="#a89a8e").encode(
-            y=alt.Y("raison:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
-            x=alt.X("clients:Q", title="clients"),
-        ).properties(width=460, height=22 * len(rows), **theme))
+            y=alt.Y("raison:N", sort="-x", title=None), x=alt.X("clients:Q", title="clients"),
+        ).properties(height=24 * len(rows), **size))
     return out
 
 
@@ -275,10 +332,19 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(settings.TEMPLATES_DIR / "report")),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["n"] = lambda v: number_fr(int(v or 0))
+    env.filters["plural"] = lambda v, one, several=None: plural_fr(int(v or 0), one, several)
+    env.filters["pct"] = lambda v: f"{decimal_fr(float(v or 0))}\u00a0%"  # « 12,5 % »
+    env.filters["points"] = lambda v: decimal_fr(float(v or 0), sign=True)  # « +1,5 », « −0,8 »
+    env.filters["date_fr"] = date_fr
+    env.filters["phone_fr"] = phone_fr
+    # a check's name (expect_column_values_to_be_between) may break after its underscores on a phone
+    env.filters["breakable"] = lambda v: markupsafe.Markup("_<wbr>").join(markupsafe.escape(v).split("_"))
+    # « 50 € », « 15 % » in names people wrote (rules): the sign kept with its number
+    env.filters["nbsp"] = lambda v: re.sub(r"(\d) ([€%])", "\\1\u00a0\\2", str(v))
     return env.get_template("weekly.html.j2").render(
         d=data, charts={k: markupsafe.Markup(v) for k, v in svgs.items()}, segments_fr=SEGMENTS_FR,
-        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR, triggers_fr=TRIGGERS_FR,
-        actions_fr=ACTIONS_FR, action_status_fr=ACTION_STATUS_FR)
+        scenarios_fr=SCENARIOS_FR, status_fr=STATUS_FR, reasons_fr=REASONS_FR, trigger_count_fr=trigger_count_fr,
+        actions_fr=ACTIONS_FR, action_status_fr=ACTION_STATUS_FR, campaign_status_fr=CAMPAIGN_STATUS_FR)
 
 
 def write_report(conn: psycopg.Connection, run: dict) -> dict:

@@ -476,9 +476,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--as-of", default=DEFAULT_AS_OF.isoformat(),
+                        help="the Monday of the last export, YYYY-MM-DD, or 'latest': the Monday after the latest "
+                             "complete week, the only week a live run sends (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.as_of == "latest":
+        from winecrm.core.weeks import PARIS, Week
+
+        as_of = Week.before(dt.datetime.now(PARIS)).end + dt.timedelta(days=1)
+    else:
+        as_of = dt.date.fromisoformat(args.as_of)
     if args.raw_dir:
-        out = write_sample_exports(args.raw_dir, seed=args.seed, n_customers=args.customers or 2000)
+        out = write_sample_exports(args.raw_dir, seed=args.seed, n_customers=args.customers or 2000, as_of=as_of)
         print(f"{len(out.files)} files, {out.sales_lines_total} sales lines, {len(out.bad_rows)} planted bad rows")
     if args.sales_file:
         n = write_sales_file(args.sales_file, args.lines, n_customers=args.customers, seed=args.seed)

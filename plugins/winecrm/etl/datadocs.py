@@ -1,12 +1,22 @@
-"""Make Great Expectations Data Docs viewable offline, and show warnings as warnings.
+"""Make Great Expectations Data Docs viewable offline, show warnings as warnings, and run times
+in Paris time.
 
 GX writes pages that pull Bootstrap, jQuery, Vega, Font Awesome… from public CDNs and a logo
 from S3. We copy the same files (vendored in ``include/static/datadocs/vendor``) into the site
 and point every page at them, so the docs open from disk or an intranet with no internet.
+
+Run times: the validate step gives GX a run name and lets it stamp the run in UTC (the stored
+key, the page's folder ``20261116T050012.123456Z``, stays UTC: unambiguous, sorts right). GX has
+no display zone: its index prints the machine's zone (« 2026-11-16 05:00:12 UTC » on a server),
+its pages « 2026-11-16T05:00:12Z » — with a « Z » even when the time is not UTC (a worker set to
+Paris). A Paris-aware run time would be mislabelled, so the pages are rewritten here instead:
+every run time people read becomes « 16/11/2026 06:00:12 (Paris) », worked out from the
+instant GX recorded (the index's sort key, the page's UTC folder), never from its text.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -79,6 +89,36 @@ def mark_warning_suites(html: str, page: Path) -> str:
     return html
 
 
+_INDEX_RUN_TIME = re.compile(r"'run_time': '[^']*', '_run_time_sort': (?P<ts>-?[0-9.]+)")
+_PAGE_RUN_FOLDER = re.compile(r"/validations/.+/(?P<utc>\d{8}T\d{6}\.\d{6}Z)/[^/]+\.html$")
+
+
+def paris_run_time(moment: dt.datetime) -> str:
+    """« 16/11/2026 06:00:12 (Paris) »"""
+    from winecrm.core.weeks import PARIS
+
+    return f"{moment.astimezone(PARIS):%d/%m/%Y %H:%M:%S} (Paris)"
+
+
+def show_paris_times(html: str, page: Path) -> str:
+    """The run times of a Data Docs page in Paris time (see the module docstring)."""
+    if "'_run_time_sort': " in html:  # the index: one row per validation, with the instant as a number
+        def row(m: re.Match) -> str:
+            ran = dt.datetime.fromtimestamp(float(m["ts"]), dt.timezone.utc)
+            return f"'run_time': '{paris_run_time(ran)}', '_run_time_sort': {m['ts']}"
+
+        html = _INDEX_RUN_TIME.sub(row, html)
+    folder = _PAGE_RUN_FOLDER.search(page.as_posix())
+    if folder:  # a validation page: its breadcrumb and « Run Time » row
+        ran = dt.datetime.strptime(folder["utc"], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.timezone.utc)
+        shown = paris_run_time(ran)
+        # printed in UTC, or in the machine's zone (still marked Z)
+        for printed in {f"{ran:%Y-%m-%dT%H:%M:%S}Z", f"{ran.astimezone():%Y-%m-%dT%H:%M:%S}Z"}:
+            html = html.replace(f" / {printed}</li>", f" / {shown}</li>")
+            html = html.replace(f">{printed}</div>", f">{shown}</div>")
+    return html
+
+
 def make_offline(site_dir: Path) -> int:
     """Vendor the assets into ``site_dir/static/vendor`` and rewrite pages; returns pages changed."""
     if not site_dir.is_dir():
@@ -104,7 +144,7 @@ def make_offline(site_dir: Path) -> int:
 
             return _ASSET_ATTR.sub(swap_url, tag)
 
-        new_html = mark_warning_suites(re.sub(r"<(script|link|img)\b[^>]*>", swap, html), page)
+        new_html = show_paris_times(mark_warning_suites(re.sub(r"<(script|link|img)\b[^>]*>", swap, html), page), page)
         if new_html != html:
             page.write_text(new_html, encoding="utf-8")
             changed += 1

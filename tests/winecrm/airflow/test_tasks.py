@@ -56,9 +56,9 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
     assert rendered["mode"] == "live" and rendered["campaign_id"] == "hebdo-2026-11-15"
     subject, body = tasks.campaign_review(window.run_id)
     to_send = rendered["by_status"]["rendered"]
-    assert subject == f"Envoyer {to_send} e-mails de la campagne hebdo-2026-11-15 ?".replace(
+    assert subject == f"Envoyer {to_send} e-mails de la campagne hebdo-2026-11-15\u202f?".replace(
         str(to_send), f"{to_send:,}".replace(",", "\u202f"))
-    assert "| cross_sell |" in body and "Groupe témoin" in body and "Reject" in body
+    assert "| Découverte (cross-sell) |" in body and "Groupe témoin" in body and "Reject" in body
     assert "(/winecrm/previews/hebdo-2026-11-15/cross_sell)" in body  # a rendered e-mail per scenario
     preview = open(rendered["previews"]["cross_sell"], encoding="utf-8").read()
     assert preview.startswith("<!DOCTYPE html>") and "Se désinscrire" in preview
@@ -71,7 +71,7 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
         tasks.record_decision(window.run_id, True, {"id": "marie", "name": "Marie (marketing)"})
         status, who = conn.execute("SELECT status, decided_by FROM crm.campaigns WHERE campaign_id = "
                                    "'hebdo-2026-11-15'").fetchone()
-        assert status == "approved" and "marie" in who
+        assert status == "approved" and who == "Marie (marketing)"  # the name, not the user's dict as text
         tasks.send_emails(window.run_id)
         assert len(server.fake.sent) == to_send == len(set(server.fake.accepted_addresses()))
         # a decision once taken stands: a late « reject » of a campaign already sent changes nothing
@@ -80,13 +80,64 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
                             ).fetchone()[0] == "done"
 
 
+def test_the_approval_request_reads_as_french_for_the_marketing_person(conn, crm_dirs, monkeypatch):
+    """The scenarios by their French names (never their keys), the subject lines their e-mails
+    carry, FRENCH-COPY.md spacing and agreement, and nothing to type: the marketing person is not
+    the one who runs commands."""
+    import re
+
+    from winecrm.campaigns.report import SCENARIOS_FR
+
+    window, rendered = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_fr", customers=150)
+    subject, body = tasks.campaign_review(window.run_id)
+    scenarios = sorted(s for s, c in rendered["by_scenario"].items() if c.get("rendered"))
+    assert len(scenarios) >= 2
+    readable = re.sub(r"\]\([^)]*\)", "]", body)  # link targets aside (the preview URLs keep the keys)
+    for scenario in scenarios:
+        assert SCENARIOS_FR[scenario] in readable and scenario not in readable
+        assert f"[{SCENARIOS_FR[scenario]}](/winecrm/previews/{rendered['campaign_id']}/{scenario})" in body
+    # every subject line that leaves is shown, a customer's first name standing as [prénom]
+    rows = conn.execute("""SELECT e.subject, nullif(btrim(c.prenom), '') FROM crm.email_sends e
+                           JOIN etl.clients c USING (client_code) WHERE e.status = 'rendered'""").fetchall()
+    forms = {s.replace(prenom, "[prénom]") if prenom else s for s, prenom in rows}
+    assert 2 <= len(forms) <= 3 * len(scenarios)
+    for form in forms:
+        assert f"«\u00a0{form}\u00a0»" in body, form
+    # nothing to type, no command line
+    assert "python" not in body and "`" not in body and "--to" not in body
+    assert "ingénieur des données" in body
+    # French spacing outside the quoted subjects (the customers' e-mails are what they are)
+    prose = re.sub(r"«\u00a0.*?\u00a0»", "«»", f"{subject}\n{body}")
+    assert not re.search(r"\w [:;!?%]", prose), prose
+    assert subject.endswith("\u202f?") and subject.startswith("Envoyer ")
+
+
+def test_the_approval_request_counts_in_french():
+    """Thousands grouped with a narrow no-break space; 0 and 1 singular, as the report does."""
+    summary = {"campaign_id": "hebdo-2026-11-15",
+               "by_scenario": {"winback": {"rendered": 1, "skipped": 0}, "cross_sell": {"rendered": 12345, "skipped": 2}},
+               "skipped": {"control_group": 1, "silence_window": 1203}}
+    subjects = {"winback": [{"subject": "[prénom], vous nous manquez", "emails": 1}],
+                "cross_sell": [{"subject": "[prénom], une découverte choisie pour vous", "emails": 12000},
+                               {"subject": "Une découverte choisie pour vous", "emails": 345}]}
+    subject, body = tasks.review_text(summary, subjects, ["cross_sell", "winback"], "/winecrm")
+    assert subject == "Envoyer 12\u202f346 e-mails de la campagne hebdo-2026-11-15\u202f?"
+    assert "| Découverte (cross-sell) | 12\u202f345 | 2 |" in body and "| Reconquête | 1 | 0 |" in body
+    assert "(1 e-mail)" in body and "(12\u202f000 e-mails)" in body and "(345 e-mails)" in body
+    assert "Groupe témoin (jamais écrit)\u00a0: 1 client." in body
+    assert "contacté récemment (1\u202f203)" in body
+    one, _ = tasks.review_text({"campaign_id": "x", "by_scenario": {"rebuy": {"rendered": 1}}, "skipped": {}},
+                               {}, [], "/winecrm")
+    assert one == "Envoyer 1 e-mail de la campagne x\u202f?"
+
+
 def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_dirs, monkeypatch):
     from tests.fakes.brevo import FakeBrevoServer
 
     window, _ = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_reject", customers=80)
     tasks.record_decision(window.run_id, False, {"id": "marie"})
     status, who = conn.execute("SELECT status, decided_by FROM crm.campaigns").fetchone()
-    assert status == "rejected" and "marie" in who
+    assert status == "rejected" and who == "marie"  # no name given: the id
     with FakeBrevoServer() as server:
         monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
         monkeypatch.setenv("BREVO_API_URL", server.url)

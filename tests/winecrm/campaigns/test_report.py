@@ -77,4 +77,4 @@ def test_the_uplift_compares_the_customers_a_live_campaign_meant_with_the_contro
     assert got["uplift_points"] == round(100 * (p1 - p0), 1)
     assert got["ci95_points"][0] < got["uplift_points"] < got["ci95_points"][1]
     html = open(report.write_report(conn, pipeline.run_summary(conn, "run_1"))["html"], encoding="utf-8").read()
-    assert "Effet : " in html and "hebdo-2026-10-11" in html
+    assert "Effet\u00a0: " in html and "hebdo-2026-10-11" in html

@@ -293,3 +293,44 @@ def test_data_docs_show_warnings_as_warnings_and_delivered_values_not_nat(conn, 
     sales_html = sales_page.read_text(encoding="utf-8")
     assert "31/02/2026" in sales_html and "NaT" not in sales_html
     assert conn.execute("SELECT email_valid FROM etl.clients WHERE client_code = 'C2'").fetchone() is None  # not loaded yet
+
+
+@pytest.mark.parametrize("machine_tz", ["UTC", "Europe/Paris"])
+def test_data_docs_show_run_times_in_paris_time(conn, crm_dirs, machine_tz):
+    """GX prints run times in the machine's zone (the index) or marked « Z » whatever their zone
+    (the pages): people read Paris time, said so, on a UTC server as on a worker set to Paris."""
+    import re
+    import time
+    from zoneinfo import ZoneInfo
+
+    import tzlocal
+
+    from winecrm.core import settings
+
+    import os
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = machine_tz
+    time.tzset()
+    tzlocal.reload_localzone()
+    try:
+        write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                     [sales_line(doc_no="F1"), sales_line(doc_no="BAD", date="31/02/2026")])
+        _run_until_validate(conn)
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+        tzlocal.reload_localzone()
+    site = settings.paths().data_docs_site
+    page, = site.glob("validations/isavigne_ventes_lignes/*/*/*.html")
+    ran = dt.datetime.strptime(page.parent.name, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.timezone.utc)  # GX's key: UTC
+    paris = f"{ran.astimezone(ZoneInfo('Europe/Paris')):%d/%m/%Y %H:%M:%S} (Paris)"
+    html = page.read_text(encoding="utf-8")
+    assert f"/ {paris}</li>" in html and f">{paris}</div>" in html  # breadcrumb and « Run Time »
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", html)
+    index = settings.paths().data_docs_index.read_text(encoding="utf-8")
+    assert f"'run_time': '{paris}'" in index
+    assert not re.search(r"'run_time': '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", index)
