@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -102,11 +104,12 @@ class _Page:
 
 @contextlib.contextmanager
 def _browser():
-    with tempfile.TemporaryDirectory(prefix="winecrm-chromium-") as profile:
+    # chromium's helper processes may still write into the profile as it exits: cleaned up as far as possible
+    with tempfile.TemporaryDirectory(prefix="winecrm-chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         page = None
         try:
             deadline = time.monotonic() + 60
@@ -126,11 +129,12 @@ def _browser():
         finally:
             if page is not None:
                 page.ws.close()
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)  # the browser and its helper processes
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _measure(page: _Page) -> dict:

@@ -220,7 +220,7 @@ def test_a_quality_gate_failure_names_the_file_and_the_way_out_works(monday_run,
     assert run["note"].startswith("Semaine du 09/11 au 15/11/2026 : ÉCHEC — Quality gate rejected "
                                   "isavigne/ventes_lignes/ventes_lignes_2026-11-17_corrections.csv")
     assert run["note"].endswith("(1 nouveau fichier, 10 lignes lues, 0 écrite, 0 ignorée (déjà à jour), 6 en quarantaine"
-                                " ; campagne à blanc : 0 e-mail dans la boîte d'envoi, rien n'est parti)"), run["note"]
+                                " ; campagne à blanc : 192 e-mails dans la boîte d'envoi, rien n'est parti)"), run["note"]
     # The way out: the same week, with the file accepted in the trigger form.
     result = dags_test(env, "-c", json.dumps({"week": "2026-11-09",
                                               "accept_files": ["ventes_lignes_2026-11-17_corrections.csv"]}))

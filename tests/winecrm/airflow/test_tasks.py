@@ -194,7 +194,7 @@ def test_crm_events_fails_once_when_an_event_is_parked_and_is_green_again_after(
     rules.write_text("settings: {max_attempts: 1}\nrules:\n  - {id: visit, trigger: page_visit, actions: "
                      "[{type: add_tag, tag: visitor}]}\n", encoding="utf-8")
     monkeypatch.setenv("CRM_AUTOMATION_RULES", str(rules))
-    with pytest.raises(AirflowFailException, match=r"1 event\(s\) parked .* Everything else was processed"):
+    with pytest.raises(AirflowFailException, match=r"(?s)1 event\(s\) parked .* Everything else was processed"):
         tasks.process_events()
     assert conn.execute("SELECT status, count(*) FROM crm.webhook_events GROUP BY 1 ORDER BY 1").fetchall() == [
         ("done", 1), ("parked", 1)]

@@ -204,8 +204,8 @@ def test_the_campaign_is_live_only_when_asked_configured_and_for_the_latest_week
     pipeline.prepare(conn, dry)
     monday_after = dt.date(2026, 11, 17)
     assert pipeline.campaign_mode(conn, "run_dry", brevo_configured=True, today=monday_after)[0] == "dry_run"
-    mode, why = pipeline.campaign_mode(conn, "run_live", brevo_configured=False, today=monday_after)
-    assert mode == "dry_run" and "brevo_default" in why
+    with pytest.raises(pipeline.LiveWithoutBrevo, match="brevo_default"):  # asked to send: refused, not a dry run
+        pipeline.campaign_mode(conn, "run_live", brevo_configured=False, today=monday_after)
     mode, why = pipeline.campaign_mode(conn, "run_live", brevo_configured=True, today=dt.date(2026, 11, 30))
     assert mode == "dry_run" and "past week" in why  # a backfill never sends
     assert pipeline.campaign_mode(conn, "run_live", brevo_configured=True, today=monday_after)[0] == "live"
