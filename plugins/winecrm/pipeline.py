@@ -547,6 +547,13 @@ def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -
     )
     summary = run_summary(conn, run_id)
     if summary:
+        if not summary["files_new"]:  # a run that read nothing new: say whether its week was read before
+            summary["week_read_before"] = conn.execute(
+                """SELECT count(*) > 0 FROM etl.file_manifest WHERE status = 'loaded' AND dataset = ANY(%s)
+                     AND export_date BETWEEN %s AND %s AND run_id <> %s""",
+                (settings.pipeline_config().exports.weekly_datasets, Week(summary["week_start"], summary["week_end"])
+                 .first_export_day, Week(summary["week_start"], summary["week_end"]).last_export_day,
+                 run_id)).fetchone()[0]
         summary["note"] = run_note(summary)
         # what the run saw, kept with it: a file accepted later by another run moves to that run
         closed = {"files": run_files(conn, run_id), "quarantine": quarantine_reasons(conn, run_id)}
@@ -587,7 +594,8 @@ def run_note(summary: dict) -> str:
     (déjà à jour), 0 en quarantaine » — what Airflow's run list shows for the run (its note)."""
     week = Week(summary["week_start"], summary["week_end"]).label_fr()
     counts = ", ".join([
-        plural_fr(summary["files_new"], "nouveau fichier", "nouveaux fichiers"),
+        plural_fr(summary["files_new"], "nouveau fichier", "nouveaux fichiers")
+        + (" (exports de la semaine déjà lus par un autre run)" if summary.get("week_read_before") else ""),
         plural_fr(summary["rows_read"], "ligne lue", "lignes lues"),
         plural_fr(summary["rows_written"], "écrite"),
         plural_fr(summary["rows_skipped"], "ignorée") + " (déjà à jour)",

@@ -104,7 +104,9 @@ def test_a_week_rerun_after_it_was_loaded_stays_green(conn, crm_dirs, tmp_path, 
     _run_week(conn, "first")
     assert pipeline.finish_checked(conn, "first")["status"] == "success"
     _run_week(conn, "rerun")  # nothing new to read: the week is in the warehouse already
-    assert pipeline.finish_checked(conn, "rerun")["status"] == "success"
+    summary = pipeline.finish_checked(conn, "rerun")
+    assert summary["status"] == "success"
+    assert "0 nouveau fichier (exports de la semaine déjà lus par un autre run), 0 ligne lue" in summary["note"]
 
 
 def test_sending_asked_without_brevo_is_refused_not_a_silent_dry_run(conn, crm_dirs):
