@@ -85,6 +85,22 @@ def test_a_week_whose_only_sales_export_was_refused_is_never_ready_nor_green(con
     for stage in pipeline.stages_until(pipeline.run_load):
         stage(conn, "accepted")
     assert pipeline.finish_checked(conn, "accepted")["status"] == "success"
+    # the refused run's summary page still lists the file and its reasons, though the file is the accepting run's now
+    page = _plugin().run_summary("first").body.decode()
+    assert "ventes_lignes_2026-11-16.csv" in page and "(taken over by a later run since)" in page
+    assert "date_livraison" in page.split("Quarantine reasons")[1]
+
+
+def _plugin():
+    """The Airflow plugin module (plugins/ is not a package: Airflow's plugin manager loads it by path)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "plugins" / "winecrm_plugin.py"
+    spec = importlib.util.spec_from_file_location("winecrm_plugin_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_a_corrected_export_of_a_refused_week_is_waited_for_and_taken(conn, crm_dirs, tmp_path, monkeypatch):
