@@ -547,7 +547,7 @@ def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -
     )
     summary = run_summary(conn, run_id)
     if summary:
-        if not summary["files_new"]:  # a run that read nothing new: say whether its week was read before
+        if not summary["files_new"] and not summary["rows_read"]:  # read nothing: was its week read before?
             summary["week_read_before"] = conn.execute(
                 """SELECT count(*) > 0 FROM etl.file_manifest WHERE status = 'loaded' AND dataset = ANY(%s)
                      AND export_date BETWEEN %s AND %s AND run_id <> %s""",

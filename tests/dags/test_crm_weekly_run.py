@@ -157,7 +157,8 @@ def test_rerunning_the_same_date_through_airflow_changes_nothing(monday_run, dag
     with psycopg.connect(module_warehouse) as conn:
         assert conn.execute("SELECT count(*), sum(mt_ht), max(loaded_at) FROM etl.ventes_lignes").fetchone() == before
         assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == len(planted.bad_rows)
-    assert latest_run(airflow_db)["note"].startswith("Semaine du 09/11 au 15/11/2026 : 0 nouveau fichier, 0 ligne lue")
+    assert latest_run(airflow_db)["note"].startswith("Semaine du 09/11 au 15/11/2026 : 0 nouveau fichier (exports de la "
+                                                     "semaine déjà lus par un autre run), 0 ligne lue")
 
 
 def test_a_past_week_chosen_in_the_trigger_form_runs_on_the_snapshots_before_it(monday_run, dag_env, airflow_db,
