@@ -86,7 +86,10 @@ MOMENTS = [(BASE_SECONDS, "ts_epoch", BASE_SECONDS), (BASE_SECONDS * 1000 + 250,
 
 identity = st.tuples(
     st.sampled_from(["transactional", "marketing"]),
-    st.one_of(st.sampled_from(sorted(SPELLINGS)), st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=12).map(lambda t: "x-" + t)),
+    # unknown names of any storable text: a NUL or a lone surrogate parks the whole body (another test)
+    st.one_of(st.sampled_from(sorted(SPELLINGS)),
+              st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1,
+                      max_size=12).map(lambda t: "x-" + t)),
     st.integers(0, 2),                       # which address
     st.integers(0, 2),                       # which message (message-id) or campaign (camp_id)
     st.integers(0, 3),                       # which link (0: none)
