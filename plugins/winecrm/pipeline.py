@@ -172,9 +172,11 @@ def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | 
             continue
         refused = _refused_by_the_gate(conn, raw_dir, in_week, window) if conn is not None else {}
         if refused and len(refused) == len(in_week) and dataset in cfg.required_datasets:
-            # every export of the week was refused earlier: it is not "there", and waiting will not change it
-            rejected.append(f"{label}: " + "; ".join(f"{path} was {why}" for path, why in refused.items()))
-            continue
+            if dataset in cfg.weekly_datasets:
+                # every export of the week was refused earlier: it is not "there", and waiting will not change it
+                rejected.append(f"{label}: " + "; ".join(f"{path} was {why}" for path, why in refused.items()))
+                continue
+            in_week = []  # a refused snapshot does not count; an earlier one will do, as for any snapshot
         if dataset not in cfg.required_datasets or in_week:
             continue
         folder = raw_dir / "isavigne" / dataset
@@ -182,7 +184,8 @@ def exports_status(window: RunWindow, raw_dir: Path | None = None, now: float | 
             missing.append(f"no {label} export dated {span} for this week in {folder} "
                            "(the date is read from the file name, else its modification time)")
             continue
-        earlier = any(f.complete and f.dataset == dataset and f.export_date <= week.last_export_day for f in files)
+        earlier = any(f.complete and f.dataset == dataset and f.export_date <= week.last_export_day
+                      and f.relative not in refused for f in files)
         if not earlier and conn is not None:
             earlier = conn.execute(
                 "SELECT 1 FROM etl.file_manifest WHERE dataset = %s AND status = 'loaded' AND export_date <= %s LIMIT 1",

@@ -103,6 +103,27 @@ def _plugin():
     return module
 
 
+def test_a_refused_snapshot_of_the_week_leaves_the_earlier_one_in_charge(conn, crm_dirs, tmp_path, monkeypatch):
+    """Customers are a snapshot: the week's refused one does not stop the week when an earlier one
+    is loaded (the sales export is what the week needs of its own)."""
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5},
+               exports={"required_datasets": ["ventes_lignes", "clients"], "weekly_datasets": ["ventes_lignes"]})
+    header = "client_code;nom;prenom;email"
+    write_export(crm_dirs["raw"], "clients", "clients_2026-11-02.csv", ["C1;Dupont;Jean;jean@example.fr"],
+                 header=header)
+    write_export(crm_dirs["raw"], "ventes_lignes", "ventes_lignes_2026-11-09.csv", [sales_line(doc_no="OLD")])
+    _run_week(conn, "earlier", {"week": "2026-11-02"})
+    write_export(crm_dirs["raw"], "clients", "clients_2026-11-16.csv", [";Klein;Anne;a@example.fr", ";Roth;Luc;l@example.fr", "C2;Klein;Paul;p@example.fr"],
+                 header=header)
+    write_export(crm_dirs["raw"], "ventes_lignes", "ventes_lignes_2026-11-16.csv", [sales_line(doc_no="NEW")])
+    _run_week(conn, "first")
+    assert conn.execute("SELECT status FROM etl.file_manifest WHERE file_path LIKE %s",
+                        ("%clients_2026-11-16.csv",)).fetchone() == ("rejected",)
+    window = pipeline.week_window("again", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    assert pipeline.check_exports(pipeline.current_window(conn, "again"), conn=conn) is True
+
+
 def test_a_corrected_export_of_a_refused_week_is_waited_for_and_taken(conn, crm_dirs, tmp_path, monkeypatch):
     _only_sales_required(tmp_path, monkeypatch)
     bad = [sales_line(client=f"Z{i}", date="31/02/2026", doc_no=f"Z{i}") for i in range(3)]
