@@ -551,11 +551,11 @@ def finish(conn: psycopg.Connection, run_id: str, *, error: str | None = None) -
     summary = run_summary(conn, run_id)
     if summary:
         if not summary["files_new"] and not summary["rows_read"]:  # read nothing: was its week read before?
+            week = Week(summary["week_start"], summary["week_end"])
             summary["week_read_before"] = conn.execute(
                 """SELECT count(*) > 0 FROM etl.file_manifest WHERE status = 'loaded' AND dataset = ANY(%s)
                      AND export_date BETWEEN %s AND %s AND run_id <> %s""",
-                (settings.pipeline_config().exports.weekly_datasets, Week(summary["week_start"], summary["week_end"])
-                 .first_export_day, Week(summary["week_start"], summary["week_end"]).last_export_day,
+                (settings.pipeline_config().exports.weekly_datasets, week.first_export_day, week.last_export_day,
                  run_id)).fetchone()[0]
         summary["note"] = run_note(summary)
         # what the run saw, kept with it: a file accepted later by another run moves to that run
