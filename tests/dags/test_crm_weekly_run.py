@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -147,6 +148,43 @@ def test_task_logs_are_for_people(monday_run):
                      r"document is already there\); \d+ warehouse rows of an older export replaced", out)
     assert "Semaine du 09/11 au 15/11/2026 (sales delivered 09/11/2026–15/11/2026); run date 16/11/2026 06:00" in out
 
+
+
+def test_the_demo_writes_each_tasks_log_where_the_log_view_reads_it(monday_run, dag_env, tmp_path):
+    """`dags test` writes no task log file ("Log file not found on worker" in the UI): the demo
+    writes each task's part of the console output, and Airflow's own log reader (what the log
+    view calls) returns it, levels and loggers kept, without the execution API's lines."""
+    env, _, _ = dag_env
+    result, run, _ = monday_run
+    output = tmp_path / "dags-test.out"
+    output.write_text(result.stdout, encoding="utf-8")
+    written = subprocess.run([sys.executable, "-m", "winecrm.demo.task_logs", str(output)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert written.returncode == 0, written.stdout[-3000:] + written.stderr[-3000:]
+    assert f"{len(ALL_TASKS) - 1} task log(s) written" in written.stdout  # approve_campaign skipped: never ran
+    read = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import json, sys
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.log.log_reader import TaskLogReader
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+        with create_session() as session:
+            ti = session.scalar(select(TaskInstance).where(TaskInstance.run_id == sys.argv[1],
+                                                           TaskInstance.task_id == 'validate'))
+            lines, _ = TaskLogReader().read_log_chunks(ti, ti.try_number, {})
+            for line in lines:
+                print(json.dumps({"event": line.event, "level": getattr(line, "level", None),
+                                  "logger": getattr(line, "logger", None)}))
+        """), run["run_id"]], env=env, capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-3000:]
+    lines = [json.loads(line) for line in read.stdout.splitlines()]
+    events = "\n".join(line["event"] for line in lines)
+    assert "Log file not found" not in events and "Could not read served logs" not in events
+    assert any(line["logger"] == "winecrm.etl.validate" and line["level"] == "info"
+               and re.search(r"ventes_lignes_2026-11-16\.csv: \d+ rows → \d+ good, 8 quarantined", line["event"])
+               for line in lines)
+    assert "Task instance state updated" not in events  # the in-process execution API, not the task
+    assert "rows read (CSV" not in events  # the ingest task's lines stay in the ingest task's log
 
 def test_rerunning_the_same_date_through_airflow_changes_nothing(monday_run, dag_env, module_warehouse, airflow_db):
     env, planted, _ = dag_env

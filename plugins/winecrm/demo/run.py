@@ -49,7 +49,8 @@ def airflow_env(database_url: str) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
+        # INFO: the tasks' own lines are what the log view shows (task_logs writes them there)
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "CRM_DATABASE_URL": database_url,
         "GX_ANALYTICS_ENABLED": "False",
     })
@@ -57,11 +58,20 @@ def airflow_env(database_url: str) -> dict[str, str]:
 
 
 def _airflow(args: list[str], env: dict[str, str], log_file: Path) -> int:
+    """Run an Airflow command, its output appended to ``log_file``. After ``dags test``, each
+    task's part of that output is written where the UI's log view reads it (``task_logs``):
+    ``dags test`` writes no task log file of its own."""
     airflow = Path(sys.executable).with_name("airflow")
     with open(log_file, "a", encoding="utf-8") as fh:
         fh.write(f"\n$ airflow {' '.join(args)}\n")
         fh.flush()
-        return subprocess.call([str(airflow), *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        offset = fh.tell()
+        code = subprocess.call([str(airflow), *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        if args[:2] == ["dags", "test"]:
+            fh.flush()
+            subprocess.call([sys.executable, "-m", "winecrm.demo.task_logs", str(log_file), "--offset", str(offset)],
+                            env=env, stdout=fh, stderr=subprocess.STDOUT)
+        return code
 
 
 def create_pool(env: dict[str, str], log_file: Path) -> int:
