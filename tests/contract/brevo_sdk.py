@@ -70,6 +70,7 @@ OPERATIONS = (
     Operation("GET", "/contacts/folders", "contacts.get_folders"),
     Operation("POST", "/contacts/folders", "contacts.create_folder"),
     Operation("DELETE", "/contacts/{identifier}", "contacts.delete_contact"),
+    Operation("GET", "/contacts/{identifier}", "contacts.get_contact_info"),
     Operation("POST", "/transactionalSMS/sms", "transactional_sms.send_transac_sms"),
 )
 

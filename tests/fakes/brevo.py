@@ -304,12 +304,16 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake.lock:
                 self.fake.contract_mismatches.append(str(mismatch))
             return self._answer(400, {"code": "invalid_parameter", "message": str(mismatch)})
-        route = (self.command, "/contacts/{identifier}" if self.command == "DELETE" else path)
+        single_contact = self.command == "DELETE" or (
+            self.command == "GET" and path.startswith("/contacts/") and path.count("/") == 2
+            and path not in ("/contacts/attributes", "/contacts/lists", "/contacts/folders"))
+        route = (self.command, "/contacts/{identifier}" if single_contact else path)
         handler = {("POST", "/smtp/email"): self._send_email, ("GET", "/smtp/emails"): self._lookup,
                    ("POST", "/contacts/import"): self._import, ("GET", "/contacts/attributes"): self._attributes,
                    ("GET", "/contacts/lists"): self._lists, ("POST", "/contacts/lists"): self._create_list,
                    ("GET", "/contacts/folders"): self._folders, ("POST", "/contacts/folders"): self._create_folder,
                    ("DELETE", "/contacts/{identifier}"): self._delete_contact,
+                   ("GET", "/contacts/{identifier}"): self._get_contact,
                    ("POST", "/transactionalSMS/sms"): self._send_sms}.get(route)
         if handler is None and self.command == "POST" and path.startswith("/contacts/attributes/"):
             handler = self._create_attribute
@@ -399,6 +403,22 @@ class _Handler(BaseHTTPRequestHandler):
             folder_id = max(self.fake.folders, default=0) + 1
             self.fake.folders[folder_id] = body["name"]
         return self._answer(201, {"id": folder_id})
+
+    def _get_contact(self, path, query, body, fault) -> None:
+        """A contact's details as Brevo answers them (getExtendedContactDetails)."""
+        email = unquote(path[len("/contacts/"):]).lower()
+        with self.fake.lock:
+            held = email in self.fake.contacts
+            details = {
+                "email": email, "id": sorted(self.fake.contacts).index(email) + 1 if held else 0,
+                "emailBlacklisted": False, "smsBlacklisted": False, "whatsappBlacklisted": False,
+                "createdAt": "2026-11-16T06:00:00.000+01:00", "modifiedAt": "2026-11-16T06:00:00.000+01:00",
+                "attributes": dict(self.fake.contact_attributes.get(email, {})),
+                "listIds": sorted(self.fake.contact_lists.get(email, set())),
+                "statistics": {}}  # statistics are of marketing campaigns only; the platform sends transactional
+        if not held:
+            return self._answer(404, {"code": "document_not_found", "message": "Contact does not exist"})
+        return self._answer(200, details)
 
     def _delete_contact(self, path, query, body, fault) -> None:
         email = unquote(path[len("/contacts/"):]).lower()

@@ -289,6 +289,14 @@ class BrevoClient:
         _, payload = self._call("POST", "/contacts/import", body=body, idempotent=True)
         return payload.get("processId")
 
+    def get_contact(self, email: str) -> dict | None:
+        """``GET /contacts/{email}``: the contact Brevo holds — attributes, lists, blacklist flags,
+        creation and change dates, the last 90 days' statistics — or None when it holds none.
+        What a person's access request (GDPR art. 15) reports of Brevo."""
+        status, payload = self._call("GET", f"/contacts/{quote(email, safe='')}", idempotent=True,
+                                     not_found_ok=True)
+        return None if status == 404 else payload
+
     def delete_contact(self, email: str) -> bool:
         """``DELETE /contacts/{email}``: True when Brevo deleted it, False when it held no such
         contact. Safe to repeat. Raises BrevoNotAllowed (405) for a contact Brevo does not let the

@@ -124,3 +124,41 @@ def test_the_contract_fails_on_values_outside_brevo_enums_and_missing_fields():
         check_request("POST", "/contacts/import", body={"jsonBody": [], "listIds": ["4"]})
     with pytest.raises(ContractMismatch, match="no such operation"):
         check_request("POST", "/smtp/emails", body={})
+
+
+# Brevo's own example answer to GET /contacts/{identifier} (api/swagger.yaml, getContactInfo)
+CONTACT_EXAMPLE = {"email": "peggy.rain@example.com", "id": 42, "emailBlacklisted": False, "smsBlacklisted": False,
+                   "createdAt": "2017-05-02T16:40:31Z", "modifiedAt": "2017-05-02T16:40:31Z",
+                   "attributes": {"FIRST_NAME": "Peggy", "LAST_NAME": "Rain", "SMS": "3087433387669"},
+                   "listIds": [40], "statistics": {"messagesSent": [{"campaignId": 21,
+                                                                     "eventTime": "2016-05-03T20:15:13Z"}]}}
+
+
+def test_a_contacts_details_are_asked_as_the_sdk_would(checked):
+    """What a person's access request reads of Brevo: one GET, the address in the path."""
+    client, session = checked
+    session.respond = lambda method, path, query, body: (
+        (200, CONTACT_EXAMPLE) if "peggy" in path.lower() else (404, {"code": "document_not_found", "message": "x"}))
+    assert client.get_contact("Peggy.Rain@example.com")["listIds"] == [40]
+    assert client.get_contact("nobody@example.com") is None
+    assert [(c["method"], c["path"]) for c in session.checked] == [
+        ("GET", "/contacts/Peggy.Rain@example.com"), ("GET", "/contacts/nobody@example.com")]
+
+
+def test_the_fakes_contact_details_are_what_the_sdk_reads():
+    """The fake answers GET /contacts/{identifier} with what Brevo's SDK model requires."""
+    from brevo.contacts.types.get_contact_info_response import GetContactInfoResponse
+
+    from tests.fakes.brevo import FakeBrevoServer
+
+    with FakeBrevoServer() as server:
+        client = brevo.BrevoClient(brevo.BrevoCredentials(server.fake.api_key, server.url), sleep=lambda s: None)
+        lists = server.fake.lists
+        lists[4] = {"name": "Clients du domaine (CRM)", "folderId": 1}
+        server.fake.import_contacts({"listIds": [4], "jsonBody": [{"email": "anne@example.fr",
+                                                                   "attributes": {"FIRSTNAME": "Anne"}}]})
+        details = client.get_contact("anne@example.fr")
+        assert client.get_contact("nobody@example.fr") is None
+    GetContactInfoResponse.model_validate(details)
+    assert (details["email"], details["attributes"], details["listIds"]) == ("anne@example.fr",
+                                                                             {"FIRSTNAME": "Anne"}, [4])
