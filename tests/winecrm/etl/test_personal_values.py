@@ -64,7 +64,7 @@ def test_a_client_export_without_its_header_line_is_rejected_without_quoting_the
     assert "clients_2026-11-16.csv" in payload["error"] and _leaks(payload["error"]) == []
 
 
-def test_failure_alerts_mask_addresses_and_phone_numbers_but_keep_file_line_and_column(monkeypatch):
+def test_failure_alerts_mask_addresses_and_phone_numbers_but_keep_file_line_and_column():
     error = RuntimeError("isavigne/clients/clients_2026-11-16.csv line 3: email: 'paul.roth@@example' rejected; "
                          "telephone: '07 11 22 33 44'; run scheduled__2026-11-16T05:00:00+00:00")
     payload = callbacks.failure_payload({"ti": TI(), "exception": error})
