@@ -2,7 +2,7 @@
 
 - "Data Docs" in the navigation: the Great Expectations Data Docs of the quality checks.
 - "Run summary" on each DAG run: what the run's attempts did (files, rows, quarantine reasons,
-  timings, errors), from ``etl.runs``.
+  timings, errors, consent changes of the clients export), from ``etl.runs``.
 
 Airflow mounts plugin apps without authenticating them, so every route here checks the caller
 itself: the Airflow UI's session cookie or an ``Authorization: Bearer`` token from Airflow's
@@ -116,6 +116,9 @@ def run_summary(run_id: str) -> HTMLResponse:
             reasons = at_finish["quarantine"]
     if errors:
         body.append("<h3>Errors</h3>" + "".join(errors))
+    consent = _consent_changes(attempts)
+    if consent:
+        body.append(consent)
     body.append("<h3>Files</h3><table><tr><th>file</th><th>dataset</th><th>status</th><th>rows read</th>"
                 "<th>written</th><th>skipped (older)</th><th>quarantined</th><th>reason</th></tr>")
     for f in files:
@@ -126,6 +129,22 @@ def run_summary(run_id: str) -> HTMLResponse:
         body.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>")
     body.append("</table>")
     return _page(f"winecrm run {run_id}", "".join(body))
+
+
+def _consent_changes(attempts) -> str:
+    """The consent changes the run's clients load recorded (crm.consent_log, proof of consent):
+    the French line of the note, then per export file. Empty when there were none."""
+    from winecrm.pipeline import consent_note
+
+    details = next((a[19] for a in attempts if ((a[19] or {}).get("load") or {}).get("clients")), None) or {}
+    line = consent_note(details)
+    if not line:
+        return ""
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(path)}</td><td>{n['opt_out']}</td><td>{n['opt_in']}</td></tr>"
+                   for path, n in sorted(details["load"]["clients"]["consent"].get("files", {}).items()))
+    return (f"<h3>Consent changes</h3><p>{e(line)}</p><table><tr><th>export file</th><th>opt-outs</th>"
+            f"<th>opt-ins</th></tr>{rows}</table><p>History per customer: crm.consent_log (source erp_export).</p>")
 
 
 @app.get("/reports/{run_id}")

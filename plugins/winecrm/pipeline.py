@@ -356,6 +356,11 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
             log.info("    %s: %d written, %d skipped%s", path, per_file["written"], per_file["skipped"],
                      f", {per_file['held_back']} held back" if per_file.get("held_back") else "")
         _log_incomplete_documents(dataset, counts.get("incomplete_documents"))
+        consent = counts.get("consent") or {}
+        for path, changed in consent.get("files", {}).items():
+            log.info("    %s: consent changed for %d customer(s) — %d opt-out(s), %d opt-in(s) (history: "
+                     "crm.consent_log)", path, changed["opt_out"] + changed["opt_in"], changed["opt_out"],
+                     changed["opt_in"])
     return report
 
 
@@ -606,6 +611,9 @@ def run_note(summary: dict) -> str:
         *incomplete_documents_fr(((summary.get("details") or {}).get("load") or {}).get("ventes_lignes", {})
                                  .get("incomplete_documents")),
     ])
+    consent = consent_note(summary.get("details") or {})
+    if consent:  # a narrow no-break space before the semicolon (FRENCH-COPY.md)
+        counts += f"\u202f; {consent}"
     campaign = _campaign_note(summary.get("details") or {})
     if campaign:
         counts += f" ; {campaign}"
@@ -615,6 +623,14 @@ def run_note(summary: dict) -> str:
             reason = reason[:217] + "…"
         return f"{week} : ÉCHEC — {reason} ({counts})"
     return f"{week} : {counts}"
+
+
+def consent_note(details: dict) -> str:
+    """« Consentements : 3 retraits, 1 accord (export ERP) » when the run's clients load changed
+    some customers' consent (crm.consent_log), else ''."""
+    from winecrm.privacy.consent import summary_fr
+
+    return summary_fr(((details.get("load") or {}).get("clients") or {}).get("consent"))
 
 
 def _campaign_note(details: dict) -> str:

@@ -119,7 +119,9 @@ def test_monday_run_loads_the_sample_and_says_which_week_in_its_note(monday_run,
     # the run list shows the week and the outcome (the run's note, set by the plugin's listener)
     assert run["note"] == record["note"]
     assert re.fullmatch(r"Semaine du 09/11 au 15/11/2026 : \d+ nouveaux fichiers, [\d\u202f]+ lignes lues, "
-                        r"[\d\u202f]+ écrites, [\d\u202f]+ ignorées \(déjà à jour\), 9 en quarantaine ; "
+                        r"[\d\u202f]+ écrites, [\d\u202f]+ ignorées \(déjà à jour\), 9 en quarantaine"
+                        # the sample's first customer export starts the consent history (crm.consent_log)
+                        r"\u202f; Consentements\u00a0: (?:[\d\u202f]+ retraits?, )?[\d\u202f]+ accords? \(export ERP\) ; "
                         r"campagne à blanc : [\d\u202f]+ e-mails dans la boîte d'envoi, rien n'est parti", run["note"]), run["note"]
     with psycopg.connect(module_warehouse) as conn:
         assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == planted.sales_lines_total

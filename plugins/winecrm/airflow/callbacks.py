@@ -19,7 +19,8 @@ from winecrm.airflow import SMTP_CONN_ID
 log = logging.getLogger(__name__)
 
 # Jinja, rendered by the notifier with the failure's context; every value is escaped (`| e`):
-# an exception message can hold '<', '&' or a customer name.
+# an exception message can hold '<', '&' or a customer name; the error is scrubbed of e-mail
+# addresses and phone numbers (`| scrub`, winecrm.core.personal).
 FAILURE_SUBJECT = ("[winecrm] {{ dag_run.dag_id if dag_run else 'crm' }}"
                    "{% if ti %}.{{ ti.task_id }}{% endif %} a échoué")
 FAILURE_HTML = """\
@@ -27,7 +28,7 @@ FAILURE_HTML = """\
 <table>
 <tr><th align="left">Run</th><td>{{ (dag_run.run_id if dag_run else '?') | e }}</td></tr>
 {% if ti %}<tr><th align="left">Essai</th><td>{{ ti.try_number | e }}</td></tr>{% endif %}
-<tr><th align="left">Erreur</th><td><pre>{{ (exception or reason or 'inconnue') | string | e }}</pre></td></tr>
+<tr><th align="left">Erreur</th><td><pre>{{ (exception or reason or 'inconnue') | string | scrub | e }}</pre></td></tr>
 {% if ti and ti.log_url %}<tr><th align="left">Journal</th><td><a href="{{ ti.log_url | e }}">{{ ti.log_url | e }}</a></td></tr>{% endif %}
 </table>
 """
@@ -45,6 +46,11 @@ def alert_targets() -> tuple[str, str]:
 
 
 def failure_payload(context: dict[str, Any]) -> dict[str, Any]:
+    """What every alert says about a failure. The error text is scrubbed of anything that looks
+    like an e-mail address or a phone number (an exception may quote a delivered value); the
+    file, line and column it names stay."""
+    from winecrm.core.personal import scrub
+
     ti = context.get("ti") or context.get("task_instance")
     dag_run = context.get("dag_run")
     exception = context.get("exception")
@@ -56,7 +62,7 @@ def failure_payload(context: dict[str, Any]) -> dict[str, Any]:
         "run_id": getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None),
         "logical_date": logical.isoformat() if hasattr(logical, "isoformat") else logical,
         "try_number": getattr(ti, "try_number", None),
-        "error": f"{exception.__class__.__name__}: {exception}" if exception else (str(reason) if reason else None),
+        "error": scrub(f"{exception.__class__.__name__}: {exception}" if exception else (str(reason) if reason else None)),
         "log_url": getattr(ti, "log_url", None),
     }
 
@@ -132,7 +138,11 @@ class EmailAlert(SmtpNotifier):
         # DAG (run callbacks under `airflow dags test`) has no template environment to lend.
         import jinja2.sandbox
 
-        return jinja2.sandbox.SandboxedEnvironment(autoescape=False, undefined=jinja2.Undefined)
+        from winecrm.core.personal import scrub
+
+        env = jinja2.sandbox.SandboxedEnvironment(autoescape=False, undefined=jinja2.Undefined)
+        env.filters["scrub"] = scrub  # the error may quote a delivered e-mail address or phone number
+        return env
 
     def __call__(self, *args):
         address, _ = alert_targets()

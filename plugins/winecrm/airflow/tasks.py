@@ -32,12 +32,16 @@ def use_airflow_storage() -> None:
 
 def _fail_fast(exc: Exception):
     """A failure no retry can fix. Raised ``from None``: the log shows the message once (not again
-    as the cause), its long lines folded so the log view shows them whole."""
+    as the cause), its long lines folded so the log view shows them whole. Anything in it that
+    looks like an e-mail address or a phone number is masked: the text goes to the task log and
+    to the failure alerts."""
     import textwrap
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    lines = str(exc).splitlines() or [""]
+    from winecrm.core.personal import scrub
+
+    lines = scrub(str(exc)).splitlines() or [""]
     folded = "\n".join(textwrap.fill(line, width=110, subsequent_indent="    ", break_long_words=False,
                                       break_on_hyphens=False) for line in lines)
     return AirflowFailException(folded)

@@ -181,6 +181,8 @@ class RetentionConfig(_Section):
     # the HTML and text of e-mails already sent, simulated or skipped (crm.email_sends keeps the
     # subject, products, status and ids), and the dry-run outbox folders
     email_bodies_days: int = Field(30, ge=1)
+    # the dry-run SMS outbox (outbox/sms/<day>.jsonl: phone numbers and texts), file by file
+    sms_outbox_days: int = Field(30, ge=1)
     # Brevo and behaviour events as received (crm.webhook_events.payload), once processed
     event_payload_days: int = Field(90, ge=1)
 

@@ -4,7 +4,9 @@ Each dataset is loaded in its own transaction: either every validated file of th
 the warehouse (and marked ``loaded`` in the manifest) or none is; the datasets of a run commit
 one after the other (products, customers, stock, then sales). The SQL lives in
 ``include/sql/queries``. Only the run that owns a file marks it loaded; the caller holds the
-warehouse's writer lock, so no other load runs meanwhile.
+warehouse's writer lock, so no other load runs meanwhile. The customers' load also appends the
+consent changes its export states to the consent history (``winecrm.privacy.consent``), in the
+same transaction.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
                 step_counts[label] = inserted + replaced
             else:
                 step_counts[label] = cursor.rowcount
+        consent = _record_consent_changes(conn, run_id, dataset_name)
         # Which file's rows ended in the table (the newest export of each key wins).
         written_per_file = dict(conn.execute(
             f"SELECT file_id, count(*) FROM etl.{dataset_name} WHERE loaded_run = %s AND file_id = ANY(%s) GROUP BY 1",
@@ -149,7 +152,17 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
     return {"rows_staged": staged, "rows_written": inserted + replaced, "rows_superseded": replaced,
             "rows_skipped": staged - inserted - replaced, "per_file": _per_file_counts(files, per_file, written_per_file),
             "steps": step_counts, "copy_seconds": round(copy_seconds, 3),
-            "seconds": round(time.perf_counter() - started, 3)}
+            "seconds": round(time.perf_counter() - started, 3), **consent}
+
+
+def _record_consent_changes(conn: psycopg.Connection, run_id: str, dataset_name: str) -> dict:
+    """Customers: the consent history (proof of consent) gets the opt-ins and opt-outs this export
+    changed, in the same transaction as the upsert. Returns ``{"consent": counts}`` or ``{}``."""
+    if dataset_name != "clients":
+        return {}
+    from winecrm.privacy.consent import record_export_changes
+
+    return {"consent": record_export_changes(conn, run_id)}
 
 
 def _per_file_counts(files, good: dict[int, int], written: dict[int, int]) -> dict[str, dict]:

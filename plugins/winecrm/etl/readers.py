@@ -19,6 +19,7 @@ from typing import Iterator
 
 import pandas as pd
 
+from winecrm.core.personal import scrub
 from winecrm.etl.contract import Dataset, HeaderMapping, header_score, map_headers
 
 SAMPLE_BYTES = 4 * 1024 * 1024
@@ -121,7 +122,7 @@ def _check_mapping(path: Path, dataset: Dataset, fmt: FileFormat) -> None:
     mapping = fmt.mapping
     assert mapping is not None
     if mapping.missing_required:
-        shown = ", ".join(repr(h) for h in fmt.header[:20])
+        shown = _header_shown(fmt.header, mapping)
         hint = ""
         if len(fmt.header) == 1 and fmt.file_format == "csv":
             hint = " — the header has a single column: is the delimiter one of ; , tab |?"
@@ -134,7 +135,17 @@ def _check_mapping(path: Path, dataset: Dataset, fmt: FileFormat) -> None:
     if mapping.duplicated:
         fmt.warnings.append(f"columns given twice, first one used: {', '.join(mapping.duplicated)}")
     if mapping.extra_columns:
-        fmt.warnings.append(f"extra columns ignored: {', '.join(mapping.extra_columns)}")
+        fmt.warnings.append(f"extra columns ignored: {', '.join(scrub(c) for c in mapping.extra_columns)}")
+
+
+def _header_shown(header: list, mapping) -> str:
+    """The header row as a rejection reason quotes it. A header in which no cell names a contract
+    column is most likely a data row (an export without its header line): its cells are personal
+    values, so only their number is given; otherwise cells that look like an address or a phone
+    number are masked (the reason goes to logs and alerts)."""
+    if not mapping.mapping:
+        return f"{len(header)} cell(s), none a column of the contract (a data row? its values are not repeated here)"
+    return ", ".join(repr(scrub(str(h))) for h in header[:20])
 
 
 def _frame(rows: list[list[str]], line_numbers: list[int], malformed: list[str | None],

@@ -5,7 +5,9 @@ phone numbers as delivered) and shown in the Data Docs, so a person can fix the 
 ``retention.quarantine_raw_values_days`` the raw values are blanked and the reason is reduced to
 file, line, column and the failing checks; Data Docs validation pages older than
 ``retention.data_docs_days`` are deleted (and the index rebuilt); run work files older than
-``retention.work_files_days`` are deleted.
+``retention.work_files_days`` are deleted. Dry-run outboxes go too: e-mail folders after
+``retention.email_bodies_days``, the SMS outbox's daily files (phone numbers and texts) after
+``retention.sms_outbox_days``.
 """
 
 from __future__ import annotations
@@ -88,10 +90,42 @@ def purge_email_bodies(conn: psycopg.Connection, days: int, now: float | None = 
     removed = 0
     if outbox.is_dir():
         for folder in outbox.iterdir():
+            if folder.name == SMS_FOLDER:
+                continue  # one file per day, purged by purge_sms_outbox with its own setting
             if folder.is_dir() and all(p.stat().st_mtime < cutoff for p in folder.rglob("*")):
                 shutil.rmtree(folder)
                 removed += 1
     return {"email_bodies_purged": cursor.rowcount, "outbox_folders_deleted": removed}
+
+
+SMS_FOLDER = "sms"  # <outbox>/sms/<Paris date>.jsonl, written by winecrm.events.actions in dry-run
+
+
+def purge_sms_outbox(days: int, now: dt.datetime | None = None) -> int:
+    """Delete the SMS outbox's daily files older than ``days``; returns the files deleted.
+
+    Each file holds the SMS simulated on one Paris day (recipient numbers, texts). The folder is
+    written to every day SMS flow, so it is judged file by file, by the day in the file's name
+    (its modification time for a file named otherwise), never as a whole."""
+    from winecrm.core.weeks import PARIS
+
+    folder = settings.paths().outbox_dir / SMS_FOLDER
+    if not folder.is_dir():
+        return 0
+    moment = now or dt.datetime.now(dt.timezone.utc)
+    oldest_kept = moment.astimezone(PARIS).date() - dt.timedelta(days=days)
+    removed = 0
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        try:
+            day = dt.date.fromisoformat(path.name.split(".", 1)[0])
+        except ValueError:
+            day = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).astimezone(PARIS).date()
+        if day < oldest_kept:
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def purge_event_payloads(conn: psycopg.Connection, days: int) -> int:
@@ -114,6 +148,7 @@ def purge(conn: psycopg.Connection) -> dict:
         "data_docs_files_deleted": purge_data_docs(cfg.data_docs_days),
         "work_folders_deleted": purge_work_files(cfg.work_files_days),
         **purge_email_bodies(conn, cfg.email_bodies_days),
+        "sms_outbox_files_deleted": purge_sms_outbox(cfg.sms_outbox_days),
     }
     log.info("Retention: %s", report)
     return report

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
-from winecrm.core import settings, storage
+from winecrm.core import personal, settings, storage
 from winecrm.core.storage import run_work_dir
 from winecrm.etl.contract import DATASETS, Dataset
 from winecrm.etl.gx_context import Validator
@@ -46,9 +46,12 @@ class FileVerdict:
 
 
 def _explain(rule: Rule, raw_value: object, dup: object) -> str:
+    """The sentence for one failure. A personal column's value (winecrm.core.personal) is masked:
+    the reason goes to task logs, the gate's message and alerts; the value stays in raw_values."""
     value = "" if raw_value is None or (not isinstance(raw_value, (list, dict)) and pd.isna(raw_value)) else raw_value
     if value == "" and "{value" in rule.explain:
         return "missing value"
+    value = personal.shown(rule.column, value)
     try:
         return rule.explain.format(value=value, dup=dup)
     except (KeyError, IndexError, ValueError):

@@ -90,3 +90,44 @@ def test_old_event_payloads_are_purged_and_the_event_kept(conn, crm_dirs):
     assert kept[0][:3] == ("c0@example.fr", "click", "https://x.fr/a")
     assert kept[0][3] == {"purged": True, "event": "click"} and kept[2][3]["subject"] == "Pour Anne"
     assert retention.purge_event_payloads(conn, 90) == 0
+
+
+def test_the_sms_outbox_loses_its_old_days_while_sms_keep_flowing(conn, crm_dirs):
+    """Dry-run SMS are appended to outbox/sms/<day>.jsonl: the folder is written to every day SMS
+    flow, so judging it as a whole (as the e-mail outbox folders are) would keep every number forever."""
+    import datetime as dt
+    import json
+
+    from tests.fakes.estate import seed_warehouse
+    from winecrm.events import actions, intake, processing
+    from winecrm.events.rules import parse_rules
+
+    seed_warehouse(conn, 1)
+    conn.execute("UPDATE etl.clients SET telephone = '06 12 34 56 78' WHERE client_code = 'C000000'")
+    conn.commit()
+    rules = parse_rules({"settings": {"sms": {"mode": "dry_run", "sender": "DomExemple"}}, "rules": [
+        {"id": "sms_form", "trigger": "form_submit",
+         "actions": [{"type": "send_sms", "text": "Merci, le domaine vous rappelle.", "sms_type": "transactional"}]}]})
+    today = dt.datetime.now(actions.PARIS).replace(hour=11, minute=0, second=0, microsecond=0)
+    old_day = today - dt.timedelta(days=40)
+    for moment, event_id in ((old_day, "f-old"), (today, "f-new")):
+        body = {"action": "form_submit", "client_code": "C000000", "event_id": event_id, "metadata": {},
+                "ts": moment.isoformat()}
+        conn.execute(intake.INSERT_SQL, intake.insert_params(intake.rows(intake.parse_behavior(body))))
+        conn.commit()
+        processing.process_events(conn, rules=rules, now=moment)
+    folder = settings.paths().outbox_dir / "sms"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == [f"{old_day:%Y-%m-%d}.jsonl", f"{today:%Y-%m-%d}.jsonl"]
+    assert json.loads((folder / files[0]).read_text(encoding="utf-8"))["recipient"] == "33612345678"
+    old = time.time() - 40 * 86400
+    os.utime(folder / files[0], (old, old))
+
+    report = retention.purge(conn)  # the weekly run's retention, settings from pipeline.yaml (30 days)
+    assert settings.pipeline_config().retention.sms_outbox_days == 30
+    assert report["sms_outbox_files_deleted"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == [f"{today:%Y-%m-%d}.jsonl"]  # today's SMS stay
+    assert retention.purge_sms_outbox(30) == 0
+    # once SMS stop, the last day goes too when it is old enough
+    assert retention.purge_sms_outbox(30, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=31)) == 1
+    assert list(folder.iterdir()) == []
