@@ -1,10 +1,16 @@
-"""Erase a person on request (GDPR art. 17): warehouse, outbox/reports/Data Docs files, Brevo contact.
+"""A person's requests (GDPR): see what we hold (art. 15/20), or erase it (art. 17).
 
+    python -m winecrm.privacy export --email jean.dupont@example.fr          # JSON + a French letter
+    python -m winecrm.privacy export --client C004217 --out /tmp/acces
     python -m winecrm.privacy erase --email jean.dupont@example.fr
     python -m winecrm.privacy erase --client C004217 --client C009911      # two ERP records, one person
     python -m winecrm.privacy erase --email jean.dupont@example.fr --dry-run  # what would go; nothing changes
 
-Every record of the person is found (an address leads to its client codes and back), then
+``export`` writes acces-<client code>-<date>.json (every row held, for portability) and .txt
+(the letter to send, in French) under the reports folder (reports/acces/, or --out): send them,
+then delete them. It asks Brevo for the contact's details when BREVO_API_KEY is set.
+
+``erase``: every record of the person is found (an address leads to its client codes and back), then
 erased in one transaction: customer row anonymised, derived CRM rows deleted, send ledger
 cleared, the address replaced by a hash in crm.suppressions so they are never e-mailed again.
 The Brevo contact is deleted after the commit, with BREVO_API_KEY (and BREVO_API_URL for a
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     erase_cmd.add_argument("--max-records", type=int, default=None, metavar="N",
                            help="refuse when more customer records than this are linked (default 10): a shared "
                                 "address would erase people who did not ask")
+    export_cmd = sub.add_parser("export", help="write everything we hold about one person (GDPR access request)",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export_cmd.add_argument("--email", action="append", default=[], metavar="ADDRESS",
+                            help="the person's e-mail address (repeatable)")
+    export_cmd.add_argument("--client", action="append", default=[], metavar="CODE",
+                            help="the person's client code in the ERP (repeatable)")
+    export_cmd.add_argument("--out", type=Path, default=None, metavar="DIR",
+                            help="where the two files go (default: the reports folder's acces/)")
     args = parser.parse_args(argv)
     if not args.email and not args.client:
-        parser.error("erase: give --email ADDRESS or --client CODE")
+        parser.error(f"{args.command}: give --email ADDRESS or --client CODE")
     bad = [e for e in args.email if "@" not in e]
     if bad:
         parser.error(f"--email {bad[0]!r}: not an e-mail address")
@@ -51,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from winecrm.core.migrations import apply_migrations
     from winecrm.privacy import erase
 
+    if args.command == "export":
+        return _export(args)
     max_records = args.max_records if args.max_records is not None else erase.DEFAULT_MAX_RECORDS
     try:
         with db.connect(application_name="winecrm-privacy") as conn:
@@ -67,6 +84,33 @@ def main(argv: list[str] | None = None) -> int:
         erase.delete_brevo_contacts(report, erase.brevo_client_from_env())
     print(erase.format_summary(report))
     return 2 if report.needs_a_person else 0
+
+
+def _export(args) -> int:
+    import psycopg
+
+    from winecrm.core import db
+    from winecrm.core.migrations import apply_migrations
+    from winecrm.privacy import access, erase
+
+    try:
+        with db.connect(application_name="winecrm-privacy") as conn:
+            apply_migrations(conn)
+            export = access.collect(conn, args.email, args.client, brevo=erase.brevo_client_from_env())
+    except (erase.ErasureError, db.WarehouseNotConfigured) as exc:
+        print(f"Export not done: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"Export not done, the warehouse refused it: {exc.__class__.__name__}: "
+              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", file=sys.stderr)
+        return 1
+    data, letter = access.write(export, args.out)
+    held = sum(len(rows) for rows in export.tables.values())
+    print(f"Access request for {', '.join(export.person.typed_addresses + export.person.typed_codes)}: "
+          f"{'nothing held' if not export.found else f'{held} row(s) in {len([t for t, r in export.tables.items() if r])} table(s), {len(export.consent)} consent change(s), {len(export.files)} file(s)'}"
+          f"\n  {letter}  (the letter to send, in French)\n  {data}  (every row, JSON)\n"
+          "These files hold personal data: send them to the person, then delete them.")
+    return 0
 
 
 if __name__ == "__main__":
