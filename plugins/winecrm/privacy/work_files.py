@@ -1,18 +1,28 @@
-"""The person's rows taken out of the runs' work files (Parquet parts of the exports a run read).
+"""The person's personal values blanked in the runs' work files (Parquet parts of the exports read).
 
 A run keeps what it read from RAW as Parquet parts under ``CRM_WORK_URL`` until the work-file
 retention deletes them (an accepted file is loaded from them later). They hold the ERP's rows as
-delivered — names, addresses, phones — so an erasure rewrites every part that holds the person:
-without their rows, the other rows untouched, written beside and moved over (a reader sees the
-old part or the new one, never half of one). RAW itself stays immutable (see ``erase.RAW_NOTE``).
+delivered — names, addresses, phones, the raw line — so:
+
+- the erasure rewrites every part that holds the person (``blank_person``);
+- a run's ingest blanks, in the parts it just wrote, the rows of anyone erased before
+  (``blank_erased``: an export that brings an erased person back never reaches validation, the
+  logs, Data Docs or the warehouse with their name).
+
+The rows stay — a sale still counts, anonymously — with every personal column
+(``core.personal.PERSONAL_COLUMNS``) and the raw line set to null. A part is written beside and
+moved over: a reader sees the old part or the new one, never half of one. RAW itself stays
+immutable (see ``erase.RAW_NOTE``).
 
 A row is the person's when one of its text cells is one of their client codes (whole cell), holds
-one of their addresses (case-insensitive), or is one of their phone numbers (compared as digits
-in E.164, French numbering by default, as the SMS actions read them).
+one of their addresses (case-insensitive) or an address whose erased marker is known, or is one of
+their phone numbers (compared as digits, from E.164; French numbering by default, as the SMS
+actions read them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import phonenumbers
@@ -21,6 +31,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from winecrm.core import storage
+from winecrm.core.personal import PERSONAL_COLUMNS
+
+RAW_LINE_COLUMNS = ("_raw",)        # the delivered line as read, kept for the quarantine
+ERASED_PREFIX = "erased:"
 
 DEFAULT_REGION = "FR"
 
@@ -49,7 +63,12 @@ def phone_digits(phones: set[str]) -> set[str]:
     return out
 
 
-def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[str]) -> pa.Array | None:
+def _marker(address: str) -> str:
+    return ERASED_PREFIX + hashlib.sha256(address.strip(" ").lower().encode("utf-8")).hexdigest()
+
+
+def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[str],
+          markers: frozenset[str] = frozenset()) -> pa.Array | None:
     """True for the rows about the person; None when no text column could hold them."""
     mask = None
     for name in table.column_names:
@@ -61,6 +80,10 @@ def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[s
         for address in addresses:
             found = pc.match_substring(lowered, address)
             hits = found if hits is None else pc.or_(hits, found)
+        if markers and pc.any(pc.match_substring(column, "@")).as_py():
+            found = pa.array([v is not None and "@" in v and _marker(v) in markers for v in column.to_pylist()],
+                             pa.bool_())
+            hits = found if hits is None else pc.or_(hits, found)
         if phones:
             digits = pc.replace_substring_regex(column, r"[^0-9]", "")
             found = pc.is_in(digits, value_set=pa.array(sorted(phone_digits(phones)), pa.string()))
@@ -71,33 +94,63 @@ def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[s
     return mask
 
 
-def parts_about(codes: list[str], addresses: list[str], phones: set[str]) -> list[tuple[object, int]]:
-    """(part, rows about the person) for every work part that holds them."""
-    found = []
-    for part in storage.sorted_glob(storage.work_root(), "**/*.parquet"):
-        table = _read(part)
-        mask = _mask(table, codes, addresses, phones)
-        if mask is not None and (n := pc.sum(mask).as_py() or 0):
-            found.append((part, n))
-    return found
+def _blank(table: pa.Table, mask: pa.Array) -> pa.Table:
+    for i, name in enumerate(table.column_names):
+        if name in PERSONAL_COLUMNS or name in RAW_LINE_COLUMNS:
+            column = table.column(i)
+            table = table.set_column(i, name, pc.if_else(mask, pa.scalar(None, column.type), column))
+    return table
 
 
-def remove_rows(part, codes: list[str], addresses: list[str], phones: set[str]) -> int:
-    """Rewrite ``part`` without the person's rows; returns the rows removed."""
+def blank_rows(part, codes: list[str], addresses: list[str] = (), phones: set[str] = frozenset(),
+               markers: frozenset[str] = frozenset(), *, dry_run: bool = False) -> int:
+    """Blank the personal values of the person's rows in ``part``; returns the rows concerned
+    (that still held a personal value). ``dry_run``: count only."""
     table = _read(part)
-    mask = _mask(table, codes, addresses, phones)
-    if mask is None or not (n := pc.sum(mask).as_py() or 0):
+    mask = _mask(table, list(codes), list(addresses), set(phones), frozenset(markers))
+    if mask is None:
         return 0
-    kept = table.filter(pc.invert(mask))
+    personal = [n for n in table.column_names if n in PERSONAL_COLUMNS or n in RAW_LINE_COLUMNS]
+    held = None
+    for name in personal:
+        valid = pc.is_valid(table.column(name))
+        held = valid if held is None else pc.or_(held, valid)
+    if held is None:
+        return 0
+    mask = pc.and_(mask, held)
+    n = pc.sum(mask).as_py() or 0
+    if n and not dry_run:
+        _replace(part, _blank(table, mask))
+    return n
+
+
+def blank_person(codes: list[str], addresses: list[str], phones: set[str], *, dry_run: bool = False) -> dict[str, int]:
+    """The erasure's step: every work part of every run; returns {part: rows blanked}."""
+    done = {}
+    for part in storage.sorted_glob(storage.work_root(), "**/*.parquet"):
+        if n := blank_rows(part, codes, addresses, phones, dry_run=dry_run):
+            done[str(part)] = n
+    return done
+
+
+def blank_erased(folder, erased_codes: list[str], markers: frozenset[str]) -> int:
+    """The ingest's step: the parts under ``folder`` (one run's) without the personal values of
+    anyone erased before (their client codes, or an address whose marker is in the register)."""
+    if not erased_codes and not markers:
+        return 0
+    return sum(blank_rows(part, erased_codes, markers=markers)
+               for part in storage.sorted_glob(folder, "**/*.parquet"))
+
+
+def _replace(part, table: pa.Table) -> None:
     tmp = part.with_name(part.name + ".erasing")
-    _write(kept, tmp)
+    _write(table, tmp)
     if storage.is_local(part):
         import os
 
         os.replace(str(getattr(tmp, "path", tmp)), str(getattr(part, "path", part)))
     else:
         part.fs.mv(tmp.path, part.path)
-    return n
 
 
 def _read(part) -> pa.Table:
