@@ -49,8 +49,7 @@ def _insert_if_present(conn, table: str, values: dict) -> bool:
 
 def _estate(conn) -> None:
     """20 recommended customers; PERSON gets a name, an address, sales lines, a dry-run e-mail
-    in the outbox, quarantined rows, a suppression, events and a row in a table nobody told the
-    erasure about."""
+    in the outbox, quarantined rows, a suppression and events."""
     from psycopg.types.json import Jsonb
 
     seed_warehouse(conn, 20)
@@ -80,10 +79,6 @@ def _estate(conn) -> None:
     conn.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES (%s, 'unsubscribed', 'unsubscribe_link')",
                  (ADDRESS,))
     conn.execute("UPDATE crm.campaigns SET decision_note = %s", (f"checked with {TYPED}",))
-    conn.execute("CREATE TABLE crm.zz_later (client_code text, email text, note text, payload jsonb)")
-    conn.execute("INSERT INTO crm.zz_later VALUES (%s, NULL, 'vip', '{}'), (NULL, %s, 'lead', '{}'), "
-                 "(NULL, NULL, 'form', %s), (%s, 'client1@example.fr', 'keep', '{}')",
-                 (PERSON, OLD_ADDRESS.upper(), Jsonb({"who": {"mail": TYPED}}), NEIGHBOUR))
     if _insert_if_present(conn, "crm.webhook_events", {
             "source": "brevo", "event": "opened", "email": ADDRESS, "client_code": PERSON,
             "payload": Jsonb({"event": "opened", "email": TYPED}), "dedupe_key": "k1"}):
@@ -198,11 +193,10 @@ def test_erase_by_email_leaves_only_a_hash_everywhere(estate, monkeypatch, capsy
                           (PERSON,)).fetchone() == (2, 0, 0)
     assert estate.execute("SELECT status, email, html, subject, products, unsubscribe_token FROM crm.email_sends "
                           "WHERE client_code = %s", (PERSON,)).fetchone() == ("simulated", None, None, None, None, None)
-    for table in ("crm.recommendations", "crm.zz_later", "crm.webhook_events", "crm.automation_actions",
+    for table in ("crm.recommendations", "crm.webhook_events", "crm.automation_actions",
                   "crm.customer_tags", "crm.consent_log"):
         assert estate.execute(f"SELECT to_regclass('{table}') IS NULL OR "
                               f"NOT EXISTS (SELECT 1 FROM {table} WHERE client_code = %s)", (PERSON,)).fetchone()[0]
-    assert estate.execute("SELECT count(*) FROM crm.zz_later").fetchone()[0] == 1  # the neighbour's row
     assert estate.execute("SELECT raw_values ->> 'client_code' FROM etl.quarantine").fetchall() == [(NEIGHBOUR,)]
     assert estate.execute("SELECT decision_note FROM crm.campaigns").fetchone()[0] == "checked with [erased]"
     # someone else is untouched, their e-mail still in the outbox
@@ -300,6 +294,21 @@ def test_the_address_left_where_no_policy_reaches_rolls_everything_back(estate):
     estate.commit()
     before = _snapshot(estate)
     with pytest.raises(erase.ErasureError, match=r"etl\.zz_search\.doc"):
+        erase.erase(estate, [TYPED])
+    assert _snapshot(estate) == before
+
+
+def test_a_table_the_catalogue_does_not_describe_stops_the_erasure_before_anything_changes(estate):
+    """A table someone added with a client code, an address and a json payload: the erasure does
+    not guess (delete? keep? it may be a ledger) — it refuses, names the table, changes nothing."""
+    from psycopg.types.json import Jsonb
+
+    estate.execute("CREATE TABLE crm.zz_later (client_code text, email text, note text, payload jsonb)")
+    estate.execute("INSERT INTO crm.zz_later VALUES (%s, NULL, 'vip', '{}'), (NULL, NULL, 'form', %s)",
+                   (PERSON, Jsonb({"who": {"mail": TYPED}})))
+    estate.commit()
+    before = _snapshot(estate)
+    with pytest.raises(erase.ErasureError, match=r"crm\.zz_later \(client_code, email, payload\).*catalogue"):
         erase.erase(estate, [TYPED])
     assert _snapshot(estate) == before
 
