@@ -4,8 +4,10 @@ code with the old address). Real exports through the real pipeline stages, on re
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from winecrm import pipeline
+from winecrm.etl import load
 from winecrm.privacy import erase
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
@@ -101,3 +103,44 @@ def test_the_campaign_audience_leaves_an_erased_customer_out_whatever_an_older_r
     codes = [r[0] for r in conn.execute(recipients, {"as_of": "2026-11-15", "silence_days": 135,
                                                      "campaign_id": "hebdo-2026-11-15"})]
     assert PERSON not in codes
+
+
+def test_an_export_bringing_the_person_back_is_anonymised_before_anyone_can_read_it(conn, erased, crm_dirs,
+                                                                                   warehouse_url):
+    """The ERP re-exports the same client code with a new address, and a new client code with the
+    old address. The run stops right after the load (each dataset committed): a second
+    connection finds the personal columns empty, and the new code recorded as erased."""
+    raw = crm_dirs["raw"]
+    _clients(raw, "clients_2026-11-16.csv", [
+        f"{PERSON};Zuckerstein;Hildegarde;nouvelle@example.fr;06 11 22 33 44;8 rue Neuve;68340;Riquewihr",
+        f"C9;Zuckerstein;Hildegarde;{ADDRESS.upper()};06 11 22 33 44;7 rue des Vignes;68340;Riquewihr",
+        "C2;Nom2;Prenom2;client2@example.fr;06 00 00 00 02;2 rue Haute;67000;Strasbourg"])
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [
+        sales_line(client=PERSON, date="12/11/2026", doc_no="G1", email="nouvelle@example.fr", cp="68340",
+                   ville="Riquewihr"),
+        sales_line(client="C9", date="13/11/2026", doc_no="G2", email=ADDRESS, cp="68340", ville="Riquewihr"),
+        sales_line(client="C2", date="13/11/2026", doc_no="G3", email="client2@example.fr")])
+    pipeline.prepare(conn, pipeline.week_window("run_2", MONDAY_RUN))
+    pipeline.run_ingest(conn, "run_2")
+    pipeline.run_validate(conn, "run_2")
+    load.load(conn, "run_2")  # each dataset commits; nothing runs after it
+
+    with psycopg.connect(warehouse_url) as other:
+        clients = other.execute("SELECT client_code, nom, prenom, email, telephone, adresse, ville, opt_out "
+                                "FROM etl.clients WHERE client_code IN (%s, 'C9', 'C2') ORDER BY 1",
+                                (PERSON,)).fetchall()
+        assert clients == [
+            (PERSON, None, None, None, None, None, None, True),
+            ("C2", "Nom2", "Prenom2", "client2@example.fr", "06 00 00 00 02", "2 rue Haute", "Strasbourg", None),
+            ("C9", None, None, None, None, None, None, True)]
+        assert other.execute("SELECT count(*) FROM etl.ventes_lignes WHERE client_code IN (%s, 'C9') "
+                             "AND (email IS NOT NULL OR ville IS NOT NULL OR code_postal IS NOT NULL)",
+                             (PERSON,)).fetchone()[0] == 0
+        assert other.execute("SELECT count(*) FROM etl.ventes_lignes WHERE document_no IN ('G1', 'G2')").fetchone()[0] == 2
+        assert other.execute("SELECT ville FROM etl.ventes_lignes WHERE document_no = 'G3'").fetchone()[0] == "Strasbourg"
+        assert other.execute("SELECT array_agg(client_code ORDER BY client_code) FROM crm.erased_clients"
+                             ).fetchone()[0] == [PERSON, "C9"]
+        assert other.execute("SELECT source FROM crm.erasures WHERE 'C9' = ANY(client_codes)").fetchone()[0] == "load:run_2"
+    # and the new code is not profiled either
+    pipeline.run_score(conn, "run_2")
+    assert _rows_about(conn, "C9") == dict.fromkeys(PER_CUSTOMER, 0) | {"crm.recommendations": 0}
