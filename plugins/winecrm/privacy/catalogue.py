@@ -144,7 +144,8 @@ BY_TABLE: dict[str, Entry] = {e.table: e for e in CATALOGUE}
 # name). Numbers, dates and flags (email_valid, opt_out) cannot hold a person's details.
 PERSONAL_COLUMN = re.compile(
     r"(client_code|e_?mail|phone|telephone|mobile|portable|recipient|^nom$|^prenom$|^(first_|last_|full_)?name$"
-    r"|adresse|address|code_postal|postcode|zip_code|^ville$|^city$|naissance|birth|civilite|societe)", re.I)
+    r"|adresse|address|code_postal|postcode|zip_code|^ville$|^city$|^commune$|^pays$|^country$|naissance|birth"
+    r"|civilite|societe)", re.I)
 JSON_TYPES = ("json", "jsonb")
 TEXT_LIKE = ("text", "character varying", "character", "ARRAY", "USER-DEFINED")
 

@@ -298,6 +298,24 @@ def test_the_address_left_where_no_policy_reaches_rolls_everything_back(estate):
     assert _snapshot(estate) == before
 
 
+@pytest.mark.parametrize("column, value", [
+    ("note text", "rappeler Mme au +33611223344 avant Noël"),                   # the phone, as E.164
+    ("note text", "rappeler au 06 11 22 33 44"),                                # as the ERP wrote it
+    ("doc name", "client Hildegarde Zuckerstein"),   # the name, in a type no policy rewrites (PostgreSQL name)
+], ids=["phone-e164", "phone-as-typed", "name-not-rewritable"])
+def test_a_phone_number_or_name_left_anywhere_rolls_everything_back(estate, column, value):
+    """The final check looks for the person's phone numbers (every written form) and full name
+    as well as the addresses, in every text-like column of every table."""
+    name, kind = column.split()
+    estate.execute(f"CREATE TABLE etl.zz_free ({name} {kind})")
+    estate.execute(f"INSERT INTO etl.zz_free VALUES (%s::{kind})", (value,))
+    estate.commit()
+    before = _snapshot(estate)
+    with pytest.raises(erase.ErasureError, match=rf"etl\.zz_free\.{name} \(1 row\).*rolled back"):
+        erase.erase(estate, client_codes=[PERSON])
+    assert _snapshot(estate) == before
+
+
 def test_a_table_the_catalogue_does_not_describe_stops_the_erasure_before_anything_changes(estate):
     """A table someone added with a client code, an address and a json payload: the erasure does
     not guess (delete? keep? it may be a ledger) — it refuses, names the table, changes nothing."""
