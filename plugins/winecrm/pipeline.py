@@ -320,6 +320,11 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
         heartbeat(conn, run_id)
         accept = current_window(conn, run_id).params.get("accept_files", [])
         summary = validate_mod.validate(conn, run_id, accept_files=accept)
+        # rows of an erased person (GDPR) rejected from an export: their raw values go at once
+        # (a file refused by the quality gate never reaches the load, which does the same)
+        from winecrm.privacy.erase import reapply_erasures_to_quarantine
+
+        reapply_erasures_to_quarantine(conn, run_id=run_id)
         _record(conn, run_id, "validate", time.perf_counter() - started,
                 {"datasets": summary["datasets"], "rejected_files": summary["rejected_files"],
                  "pages": summary["pages"], "data_docs": settings.paths().data_docs_link()},

@@ -966,6 +966,24 @@ def reapply_erasures(conn: psycopg.Connection, *, run_id: str | None = None,
             log.info("Erasure re-applied: %d row(s) of %s brought back by an export anonymised again", rows,
                      entry.table)
         changed += rows
+    changed += _reapply_to_quarantine(conn, tables, params, run_id, datasets)
+    return changed
+
+
+def reapply_erasures_to_quarantine(conn: psycopg.Connection, *, run_id: str) -> int:
+    """The quarantine part of ``reapply_erasures`` for one run, after validation: rows rejected
+    from an export (a file refused by the quality gate is never loaded) lose the raw values of
+    an erased person. Does not commit."""
+    codes, markers = erased_keys(conn)
+    if not codes and not markers:
+        return 0
+    return _reapply_to_quarantine(conn, catalog(conn), {"codes": codes, "markers": markers, "run_id": run_id},
+                                  run_id, None)
+
+
+def _reapply_to_quarantine(conn: psycopg.Connection, tables: dict[str, Table], params: dict, run_id: str | None,
+                           datasets: list[str] | None) -> int:
+    changed = 0
     quarantine = tables.get("etl.quarantine")
     if quarantine is not None and {"raw_values", "reason", "dataset"} <= set(quarantine.columns):
         marker = sql.SQL(ERASED_MARKER_SQL).format(sql.SQL("v #>> '{}'"))

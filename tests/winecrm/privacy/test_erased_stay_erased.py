@@ -144,3 +144,18 @@ def test_an_export_bringing_the_person_back_is_anonymised_before_anyone_can_read
     # and the new code is not profiled either
     pipeline.run_score(conn, "run_2")
     assert _rows_about(conn, "C9") == dict.fromkeys(PER_CUSTOMER, 0) | {"crm.recommendations": 0}
+
+
+def test_rows_of_an_erased_person_refused_by_validation_lose_their_raw_values(conn, erased, crm_dirs):
+    """A customers export with a rejected row about the erased person (no client code, their
+    address): the validate stage itself clears its raw values — a file refused by the quality
+    gate never reaches the load, which would otherwise do it."""
+    _clients(crm_dirs["raw"], "clients_2026-11-16.csv", [
+        f"{PERSON};Zuckerstein;Hildegarde;pas-une-adresse {ADDRESS};06 11 22 33 44;7 rue des Vignes;68340;Riquewihr",
+        f";Zuckerstein;Hildegarde;{ADDRESS};06 11 22 33 44;7 rue des Vignes;68340;Riquewihr"])
+    pipeline.prepare(conn, pipeline.week_window("run_2", MONDAY_RUN))
+    pipeline.run_ingest(conn, "run_2")
+    pipeline.run_validate(conn, "run_2")
+    rows = conn.execute("SELECT raw_values, reason FROM etl.quarantine WHERE run_id = 'run_2'").fetchall()
+    assert rows and all(raw is None and "Zuckerstein" not in reason and ADDRESS not in reason.lower()
+                        for raw, reason in rows), rows
