@@ -364,6 +364,20 @@ def _address_regex(addresses: list[str]) -> str:
     return "|".join("".join(ch if ch.isalnum() else "\\" + ch for ch in a) for a in addresses)
 
 
+def _names_regex(names: list[str]) -> str:
+    """The full names as whole words (``\\m``/``\\M``: "li wu" must not match "Natali Wurtz")."""
+    return "\\m(?:" + _address_regex(names) + ")\\M"
+
+
+def _text_hit(expr: sql.Composable, n_addresses: int, names: bool) -> sql.Composable:
+    """``expr`` holds one of the addresses (substring) or, with ``names``, one of the full names
+    (whole words, %(names_re)s)."""
+    parts = [_contains_address(expr, n_addresses)] if n_addresses else []
+    if names:
+        parts.append(sql.SQL("({}::text ~* %(names_re)s)").format(expr))
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
+
+
 # --------------------------------------------------------------------------------------------
 # the erasure
 
@@ -459,14 +473,17 @@ def _ledger_traces(conn: psycopg.Connection, table: Table, match: sql.Composable
     return tokens, paths
 
 
-def _redact_everywhere(conn: psycopg.Connection, tables: dict[str, Table], needles: list[str],
-                       report: ErasureReport) -> None:
-    """Replace the addresses and full names (``needles``, lower-cased) by [erased] wherever they
-    are still written (free text such as run details, quarantine reasons, a campaign's test
-    address, a decision note, json documents)."""
-    if not needles:
+def _redact_everywhere(conn: psycopg.Connection, tables: dict[str, Table], addresses: list[str],
+                       report: ErasureReport, names: list[str] = ()) -> None:
+    """Replace the addresses and the full names (whole words) by [erased] wherever they are
+    still written (free text such as run details, quarantine reasons, a campaign's test address,
+    a decision note, json documents)."""
+    names = list(names)
+    if not addresses and not names:
         return
-    params = {**_address_params(needles), "pattern": _address_regex(needles)}
+    patterns = ([_address_regex(addresses)] if addresses else []) + ([_names_regex(names)] if names else [])
+    params = {**_address_params(addresses), "pattern": "|".join(patterns),
+              "names_re": _names_regex(names) if names else None}
     for name, table in sorted(tables.items()):
         columns = table.searchable_columns
         if not columns:
@@ -474,7 +491,7 @@ def _redact_everywhere(conn: psycopg.Connection, tables: dict[str, Table], needl
         sets, hits = [], []
         for column in columns:
             ident = sql.Identifier(column.name)
-            hit = _contains_address(ident, len(needles))
+            hit = _text_hit(ident, len(addresses), bool(names))
             if column.is_json:
                 new = sql.SQL("regexp_replace({}::text, %(pattern)s, {}, 'gi')::{}").format(
                     ident, sql.Literal(REDACTED), sql.SQL(column.data_type))
@@ -496,21 +513,23 @@ def _redact_everywhere(conn: psycopg.Connection, tables: dict[str, Table], needl
             report.outcome(name).redacted += rows
 
 
-def verify_absent(conn: psycopg.Connection, tables: dict[str, Table], needles: list[str]) -> list[tuple[str, str, int]]:
+def verify_absent(conn: psycopg.Connection, tables: dict[str, Table], needles: list[str],
+                  names: list[str] = ()) -> list[tuple[str, str, int]]:
     """(table, column, rows) for every column of every etl/crm table that can hold text (text,
-    json, arrays, tsvector...) and still holds one of ``needles`` (addresses, names, phone
-    numbers; case-insensitive)."""
+    json, arrays, tsvector...) and still holds one of ``needles`` (addresses, phone numbers:
+    substrings, case-insensitive) or of ``names`` (full names, as whole words)."""
     left = []
-    if not needles:
+    names = list(names)
+    if not needles and not names:
         return left
-    params = _address_params([n.lower() for n in needles])
+    params = {**_address_params([n.lower() for n in needles]), "names_re": _names_regex(names) if names else None}
     for name, table in sorted(tables.items()):
         columns = table.verifiable_columns
         if not columns:
             continue
         counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE {})").format(
-                _contains_address(sql.Identifier(c.name), len(needles))) for c in columns), table.ident),
+                _text_hit(sql.Identifier(c.name), len(needles), bool(names))) for c in columns), table.ident),
             params).fetchone()
         left += [(name, c.name, n) for c, n in zip(columns, counts) if n]
     return left
@@ -629,8 +648,8 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
                 sql.SQL("SELECT a FROM unnest(%s::text[]) a WHERE {} IN (SELECT email FROM crm.suppressions)").format(
                     marker), (person.addresses,))]
 
-        _redact_everywhere(conn, tables, person.addresses + person.names, report)
-        left = verify_absent(conn, tables, person.addresses + person.names + person.phones)
+        _redact_everywhere(conn, tables, person.addresses, report, names=person.names)
+        left = verify_absent(conn, tables, person.addresses + person.phones, names=person.names)
         left += codes_left(conn, tables, person.client_codes)
         if left:
             conn.rollback()

@@ -373,3 +373,12 @@ def test_a_contact_brevo_will_not_let_the_api_delete_is_left_to_a_person(estate,
     assert "address #2 (found from the records): contact deleted" in out
     assert "Run the same command again" not in out  # a rerun would get the same 405
     assert server.fake.contacts == {ADDRESS} and _leftovers(estate) == []
+
+
+def test_the_full_name_is_redacted_in_free_text_as_whole_words_only(estate, rebuilt):
+    estate.execute("UPDATE crm.campaigns SET decision_note = %s",
+                   ("Rappel : HILDEGARDE ZUCKERSTEIN a appelé ; Hildegarde Zuckersteinova aussi",))
+    estate.commit()
+    erase.erase(estate, [TYPED])
+    assert estate.execute("SELECT decision_note FROM crm.campaigns").fetchone()[0] == (
+        "Rappel : [erased] a appelé ; Hildegarde Zuckersteinova aussi")
