@@ -71,7 +71,10 @@ def test_late_events_about_an_erased_person_fire_nothing_and_keep_no_address(era
         # the shop: a purchase of 80 EUR by the erased client code (the default rules: +50, a
         # thank-you e-mail, a follow-up task), and one by someone else
         _behavior("purchase", PERSON, "p1", amount=80, email=ADDRESS),
-        _behavior("purchase", "C000001", "p2", amount=80)])
+        _behavior("purchase", "C000001", "p2", amount=80),
+        # someone else's unsubscribe, by address only: still linked to its customer and honoured
+        _brevo({"event": "unsubscribed", "email": "client2@example.fr", "message-id": "<m4@relay>",
+                "ts_epoch": TS * 1000})])
     assert conn.execute("SELECT count(*) FROM crm.webhook_events WHERE intake_problem IS NOT NULL").fetchone()[0] == 1
     conn.commit()
     processing.process_events(conn, rules=load_rules())
@@ -80,7 +83,6 @@ def test_late_events_about_an_erased_person_fire_nothing_and_keep_no_address(era
     for table in ("crm.automation_actions", "crm.score_changes", "crm.customer_tags", "crm.tasks", "crm.consent_log",
                   "crm.campaign_pauses", "crm.lead_score_state"):
         assert conn.execute(f"SELECT count(*) FROM {table} WHERE client_code = %s", (PERSON,)).fetchone()[0] == 0, table
-    assert conn.execute("SELECT count(*) FROM crm.consent_log").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM crm.email_sends WHERE client_code = %s AND template = 'thank_you'",
                         (PERSON,)).fetchone()[0] == 0
     marker = erase.erased_marker(ADDRESS)
@@ -91,8 +93,14 @@ def test_late_events_about_an_erased_person_fire_nothing_and_keep_no_address(era
         ("unsubscribed", marker, None, None, {"erased": True, "event": "unsubscribed"}, "done"),
         (events[2][0], marker, None, None, {"erased": True, "event": events[2][0]}, "parked"),
         ("purchase", None, None, None, {"erased": True, "event": "purchase"}, "done")]
-    # the other customer's purchase went through the rules as usual
+    # the others' events went through the rules as usual
     assert conn.execute("SELECT count(*) FROM crm.automation_actions WHERE client_code = 'C000001'").fetchone()[0] == 3
+    assert conn.execute("SELECT email, client_code, status FROM crm.webhook_events WHERE message_id = '<m4@relay>'"
+                        ).fetchone() == ("client2@example.fr", "C000002", "done")
+    assert conn.execute("SELECT email, client_code FROM crm.consent_log").fetchall() == [
+        ("client2@example.fr", "C000002")]
+    assert conn.execute("SELECT count(*) FROM crm.customer_tags WHERE client_code = 'C000002' "
+                        "AND tag = 'unsubscribed'").fetchone()[0] == 1
 
 
 def test_an_erasure_waits_for_a_running_events_processing(conn, crm_dirs, warehouse_url, monkeypatch):
