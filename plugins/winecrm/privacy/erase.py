@@ -403,6 +403,7 @@ class ErasureReport:
     already_erased: list[str] = field(default_factory=list)     # addresses whose marker was there before
     files: list[Path] = field(default_factory=list)
     sms_lines: dict[Path, int] = field(default_factory=dict)   # SMS outbox file -> lines about the person removed
+    sms_files_emptied: list[Path] = field(default_factory=list)  # ...of which held only the person (removed)
     register_rows: int = 0                                      # rows added to crm.erasures
     data_docs_rebuilt: bool | None = None                       # None: no Data Docs page removed
     brevo: dict[str, str] = field(default_factory=dict)  # address -> deleted | not_found | not_allowed | no_connection | error
@@ -661,6 +662,7 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
             report.files = find_files(person, tokens, ledger_paths)
             sms_rewrites = sms_outbox_rewrites(person, action_ids)
             report.sms_lines = {path: removed for path, (removed, _) in sms_rewrites.items()}
+            report.sms_files_emptied = [path for path, (_, kept) in sms_rewrites.items() if not kept]
         else:
             sms_rewrites = {}
         report.tables = {n: o for n, o in report.tables.items() if o.total}
@@ -1093,7 +1095,8 @@ def format_summary(report: ErasureReport) -> str:
         for path, removed in sorted(report.sms_lines.items()):
             root = next((r for r in roots if _under(path, r)), None)
             lines.append(f"  SMS outbox {path.relative_to(root) if root else path}: {removed} line(s) about the person "
-                         f"{verb}removed")
+                         f"{verb}removed" + (f" (the file {verb}removed: it held only them)"
+                                             if path in report.sms_files_emptied else ""))
         if report.data_docs_rebuilt is False:
             lines.append("  Data Docs index not rebuilt now: the next run rebuilds it.")
     if report.brevo:

@@ -62,7 +62,7 @@ def test_the_person_s_sms_lines_go_and_everyone_else_s_stay(conn, outbox, capsys
     assert report.person.phones  # read before the customer row was anonymised
     summary = erase.format_summary(report)
     assert "sms/2026-11-23.jsonl: 1 line(s) about the person removed" in summary
-    assert "sms/2026-11-24.jsonl: 1 line(s) about the person removed" in summary
+    assert "sms/2026-11-24.jsonl: 1 line(s) about the person removed (the file removed: it held only them)" in summary
     assert "3361234" not in summary
 
 
