@@ -56,6 +56,7 @@ class Entry:
     personal: tuple[str, ...] = ()               # columns cleared (anonymise / blank / ledger) and shown in an export
     free_text: tuple[str, ...] = ()              # free text that may quote an address or a name (redacted)
     identity_source: bool = False                # pairs (address, client code) found here are authoritative
+    keep: str = ""                               # SQL: rows of the person a delete policy keeps (the erasure's own record)
     note: str = ""
 
     @property
@@ -135,7 +136,10 @@ CATALOGUE: tuple[Entry, ...] = (
           client_code="client_code", free_text=("title",)),
     Entry("crm.campaign_pauses", Policy.DELETE_DERIVED, "Pauses des campagnes", client_code="client_code"),
     Entry("crm.consent_log", Policy.DELETE_DERIVED, "Historique du consentement",
-          client_code="client_code", email="email"),
+          client_code="client_code", email="email", free_text=("detail",),
+          keep="source = 'privacy_erase' AND email IS NULL",
+          note="the history goes; the erasure then appends the person's final opt-out per client code "
+               "(source privacy_erase, no address), which it keeps"),
 )
 
 BY_TABLE: dict[str, Entry] = {e.table: e for e in CATALOGUE}

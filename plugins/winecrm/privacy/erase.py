@@ -27,7 +27,8 @@ Why it works this way:
 - **Never again.** ``crm.suppressions`` loses the plain address and gets
   ``'erased:' || sha256(lower(btrim(address)))`` instead (``erased_marker``), which
   ``crm.email_blocked_reason`` checks (migration 011): the address is not kept, yet never
-  e-mailed again. ``crm.erasures`` (migration 014) records the client codes and those markers:
+  e-mailed again. The consent history (``crm.consent_log``) loses the person's rows and ends with
+  one opt-out per client code (source ``privacy_erase``, no address). ``crm.erasures`` (migration 014) records the client codes and those markers:
   the weekly scoring, the recommendations, the campaign audience and the events DAG skip these
   client codes (their sales still count in revenue, anonymously), and ``reapply_erasures`` —
   called by the load inside each dataset's transaction, before its commit — anonymises again a
@@ -405,6 +406,7 @@ class ErasureReport:
     sms_lines: dict[Path, int] = field(default_factory=dict)   # SMS outbox file -> lines about the person removed
     sms_files_emptied: list[Path] = field(default_factory=list)  # ...of which held only the person (removed)
     register_rows: int = 0                                      # rows added to crm.erasures
+    consent_rows: int = 0                                       # final opt-outs appended to crm.consent_log
     data_docs_rebuilt: bool | None = None                       # None: no Data Docs page removed
     brevo: dict[str, str] = field(default_factory=dict)  # address -> deleted | not_found | not_allowed | no_connection | error
     brevo_error: str | None = None
@@ -548,6 +550,8 @@ def codes_left(conn: psycopg.Connection, tables: dict[str, Table], codes: list[s
         condition = catalogue.match(entry, by_email=False)
         if condition is None:
             continue
+        if entry.keep:
+            condition = sql.SQL("{} AND NOT ({})").format(condition, sql.SQL(entry.keep))
         n = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(entry.ident, condition),
                          {"codes": codes, "addrs": []}).fetchone()[0]
         if n:
@@ -599,6 +603,8 @@ def _apply_policies(conn: psycopg.Connection, tables: dict[str, Table], params: 
     for name in _children_first(conn, to_delete):
         entry = catalogue.BY_TABLE[name]
         match = catalogue.match(entry, with_json=True)
+        if entry.keep:
+            match = sql.SQL("{} AND NOT ({})").format(match, sql.SQL(entry.keep))
         report.outcome(name).deleted += conn.execute(
             sql.SQL("DELETE FROM {} WHERE {}").format(tables[name].ident, match), params).rowcount
     return tokens, ledger_paths, action_ids
@@ -675,6 +681,13 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
                 (SUPPRESSION_SOURCE, person.addresses)).rowcount
         if report.found and REGISTER in tables:
             report.register_rows = _register(conn, SUPPRESSION_SOURCE, person.client_codes, person.addresses)
+        if report.found and "crm.consent_log" in tables and "channel" in tables["crm.consent_log"].columns:
+            from winecrm.privacy.consent import record_consent_change
+
+            for code in person.client_codes:  # the proof of consent ends with the erasure's opt-out
+                record_consent_change(conn, client_code=code, email=None, change="opt_out", source=SUPPRESSION_SOURCE,
+                                      channel="all", detail="erasure on request (GDPR art. 17), see crm.erasures")
+                report.consent_rows += 1
         if dry_run or not report.found:
             conn.rollback()
             return report
@@ -1085,6 +1098,9 @@ def format_summary(report: ErasureReport) -> str:
         if report.register_rows:
             lines.append(f"  {'crm.erasures':<{width}}  erasure {verb}recorded (client codes and address hashes: "
                          "scoring, campaigns and events skip them; each load anonymises them again)")
+        if report.consent_rows:
+            lines.append(f"  {'crm.consent_log':<{width}}  {report.consent_rows} final opt-out(s) {verb}recorded "
+                         "(source privacy_erase, client code only)")
         roots = file_roots()
         lines.append(f"  files {verb}removed: {len(report.files)}")
         for path in report.files:

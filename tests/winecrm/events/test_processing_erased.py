@@ -80,9 +80,12 @@ def test_late_events_about_an_erased_person_fire_nothing_and_keep_no_address(era
     processing.process_events(conn, rules=load_rules())
 
     assert _plain_address_left(conn, ADDRESS) == []
-    for table in ("crm.automation_actions", "crm.score_changes", "crm.customer_tags", "crm.tasks", "crm.consent_log",
+    for table in ("crm.automation_actions", "crm.score_changes", "crm.customer_tags", "crm.tasks",
                   "crm.campaign_pauses", "crm.lead_score_state"):
         assert conn.execute(f"SELECT count(*) FROM {table} WHERE client_code = %s", (PERSON,)).fetchone()[0] == 0, table
+    # the consent history holds only the erasure's own opt-out
+    assert conn.execute("SELECT source FROM crm.consent_log WHERE client_code = %s", (PERSON,)).fetchall() == [
+        ("privacy_erase",)]
     assert conn.execute("SELECT count(*) FROM crm.email_sends WHERE client_code = %s AND template = 'thank_you'",
                         (PERSON,)).fetchone()[0] == 0
     marker = erase.erased_marker(ADDRESS)
@@ -97,7 +100,7 @@ def test_late_events_about_an_erased_person_fire_nothing_and_keep_no_address(era
     assert conn.execute("SELECT count(*) FROM crm.automation_actions WHERE client_code = 'C000001'").fetchone()[0] == 3
     assert conn.execute("SELECT email, client_code, status FROM crm.webhook_events WHERE message_id = '<m4@relay>'"
                         ).fetchone() == ("client2@example.fr", "C000002", "done")
-    assert conn.execute("SELECT email, client_code FROM crm.consent_log").fetchall() == [
+    assert conn.execute("SELECT email, client_code FROM crm.consent_log WHERE source <> 'privacy_erase'").fetchall() == [
         ("client2@example.fr", "C000002")]
     assert conn.execute("SELECT count(*) FROM crm.customer_tags WHERE client_code = 'C000002' "
                         "AND tag = 'unsubscribed'").fetchone()[0] == 1

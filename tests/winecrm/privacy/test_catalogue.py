@@ -71,3 +71,11 @@ def test_person_rows_gives_an_access_export_everything_about_the_person(conn):
     assert [r["email"] for r in rows["etl.clients"]] == ["client1@example.fr"]
     assert {r["client_code"] for r in rows["crm.recommendations"]} == {"C000001"}
     assert [r["tag"] for r in rows["crm.customer_tags"]] == ["vip"]
+
+
+def test_the_catalogue_recognises_every_column_the_masking_list_calls_personal():
+    """winecrm/core/personal.py lists the delivered personal columns (masked in logs): a warehouse
+    column of any of those names must be caught by the catalogue's check too."""
+    from winecrm.core.personal import PERSONAL_COLUMNS
+
+    assert [c for c in sorted(PERSONAL_COLUMNS) if not catalogue.looks_personal(c, "text")] == []

@@ -193,10 +193,12 @@ def test_erase_by_email_leaves_only_a_hash_everywhere(estate, monkeypatch, capsy
                           (PERSON,)).fetchone() == (2, 0, 0)
     assert estate.execute("SELECT status, email, html, subject, products, unsubscribe_token FROM crm.email_sends "
                           "WHERE client_code = %s", (PERSON,)).fetchone() == ("simulated", None, None, None, None, None)
-    for table in ("crm.recommendations", "crm.webhook_events", "crm.automation_actions",
-                  "crm.customer_tags", "crm.consent_log"):
+    for table in ("crm.recommendations", "crm.webhook_events", "crm.automation_actions", "crm.customer_tags"):
         assert estate.execute(f"SELECT to_regclass('{table}') IS NULL OR "
                               f"NOT EXISTS (SELECT 1 FROM {table} WHERE client_code = %s)", (PERSON,)).fetchone()[0]
+    # the consent history ends with the erasure's opt-out, without an address
+    assert estate.execute("SELECT email, change, source, channel FROM crm.consent_log WHERE client_code = %s",
+                          (PERSON,)).fetchall() == [(None, "opt_out", "privacy_erase", "all")]
     assert estate.execute("SELECT raw_values ->> 'client_code' FROM etl.quarantine").fetchall() == [(NEIGHBOUR,)]
     assert estate.execute("SELECT decision_note FROM crm.campaigns").fetchone()[0] == "checked with [erased]"
     # someone else is untouched, their e-mail still in the outbox

@@ -111,10 +111,11 @@ def test_an_export_bringing_the_person_back_is_anonymised_before_anyone_can_read
     old address. The run stops right after the load (each dataset committed): a second
     connection finds the personal columns empty, and the new code recorded as erased."""
     raw = crm_dirs["raw"]
-    _clients(raw, "clients_2026-11-16.csv", [
-        f"{PERSON};Zuckerstein;Hildegarde;nouvelle@example.fr;06 11 22 33 44;8 rue Neuve;68340;Riquewihr",
-        f"C9;Zuckerstein;Hildegarde;{ADDRESS.upper()};06 11 22 33 44;7 rue des Vignes;68340;Riquewihr",
-        "C2;Nom2;Prenom2;client2@example.fr;06 00 00 00 02;2 rue Haute;67000;Strasbourg"])
+    write_export(raw, "clients", "clients_2026-11-16.csv", [
+        f"{PERSON};Zuckerstein;Hildegarde;nouvelle@example.fr;06 11 22 33 44;8 rue Neuve;68340;Riquewihr;non",
+        f"C9;Zuckerstein;Hildegarde;{ADDRESS.upper()};06 11 22 33 44;7 rue des Vignes;68340;Riquewihr;non",
+        "C2;Nom2;Prenom2;client2@example.fr;06 00 00 00 02;2 rue Haute;67000;Strasbourg;non"],
+        header=CLIENTS_HEADER + ";opt_out")
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [
         sales_line(client=PERSON, date="12/11/2026", doc_no="G1", email="nouvelle@example.fr", cp="68340",
                    ville="Riquewihr"),
@@ -131,7 +132,7 @@ def test_an_export_bringing_the_person_back_is_anonymised_before_anyone_can_read
                                 (PERSON,)).fetchall()
         assert clients == [
             (PERSON, None, None, None, None, None, None, True),
-            ("C2", "Nom2", "Prenom2", "client2@example.fr", "06 00 00 00 02", "2 rue Haute", "Strasbourg", None),
+            ("C2", "Nom2", "Prenom2", "client2@example.fr", "06 00 00 00 02", "2 rue Haute", "Strasbourg", False),
             ("C9", None, None, None, None, None, None, True)]
         assert other.execute("SELECT count(*) FROM etl.ventes_lignes WHERE client_code IN (%s, 'C9') "
                              "AND (email IS NOT NULL OR ville IS NOT NULL OR code_postal IS NOT NULL)",
@@ -141,6 +142,9 @@ def test_an_export_bringing_the_person_back_is_anonymised_before_anyone_can_read
         assert other.execute("SELECT array_agg(client_code ORDER BY client_code) FROM crm.erased_clients"
                              ).fetchone()[0] == [PERSON, "C9"]
         assert other.execute("SELECT source FROM crm.erasures WHERE 'C9' = ANY(client_codes)").fetchone()[0] == "load:run_2"
+        # the export's consent column starts no new history for them (it does for C2)
+        assert other.execute("SELECT client_code FROM crm.consent_log WHERE source = 'erp_export' ORDER BY 1"
+                             ).fetchall() == [("C2",)]
     # and the new code is not profiled either
     pipeline.run_score(conn, "run_2")
     assert _rows_about(conn, "C9") == dict.fromkeys(PER_CUSTOMER, 0) | {"crm.recommendations": 0}
