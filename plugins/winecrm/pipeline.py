@@ -26,7 +26,6 @@ from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
 from winecrm.etl.contract import DATASETS
-from winecrm.privacy.erase import reapply_erasures
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +320,11 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
         heartbeat(conn, run_id)
         accept = current_window(conn, run_id).params.get("accept_files", [])
         summary = validate_mod.validate(conn, run_id, accept_files=accept)
+        # rows of an erased person (GDPR) rejected from an export: their raw values go at once
+        # (a file refused by the quality gate never reaches the load, which does the same)
+        from winecrm.privacy.erase import reapply_erasures_to_quarantine
+
+        reapply_erasures_to_quarantine(conn, run_id=run_id)
         _record(conn, run_id, "validate", time.perf_counter() - started,
                 {"datasets": summary["datasets"], "rejected_files": summary["rejected_files"],
                  "pages": summary["pages"], "data_docs": settings.paths().data_docs_link()},
@@ -336,9 +340,9 @@ def run_load(conn: psycopg.Connection, run_id: str) -> dict:
     with writer(conn, run_id, "load"):
         heartbeat(conn, run_id)
         report = load_mod.load(conn, run_id)
-        # someone erased (GDPR) whom the ERP's export brought back: anonymised again at once
-        erased_again = reapply_erasures(conn, run_id=run_id)
-        conn.commit()
+        # someone erased (GDPR) whom the ERP's export brought back: anonymised again inside each
+        # dataset's transaction, before its commit (etl/load.py)
+        erased_again = sum(r.get("steps", {}).get("erased_again", 0) for r in report.values())
         if erased_again:
             log.warning("%d rows of people erased earlier came back with this export and were anonymised again: "
                         "remove them in iSaVigne too", erased_again)

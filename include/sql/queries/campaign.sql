@@ -17,5 +17,7 @@ LEFT JOIN etl.clients c ON c.client_code = r.client_code
 LEFT JOIN crm.articles a ON a.article = r.article
 LEFT JOIN etl.produits p ON p.article = r.article
 WHERE r.as_of_date = %(as_of)s
+  -- erased on request (GDPR, crm.erasures): not in any audience, whatever an older run left
+  AND NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = r.client_code)
 GROUP BY r.client_code, r.scenario, r.is_control, r.scenario_rank, r.buy_probability, c.prenom, c.nom, c.email
 ORDER BY r.scenario, r.scenario_rank, r.client_code;

@@ -26,7 +26,9 @@ SELECT r.client_code, r.segment, c.revenue_ht, c.orders, c.typical_days_between_
 FROM crm.rfm_scores r
 JOIN crm.customer_360 c ON c.as_of_date = r.as_of_date AND c.client_code = r.client_code
 LEFT JOIN crm.buy_probabilities bp ON bp.as_of_date = r.as_of_date AND bp.client_code = r.client_code
-WHERE r.as_of_date = %(as_of)s;
+WHERE r.as_of_date = %(as_of)s
+  -- erased on request (GDPR): never recommended, not even listed as excluded
+  AND NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = r.client_code);
 
 -- step: analyze_customers
 ANALYZE rec_customers;

@@ -131,7 +131,11 @@ LEFT JOIN favourite ff ON ff.client_code = t.client_code AND ff.dimension = 'fam
 LEFT JOIN favourite fg ON fg.client_code = t.client_code AND fg.dimension = 'grape'
 LEFT JOIN favourite fc ON fc.client_code = t.client_code AND fc.dimension = 'colour'
 LEFT JOIN etl.clients c ON c.client_code = t.client_code
-LEFT JOIN crm.suppressions s ON s.email = c.email;
+LEFT JOIN crm.suppressions s ON s.email = c.email
+-- a customer erased on request (GDPR, crm.erasures) is not profiled again: no 360, hence no RFM,
+-- lead score, chance to buy or recommendation; their sales lines still count in revenue
+-- (anonymously) and in the co-purchase counts below, which name no customer
+WHERE NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = t.client_code);
 
 -- step: analyze_360
 -- Fresh statistics: the next steps (and the recommendations) join on what was just written.
@@ -145,8 +149,9 @@ INSERT INTO crm.rfm_scores (as_of_date, client_code, recency_days, frequency, mo
 WITH base AS (
     SELECT client_code, (%(as_of)s::date - last_purchase) AS recency_days, orders AS frequency,
            revenue_ht AS monetary
-    FROM crm.customer_360
+    FROM crm.customer_360 c
     WHERE as_of_date = %(as_of)s AND orders > 0
+      AND NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = c.client_code)
 ),
 scored AS (
     SELECT b.*,
@@ -199,6 +204,7 @@ WITH engagement AS (
     FROM crm.rfm_scores r
     LEFT JOIN engagement e USING (client_code)
     WHERE r.as_of_date = %(as_of)s
+      AND NOT EXISTS (SELECT 1 FROM crm.erased_clients x WHERE x.client_code = r.client_code)
 )
 SELECT %(as_of)s, client_code, base_points, rfm_points, engagement_points, engagement_events,
        purchase_points, recency_penalty,

@@ -97,6 +97,7 @@ def contacts(conn) -> list[dict]:
            LEFT JOIN crm.rfm_scores r ON r.as_of_date = x.as_of_date AND r.client_code = x.client_code
            LEFT JOIN crm.lead_scores l ON l.as_of_date = x.as_of_date AND l.client_code = x.client_code
            WHERE crm.email_blocked_reason(c.client_code, c.email, 0, NULL) IS NULL
+             AND NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = c.client_code)
            ORDER BY c.client_code""").fetchall()
     out = []
     for email, prenom, nom, segment, rfm, lead, last in rows:

@@ -2,7 +2,9 @@
 
 Each dataset is loaded in its own transaction: either every validated file of the dataset is in
 the warehouse (and marked ``loaded`` in the manifest) or none is; the datasets of a run commit
-one after the other (products, customers, stock, then sales). The SQL lives in
+one after the other (products, customers, stock, then sales). Whoever was erased (GDPR) and
+comes back with an export is anonymised again inside that transaction, before its commit
+(``winecrm.privacy.erase.reapply_erasures``). The SQL lives in
 ``include/sql/queries``. Only the run that owns a file marks it loaded; the caller holds the
 warehouse's writer lock, so no other load runs meanwhile. The customers' load also appends the
 consent changes its export states to the consent history (``winecrm.privacy.consent``), in the
@@ -139,6 +141,7 @@ def load_dataset(conn: psycopg.Connection, run_id: str, dataset_name: str,
                 step_counts[label] = inserted + replaced
             else:
                 step_counts[label] = cursor.rowcount
+        step_counts["erased_again"] = _erased_again(conn, run_id, dataset_name)
         consent = _record_consent_changes(conn, run_id, dataset_name)
         # Which file's rows ended in the table (the newest export of each key wins).
         written_per_file = dict(conn.execute(
@@ -163,6 +166,14 @@ def _record_consent_changes(conn: psycopg.Connection, run_id: str, dataset_name:
     from winecrm.privacy.consent import record_export_changes
 
     return {"consent": record_export_changes(conn, run_id)}
+
+
+def _erased_again(conn: psycopg.Connection, run_id: str, dataset_name: str) -> int:
+    """People erased (GDPR) whom this export brings back, anonymised again inside the dataset's
+    transaction, before its commit: no other connection ever sees their details again."""
+    from winecrm.privacy.erase import reapply_erasures
+
+    return reapply_erasures(conn, run_id=run_id, datasets=[dataset_name])
 
 
 def _per_file_counts(files, good: dict[int, int], written: dict[int, int]) -> dict[str, dict]:
@@ -386,6 +397,7 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started
         incomplete, warnings = _incomplete_report(conn, steps, files, held_per_file, step_counts, timings)
+        step_counts["erased_again"] = _erased_again(conn, run_id, "ventes_lignes")
         for file_id, _, _ in files:
             written_here = written_per_file.get(file_id, 0)
             skipped_here = per_file.get(file_id, 0) - written_here - held_per_file.get(file_id, 0)

@@ -8,6 +8,9 @@ One batch of the others is one transaction (set-based SQL, whatever its size):
    event tied to none of our e-mails — the shop's own mails — fires no engagement rule) and to
    the customer; map it to a trigger; mark a second open of the same e-mail (or a second click
    on the same link...) as a repeat that fires nothing;
+   an event about a person erased on request (their client code in ``crm.erasures``, or an
+   address whose hash is an erased marker) keeps only its name: no customer, no trigger, no
+   action, tag or consent row, its address replaced by the marker and its payload dropped;
 3. honour consent: an unsubscribe, spam complaint, hard bounce, blocked or invalid address
    suppresses the address at once, whatever the rules say;
 4. evaluate the enabled rules, highest priority first: every action of a matching rule becomes
@@ -79,6 +82,37 @@ def processor_lock(conn: psycopg.Connection, wait_seconds: float = 120):
             conn.commit()
 
 
+# The SQL twin of winecrm.privacy.erase.erased_marker (kept here: the events DAG does not import the erasure).
+MARKER_SQL = "'erased:' || encode(sha256(convert_to(lower(btrim({})), 'UTF8')), 'hex')"
+
+
+def erased_condition(conn: psycopg.Connection, w: str = "w") -> tuple[str, dict]:
+    """SQL condition (and its parameters) true for an event ``w`` about someone erased on request
+    (GDPR): their client code is in crm.erasures, or an address of the event (its email column,
+    or any address in its payload) hashes to an erased marker (crm.erasures, crm.suppressions).
+    Read once per batch; ``false`` when nobody was erased (the queue's usual path costs nothing)."""
+    codes = [c for (c,) in conn.execute("SELECT client_code FROM crm.erased_clients")]
+    markers = [m for (m,) in conn.execute(
+        "SELECT email FROM crm.suppressions WHERE reason = 'erased' AND email LIKE 'erased:%' "
+        "UNION SELECT unnest(markers) FROM crm.erasures")]
+    parts = []
+    if codes:
+        parts.append(f"{w}.client_code = ANY(%(erased_codes)s::text[])")
+    if markers:
+        parts.append(
+            "EXISTS (SELECT 1 FROM (SELECT " + w + ".email AS a UNION ALL"
+            " SELECT v #>> '{}' FROM jsonb_path_query(" + w + ".payload, 'strict $.**') v"
+            " WHERE jsonb_typeof(v) = 'string' AND strpos(v #>> '{}', '@') > 0) addr"
+            " WHERE addr.a IS NOT NULL AND " + MARKER_SQL.format("addr.a") + " = ANY(%(erased_markers)s::text[]))")
+    return ("coalesce(" + " OR ".join(parts) + ", false)" if parts else "false"), {"erased_codes": codes,
+                                                                                 "erased_markers": markers}
+
+
+# What is left of such an event: its name and the fact, no address, code, link or payload.
+ERASED_PAYLOAD_SQL = "jsonb_build_object('erased', true, 'event', {w}.event)"
+ERASED_NOTE = "about a person erased on request (GDPR): details removed"
+
+
 def _trigger_case() -> str:
     """SQL CASE mapping (source, event) to the trigger (constants of this module only)."""
     arms = []
@@ -95,22 +129,22 @@ def _link_and_map(conn: psycopg.Connection, engagement_from_brevo_campaigns: boo
     """Step 2 of the module docstring, over the claimed batch (temp table ``batch``), worked out
     in the temp table ``lk`` (no WAL, no dead rows in the queue); ``_mark_done`` writes each
     event once with all of it."""
+    erased, erased_params = erased_condition(conn, "w")
     conn.execute(f"""
         CREATE TEMP TABLE lk ON COMMIT DROP AS
         SELECT w.event_id, w.source, w.event, w.email, w.client_code, w.message_id, w.custom, w.link,
                w.family, w.brevo_campaign, w.message_key,
                least(coalesce(w.occurred_at, w.received_at), w.received_at) AS at,
                {_trigger_case()} AS trig,
-               -- an erased person (only a hash of the address is kept): the event stays as a count, without them
-               w.email IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM crm.suppressions s
-                   WHERE s.email = 'erased:' || encode(sha256(convert_to(w.email, 'UTF8')), 'hex')) AS erased,
+               -- an erased person (crm.erasures, or only a hash of the address kept): the event stays as a
+               -- count, without them
+               {erased} AS erased,
                NULL::bigint AS send_id, NULL::text AS campaign_id, NULL::bigint AS repeat_of,
                NULL::boolean AS unknown_customer,
                CASE WHEN w.source = 'behavior' AND w.event = 'purchase'
                          AND jsonb_typeof(w.payload -> 'metadata' -> 'amount') = 'number'
                     THEN (w.payload -> 'metadata' ->> 'amount')::numeric(12, 2) END AS amount
-        FROM batch b JOIN crm.webhook_events w USING (event_id)""")
+        FROM batch b JOIN crm.webhook_events w USING (event_id)""", erased_params)
     conn.execute("""UPDATE lk SET email = NULL, client_code = NULL, message_id = NULL, custom = NULL, link = NULL,
                                   message_key = NULL, trig = NULL, amount = NULL
                     WHERE erased""")
@@ -171,13 +205,14 @@ def _link_and_map(conn: psycopg.Connection, engagement_from_brevo_campaigns: boo
 
 
 def _mark_done(conn: psycopg.Connection) -> None:
-    conn.execute("""
+    conn.execute(f"""
         UPDATE crm.webhook_events w
-        SET email = l.email, client_code = l.client_code, message_id = l.message_id, custom = l.custom,
+        SET client_code = l.client_code, message_id = l.message_id, custom = l.custom,
             link = l.link, message_key = l.message_key, trig = l.trig, send_id = l.send_id,
             campaign_id = l.campaign_id, repeat_of = l.repeat_of,
             unknown_customer = l.unknown_customer, amount = l.amount,
             payload = CASE WHEN l.erased THEN jsonb_build_object('erased', true, 'event', w.event) ELSE w.payload END,
+            email = CASE WHEN NOT l.erased THEN l.email WHEN w.email IS NOT NULL THEN {MARKER_SQL.format("w.email")} END,
             status = 'done', processed_at = now(), error = NULL, attempts = w.attempts + 1
         FROM lk l WHERE w.event_id = l.event_id""")
 
@@ -280,8 +315,18 @@ def _fail_one(conn: psycopg.Connection, event_id: int, error: str, max_attempts:
 
 def park_unreadable(conn: psycopg.Connection) -> int:
     """Events the receiver stored without being able to read them (``intake_problem``): parked at
-    once, the reason in ``error``, for a person — retrying cannot make them readable."""
+    once, the reason in ``error``, for a person — retrying cannot make them readable. One about an
+    erased person keeps nothing of them (address replaced by its marker, payload and details gone)."""
     with conn.transaction():
+        erased, erased_params = erased_condition(conn, "w")
+        conn.execute(f"""
+            UPDATE crm.webhook_events w
+            SET status = 'parked', error = %(note)s, intake_problem = %(note)s, attempts = w.attempts + 1,
+                processed_at = now(), payload = {ERASED_PAYLOAD_SQL.format(w="w")},
+                email = CASE WHEN w.email IS NOT NULL THEN {MARKER_SQL.format("w.email")} END,
+                client_code = NULL, message_id = NULL, custom = NULL, link = NULL, message_key = NULL
+            WHERE w.status IN ('queued', 'failed') AND w.intake_problem IS NOT NULL
+              AND {erased}""", {"note": ERASED_NOTE, **erased_params})
         return conn.execute("""
             UPDATE crm.webhook_events SET status = 'parked', error = intake_problem, attempts = attempts + 1,
                                           processed_at = now()

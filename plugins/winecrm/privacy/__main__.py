@@ -11,8 +11,14 @@
 then delete them. It asks Brevo for the contact's details when BREVO_API_KEY is set.
 
 ``erase``: every record of the person is found (an address leads to its client codes and back), then
-erased in one transaction: customer row anonymised, derived CRM rows deleted, send ledger
-cleared, the address replaced by a hash in crm.suppressions so they are never e-mailed again.
+erased in one transaction, as winecrm/privacy/catalogue.py says for each table: customer row
+anonymised, sales lines kept without address, derived CRM rows deleted, send ledger cleared,
+the address replaced by a hash in crm.suppressions so they are never e-mailed again, and the
+erasure recorded in crm.erasures (client codes and address hashes) so that the weekly scoring,
+the campaigns and the events skip them and each load anonymises them again. The outbox e-mails
+and report pages about them are removed and their lines dropped from the dry-run SMS outbox.
+It waits for a running weekly stage or crm_events run, and refuses (changing nothing) while the
+warehouse has a table or column that may hold personal data and is not in the catalogue.
 The Brevo contact is deleted after the commit, with BREVO_API_KEY (and BREVO_API_URL for a
 sandbox or a mock); without it the summary says the contact was not deleted. The warehouse is
 CRM_DATABASE_URL.

@@ -61,7 +61,8 @@ def record_consent_change(conn: psycopg.Connection, *, client_code: str | None =
 # The winning staged row of each customer (the same order as load_clients.sql's upsert) whose row
 # this run wrote, with a consent value; a row flips when it differs from the customer's last
 # erp_export row, or is the first one. People erased earlier (their address hashes to an erased
-# marker, as crm.email_blocked_reason checks) get no new history from an export that brings them back.
+# marker, as crm.email_blocked_reason checks, or their client code is in crm.erasures) get no new
+# history from an export that brings them back.
 _EXPORT_CHANGES = """
 WITH staged AS (
     SELECT DISTINCT ON (s.client_code) s.client_code, s.opt_out, s.email, s.file_id, s.source_row
@@ -74,7 +75,9 @@ written AS (
     WHERE s.opt_out IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM crm.suppressions x
                       WHERE s.email IS NOT NULL
-                        AND x.email = 'erased:' || encode(sha256(convert_to(lower(btrim(s.email)), 'UTF8')), 'hex'))),
+                        AND x.email = 'erased:' || encode(sha256(convert_to(lower(btrim(s.email)), 'UTF8')), 'hex'))
+      -- nor a client code erased earlier (crm.erasures), whatever address the export gives it now
+      AND NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = s.client_code)),
 last AS (
     SELECT DISTINCT ON (l.client_code) l.client_code, l.change
     FROM crm.consent_log l JOIN written w USING (client_code)

@@ -385,7 +385,7 @@ def test_a_late_event_about_an_erased_person_keeps_nothing_of_them(conn, crm_dir
     queue(conn, [brevo_event("unsubscribed", "Gone@Example.fr", "<m@relay>", TS, subject="Pour Gone")])
     processing.process_events(conn, rules=load_rules())
     assert table(conn, "SELECT email, client_code, payload FROM crm.webhook_events") == [
-        (None, None, {"erased": True, "event": "unsubscribed"})]
+        (erased_marker("gone@example.fr"), None, {"erased": True, "event": "unsubscribed"})]
     assert table(conn, "SELECT count(*) FROM crm.suppressions WHERE email LIKE '%%gone%%'") == [(0,)]
 
 

@@ -49,8 +49,7 @@ def _insert_if_present(conn, table: str, values: dict) -> bool:
 
 def _estate(conn) -> None:
     """20 recommended customers; PERSON gets a name, an address, sales lines, a dry-run e-mail
-    in the outbox, quarantined rows, a suppression, events and a row in a table nobody told the
-    erasure about."""
+    in the outbox, quarantined rows, a suppression and events."""
     from psycopg.types.json import Jsonb
 
     seed_warehouse(conn, 20)
@@ -80,10 +79,6 @@ def _estate(conn) -> None:
     conn.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES (%s, 'unsubscribed', 'unsubscribe_link')",
                  (ADDRESS,))
     conn.execute("UPDATE crm.campaigns SET decision_note = %s", (f"checked with {TYPED}",))
-    conn.execute("CREATE TABLE crm.zz_later (client_code text, email text, note text, payload jsonb)")
-    conn.execute("INSERT INTO crm.zz_later VALUES (%s, NULL, 'vip', '{}'), (NULL, %s, 'lead', '{}'), "
-                 "(NULL, NULL, 'form', %s), (%s, 'client1@example.fr', 'keep', '{}')",
-                 (PERSON, OLD_ADDRESS.upper(), Jsonb({"who": {"mail": TYPED}}), NEIGHBOUR))
     if _insert_if_present(conn, "crm.webhook_events", {
             "source": "brevo", "event": "opened", "email": ADDRESS, "client_code": PERSON,
             "payload": Jsonb({"event": "opened", "email": TYPED}), "dedupe_key": "k1"}):
@@ -198,11 +193,12 @@ def test_erase_by_email_leaves_only_a_hash_everywhere(estate, monkeypatch, capsy
                           (PERSON,)).fetchone() == (2, 0, 0)
     assert estate.execute("SELECT status, email, html, subject, products, unsubscribe_token FROM crm.email_sends "
                           "WHERE client_code = %s", (PERSON,)).fetchone() == ("simulated", None, None, None, None, None)
-    for table in ("crm.recommendations", "crm.zz_later", "crm.webhook_events", "crm.automation_actions",
-                  "crm.customer_tags", "crm.consent_log"):
+    for table in ("crm.recommendations", "crm.webhook_events", "crm.automation_actions", "crm.customer_tags"):
         assert estate.execute(f"SELECT to_regclass('{table}') IS NULL OR "
                               f"NOT EXISTS (SELECT 1 FROM {table} WHERE client_code = %s)", (PERSON,)).fetchone()[0]
-    assert estate.execute("SELECT count(*) FROM crm.zz_later").fetchone()[0] == 1  # the neighbour's row
+    # the consent history ends with the erasure's opt-out, without an address
+    assert estate.execute("SELECT email, change, source, channel FROM crm.consent_log WHERE client_code = %s",
+                          (PERSON,)).fetchall() == [(None, "opt_out", "privacy_erase", "all")]
     assert estate.execute("SELECT raw_values ->> 'client_code' FROM etl.quarantine").fetchall() == [(NEIGHBOUR,)]
     assert estate.execute("SELECT decision_note FROM crm.campaigns").fetchone()[0] == "checked with [erased]"
     # someone else is untouched, their e-mail still in the outbox
@@ -304,6 +300,39 @@ def test_the_address_left_where_no_policy_reaches_rolls_everything_back(estate):
     assert _snapshot(estate) == before
 
 
+@pytest.mark.parametrize("column, value", [
+    ("note text", "rappeler Mme au +33611223344 avant Noël"),                   # the phone, as E.164
+    ("note text", "rappeler au 06 11 22 33 44"),                                # as the ERP wrote it
+    ("doc name", "client Hildegarde Zuckerstein"),   # the name, in a type no policy rewrites (PostgreSQL name)
+], ids=["phone-e164", "phone-as-typed", "name-not-rewritable"])
+def test_a_phone_number_or_name_left_anywhere_rolls_everything_back(estate, column, value):
+    """The final check looks for the person's phone numbers (every written form) and full name
+    as well as the addresses, in every text-like column of every table."""
+    name, kind = column.split()
+    estate.execute(f"CREATE TABLE etl.zz_free ({name} {kind})")
+    estate.execute(f"INSERT INTO etl.zz_free VALUES (%s::{kind})", (value,))
+    estate.commit()
+    before = _snapshot(estate)
+    with pytest.raises(erase.ErasureError, match=rf"etl\.zz_free\.{name} \(1 row\).*rolled back"):
+        erase.erase(estate, client_codes=[PERSON])
+    assert _snapshot(estate) == before
+
+
+def test_a_table_the_catalogue_does_not_describe_stops_the_erasure_before_anything_changes(estate):
+    """A table someone added with a client code, an address and a json payload: the erasure does
+    not guess (delete? keep? it may be a ledger) — it refuses, names the table, changes nothing."""
+    from psycopg.types.json import Jsonb
+
+    estate.execute("CREATE TABLE crm.zz_later (client_code text, email text, note text, payload jsonb)")
+    estate.execute("INSERT INTO crm.zz_later VALUES (%s, NULL, 'vip', '{}'), (NULL, NULL, 'form', %s)",
+                   (PERSON, Jsonb({"who": {"mail": TYPED}})))
+    estate.commit()
+    before = _snapshot(estate)
+    with pytest.raises(erase.ErasureError, match=r"crm\.zz_later \(client_code, email, payload\).*catalogue"):
+        erase.erase(estate, [TYPED])
+    assert _snapshot(estate) == before
+
+
 def test_a_shared_address_is_refused_above_the_limit(estate):
     estate.execute("UPDATE etl.clients SET email = %s WHERE client_code IN ('C000002', 'C000003')", (ADDRESS,))
     estate.commit()
@@ -346,3 +375,12 @@ def test_a_contact_brevo_will_not_let_the_api_delete_is_left_to_a_person(estate,
     assert "address #2 (found from the records): contact deleted" in out
     assert "Run the same command again" not in out  # a rerun would get the same 405
     assert server.fake.contacts == {ADDRESS} and _leftovers(estate) == []
+
+
+def test_the_full_name_is_redacted_in_free_text_as_whole_words_only(estate, rebuilt):
+    estate.execute("UPDATE crm.campaigns SET decision_note = %s",
+                   ("Rappel : HILDEGARDE ZUCKERSTEIN a appelé ; Hildegarde Zuckersteinova aussi",))
+    estate.commit()
+    erase.erase(estate, [TYPED])
+    assert estate.execute("SELECT decision_note FROM crm.campaigns").fetchone()[0] == (
+        "Rappel : [erased] a appelé ; Hildegarde Zuckersteinova aussi")
