@@ -21,11 +21,14 @@ import psycopg
 from winecrm.core import db, settings
 from winecrm.core.migrations import apply_migrations
 from winecrm.core.run_params import RunParams, RunParamsError
+from winecrm.core.storage import run_work_dir
 from winecrm.core.weeks import PARIS, Week, number_fr, paris, plural_fr
 from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
 from winecrm.etl.contract import DATASETS
+from winecrm.privacy import erase as erase_mod
+from winecrm.privacy import work_files
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +292,13 @@ def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
                                    accept_files=params.get("accept_files", []),
                                    until=window.week.last_export_day)
         details = report.as_dict()
+        # an export that brings an erased customer back: their personal values never reach the
+        # run's work files, hence never validation, logs, Data Docs or the warehouse
+        erased_codes, markers = erase_mod.erased_keys(conn)
+        blanked = work_files.blank_erased(run_work_dir(run_id), erased_codes, frozenset(markers))
+        if blanked:
+            details["erased_rows_blanked"] = blanked
+            log.info("%d row(s) about customers erased earlier read again: kept without their personal values", blanked)
         log.info("Week %s–%s: %d file(s) in RAW — %d new, %d with a content already ingested under another "
                  "name, %d unreadable, %d taken again on request, %d already processed by earlier runs",
                  f"{window.week_start:%d/%m}", f"{window.week_end:%d/%m/%Y}", report.files_seen, report.files_new,

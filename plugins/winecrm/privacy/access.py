@@ -7,7 +7,7 @@ Why it works this way:
 
 - **The same person, the same places as the erasure.** The person is found as the erasure
   finds them (``erase.identify``: an address leads to its client codes and back), and their
-  rows are read from every table the erasure would touch (``erase.person_rows``): what an
+  rows are read from every table the erasure would touch (``catalogue.person_rows``): what an
   access request shows is exactly what an erasure would remove or anonymise.
 - **Two files.** ``acces-<ref>-<date>.json`` holds every row as stored (machine-readable, for
   portability); ``acces-<ref>-<date>.txt`` is the letter the estate sends, in French, addressed
@@ -28,6 +28,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +36,7 @@ import psycopg
 
 from winecrm.core import settings
 from winecrm.core.weeks import PARIS
-from winecrm.privacy import consent, erase
+from winecrm.privacy import catalogue, consent, erase
 
 WRAP = 100
 
@@ -82,7 +83,8 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
     try:
         tables = erase.catalog(conn)
         person = erase.identify(conn, tables, emails, client_codes, max_records=1_000)
-        rows = erase.person_rows(conn, tables, person)
+        erase._person_details(conn, tables, person)  # their phone numbers, for the SMS outbox
+        rows = catalogue.person_rows(conn, person)
         history = consent.consent_history(conn, person.client_codes, person.addresses)
         generated_at = conn.execute("SELECT now()").fetchone()[0]
     finally:
@@ -92,9 +94,9 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
         tokens = {r["unsubscribe_token"] for r in rows.get(erase.SEND_LEDGER, []) if r.get("unsubscribe_token")}
         paths = {r["outbox_path"] for r in rows.get(erase.SEND_LEDGER, []) if r.get("outbox_path")}
         found = erase.find_files(person, tokens, paths)
-        sms_root = settings.paths().outbox_dir / "sms"
+        sms_root = erase.sms_outbox_dir()
         files = [str(p) for p in found if not erase._under(p, sms_root)]
-        sms_lines = erase.sms_lines_about(person, erase.person_phones(rows))
+        sms_lines = _sms_lines(person, {r["action_id"] for r in rows.get("crm.automation_actions", [])}, sms_root)
     brevo_details: dict[str, dict | str] = {}
     for address in person.addresses:
         if brevo is None:
@@ -107,6 +109,19 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
             continue
         brevo_details[address] = details if details is not None else "not_found"
     return AccessExport(person, generated_at, rows, history, files, sms_lines, brevo_details)
+
+
+def _sms_lines(person: erase.Person, action_ids: set[int], folder: Path) -> list[dict]:
+    """The dry-run SMS outbox's lines about the person (the lines an erasure would remove)."""
+    found = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and erase._sms_line_about(line, set(person.phones), action_ids, person.client_codes):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    found.append({"line": line})
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +174,7 @@ SUPPRESSION_FR = {"unsubscribed": "désinscription", "hard_bounce": "adresse qui
                   "manual": "à la demande du domaine"}
 SCENARIOS_FR = {"rebuy": "un vin que vous avez déjà aimé", "cross_sell": "un vin à découvrir",
                 "winback": "une offre de retour"}
-SEND_STATUS_FR = {"sent": "envoyé", "dry_run": "préparé, jamais envoyé (essai)", "skipped": "non envoyé",
+SEND_STATUS_FR = {"sent": "envoyé", "simulated": "préparé, jamais envoyé (essai)", "skipped": "non envoyé",
                   "failed": "non envoyé (erreur)", "rendered": "préparé", "sending": "en cours d'envoi"}
 EVENTS_FR = {"delivered": "reçu", "opened": "ouvert", "click": "lien cliqué", "clicked": "lien cliqué",
              "hard_bounce": "adresse en échec", "soft_bounce": "remise différée", "unsubscribed": "désinscription",
@@ -175,7 +190,8 @@ def _date(value) -> str:
         value = dt.date.fromisoformat(value[:10])
     if isinstance(value, dt.datetime):
         value = value.astimezone(PARIS).date() if value.tzinfo else value.date()
-    return format_date(value, format="long", locale="fr_FR")
+    text = format_date(value, format="long", locale="fr_FR")
+    return "1er" + text[1:] if text.startswith("1 ") else text
 
 
 def _euros(value) -> str:
@@ -219,8 +235,22 @@ def _change_fr(change: str) -> str:
     return CHANGES_FR.get(change, change)
 
 
+def french_spacing(text: str) -> str:
+    """No-break spaces where French typography wants them, also in text quoted from the
+    warehouse (a recommendation's reason): narrow before ; ! ? and inside « », normal before : and
+    %, and between a number and €."""
+    text = re.sub(r" ([;!?»])", NNBSP + r"\1", text)
+    text = re.sub(r"« ", "«" + NNBSP, text)
+    text = re.sub(r" ([:%])", NBSP + r"\1", text)
+    return re.sub(r"(\d) €", r"\1" + NBSP + "€", text)
+
+
 def letter_fr(export: AccessExport) -> str:
     """The French letter the estate sends to the person."""
+    return french_spacing(_letter(export))
+
+
+def _letter(export: AccessExport) -> str:
     estate = settings.campaigns_config().estate
     t = export.tables
     lines = [f"Vos données personnelles détenues par {estate.name}",
@@ -262,7 +292,8 @@ def letter_fr(export: AccessExport) -> str:
         profile.append(f"  - groupe de clients{NBSP}: {r.get('segment')} (au {_date(r.get('as_of_date'))}, d'après "
                        "la date, le nombre et le montant de vos achats)")
     for r in _latest(t.get("crm.lead_scores", [])):
-        profile.append(f"  - intérêt estimé pour nos envois{NBSP}: {r.get('score')} sur 100 "
+        score = round(decimal.Decimal(str(r.get("score") or 0)))
+        profile.append(f"  - intérêt estimé pour nos envois{NBSP}: {score} sur 100 "
                        f"(au {_date(r.get('as_of_date'))})")
     for r in _latest(t.get("crm.buy_probabilities", [])):
         percent = f"{decimal.Decimal(str(r.get('probability') or 0)) * 100:.0f}".replace(".", ",")
@@ -281,7 +312,7 @@ def letter_fr(export: AccessExport) -> str:
                          f"{NBSP}: « {r.get('reason_fr')} »".replace("« ", "«" + NBSP).replace(" »", NBSP + "»"))
         lines.append("")
 
-    sends = [r for r in t.get(erase.SEND_LEDGER, []) if r.get("status") != "dry_run"]
+    sends = t.get(erase.SEND_LEDGER, [])
     if sends:
         lines.append(_colon("E-mails du domaine"))
         for r in sorted(sends, key=lambda r: str(r.get("sent_at") or r.get("as_of_date") or "")):
@@ -344,7 +375,7 @@ def letter_fr(export: AccessExport) -> str:
     lines.append("")
     if export.files:
         lines.append(f"Fichiers{NBSP}: {_count(len(export.files), 'fichier vous concerne', 'fichiers vous concernent')} "
-                     "(e-mails enregistrés, rapports), détaillés dans le fichier JSON joint.")
+                     "(e-mails enregistrés, rapports)" + NBSP + "; leur liste est dans le fichier JSON joint.")
         lines.append("")
     lines.append("Le détail complet, tel que nous le conservons, figure dans le fichier JSON joint.")
     lines.append("")

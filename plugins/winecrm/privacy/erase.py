@@ -70,6 +70,7 @@ from psycopg import sql
 
 from winecrm.campaigns.brevo import DELETE_BY_HAND
 from winecrm.core import db, settings
+from winecrm.privacy import work_files
 from winecrm.privacy import catalogue
 from winecrm.privacy.catalogue import Policy
 
@@ -405,6 +406,7 @@ class ErasureReport:
     files: list[Path] = field(default_factory=list)
     sms_lines: dict[Path, int] = field(default_factory=dict)   # SMS outbox file -> lines about the person removed
     sms_files_emptied: list[Path] = field(default_factory=list)  # ...of which held only the person (removed)
+    work_parts: dict[str, int] = field(default_factory=dict)  # run work file -> rows whose personal values go
     register_rows: int = 0                                      # rows added to crm.erasures
     consent_rows: int = 0                                       # final opt-outs appended to crm.consent_log
     data_docs_rebuilt: bool | None = None                       # None: no Data Docs page removed
@@ -420,7 +422,7 @@ class ErasureReport:
     def found(self) -> bool:
         """Did the warehouse or the files hold anything about the person?"""
         return bool(sum(t.total for t in self.tables.values()) or self.suppressions_removed or self.files
-                    or self.sms_lines)
+                    or self.sms_lines or self.work_parts)
 
     def outcome(self, table: str) -> TableOutcome:
         return self.tables.setdefault(table, TableOutcome())
@@ -669,6 +671,8 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
             sms_rewrites = sms_outbox_rewrites(person, action_ids)
             report.sms_lines = {path: removed for path, (removed, _) in sms_rewrites.items()}
             report.sms_files_emptied = [path for path, (_, kept) in sms_rewrites.items() if not kept]
+            report.work_parts = work_files.blank_person(person.client_codes, person.addresses,
+                                                        work_files.phone_digits(person.phones), dry_run=True)
         else:
             sms_rewrites = {}
         report.tables = {n: o for n, o in report.tables.items() if o.total}
@@ -705,14 +709,17 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
             except OSError as exc:
                 raise ErasureError(f"cannot rewrite {path} ({exc.strerror}); the warehouse was left unchanged: fix "
                                    "the permissions and run again") from exc
+        if report.work_parts:  # before the commit too: a rerun finds whatever is left
+            work_files.blank_person(person.client_codes, person.addresses, work_files.phone_digits(person.phones))
         conn.commit()
     if removed_docs:
         report.data_docs_rebuilt = _rebuild_data_docs()
     log.info("privacy erase: %d customer record(s), %d address(es); %s; suppressions: %d plain removed, %d erased "
-             "marker(s) added; %d file(s) removed; %d SMS outbox line(s) removed", len(person.client_codes),
-             len(person.addresses), ", ".join(f"{n}: {_counts(o)}" for n, o in sorted(report.tables.items()))
-             or "no rows", report.suppressions_removed, report.markers_added, len(report.files),
-             sum(report.sms_lines.values()))
+             "marker(s) added; %d file(s) removed; %d SMS outbox line(s) removed; %d work file row(s) blanked",
+             len(person.client_codes), len(person.addresses),
+             ", ".join(f"{n}: {_counts(o)}" for n, o in sorted(report.tables.items())) or "no rows",
+             report.suppressions_removed, report.markers_added, len(report.files), sum(report.sms_lines.values()),
+             sum(report.work_parts.values()))
     return report
 
 
@@ -917,6 +924,14 @@ def delete_brevo_contacts(report: ErasureReport, client) -> ErasureReport:
 # the guard for the next ERP export
 
 
+def _marker_of(email: sql.Composable) -> sql.Composable:
+    """The erased marker of an address column — or the column itself when it already holds one:
+    the ingest writes the marker in place of an erased person's address in the run's work files
+    (``work_files.blank_erased``), so a new client code with their address is still recognised."""
+    return sql.SQL("CASE WHEN starts_with({}, {}) THEN {} ELSE {} END").format(
+        email, sql.Literal(ERASED_PREFIX), email, sql.SQL(ERASED_MARKER_SQL).format(email))
+
+
 def erased_keys(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
     """(client codes, address markers) of everyone erased: crm.erasures, plus the erased markers
     of crm.suppressions (erasures made before the register)."""
@@ -962,7 +977,7 @@ def reapply_erasures(conn: psycopg.Connection, *, run_id: str | None = None,
         if not (entry.client_code and entry.email):
             continue
         email = sql.Identifier(entry.email)
-        marker = sql.SQL(ERASED_MARKER_SQL).format(email)
+        marker = _marker_of(email)
         only_run = (sql.SQL(" AND loaded_run = %(run_id)s")
                     if run_id is not None and "loaded_run" in tables[entry.table].columns else sql.SQL(""))
         for code, found in conn.execute(sql.SQL(
@@ -990,7 +1005,7 @@ def reapply_erasures(conn: psycopg.Connection, *, run_id: str | None = None,
             parts.append(sql.SQL("{} = ANY(%(codes)s::text[])").format(sql.Identifier(entry.client_code)))
         if entry.email:
             email = sql.Identifier(entry.email)
-            parts.append(by_marker.format(email, sql.SQL(ERASED_MARKER_SQL).format(email)))
+            parts.append(by_marker.format(email, _marker_of(email)))
         match = sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
         if run_id is not None and "loaded_run" in table.columns:
             match = sql.SQL("{} AND loaded_run = %(run_id)s").format(match)
@@ -1020,7 +1035,7 @@ def _reapply_to_quarantine(conn: psycopg.Connection, tables: dict[str, Table], p
     changed = 0
     quarantine = tables.get("etl.quarantine")
     if quarantine is not None and {"raw_values", "reason", "dataset"} <= set(quarantine.columns):
-        marker = sql.SQL(ERASED_MARKER_SQL).format(sql.SQL("v #>> '{}'"))
+        marker = _marker_of(sql.SQL("(v #>> '{}')"))
         only = sql.SQL("")
         if run_id is not None:
             only = sql.SQL("{} AND run_id = %(run_id)s").format(only)
@@ -1035,7 +1050,8 @@ def _reapply_to_quarantine(conn: psycopg.Connection, tables: dict[str, Table], p
                WHERE raw_values IS NOT NULL{}
                  AND (btrim(raw_values ->> 'client_code') = ANY(%(codes)s::text[])
                       OR EXISTS (SELECT 1 FROM jsonb_path_query(raw_values, 'strict $.**') v
-                                 WHERE jsonb_typeof(v) = 'string' AND strpos(v #>> '{{}}', '@') > 0
+                                 WHERE jsonb_typeof(v) = 'string'
+                                   AND (strpos(v #>> '{{}}', '@') > 0 OR starts_with(v #>> '{{}}', 'erased:'))
                                    AND {} = ANY(%(markers)s::text[])))""").format(only, marker),
             {**params, "datasets": list(datasets or [])}).rowcount
         if rows:
@@ -1113,6 +1129,9 @@ def format_summary(report: ErasureReport) -> str:
             lines.append(f"  SMS outbox {path.relative_to(root) if root else path}: {removed} line(s) about the person "
                          f"{verb}removed" + (f" (the file {verb}removed: it held only them)"
                                              if path in report.sms_files_emptied else ""))
+        if report.work_parts:
+            lines.append(f"  run work files: {sum(report.work_parts.values())} row(s) in {len(report.work_parts)} "
+                         f"file(s) {verb}left without their personal values (names, contact details, raw line)")
         if report.data_docs_rebuilt is False:
             lines.append("  Data Docs index not rebuilt now: the next run rebuilds it.")
     if report.brevo:

@@ -16,8 +16,7 @@ immutable (see ``erase.RAW_NOTE``).
 
 A row is the person's when one of its text cells is one of their client codes (whole cell), holds
 one of their addresses (case-insensitive) or an address whose erased marker is known, or is one of
-their phone numbers (compared as digits, from E.164; French numbering by default, as the SMS
-actions read them).
+their phone numbers (compared as digits: ``phone_digits`` of the forms the erasure derives).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -36,31 +34,11 @@ from winecrm.core.personal import PERSONAL_COLUMNS
 RAW_LINE_COLUMNS = ("_raw",)        # the delivered line as read, kept for the quarantine
 ERASED_PREFIX = "erased:"
 
-DEFAULT_REGION = "FR"
-
-
-def e164(number: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """``+33612345678`` for any way a French (or international) number is written, else None."""
-    if not number or not re.search(r"\d{6,}", re.sub(r"[\s.\-/()]", "", str(number))):
-        return None
-    try:
-        parsed = phonenumbers.parse(str(number), region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def phone_digits(phones: set[str]) -> set[str]:
-    """The digit strings a number in E.164 is written as: 33612345678, 0033612345678, 0612345678
-    (never the bare 612345678: nine digits alone could be a document number)."""
-    out = set()
-    for phone in phones:
-        parsed = phonenumbers.parse(phone, None)
-        national = str(parsed.national_number)
-        out |= {phone.lstrip("+"), "00" + phone.lstrip("+"), "0" + national}
-    return out
+def phone_digits(forms) -> set[str]:
+    """The digit strings of a person's numbers as written anywhere (``erase.phone_forms``):
+    0661225607, 33661225607, 0033661225607 — never fewer than 10 digits (a shorter run of digits
+    could be a document number)."""
+    return {d for d in (re.sub(r"\D", "", str(f)) for f in forms) if len(d) >= 10}
 
 
 def _marker(address: str) -> str:
@@ -86,7 +64,7 @@ def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[s
             hits = found if hits is None else pc.or_(hits, found)
         if phones:
             digits = pc.replace_substring_regex(column, r"[^0-9]", "")
-            found = pc.is_in(digits, value_set=pa.array(sorted(phone_digits(phones)), pa.string()))
+            found = pc.is_in(digits, value_set=pa.array(sorted(phones), pa.string()))
             hits = found if hits is None else pc.or_(hits, found)
         if hits is not None:
             hits = pc.fill_null(hits, False)
@@ -94,11 +72,17 @@ def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[s
     return mask
 
 
-def _blank(table: pa.Table, mask: pa.Array) -> pa.Table:
+def _blank(table: pa.Table, mask: pa.Array, markers: frozenset[str]) -> pa.Table:
     for i, name in enumerate(table.column_names):
         if name in PERSONAL_COLUMNS or name in RAW_LINE_COLUMNS:
             column = table.column(i)
-            table = table.set_column(i, name, pc.if_else(mask, pa.scalar(None, column.type), column))
+            blank = pa.scalar(None, column.type)
+            if name == "email" and markers:
+                # the address becomes its marker: the load still knows an erased person came back
+                # (a new client code with their address is then recorded as erased too)
+                blank = pa.array([_marker(v) if v and _marker(v) in markers else None for v in column.to_pylist()],
+                                 column.type)
+            table = table.set_column(i, name, pc.if_else(mask, blank, column))
     return table
 
 
@@ -113,19 +97,23 @@ def blank_rows(part, codes: list[str], addresses: list[str] = (), phones: set[st
     personal = [n for n in table.column_names if n in PERSONAL_COLUMNS or n in RAW_LINE_COLUMNS]
     held = None
     for name in personal:
-        valid = pc.is_valid(table.column(name))
+        column = table.column(name)
+        valid = pc.is_valid(column)
+        if name == "email" and pa.types.is_string(column.type):  # a marker written earlier is not personal
+            valid = pc.and_(valid, pc.invert(pc.fill_null(pc.starts_with(column, ERASED_PREFIX), False)))
         held = valid if held is None else pc.or_(held, valid)
     if held is None:
         return 0
     mask = pc.and_(mask, held)
     n = pc.sum(mask).as_py() or 0
     if n and not dry_run:
-        _replace(part, _blank(table, mask))
+        _replace(part, _blank(table, mask, frozenset(markers)))
     return n
 
 
 def blank_person(codes: list[str], addresses: list[str], phones: set[str], *, dry_run: bool = False) -> dict[str, int]:
-    """The erasure's step: every work part of every run; returns {part: rows blanked}."""
+    """The erasure's step: every work part of every run; returns {part: rows blanked}.
+    ``phones``: digit strings (``phone_digits``)."""
     done = {}
     for part in storage.sorted_glob(storage.work_root(), "**/*.parquet"):
         if n := blank_rows(part, codes, addresses, phones, dry_run=dry_run):
