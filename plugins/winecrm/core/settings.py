@@ -150,12 +150,36 @@ class RevenueConfig(_Section):
                 "counted_types": list(self.sale_document_types) + list(self.credit_note_types)}
 
 
+class QualityGateLimits(_Section):
+    """One dataset's override of the gate: either key, the other one stays the default's."""
+    max_bad_row_share: float | None = Field(None, ge=0, le=1)
+    min_bad_rows_to_reject: int | None = Field(None, ge=1)
+
+
 class QualityGateConfig(_Section):
+    # A file is rejected only when its bad rows are more than max_bad_row_share of its rows AND
+    # at least min_bad_rows_to_reject: one or two bad rows in a small estate's 16-line file are
+    # quarantined, they do not fail the week.
     max_bad_row_share: float = Field(0.05, ge=0, le=1)
-    per_dataset: dict[Literal["ventes_lignes", "clients", "produits", "stock"], float] = Field(default_factory=dict)
+    min_bad_rows_to_reject: int = Field(3, ge=1)
+    # per dataset: a share (``clients: 0.1``) or both keys (``clients: {max_bad_row_share: 0.1,
+    # min_bad_rows_to_reject: 5}``)
+    per_dataset: dict[Literal["ventes_lignes", "clients", "produits", "stock"], float | QualityGateLimits] = Field(
+        default_factory=dict)
+
+    def _override(self, dataset: str) -> QualityGateLimits:
+        value = self.per_dataset.get(dataset)
+        if isinstance(value, QualityGateLimits):
+            return value
+        return QualityGateLimits(max_bad_row_share=value)
 
     def limit(self, dataset: str) -> float:
-        return float(self.per_dataset.get(dataset, self.max_bad_row_share))
+        share = self._override(dataset).max_bad_row_share
+        return float(self.max_bad_row_share if share is None else share)
+
+    def min_bad_rows(self, dataset: str) -> int:
+        count = self._override(dataset).min_bad_rows_to_reject
+        return int(self.min_bad_rows_to_reject if count is None else count)
 
 
 class WarehouseConfig(_Section):
