@@ -291,6 +291,19 @@ class RecommendationsConfig(_Section):
     recency_half_life_cycles: float = Field(3, gt=0)
     recency_floor: float = Field(0.3, ge=0, le=1)
     rebuy_due_boost: float = Field(0, ge=0)
+    # no trading down: the premium wines of a family (grape and colour), by words in their name or
+    # by the catalogue's premium_tier; their buyers are not offered the family's entry-level wine
+    no_trading_down: bool = True
+    premium_markers: list[str] = Field(default_factory=lambda: [
+        "grand cru", "vendanges tardives", "sélection de grains nobles", "lieu-dit", "fût de chêne"])
+    premium_catalogue_tiers: list[str] = Field(default_factory=list)
+    # the win-back offer: its scope, how long it lasts, the formats it leaves out, and the lapse
+    # after which a customer gets a quiet word instead of a discount
+    winback_offer_scope: Literal["order", "wines"] = "order"
+    winback_offer_valid_days: int = Field(30, ge=1, le=365)
+    winback_offer_excludes: list[Literal["carton", "magnum", "grand_format", "petit_format"]] = Field(
+        default_factory=lambda: ["carton", "magnum"])
+    winback_soft_after_days: int = Field(730, ge=0)
 
     def scenario(self, segment: str) -> str:
         defaults = RecommendationsConfig.model_fields["scenario_by_segment"].default_factory()
