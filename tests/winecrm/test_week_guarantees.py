@@ -106,7 +106,7 @@ def _plugin():
 def test_a_refused_snapshot_of_the_week_leaves_the_earlier_one_in_charge(conn, crm_dirs, tmp_path, monkeypatch):
     """Customers are a snapshot: the week's refused one does not stop the week when an earlier one
     is loaded (the sales export is what the week needs of its own)."""
-    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5},
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5, "min_bad_rows_to_reject": 1},
                exports={"required_datasets": ["ventes_lignes", "clients"], "weekly_datasets": ["ventes_lignes"]})
     header = "client_code;nom;prenom;email"
     write_export(crm_dirs["raw"], "clients", "clients_2026-11-02.csv", ["C1;Dupont;Jean;jean@example.fr"],

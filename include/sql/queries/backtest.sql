@@ -65,6 +65,36 @@ GROUP BY l.level, v.client_code, l.item;
 -- step: index_history
 CREATE INDEX ON bt_history (level, client_code, item);
 
+-- step: trading_down
+-- What the business rules never let cross-sell offer (recommend.sql, no trading down): the
+-- entry-level cuvées of a family (grape and colour) whose premium wine the customer bought before
+-- the cutoff. The cross-sell baselines skip them too: every method ranks the same allowed wines.
+CREATE TEMP TABLE bt_trading_down AS
+WITH tiers AS (
+    SELECT a.cuvee,
+           max(a.taste) FILTER (WHERE a.taste_kind = 'grape') || '|' || coalesce(crm.fold(max(btrim(p.couleur))), '')
+               AS family,
+           coalesce(bool_or(crm.fold(a.cuvee) ~ %(premium_pattern)s OR p.premium_tier = ANY(%(premium_tiers)s::text[])),
+                    false) AS premium
+    FROM crm.articles a
+    LEFT JOIN etl.produits p ON p.article = a.article
+    GROUP BY a.cuvee
+),
+premium_families AS (
+    SELECT DISTINCT h.client_code, t.family
+    FROM bt_history h JOIN tiers t ON t.cuvee = h.item AND t.premium
+    WHERE h.level = 'cuvee' AND t.family IS NOT NULL
+)
+SELECT DISTINCT l.level, f.client_code, l.item
+FROM premium_families f
+JOIN tiers t ON t.family = f.family AND NOT t.premium
+JOIN bt_items i ON i.cuvee = t.cuvee
+CROSS JOIN LATERAL (VALUES ('article', i.article), ('cuvee', i.cuvee)) AS l (level, item)
+WHERE %(no_trading_down)s AND l.level = ANY(%(levels)s);
+
+-- step: index_trading_down
+CREATE INDEX ON bt_trading_down (level, client_code, item);
+
 -- step: index_targets
 CREATE INDEX ON bt_targets (client_code);
 
@@ -169,6 +199,8 @@ FROM (
         FROM scored p
         WHERE NOT EXISTS (SELECT 1 FROM bt_history x
                           WHERE x.level = p.level AND x.client_code = p.client_code AND x.item = p.item)
+          AND NOT EXISTS (SELECT 1 FROM bt_trading_down d
+                          WHERE d.level = p.level AND d.client_code = p.client_code AND d.item = p.item)
     ) s
 ) r
 WHERE rank <= %(k)s;
@@ -182,6 +214,8 @@ CROSS JOIN LATERAL (
     FROM bt_available i
     WHERE i.level = e.level
       AND NOT EXISTS (SELECT 1 FROM bt_history x WHERE x.level = e.level AND x.client_code = e.client_code AND x.item = i.item)
+      AND NOT EXISTS (SELECT 1 FROM bt_trading_down d
+                      WHERE d.level = e.level AND d.client_code = e.client_code AND d.item = i.item)
     ORDER BY i.buyers DESC, i.item
     LIMIT %(k)s
 ) p
@@ -196,6 +230,8 @@ CROSS JOIN LATERAL (
     FROM bt_available i
     WHERE i.level = e.level
       AND NOT EXISTS (SELECT 1 FROM bt_history x WHERE x.level = e.level AND x.client_code = e.client_code AND x.item = i.item)
+      AND NOT EXISTS (SELECT 1 FROM bt_trading_down d
+                      WHERE d.level = e.level AND d.client_code = e.client_code AND d.item = i.item)
     ORDER BY 2
     LIMIT %(k)s
 ) p

@@ -10,7 +10,10 @@ SELECT r.client_code, r.scenario, r.is_control, r.scenario_rank, r.buy_probabili
             ELSE crm.email_blocked_reason(r.client_code, c.email, %(silence_days)s, %(campaign_id)s) END AS skip_reason,
        jsonb_agg(jsonb_build_object(
            'rank', r.rank, 'article', r.article, 'produit', r.produit, 'cuvee', r.cuvee, 'millesime', r.millesime,
-           'format_fr', a.format_fr, 'prix_ttc', p.prix_ttc, 'reason', r.reason_fr, 'offer_code', r.offer_code)
+           'format_fr', a.format_fr, 'prix_ttc', p.prix_ttc, 'reason', r.reason_fr, 'offer_code', r.offer_code,
+           -- the win-back offer's terms (migration 016): discount, scope, last day, excluded formats, tone
+           'offer_discount_pct', r.offer_discount_pct, 'offer_scope', r.offer_scope,
+           'offer_ends_on', r.offer_ends_on, 'offer_excludes', r.offer_excludes, 'winback_tone', r.winback_tone)
            ORDER BY r.rank) AS products
 FROM crm.recommendations r
 LEFT JOIN etl.clients c ON c.client_code = r.client_code

@@ -44,7 +44,8 @@ SELECT article FROM etl.stock GROUP BY article HAVING sum(quantite) > 0;
 
 -- step: in_stock
 -- The available articles as the item model sees them (crm.articles, built by the scoring), with
--- how many customers bought each article and its cuvée in the year before the date.
+-- how many customers bought each article and its cuvée in the year before the date, the newest
+-- vintage in stock, how many vintages are, and the newest the estate has made (sold out or not).
 CREATE TEMP TABLE rec_in_stock ON COMMIT DROP AS
 WITH recent AS (
     SELECT v.client_code, v.article, coalesce(a.cuvee, v.article) AS cuvee
@@ -58,14 +59,38 @@ cuvee_buyers AS (SELECT cuvee, count(DISTINCT client_code) AS buyers FROM recent
 SELECT s.article, coalesce(a.produit, s.article) AS produit, coalesce(a.cuvee, s.article) AS cuvee,
        a.millesime, coalesce(a.bottles, 1) AS bottles, a.format_fr, a.taste, a.taste_kind,
        coalesce(ab.buyers, 0) AS buyers, coalesce(cb.buyers, 0) AS cuvee_buyers,
-       max(a.millesime) OVER (PARTITION BY coalesce(a.cuvee, s.article)) AS newest_vintage
+       max(a.millesime) OVER (PARTITION BY coalesce(a.cuvee, s.article)) AS newest_vintage,
+       v.vintages_in_stock, k.newest_known,
+       -- the format as win-back exclusions name it (recommendations.winback_offer_excludes)
+       CASE WHEN a.pack > 1 THEN 'carton' WHEN a.unit_cl = 150 THEN 'magnum' WHEN a.unit_cl > 150 THEN 'grand_format'
+            WHEN a.unit_cl < 75 THEN 'petit_format' END AS format_kind
 FROM (SELECT DISTINCT article FROM rec_available) s
 LEFT JOIN crm.articles a ON a.article = s.article
+LEFT JOIN (SELECT cuvee, max(millesime) AS newest_known FROM crm.articles GROUP BY cuvee) k ON k.cuvee = a.cuvee
+LEFT JOIN (SELECT i.cuvee, count(DISTINCT i.millesime) AS vintages_in_stock
+           FROM (SELECT DISTINCT article FROM rec_available) r JOIN crm.articles i ON i.article = r.article
+           GROUP BY i.cuvee) v ON v.cuvee = a.cuvee
 LEFT JOIN article_buyers ab ON ab.article = s.article
 LEFT JOIN cuvee_buyers cb ON cb.cuvee = coalesce(a.cuvee, s.article);
 
 -- step: analyze_in_stock
 ANALYZE rec_in_stock;
+
+-- step: tiers
+-- Each cuvée's family (grape and colour: « Riesling|blanc ») and whether it is the premium wine of
+-- it (recommendations.premium_markers in its name, or premium_catalogue_tiers in the catalogue's
+-- premium_tier): a premium buyer is not offered the entry-level wine of the same family.
+CREATE TEMP TABLE rec_tiers ON COMMIT DROP AS
+SELECT a.cuvee,
+       max(a.taste) FILTER (WHERE a.taste_kind = 'grape') || '|' || coalesce(crm.fold(max(btrim(p.couleur))), '') AS family,
+       coalesce(bool_or(crm.fold(a.cuvee) ~ %(premium_pattern)s OR p.premium_tier = ANY(%(premium_tiers)s::text[])), false)
+           AS premium
+FROM crm.articles a
+LEFT JOIN etl.produits p ON p.article = a.article
+GROUP BY a.cuvee;
+
+-- step: analyze_tiers
+ANALYZE rec_tiers;
 
 -- step: lines
 -- What each eligible customer bought as of the date, line by line, with the item model's view.
@@ -185,10 +210,11 @@ ANALYZE rec_cross_sell;
 
 -- step: candidates
 -- The best max_products cuvées per customer, then the best article of each for that customer:
--- in stock, the vintage closest in age to what they usually buy (a customer with no vintage
--- habit gets the current vintage), then the format they usually take, then the newest, the
--- most bought. The vintage comes first: a magnum of a vintage the estate has moved on from is
--- not what a merchant offers a magnum buyer when the current one exists in bottles.
+-- in stock, the newest vintage (an older one only when the newer are sold out, and the reason
+-- then says so), then the format they usually take, then the most bought. The vintage comes
+-- first: a magnum of a vintage the estate has moved on from is not what a merchant offers a
+-- magnum buyer when the current one exists in bottles. Win-back avoids the formats its offer
+-- excludes when the cuvée is in stock in another.
 CREATE TEMP TABLE rec_candidates ON COMMIT DROP AS
 WITH cuvee_scores AS (
     -- rebuy and win-back: the customer's own cuvées by recency-weighted order count, optionally
@@ -196,7 +222,12 @@ WITH cuvee_scores AS (
     SELECT h.client_code, h.cuvee,
            h.weight * (1 + %(due_boost)s * least(1.0, (%(as_of)s::date - h.last_bought)
                            / greatest(coalesce(c.typical_days_between_orders, 90), 30)::float8)) AS score,
-           NULL::text AS source_cuvee, h.orders_with_cuvee, h.last_vintage, h.usual_bottles, h.usual_age
+           NULL::text AS source_cuvee, h.orders_with_cuvee, h.last_vintage, h.usual_bottles, h.usual_age,
+           -- a win-back offer is made (and its excluded formats avoided) unless the customer has been
+           -- gone longer than winback_soft_after_days
+           c.scenario = 'winback' AND %(as_of)s::date - (SELECT max(l.last_bought) FROM rec_history l
+                                                         WHERE l.client_code = h.client_code)
+               <= %(winback_soft_after_days)s AS offer_made
     FROM rec_history h
     JOIN rec_customers c ON c.client_code = h.client_code
     WHERE c.scenario IN ('rebuy', 'winback')
@@ -210,7 +241,7 @@ WITH cuvee_scores AS (
            (1 - %(taste_weight)s) * coalesce(b.knn / nullif(max(b.knn) OVER (PARTITION BY b.client_code), 0), 0)
                + %(taste_weight)s * coalesce(t.share
                  * s.buyers / nullif(max(s.buyers) OVER (PARTITION BY b.client_code, s.taste), 0)::float8, 0),
-           NULL, NULL, NULL, hb.usual_bottles, hb.usual_age
+           NULL, NULL, NULL, hb.usual_bottles, hb.usual_age, false
     FROM (
         SELECT client_code, cuvee, sum(knn) AS knn
         FROM (
@@ -229,21 +260,30 @@ WITH cuvee_scores AS (
     JOIN rec_cuvees s ON s.cuvee = b.cuvee
     LEFT JOIN rec_taste t ON t.client_code = b.client_code AND t.taste = s.taste
     LEFT JOIN rec_habits hb ON hb.client_code = b.client_code
+    LEFT JOIN rec_tiers tr ON tr.cuvee = b.cuvee
+    -- no trading down: a customer who bought the premium wine of a family (a Grand Cru, a Pinot
+    -- Noir Fût de Chêne) is not offered the entry-level wine of that family
+    WHERE NOT (%(no_trading_down)s AND NOT coalesce(tr.premium, true) AND EXISTS (
+        SELECT 1 FROM rec_history h JOIN rec_tiers tp ON tp.cuvee = h.cuvee AND tp.premium
+        WHERE h.client_code = b.client_code AND tp.family = tr.family))
 ),
 kept AS (
     SELECT *, row_number() OVER (PARTITION BY client_code ORDER BY score DESC, cuvee) AS rank
     FROM cuvee_scores
 )
 SELECT k.client_code, k.rank, k.cuvee, k.score, k.orders_with_cuvee, k.last_vintage,
-       best.article, best.produit, best.millesime, best.newest_vintage, best.format_fr, best.taste, best.taste_kind
+       best.article, best.produit, best.millesime, best.newest_vintage, best.format_fr, best.taste, best.taste_kind,
+       best.newest_known, best.vintages_in_stock
 FROM kept k
 CROSS JOIN LATERAL (
-    SELECT i.article, i.produit, i.millesime, i.newest_vintage, i.format_fr, i.taste, i.taste_kind
+    SELECT i.article, i.produit, i.millesime, i.newest_vintage, i.format_fr, i.taste, i.taste_kind,
+           i.newest_known, i.vintages_in_stock
     FROM rec_in_stock i
     WHERE i.cuvee = k.cuvee
-    ORDER BY abs(extract(year FROM %(as_of)s::date)::int - i.millesime - coalesce(k.usual_age, 0)) NULLS LAST,
+    ORDER BY coalesce(k.offer_made AND i.format_kind = ANY(%(winback_excluded_formats)s::text[]), false),
+             i.millesime DESC NULLS LAST,
              (i.bottles = k.usual_bottles) DESC NULLS LAST,
-             i.millesime DESC NULLS LAST, i.buyers DESC, i.article
+             i.buyers DESC, i.article
     LIMIT 1
 ) best
 WHERE k.rank <= %(max_products)s;
@@ -257,28 +297,46 @@ ANALYZE rec_candidates;
 -- plain « découverte »), so an email does not repeat « parce que vous avez aimé » the same wine.
 INSERT INTO crm.recommendations (as_of_date, client_code, rank, scenario, segment, article, produit, cuvee,
                                  millesime, source_cuvee, score, reason_fr, offer_code, is_control, buy_probability,
-                                 scenario_rank, computed_run)
+                                 scenario_rank, computed_run, offer_discount_pct, offer_scope, offer_ends_on,
+                                 offer_excludes, winback_tone)
 SELECT %(as_of)s, n.client_code, n.rank, n.scenario, n.segment, n.article, n.produit, n.cuvee, n.millesime,
        n.source_cuvee, round(n.score::numeric, 4),
        crm.reason_fr(n.scenario, n.rank::int, n.produit, n.cuvee, n.millesime, n.format_fr, n.orders_with_cuvee,
                      n.last_vintage, n.newest_vintage,
                      CASE WHEN n.same_source_before = 0 THEN n.source_cuvee END,
-                     n.taste, n.taste_kind, %(winback_discount_pct)s, %(winback_offer_code)s),
-       CASE WHEN n.scenario = 'winback' THEN %(winback_offer_code)s END,
+                     n.taste, n.taste_kind, %(winback_discount_pct)s, %(winback_offer_code)s,
+                     n.newest_known, n.vintages_in_stock::int, %(winback_offer_scope)s,
+                     %(as_of)s::date + %(winback_offer_valid_days)s, %(winback_offer_excludes)s, n.soft),
+       CASE WHEN n.has_offer THEN %(winback_offer_code)s END,
        -- control group: a fixed pseudo-random draw from (customer, week), the same on every rerun
        ((hashtextextended(n.client_code || '|' || %(as_of)s::text, 0) %% 10000 + 10000) %% 10000)
            < %(control_share)s * 10000,
        n.buy_probability,
        -- customers of a scenario, likeliest buyers first (each customer's rows share their place)
        dense_rank() OVER (PARTITION BY n.scenario ORDER BY n.buy_probability DESC NULLS LAST, n.client_code),
-       %(run_id)s
+       %(run_id)s,
+       CASE WHEN n.has_offer THEN %(winback_discount_pct)s END,
+       CASE WHEN n.has_offer THEN %(winback_offer_scope)s END,
+       CASE WHEN n.has_offer THEN %(as_of)s::date + %(winback_offer_valid_days)s END,
+       CASE WHEN n.has_offer THEN %(winback_offer_excludes)s END,
+       CASE WHEN n.scenario = 'winback' THEN CASE WHEN n.soft THEN 'soft' ELSE 'offer' END END
 FROM (
     SELECT r.*, c.scenario, c.segment, c.buy_probability, src.source_cuvee, tt.taste AS taste, tt.taste_kind AS taste_kind,
+           -- gone longer than winback_soft_after_days: a quiet word, no code, no discount
+           coalesce(c.scenario = 'winback' AND %(as_of)s::date - lb.last_bought > %(winback_soft_after_days)s, false)
+               AS soft,
+           coalesce(c.scenario = 'winback' AND %(as_of)s::date - lb.last_bought <= %(winback_soft_after_days)s
+                    AND %(winback_offer_code)s::text IS NOT NULL AND %(winback_discount_pct)s::numeric IS NOT NULL, false)
+               AS has_offer,
            count(src.source_cuvee) OVER (PARTITION BY r.client_code, src.source_cuvee ORDER BY r.rank) - 1
                AS same_source_before
     FROM (SELECT client_code, rank, cuvee, score, orders_with_cuvee, last_vintage, article, produit, millesime,
-                 newest_vintage, format_fr, taste AS article_taste FROM rec_candidates) r
+                 newest_vintage, format_fr, taste AS article_taste, newest_known, vintages_in_stock
+          FROM rec_candidates) r
     JOIN rec_customers c ON c.client_code = r.client_code
+    -- the customer's last purchase (as the scoring sees sales), for the win-back tone
+    LEFT JOIN LATERAL (SELECT max(l.last_bought) AS last_bought FROM rec_history l
+                       WHERE l.client_code = r.client_code) lb ON true
     LEFT JOIN LATERAL (
         SELECT x.source_cuvee FROM rec_cross_sell x
         WHERE c.scenario = 'cross_sell' AND x.client_code = r.client_code AND x.cuvee = r.cuvee

@@ -150,12 +150,36 @@ class RevenueConfig(_Section):
                 "counted_types": list(self.sale_document_types) + list(self.credit_note_types)}
 
 
+class QualityGateLimits(_Section):
+    """One dataset's override of the gate: either key, the other one stays the default's."""
+    max_bad_row_share: float | None = Field(None, ge=0, le=1)
+    min_bad_rows_to_reject: int | None = Field(None, ge=1)
+
+
 class QualityGateConfig(_Section):
+    # A file is rejected only when its bad rows are more than max_bad_row_share of its rows AND
+    # at least min_bad_rows_to_reject: one or two bad rows in a small estate's 16-line file are
+    # quarantined, they do not fail the week.
     max_bad_row_share: float = Field(0.05, ge=0, le=1)
-    per_dataset: dict[Literal["ventes_lignes", "clients", "produits", "stock"], float] = Field(default_factory=dict)
+    min_bad_rows_to_reject: int = Field(3, ge=1)
+    # per dataset: a share (``clients: 0.1``) or both keys (``clients: {max_bad_row_share: 0.1,
+    # min_bad_rows_to_reject: 5}``)
+    per_dataset: dict[Literal["ventes_lignes", "clients", "produits", "stock"], float | QualityGateLimits] = Field(
+        default_factory=dict)
+
+    def _override(self, dataset: str) -> QualityGateLimits:
+        value = self.per_dataset.get(dataset)
+        if isinstance(value, QualityGateLimits):
+            return value
+        return QualityGateLimits(max_bad_row_share=value)
 
     def limit(self, dataset: str) -> float:
-        return float(self.per_dataset.get(dataset, self.max_bad_row_share))
+        share = self._override(dataset).max_bad_row_share
+        return float(self.max_bad_row_share if share is None else share)
+
+    def min_bad_rows(self, dataset: str) -> int:
+        count = self._override(dataset).min_bad_rows_to_reject
+        return int(self.min_bad_rows_to_reject if count is None else count)
 
 
 class WarehouseConfig(_Section):
@@ -267,6 +291,19 @@ class RecommendationsConfig(_Section):
     recency_half_life_cycles: float = Field(3, gt=0)
     recency_floor: float = Field(0.3, ge=0, le=1)
     rebuy_due_boost: float = Field(0, ge=0)
+    # no trading down: the premium wines of a family (grape and colour), by words in their name or
+    # by the catalogue's premium_tier; their buyers are not offered the family's entry-level wine
+    no_trading_down: bool = True
+    premium_markers: list[str] = Field(default_factory=lambda: [
+        "grand cru", "vendanges tardives", "sélection de grains nobles", "lieu-dit", "fût de chêne"])
+    premium_catalogue_tiers: list[str] = Field(default_factory=list)
+    # the win-back offer: its scope, how long it lasts, the formats it leaves out, and the lapse
+    # after which a customer gets a quiet word instead of a discount
+    winback_offer_scope: Literal["order", "wines"] = "order"
+    winback_offer_valid_days: int = Field(30, ge=1, le=365)
+    winback_offer_excludes: list[Literal["carton", "magnum", "grand_format", "petit_format"]] = Field(
+        default_factory=lambda: ["carton", "magnum"])
+    winback_soft_after_days: int = Field(730, ge=0)
 
     def scenario(self, segment: str) -> str:
         defaults = RecommendationsConfig.model_fields["scenario_by_segment"].default_factory()

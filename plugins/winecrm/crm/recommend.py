@@ -5,7 +5,9 @@ control group. Set-based SQL in ``include/sql/queries/recommend.sql``."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
+import unicodedata
 
 import psycopg
 
@@ -15,6 +17,28 @@ from winecrm.core.settings import ScoringConfig
 from winecrm.crm.scoring import revenue_parameters
 
 SCENARIOS = ("cross_sell", "rebuy", "winback")
+
+# How win-back exclusions read in an offer: « (hors magnums et cartons) ».
+FORMATS_FR = {"carton": "cartons", "magnum": "magnums", "grand_format": "grands formats",
+              "petit_format": "petits formats"}
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, as crm.fold does."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+
+
+def premium_pattern(markers: list[str]) -> str | None:
+    """A PostgreSQL regular expression matching any marker as whole words of a folded name."""
+    words = [re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", fold(m).strip()) for m in markers if m.strip()]
+    return r"\m(" + "|".join(words) + r")\M" if words else None
+
+
+def french_list(items: list[str]) -> str | None:
+    """« magnums », « magnums et cartons », « cartons, magnums et grands formats »."""
+    if not items:
+        return None
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " et " + items[-1]
 
 
 def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = None) -> dict:
@@ -33,6 +57,12 @@ def parameters(as_of: dt.date, run_id: str, cfg: ScoringConfig | dict | None = N
         "recency_half_life_cycles": rec.recency_half_life_cycles, "recency_floor": rec.recency_floor,
         "due_boost": rec.rebuy_due_boost,
         "similarity": rec.cross_sell_similarity, "taste_weight": rec.taste_weight,
+        "no_trading_down": rec.no_trading_down, "premium_pattern": premium_pattern(rec.premium_markers),
+        "premium_tiers": list(rec.premium_catalogue_tiers),
+        "winback_offer_scope": rec.winback_offer_scope, "winback_offer_valid_days": rec.winback_offer_valid_days,
+        "winback_excluded_formats": list(rec.winback_offer_excludes),
+        "winback_offer_excludes": french_list([FORMATS_FR[f] for f in rec.winback_offer_excludes]),
+        "winback_soft_after_days": rec.winback_soft_after_days,
         **revenue_parameters(),
     }
 

@@ -7,7 +7,8 @@ file, line, first failing column, the failing expectations and the raw values. R
 fail ``warning`` rules (e.g. a malformed email) are loaded with a flag. Good rows are written as
 typed Parquet parts for the load stage.
 
-The quality gate is judged per file: a file with too large a share of bad rows is rejected as a
+The quality gate is judged per file: a file whose bad rows are both too large a share of it and
+at least a minimum count (one or two bad rows of a small file never fail the week) is rejected as a
 whole (``etl.file_manifest.status = 'rejected'``) and kept out of the load; the run's other files
 go on, and no later run takes the rejected file again.
 """
@@ -155,14 +156,17 @@ EXAMPLES_IN_MESSAGE = 5
 
 
 def gate_verdict(verdict: FileVerdict, file_path: str, limit: float, examples: list[str] = (),
-                 docs_link: str = "") -> str | None:
+                 docs_link: str = "", min_bad_rows: int = 1) -> str | None:
     """Why the file is rejected by the quality gate, or None when it passes: the file, the
-    share, a few bad rows with their delivered values, the Data Docs page and the way out."""
+    share, a few bad rows with their delivered values, the Data Docs page and the way out.
+    A file is rejected only when its bad rows are both more than ``limit`` of its rows and at
+    least ``min_bad_rows``: a bad row or two of a small file never fail the week."""
     share = verdict.quarantined / verdict.rows if verdict.rows else 0.0
-    if share <= limit:
+    if share <= limit or verdict.quarantined < min_bad_rows:
         return None
     lines = [f"{file_path} rejected by the quality gate: {verdict.quarantined} of {verdict.rows} rows bad "
-             f"({share:.1%} > {limit:.1%}, quality_gate.max_bad_row_share); nothing of it was loaded. Examples:"]
+             f"({share:.1%} > {limit:.1%}, quality_gate.max_bad_row_share, and {verdict.quarantined} >= "
+             f"{min_bad_rows}, quality_gate.min_bad_rows_to_reject); nothing of it was loaded. Examples:"]
     lines += [f"  - {example}" for example in examples[:EXAMPLES_IN_MESSAGE]]
     if docs_link:
         lines.append(f"  Data Docs of this file: {docs_link}")
@@ -245,8 +249,9 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
             page = next((p for p in (docs_page_of(paths.data_docs_site, n) for n in run_names) if p), None)
             docs = paths.data_docs_link(page or "index.html")
             pages[file_path] = docs
-            limit = pipeline_cfg.quality_gate.limit(dataset_name)
-            rejection = None if accepted_by else gate_verdict(verdict, file_path, limit, examples, docs)
+            gate = pipeline_cfg.quality_gate
+            rejection = None if accepted_by else gate_verdict(verdict, file_path, gate.limit(dataset_name), examples,
+                                                              docs, gate.min_bad_rows(dataset_name))
             warnings = json.dumps([f"{k}: {v} rows" for k, v in verdict.warnings.items()])
             _log_file(file_path, verdict, examples, docs, accepted_by)
             if rejection:

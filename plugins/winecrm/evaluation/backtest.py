@@ -114,14 +114,17 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
         update={"horizon_days": horizon_days})})
     import pandas as pd
 
-    from winecrm.crm import scoring
+    from winecrm.crm import recommend, scoring
 
     started = time.perf_counter()
     scoring.score(conn, f"backtest_{cutoff}", cutoff, cfg)
     scored = time.perf_counter()
     params = {"cutoff": cutoff, "horizon_end": cutoff + dt.timedelta(days=horizon_days),
               "availability_days": availability_days, "k": K, "levels": list(LEVELS),
-              "min_pair_customers": cfg.affinity.min_pair_customers, **scoring.revenue_parameters()}
+              "min_pair_customers": cfg.affinity.min_pair_customers, **scoring.revenue_parameters(),
+              # the business rules every cross-sell method obeys alike (no trading down)
+              **{key: value for key, value in recommend.parameters(cutoff, "backtest", cfg).items()
+                 if key in ("no_trading_down", "premium_pattern", "premium_tiers")}}
     if has_products and conn.execute("SELECT bool_and(cuvee = article) FROM crm.articles").fetchone()[0]:
         params["levels"] = [QUALITY_BAR_LEVEL]  # every article its own cuvée: one level says it all
     steps = dict(named_steps("backtest"))
@@ -166,7 +169,8 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
         if params["levels"] == [QUALITY_BAR_LEVEL]:
             result["recommendations"]["article"] = result["recommendations"][QUALITY_BAR_LEVEL]
             result["articles_are_cuvees"] = True
-    for table in ("bt_targets", "bt_items", "bt_available", "bt_affinity", "bt_history", "bt_relevant", "bt_evaluated", "bt_rankings"):
+    for table in ("bt_targets", "bt_items", "bt_available", "bt_affinity", "bt_history", "bt_trading_down", "bt_relevant",
+                  "bt_evaluated", "bt_rankings"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.commit()
     result["seconds"] = {"score": round(scored - started, 2), "evaluate": round(time.perf_counter() - scored, 2),
@@ -324,7 +328,8 @@ def format_report(report: dict) -> str:
         lines += ["", "Targeting and segments: not judged (the dataset has no real calendar dates)"]
     for level, task, title in (
             ("cuvee", "rebuy", "Rebuy — cuvées bought before (any vintage or format; the quality bar)"),
-            ("cuvee", "cross_sell", "Cross-sell — cuvées never bought before (the quality bar)"),
+            ("cuvee", "cross_sell", "Cross-sell — cuvées never bought before (the quality bar; no method offers a "
+                                    "premium buyer the entry-level wine of the family)"),
             ("article", "rebuy", "For comparison, by article: rebuy — articles bought before"),
             ("article", "cross_sell", "For comparison, by article: cross-sell — articles never bought before "
                                       "(a new vintage of a known wine counts as a hit)")):

@@ -174,11 +174,13 @@ def test_rebuy_offers_the_current_vintage_in_the_format_the_customer_takes(cella
                                                       "Churn": "rebuy"}}})
     (b1,) = [r for r in _recs(cellar, "B1") if r[2] == "Riesling"]
     assert b1[1] == "RIES-23"  # not the 2021 they bought, still in stock: the estate has moved on
-    assert b1[3] == "Vous avez apprécié notre Riesling 2021 : découvrez le Riesling 2023, notre nouveau millésime."
+    # a new vintage of their own wine is « le nouveau millésime », never a « découverte »
+    assert b1[3] == ("Vous avez apprécié notre Riesling 2021\u00a0: le Riesling 2023, notre nouveau millésime, "
+                     "vous attend à la cave.")
     (b2,) = [r for r in _recs(cellar, "B2") if r[2] == "Riesling"]
     assert b2[1] == "RIES-23-CAR"  # two of their three orders were cases of six
     (o1,) = [r for r in _recs(cellar, "O1") if r[2] == "Riesling"]
-    assert o1[1] == "RIES-19"  # they buy mature vintages
+    assert o1[1] == "RIES-23"  # the newest vintage in stock, even to a buyer of older ones
 
 
 def test_cross_sell_never_offers_a_vintage_or_format_of_a_cuvee_already_bought(cellar):
@@ -205,14 +207,25 @@ def test_no_cross_sell_names_a_cuvee_already_bought_on_the_sample_estate(conn, c
                          WHERE v.client_code = r.client_code AND a.cuvee = r.cuvee AND v.date_livraison <= %s)""",
         (AS_OF, AS_OF)).fetchone()[0]
     assert known == 0
-    # a rebuy names an older vintage than the newest in stock only for a customer who buys old ones
+    # no scenario names an older vintage than the newest in stock of the cuvée
     older = conn.execute(
         """SELECT count(*) FROM crm.recommendations r
-           WHERE r.as_of_date = %s AND r.scenario IN ('rebuy', 'winback')
+           WHERE r.as_of_date = %s
              AND r.millesime < (SELECT max(a.millesime) FROM crm.articles a JOIN etl.stock s USING (article)
                                 WHERE a.cuvee = r.cuvee AND s.quantite > 0)""", (AS_OF,)).fetchone()[0]
-    rebuys = counts.get("rebuy", 0) + counts.get("winback", 0)
-    assert older < 0.2 * rebuys
+    assert older == 0
+    # no trading down: a buyer of a family's premium wine (same grape and colour) is never offered
+    # its entry-level wine as a cross-sell
+    premium = r"(grand cru|vendanges tardives|grains nobles|lieu-dit|f[ûu]t de ch[êe]ne)"
+    trading_down = conn.execute(
+        """WITH fam AS (SELECT a.article, a.cuvee, a.taste || '|' || p.couleur AS family, a.cuvee ~* %(premium)s AS premium
+                        FROM crm.articles a JOIN etl.produits p USING (article) WHERE a.taste_kind = 'grape')
+           SELECT count(*) FROM crm.recommendations r JOIN fam f ON f.article = r.article
+           WHERE r.as_of_date = %(as_of)s AND r.scenario = 'cross_sell' AND NOT f.premium
+             AND EXISTS (SELECT 1 FROM etl.ventes_lignes v JOIN fam b ON b.article = v.article
+                         WHERE v.client_code = r.client_code AND v.date_livraison <= %(as_of)s
+                           AND b.premium AND b.family = f.family)""", {"as_of": AS_OF, "premium": premium}).fetchone()[0]
+    assert trading_down == 0
     # « notre nouveau millésime » only for the newest vintage of the cuvée in stock
     not_newest = conn.execute(
         """SELECT count(*) FROM crm.recommendations r
@@ -282,19 +295,19 @@ def test_every_catalogue_name_reads_as_correct_french_in_every_scenario(conn):
                 assert format_fr in reason, where
             assert not re.search(rf"aimé notre {re.escape(cuvee)},", reason), where  # never "because you liked" itself
             if scenario == "winback" and not re.match(r"(Le|La|Les|L') ", cuvee):
-                assert "-15 %" in reason and "REVIENS15" in reason, where
-                assert ("Vous nous manquez" in reason) == (rank == 1), where  # the offer is made once
+                assert "-15\u00a0%" in reason and "REVIENS15" in reason, where
+                assert reason.startswith("Profitez de") == (rank == 1), where  # the offer is made once
     (reason,) = conn.execute("SELECT crm.reason_fr('winback', 1, 'Cuvée Marguerite', 'Cuvée Marguerite', NULL, NULL, 1, "
                              "NULL, NULL, NULL, NULL, NULL, 15, 'REVIENS15')").fetchone()
-    assert reason == "Vous nous manquez ! Profitez de -15 % sur votre Cuvée Marguerite préférée avec le code REVIENS15."
+    assert reason == "Profitez de -15\u00a0% sur votre Cuvée Marguerite préférée avec le code REVIENS15."
     (reason,) = conn.execute("SELECT crm.reason_fr('cross_sell', 1, 'Auxerrois 2022', 'Auxerrois', 2022, NULL, NULL, "
                              "NULL, NULL, 'Edelzwicker', NULL, NULL, 15, 'X')").fetchone()
     assert reason == "Parce que vous avez aimé notre Edelzwicker, nous pensons que l'Auxerrois 2022 vous plaira."
     # a colour of several words is plural word by word; no offer configured: no code, no discount
     (reason,) = conn.execute("SELECT crm.reason_fr('cross_sell', 2, 'Sylvaner 2023', 'Sylvaner', 2023, NULL, NULL, "
                              "NULL, NULL, NULL, 'Blanc Sec', 'colour', NULL, NULL)").fetchone()
-    assert reason == "Vous aimez les vins blancs secs : découvrez notre Sylvaner 2023."
+    assert reason == "Vous aimez les vins blancs secs\u00a0: découvrez notre Sylvaner 2023."
     reasons = [conn.execute("SELECT crm.reason_fr('winback', %s, 'Sylvaner 2023', 'Sylvaner', 2023, NULL, 2, 2023, "
                             "2023, NULL, NULL, NULL, NULL, NULL)", (rank,)).fetchone()[0] for rank in (1, 2)]
-    assert reasons == ["Vous nous manquez ! Retrouvez votre Sylvaner préféré (millésime 2023) à la cave.",
+    assert reasons == ["Votre Sylvaner préféré (millésime 2023) vous attend toujours à la cave.",
                        "Retrouvez aussi le Sylvaner 2023."]

@@ -86,11 +86,14 @@ def test_rebuy_skips_recent_purchases_and_winback_carries_the_offer(shop):
     assert segments["R1"] == "At Risk" and segments["W1"] == "Churn"
     rebuy = _recs(shop, "R1")
     assert {r[2] for r in rebuy} == {"SYLV", "RIES"} and all(r[1] == "rebuy" for r in rebuy)
-    assert {r[2]: r[3] for r in rebuy}["SYLV"] == "Vous avez apprécié notre Sylvaner (1 commande) : le Sylvaner 2023 vous attend à la cave."
+    # no order count (a CRM internal), French typography
+    assert {r[2]: r[3] for r in rebuy}["SYLV"] == "Vous avez apprécié notre Sylvaner\u00a0: le Sylvaner 2023 vous attend à la cave."
     (winback,) = _recs(shop, "W1")
     assert winback[1:3] == ("winback", "GEWU") and winback[4] == "REVIENS15"
-    assert winback[3] == ("Vous nous manquez ! Profitez de -15 % sur votre Gewurztraminer préféré (millésime 2022) "
-                          "avec le code REVIENS15.")
+    # one scope (the whole next order), the exclusions and the end date (scoring.yaml defaults)
+    assert winback[3] == ("Votre Gewurztraminer préféré (millésime 2022) vous attend à la cave\u00a0: avec le code "
+                          "REVIENS15, profitez de -15\u00a0% sur toute votre prochaine commande (hors cartons et "
+                          "magnums), jusqu'au 15 décembre 2026.")
 
 
 def test_every_left_out_customer_has_a_reason(shop):
@@ -166,7 +169,7 @@ def test_taste_profile_brings_wines_of_the_family_with_no_co_purchase_yet(shop):
     scoring.score(shop, "run_1", AS_OF, CFG)  # the item model is rebuilt from the catalogue by the scoring
     recommend.recommend(shop, "run_1", AS_OF, CFG)
     recs = {r[2]: r for r in _recs(shop, "V1")}
-    assert "RIGC" in recs and recs["RIGC"][3] == "Vous aimez le Riesling : découvrez notre Riesling Grand Cru 2021."
+    assert "RIGC" in recs and recs["RIGC"][3] == "Vous aimez le Riesling\u00a0: découvrez notre Riesling Grand Cru 2021."
     scores = shop.execute("SELECT count(*) FROM crm.recommendations WHERE score IS NULL").fetchone()[0]
     assert scores == 0
     # with the taste blend off, only co-purchases count: the new wine is not proposed

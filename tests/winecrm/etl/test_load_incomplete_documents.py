@@ -102,7 +102,7 @@ def test_an_accepted_file_replaces_its_documents_and_says_what_the_old_version_h
         sales_line(doc_no="F1", article="A"), sales_line(doc_no="F1", article="B", mt="100,00", ttc="120,00"),
         sales_line(doc_no="F1", article="C", mt="145,50", ttc="174,60"), sales_line(doc_no="F2")])
     _run(conn, "run_1")
-    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05, "min_bad_rows_to_reject": 1})
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [
         sales_line(doc_no="F1", article="A"), sales_line(doc_no="F1", article="B", date="31/02/2026"),
         sales_line(doc_no="F1", article="C", qty="?"), sales_line(doc_no="F2")])

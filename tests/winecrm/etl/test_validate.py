@@ -145,7 +145,7 @@ def test_mojibake_labels_are_repaired(conn, crm_dirs):
 
 
 def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, crm_dirs, monkeypatch, tmp_path):
-    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05, "min_bad_rows_to_reject": 1})
     raw = crm_dirs["raw"]
     lines = [sales_line(doc_no=f"F{i}") for i in range(10)] + [sales_line(doc_no=f"B{i}", qty="?") for i in range(2)]
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv", lines)
@@ -201,10 +201,50 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
         pipeline.run_all(conn, pipeline.week_window("run_5", MONDAY_RUN + dt.timedelta(days=28)), require_week=False)
 
 
+def test_a_bad_row_or_two_of_a_small_weekly_file_never_fail_the_week(conn, crm_dirs, monkeypatch, tmp_path):
+    """The shipped gate (5 % and at least 3 bad rows): 2 bad rows of 16 (12.5 %) are quarantined
+    with their reasons and the file loads; 3 bad rows of 16 reject it."""
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no=f"F{i}") for i in range(14)]
+                 + [sales_line(doc_no="B1", qty="?"), sales_line(doc_no="B2", date="31/02/2026")])
+    summary = pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN), require_week=False)
+    assert summary["status"] == "success"
+    assert conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0] == 14
+    reasons = [r for (r,) in conn.execute("SELECT reason FROM etl.quarantine ORDER BY row_no")]
+    assert len(reasons) == 2 and "'?' is not a number" in reasons[0] and "'31/02/2026' is not a valid date" in reasons[1]
+    assert conn.execute("SELECT status FROM etl.file_manifest").fetchone()[0] == "loaded"
+
+    write_export(raw, "ventes_lignes", "v_2026-11-23.csv", [sales_line(doc_no=f"G{i}") for i in range(13)]
+                 + [sales_line(doc_no=f"C{i}", qty="?") for i in range(3)])
+    with pytest.raises(pipeline.FilesRejected, match=r"3 of 16 rows bad \(18.8% > 5.0%, quality_gate.max_bad_row_share, "
+                                                      r"and 3 >= 3, quality_gate.min_bad_rows_to_reject\)"):
+        pipeline.run_all(conn, pipeline.week_window("run_2", MONDAY_RUN + dt.timedelta(days=7)), require_week=False)
+
+
+def test_quality_gate_overrides_per_dataset(conn, crm_dirs, monkeypatch, tmp_path):
+    from winecrm.core import settings
+
+    gate = settings.QualityGateConfig(max_bad_row_share=0.05, min_bad_rows_to_reject=3, per_dataset={
+        "clients": 0.2, "stock": {"min_bad_rows_to_reject": 1}, "produits": {"max_bad_row_share": 0.5,
+                                                                          "min_bad_rows_to_reject": 10}})
+    assert (gate.limit("ventes_lignes"), gate.min_bad_rows("ventes_lignes")) == (0.05, 3)
+    assert (gate.limit("clients"), gate.min_bad_rows("clients")) == (0.2, 3)
+    assert (gate.limit("stock"), gate.min_bad_rows("stock")) == (0.05, 1)
+    assert (gate.limit("produits"), gate.min_bad_rows("produits")) == (0.5, 10)
+    # through the pipeline: one bad row of a sales file is enough when the dataset says so
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05,
+                                                    "per_dataset": {"ventes_lignes": {"min_bad_rows_to_reject": 1}}})
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(doc_no=f"F{i}") for i in range(15)] + [sales_line(doc_no="B1", qty="?")])
+    with pytest.raises(pipeline.FilesRejected, match="1 of 16 rows bad"):
+        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN), require_week=False)
+
+
 def test_accept_and_reingest_params_take_a_file_again(conn, crm_dirs, monkeypatch, tmp_path):
     from winecrm.core.run_params import RunParams
 
-    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05})
+    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.05, "min_bad_rows_to_reject": 1})
     raw = crm_dirs["raw"]
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv",
                  [sales_line(doc_no=f"F{i}") for i in range(10)] + [sales_line(doc_no="B", qty="?")])
