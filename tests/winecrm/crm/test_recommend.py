@@ -88,9 +88,9 @@ def test_rebuy_skips_recent_purchases_and_winback_carries_the_offer(shop):
     assert {r[2] for r in rebuy} == {"SYLV", "RIES"} and all(r[1] == "rebuy" for r in rebuy)
     assert {r[2]: r[3] for r in rebuy}["SYLV"] == "Vous avez apprécié notre Sylvaner (1 commande) : le Sylvaner 2023 vous attend à la cave."
     (winback,) = _recs(shop, "W1")
-    assert winback[1:3] == ("winback", "GEWU") and winback[4] == "REVIENS15"
+    assert winback[1:3] == ("winback", "GEWU") and winback[4] == "RETOUR15"
     assert winback[3] == ("Vous nous manquez ! Profitez de -15 % sur votre Gewurztraminer préféré (millésime 2022) "
-                          "avec le code REVIENS15.")
+                          "avec le code RETOUR15.")
 
 
 def test_every_left_out_customer_has_a_reason(shop):
