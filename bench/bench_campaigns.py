@@ -52,7 +52,7 @@ def contexts(n: int, seed: int = 7) -> list[dict]:
         wines = rng.sample(WINES, rng.randint(1, 3))
         out.append((scenario, {
             "estate": cfg.estate, "prenom": prenom, "greeting": f"Bonjour {prenom}," if prenom else "Bonjour,",
-            "preview": "Nos vins pour vous", "offer_code": "REVIENS15" if scenario == "winback" else "",
+            "preview": "Nos vins pour vous", "offer_code": "RETOUR15" if scenario == "winback" else "",
             "discount_pct": 15 if scenario == "winback" else "",
             "links": {"home": "https://www.domaine-exemple.fr/?utm_source=brevo",
                       "shop": "https://www.domaine-exemple.fr/boutique?utm_source=brevo",

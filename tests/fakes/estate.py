@@ -35,7 +35,7 @@ def seed_warehouse(conn, n: int, seed: int = 11) -> None:
             for rank, (article, name, _, _) in enumerate(rng.sample(WINES, rng.randint(1, 3)), start=1):
                 copy.write_row((AS_OF, f"C{i:06d}", rank, scenario, "Standard", article, name, 1.0,
                                 f"Parce que vous avez aimé notre Sylvaner, nous pensons que le {name} vous plaira.",
-                                "REVIENS15" if scenario == "winback" else None, False, 0.5, i + 1, "bench"))
+                                "RETOUR15" if scenario == "winback" else None, False, 0.5, i + 1, "bench"))
     conn.commit()
 
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import psycopg
 
-from winecrm.campaigns import templates
+from winecrm.campaigns import copy_fr, templates
 from winecrm.core import settings
 from winecrm.core.queries import named_steps
 
@@ -43,38 +43,89 @@ def idempotency_key(campaign_id: str, client_code: str) -> uuid.UUID:
 
 
 def euros(amount: Decimal | float | None) -> str | None:
-    """« 12,50 € » (French: decimal comma, narrow no-break space before the sign)."""
-    if amount is None:
-        return None
-    whole, cents = f"{Decimal(amount):.2f}".split(".")
-    grouped = f"{int(whole):,}".replace(",", "\u202f")
-    return f"{grouped},{cents}\u00a0€"
+    """« 12,50 € » (French: decimal comma, narrow no-break space between thousands, no-break space
+    before the sign)."""
+    return copy_fr.euros(amount)
 
 
 def greeting(prenom: str | None, nom: str | None) -> str:
     return f"Bonjour {prenom}," if prenom else "Bonjour,"
 
 
-def context_for(row: dict, campaign_id: str, token: str, cfg: settings.CampaignsConfig,
-                scoring: settings.ScoringConfig) -> dict:
-    """What the templates of one customer's e-mail read."""
-    links = cfg.links
-    utm = {"campaign": campaign_id, "content": row["scenario"], "source": links.utm_source, "medium": links.utm_medium}
+PREVIEWS = {  # the line a mail client shows after the subject: no wine named (the cards do)
+    "cross_sell": "Une sélection faite d'après vos achats au domaine.",
+    "rebuy": "De quoi regarnir votre cave.",
+    "winback": "Cela fait un moment que nous ne nous sommes pas vus.",
+}
+
+
+def copy_facts(conn: psycopg.Connection, as_of: dt.date) -> tuple[dict, dict]:
+    """What the copy is written from (include/sql/queries/email_copy.sql): each recommended wine's
+    structured fields by (customer, rank), and each recipient's purchases by cuvée."""
+    steps = dict(named_steps("email_copy"))
+    params = {"as_of": as_of, **settings.pipeline_config().revenue.query_parameters()}
+    cursor = conn.execute(steps["wines"], params)
+    columns = [c.name for c in cursor.description]
+    wines = {}
+    for values in cursor.fetchall():
+        wine = dict(zip(columns, values))
+        wines[(wine["client_code"], wine["rank"])] = wine
+    purchases: dict[str, dict] = {}
+    cursor = conn.execute(steps["purchases"], params)
+    columns = [c.name for c in cursor.description]
+    for values in cursor.fetchall():
+        bought = dict(zip(columns, values))
+        purchases.setdefault(bought["client_code"], {})[bought["cuvee"]] = bought
+    return wines, purchases
+
+
+def with_facts(row: dict, wines: dict, purchases: dict, markers: tuple[str, ...] = copy_fr.PREMIUM_WORDS) -> list[dict]:
+    """The recipient's wines with their structured fields, without the entry-level wine of a
+    grape whose premium wines they buy (FRENCH-COPY.md: not a « next step » for them)."""
+    bought = purchases.get(row["client_code"], {})
     products = []
     for p in row["products"]:
-        name = p["produit"] or p["article"]
-        if p.get("millesime") and str(p["millesime"]) not in name:
-            name = f"{name} {p['millesime']}"
+        facts = wines.get((row["client_code"], p["rank"]), {})
+        wine = {**p, **{k: v for k, v in facts.items() if k not in ("client_code", "rank") and v is not None}}
+        wine["cuvee"] = wine.get("cuvee") or p.get("produit") or p["article"]
+        if row["scenario"] == "cross_sell" and copy_fr.step_down(wine, bought, markers):
+            continue
+        products.append(wine)
+    return products
+
+
+def context_for(row: dict, campaign_id: str, token: str, cfg: settings.CampaignsConfig,
+                scoring: settings.ScoringConfig, purchases: dict | None = None) -> dict:
+    """What the templates of one customer's e-mail read. ``row["products"]``: the wines with their
+    structured fields (:func:`with_facts`); ``purchases``: the customer's, by cuvée."""
+    links = cfg.links
+    utm = {"campaign": campaign_id, "content": row["scenario"], "source": links.utm_source, "medium": links.utm_medium}
+    wines = row["products"]
+    why = copy_fr.reasons(row["scenario"], wines, purchases or {})
+    products = []
+    for p, reason in zip(wines, why):
+        price = copy_fr.euros(p.get("prix_ttc"))
         products.append({
-            "name": name, "article": p["article"], "format_fr": p.get("format_fr"),
-            "price": euros(p.get("prix_ttc")), "reason": p["reason"],
+            "name": copy_fr.wine_name(p.get("cuvee") or p.get("produit") or p["article"], p.get("millesime")),
+            "article": p["article"],
+            "format": copy_fr.format_words(p.get("pack"), p.get("unit_cl")) if p.get("unit_cl") is not None else None,
+            "price": f"{price} TTC" if price else None, "reason": reason,
             "url": templates.with_utm(links.product_url.format(article=p["article"]), **utm)})
-    offer = next((p.get("offer_code") for p in row["products"] if p.get("offer_code")), None)
+    # the offer's terms as the recommendation states them (its scope, end date and exclusions when
+    # crm.recommendations carries them), said once in the e-mail
+    offer = next((p for p in wines if p.get("offer_code")), None)
+    terms = {**(offer or {}), **((offer or {}).get("recommendation") or {})}
+    discount = terms.get("offer_discount_pct") if terms.get("offer_discount_pct") is not None else \
+        scoring.recommendations.winback_discount_pct
     return {
         "estate": cfg.estate, "prenom": row.get("prenom") or "", "greeting": greeting(row.get("prenom"), row.get("nom")),
-        "preview": products[0]["reason"] if products else cfg.estate.name,
-        "products": products,
-        "offer_code": offer or "", "discount_pct": scoring.recommendations.winback_discount_pct if offer else "",
+        "preview": PREVIEWS.get(row["scenario"], cfg.estate.name),
+        "products": products, "wines": len(products),
+        "offer_code": offer["offer_code"] if offer else "",
+        "discount_pct": copy_fr.number(discount) if offer else "",
+        "offer_scope": (terms.get("offer_scope") or "order") if offer else "",
+        "offer_ends_on": copy_fr.date_fr(terms.get("offer_ends_on")) or "" if offer else "",
+        "offer_excludes": (terms.get("offer_excludes") or "") if offer else "",
         "links": {"home": templates.with_utm(cfg.estate.website_url, **utm),
                   "shop": templates.with_utm(links.shop_url, **utm),
                   "unsubscribe": links.unsubscribe_url.format(token=token)},
@@ -113,6 +164,9 @@ def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mo
                                "WHERE campaign_id = %s", (campaign_id,)).fetchall()
         done = {code for code, status, _ in earlier if status not in ("rendered", "skipped")}
         tokens = {code: token for code, _, token in earlier}
+        wines, purchases = copy_facts(conn, as_of)
+        # what makes a wine premium: the scoring configuration's words when it has them
+        markers = tuple(getattr(scoring.recommendations, "premium_markers", None) or copy_fr.PREMIUM_WORDS)
         rows, rendered_seconds = [], 0.0
         for r in recipients:
             if r["client_code"] in done:
@@ -120,10 +174,18 @@ def render_campaign(conn: psycopg.Connection, run_id: str, as_of: dt.date, *, mo
             token = tokens.get(r["client_code"]) or secrets.token_urlsafe(24)
             subject = html = text = None
             if r["skip_reason"] is None:
+                r["products"] = with_facts(r, wines, purchases, markers)
+                if not r["products"]:
+                    r["skip_reason"] = "no_candidate"
+            if r["skip_reason"] is None:
                 t0 = time.perf_counter()
-                email = templates.render(r["scenario"], context_for(r, campaign_id, token, cfg, scoring))
+                context = context_for(r, campaign_id, token, cfg, scoring, purchases.get(r["client_code"], {}))
+                email = templates.render(r["scenario"], context)
                 rendered_seconds += time.perf_counter() - t0
                 subject, html, text = email.subject, email.html, email.text
+                # the ledger keeps what the e-mail says of each wine
+                r["products"] = [{k: v for k, v in {**p, "reason": shown["reason"]}.items() if k != "recommendation"}
+                                 for p, shown in zip(r["products"], context["products"])]
             rows.append((campaign_id, r["client_code"], r["email"], r["scenario"], as_of,
                          "skipped" if r["skip_reason"] else "rendered", str(idempotency_key(campaign_id, r["client_code"])),
                          r["scenario"], subject, html, text, json.dumps(r["products"], default=str), r["skip_reason"],

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
+from winecrm.campaigns import copy_fr
 from winecrm.core import settings
 
 TEMPLATES = ("cross_sell", "rebuy", "winback", "thank_you", "vip_offer")
@@ -76,8 +77,9 @@ def one_line(text: str) -> str:
 
 def render(template: str, context: dict, directory: Path | None = None) -> RenderedEmail:
     """Subject, HTML and text of one e-mail. ``context``: greeting, prenom, products (name,
-    format_fr, price, reason, url), links (home, shop, unsubscribe), estate, offer_code,
-    discount_pct, preview."""
+    format, price, reason, url), wines (how many; default: the products), links (home, shop,
+    unsubscribe), estate, offer_code, discount_pct, offer_ends_on (« 31 décembre 2026 », or
+    empty), preview."""
     if template not in TEMPLATES:
         raise TemplateError(f"unknown e-mail template {template!r} (known: {', '.join(TEMPLATES)})")
     import jinja2
@@ -85,10 +87,14 @@ def render(template: str, context: dict, directory: Path | None = None) -> Rende
     import mrml
 
     html_env, text_env, subjects = _environments(str(directory or templates_dir()))
+    products = [{"format": None, **p} for p in context.get("products") or []]
+    context = {"wines": len(products), "offer_scope": "", "offer_ends_on": "", "offer_excludes": "", **context,
+               "products": products}
     try:
-        subject = one_line(subjects[template].render(**context))
-        mjml = html_env.get_template(f"{template}.mjml.j2").render(subject=subject, **context)
-        text = text_env.get_template(f"{template}.txt.j2").render(subject=subject, **context)
+        # French spacing over everything the customer reads (text only: never URLs, tags or styles)
+        subject = copy_fr.spacing(one_line(subjects[template].render(**context)))
+        mjml = copy_fr.spacing_markup(html_env.get_template(f"{template}.mjml.j2").render(subject=subject, **context))
+        text = copy_fr.spacing(text_env.get_template(f"{template}.txt.j2").render(subject=subject, **context))
     except jinja2.TemplateError as exc:
         raise TemplateError(f"e-mail template {template}: {exc.__class__.__name__}: {exc}") from None
     compiled = mrml.to_html(mjml)

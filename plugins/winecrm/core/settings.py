@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -282,7 +283,9 @@ class RecommendationsConfig(_Section):
     silence_days: int = Field(135, ge=0)
     recent_purchase_days: int = Field(60, ge=0)
     winback_min_revenue_ht: float = Field(100, ge=0)
-    winback_offer_code: str = "REVIENS15"
+    # the code the customer types: it is read in a « vous » e-mail, so never an imperative that
+    # says « tu » (« REVIENS15 »)
+    winback_offer_code: str = "RETOUR15"
     winback_discount_pct: int = Field(15, ge=0, le=100)
     control_share: float = Field(0.10, ge=0, lt=1)
     neighbours_per_article: int = Field(20, ge=1)
@@ -308,6 +311,14 @@ class RecommendationsConfig(_Section):
     def scenario(self, segment: str) -> str:
         defaults = RecommendationsConfig.model_fields["scenario_by_segment"].default_factory()
         return {**defaults, **self.scenario_by_segment}[segment]
+
+    @field_validator("winback_offer_code")
+    @classmethod
+    def _offer_code_says_vous(cls, code: str) -> str:
+        if re.search(r"REVIENS|VIENS|PROFITE(?!Z)|CRAQUE(?!Z)|FONCE(?!Z)|DECOUVRE(?!Z)|GOUTE(?!Z)", code.upper()):
+            raise ValueError(f"winback_offer_code {code!r} says « tu » to customers the e-mails call « vous »: "
+                             "choose a code such as RETOUR15")
+        return code
 
 
 class BuyProbabilityConfig(_Section):

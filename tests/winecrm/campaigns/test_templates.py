@@ -12,7 +12,7 @@ from winecrm.core import settings
 HOSTILE = "Kœnig O'Neil <script>alert(1)</script>"
 
 
-def _context(prenom: str = HOSTILE, offer: str = "REVIENS15") -> dict:
+def _context(prenom: str = HOSTILE, offer: str = "RETOUR15") -> dict:
     cfg = settings.campaigns_config()
     return {
         "estate": cfg.estate, "prenom": prenom, "greeting": f"Bonjour {prenom}," if prenom else "Bonjour,",
@@ -52,15 +52,18 @@ def test_every_template_renders_escaped_french_with_its_footer(template):
 
 def test_subjects_read_well_without_a_first_name_or_an_offer():
     subjects = {t: templates.render(t, _context(prenom="", offer="")).subject for t in templates.TEMPLATES}
-    assert subjects == {
-        "cross_sell": "Une découverte choisie pour vous",
-        "rebuy": "Vos vins préférés vous attendent au domaine",
-        "winback": "Vous nous manquez",
-        "thank_you": "Merci pour votre commande !",
+    assert subjects == {  # two wines: the subjects agree (French spacing: U+202F before « ! »)
+        "cross_sell": "Des découvertes choisies pour vous",
+        "rebuy": "Vos vins préférés vous attendent",
+        "winback": "Nous serions heureux de vous revoir",
+        "thank_you": "Merci pour votre commande\u202f!",
         "vip_offer": "Une attention pour nos clients les plus fidèles",
     }
+    one = {**_context(prenom="Anne", offer=""), "products": _context()["products"][:1]}
+    assert templates.render("rebuy", one).subject == "Anne, votre vin préféré vous attend"
+    assert templates.render("cross_sell", one).subject == "Anne, une découverte choisie pour vous"
     assert templates.render("winback", _context(prenom="Anne")).subject == (
-        "Anne, vous nous manquez : -15 % avec le code REVIENS15")
+        "Anne, un geste pour vous retrouver\u00a0: -15\u00a0%")
     html = templates.render("winback", _context(prenom="", offer="")).html
     assert "Bonjour," in html and "code" not in templates.render("winback", _context(offer="")).text.split("--")[0]
 
@@ -82,4 +85,4 @@ def test_an_unknown_template_or_a_missing_value_is_a_clear_error():
 
 def test_a_first_name_cannot_inject_a_header_line():
     subject = templates.render("rebuy", _context(prenom="Anne\r\nBcc: someone@example.com")).subject
-    assert subject == "Anne Bcc: someone@example.com, vos vins préférés vous attendent au domaine"
+    assert subject == "Anne Bcc: someone@example.com, vos vins préférés vous attendent"

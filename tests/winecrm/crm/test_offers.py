@@ -147,8 +147,8 @@ def test_the_winback_offer_has_one_scope_an_end_date_and_its_exclusions(estate):
     first, second = w1
     # cartons and magnums are excluded by default: the carton buyer is offered the bottle
     assert first[2] == "RIES-23"
-    assert first[5:] == ("REVIENS15", 15, "order", dt.date(2026, 12, 15), "cartons et magnums", "offer")
-    assert first[4] == (f"Votre Riesling préféré (millésime 2023) vous attend à la cave{NBSP}: avec le code REVIENS15, "
+    assert first[5:] == ("RETOUR15", 15, "order", dt.date(2026, 12, 15), "cartons et magnums", "offer")
+    assert first[4] == (f"Votre Riesling préféré (millésime 2023) vous attend à la cave{NBSP}: avec le code RETOUR15, "
                         f"profitez de -15{NBSP}% sur toute votre prochaine commande (hors cartons et magnums), "
                         "jusqu'au 15 décembre 2026.")
     assert second[4] == "Retrouvez aussi le Gewurztraminer 2022."  # the whole order: the code is not repeated
@@ -158,8 +158,8 @@ def test_the_winback_offer_has_one_scope_an_end_date_and_its_exclusions(estate):
     assert first[2] == "RIES-23-CAR"  # nothing excluded: the format they take
     assert first[7:10] == ("wines", dt.date(2026, 11, 25), None)
     assert first[4].startswith(f"Profitez de -15{NBSP}% sur votre Riesling préféré")
-    assert first[4].endswith(" avec le code REVIENS15, jusqu'au 25 novembre 2026.") and "hors" not in first[4]
-    assert second[4] == f"Le code REVIENS15 vaut aussi pour le Gewurztraminer 2022 (-15{NBSP}%)."
+    assert first[4].endswith(" avec le code RETOUR15, jusqu'au 25 novembre 2026.") and "hors" not in first[4]
+    assert second[4] == f"Le code RETOUR15 vaut aussi pour le Gewurztraminer 2022 (-15{NBSP}%)."
 
 
 def test_a_customer_gone_for_years_gets_a_quiet_word_and_no_discount(estate):
@@ -171,7 +171,7 @@ def test_a_customer_gone_for_years_gets_a_quiet_word_and_no_discount(estate):
     # the lapse is a setting: at 300 days W1 (gone 20 months) gets the quiet word too
     _recommend(estate, winback_soft_after_days=300)
     first = _recs(estate, "W1")[0]
-    assert first[5] is None and first[10] == "soft" and "REVIENS15" not in first[4] and "%" not in first[4]
+    assert first[5] is None and first[10] == "soft" and "RETOUR15" not in first[4] and "%" not in first[4]
     assert first[2] == "RIES-23-CAR"  # no offer, no exclusion: the format they take
 
 

@@ -89,10 +89,10 @@ def test_rebuy_skips_recent_purchases_and_winback_carries_the_offer(shop):
     # no order count (a CRM internal), French typography
     assert {r[2]: r[3] for r in rebuy}["SYLV"] == "Vous avez apprécié notre Sylvaner\u00a0: le Sylvaner 2023 vous attend à la cave."
     (winback,) = _recs(shop, "W1")
-    assert winback[1:3] == ("winback", "GEWU") and winback[4] == "REVIENS15"
+    assert winback[1:3] == ("winback", "GEWU") and winback[4] == "RETOUR15"
     # one scope (the whole next order), the exclusions and the end date (scoring.yaml defaults)
     assert winback[3] == ("Votre Gewurztraminer préféré (millésime 2022) vous attend à la cave\u00a0: avec le code "
-                          "REVIENS15, profitez de -15\u00a0% sur toute votre prochaine commande (hors cartons et "
+                          "RETOUR15, profitez de -15\u00a0% sur toute votre prochaine commande (hors cartons et "
                           "magnums), jusqu'au 15 décembre 2026.")
 
 
