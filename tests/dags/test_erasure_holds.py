@@ -33,7 +33,7 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 FIRST_WEEK = "2026-11-09T05:00:00+00:00"     # week 02/11–08/11
 NEXT_WEEK = "2026-11-16T05:00:00+00:00"      # week 09/11–15/11: exports dated 16/11 bring the person back
 DERIVED = ("crm.customer_360", "crm.rfm_scores", "crm.lead_scores", "crm.buy_probabilities", "crm.recommendations",
-           "crm.recommendation_exclusions", "crm.product_affinity", "crm.automation_actions", "crm.customer_tags",
+           "crm.recommendation_exclusions", "crm.automation_actions", "crm.customer_tags",
            "crm.tasks", "crm.score_changes", "crm.campaign_pauses", "crm.lead_score_state")
 
 
