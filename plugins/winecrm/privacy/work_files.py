@@ -10,7 +10,9 @@ delivered — names, addresses, phones, the raw line — so:
   logs, Data Docs or the warehouse with their name).
 
 The rows stay — a sale still counts, anonymously — with every personal column
-(``core.personal.PERSONAL_COLUMNS``) and the raw line set to null. A part is written beside and
+(``core.personal.PERSONAL_COLUMNS``) and the raw line set to null; at ingest the address becomes
+its erased marker instead, so that the load's guard still recognises the person (and records a
+new client code that came with their address). A part is written beside and
 moved over: a reader sees the old part or the new one, never half of one. RAW itself stays
 immutable (see ``erase.RAW_NOTE``).
 
@@ -34,6 +36,7 @@ from winecrm.core.personal import PERSONAL_COLUMNS
 RAW_LINE_COLUMNS = ("_raw",)        # the delivered line as read, kept for the quarantine
 ERASED_PREFIX = "erased:"
 
+
 def phone_digits(forms) -> set[str]:
     """The digit strings of a person's numbers as written anywhere (``erase.phone_forms``):
     0661225607, 33661225607, 0033661225607 — never fewer than 10 digits (a shorter run of digits
@@ -42,6 +45,7 @@ def phone_digits(forms) -> set[str]:
 
 
 def _marker(address: str) -> str:
+    """``erase.erased_marker`` (erase imports this module, hence the twin)."""
     return ERASED_PREFIX + hashlib.sha256(address.strip(" ").lower().encode("utf-8")).hexdigest()
 
 
