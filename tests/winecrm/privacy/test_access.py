@@ -78,7 +78,7 @@ def test_the_files_say_it_in_json_and_in_french(conn, estate, crm_dirs, tmp_path
                      r"décembre) \d{4}", letter)
 
 
-def test_someone_we_do_not_know_gets_a_letter_saying_so(conn, estate, crm_dirs, tmp_path, capsys):
+def test_someone_we_do_not_know_gets_a_letter_saying_so(conn, crm_dirs, tmp_path, capsys):
     assert privacy_cli.main(["export", "--email", "personne@inconnu.example", "--out", str(tmp_path)]) == 0
     (letter,) = tmp_path.glob("acces-*.txt")
     assert "Nous ne détenons aucune donnée à votre sujet" in letter.read_text(encoding="utf-8")

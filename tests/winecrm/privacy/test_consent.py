@@ -192,7 +192,7 @@ def test_a_warehouse_upgraded_to_migration_015_starts_its_history_from_the_conse
             assert conn.execute("SELECT count(*) FROM crm.consent_log").fetchone()[0] == 0
             monkeypatch.setattr(settings, "SQL_DIR", today[0])
             monkeypatch.setattr(load, "_record_consent_changes", today[1])
-            assert apply_migrations(conn) == ["015_consent_history.sql"]
+            assert apply_migrations(conn)[0] == "015_consent_history.sql"  # and any migration after it
             assert conn.execute("SELECT client_code, change, source, source_file, run_id FROM crm.consent_log "
                                 "ORDER BY client_code").fetchall() == [
                 ("C1", "opt_in", "erp_export", FIRST, "run_1"), ("C2", "opt_out", "erp_export", FIRST, "run_1")]
