@@ -10,6 +10,7 @@ both use it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 # Names, contact details, addresses, birth dates: what identifies or reaches a person.
@@ -42,3 +43,22 @@ def scrub(text: str) -> str:
     if not text:
         return text
     return _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
+
+
+# An erased person's address is kept only as this marker (crm.suppressions, crm.erasures, the
+# events, the runs' work files): ``'erased:' || sha256(lower(btrim(address)))``.
+ERASED_PREFIX = "erased:"
+
+
+def normalise_address(address: str) -> str:
+    """The address as the warehouse compares it: ``lower(btrim(address))``."""
+    return address.strip(" ").lower()
+
+
+def erased_marker(address: str) -> str:
+    """``'erased:' || encode(sha256(convert_to(lower(btrim(address)), 'UTF8')), 'hex')`` in Python.
+
+    Identical to the SQL for every ASCII address; for non-ASCII letters PostgreSQL's lower()
+    follows the database's locale, so the erasure itself always writes the marker computed by
+    the database (the one crm.email_blocked_reason compares with)."""
+    return ERASED_PREFIX + hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()

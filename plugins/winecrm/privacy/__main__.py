@@ -66,25 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--email {bad[0]!r}: not an e-mail address")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    import psycopg
-
-    from winecrm.core import db
-    from winecrm.core.migrations import apply_migrations
-    from winecrm.privacy import erase
-
     if args.command == "export":
         return _export(args)
+    from winecrm.privacy import erase
+
     max_records = args.max_records if args.max_records is not None else erase.DEFAULT_MAX_RECORDS
-    try:
-        with db.connect(application_name="winecrm-privacy") as conn:
-            apply_migrations(conn)
-            report = erase.erase(conn, args.email, args.client, dry_run=args.dry_run, max_records=max_records)
-    except (erase.ErasureError, db.WarehouseBusy, db.WarehouseNotConfigured) as exc:
-        print(f"Erasure not done: {exc}", file=sys.stderr)
-        return 1
-    except psycopg.Error as exc:
-        print(f"Erasure not done, the warehouse refused it (nothing was changed): {exc.__class__.__name__}: "
-              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", file=sys.stderr)
+    report = _in_warehouse("Erasure", "(nothing was changed)", lambda conn: erase.erase(
+        conn, args.email, args.client, dry_run=args.dry_run, max_records=max_records))
+    if report is None:
         return 1
     if not args.dry_run:
         erase.delete_brevo_contacts(report, erase.brevo_client_from_env())
@@ -93,30 +82,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args) -> int:
+    from winecrm.privacy import access, erase
+
+    export = _in_warehouse("Export", "", lambda conn: access.collect(
+        conn, args.email, args.client, brevo=erase.brevo_client_from_env()))
+    if export is None:
+        return 1
+    data, letter = access.write(export, args.out)
+    tables = [t for t, rows in export.tables.items() if rows]
+    held = (f"{sum(len(export.tables[t]) for t in tables)} row(s) in {len(tables)} table(s), "
+            f"{len(export.consent)} consent change(s), {len(export.files)} file(s)") if export.found else "nothing held"
+    print(f"Access request for {', '.join(export.person.typed_addresses + export.person.typed_codes)}: {held}"
+          f"\n  {letter}  (the letter to send, in French)\n  {data}  (every row, JSON)\n"
+          "These files hold personal data: send them to the person, then delete them.")
+    return 0
+
+
+def _in_warehouse(what: str, unchanged: str, work):
+    """``work(conn)`` on the migrated warehouse; None (the reason printed) when it could not run."""
     import psycopg
 
     from winecrm.core import db
     from winecrm.core.migrations import apply_migrations
-    from winecrm.privacy import access, erase
+    from winecrm.privacy import erase
 
     try:
         with db.connect(application_name="winecrm-privacy") as conn:
             apply_migrations(conn)
-            export = access.collect(conn, args.email, args.client, brevo=erase.brevo_client_from_env())
-    except (erase.ErasureError, db.WarehouseNotConfigured) as exc:
-        print(f"Export not done: {exc}", file=sys.stderr)
-        return 1
+            return work(conn)
+    except (erase.ErasureError, db.WarehouseBusy, db.WarehouseNotConfigured) as exc:
+        print(f"{what} not done: {exc}", file=sys.stderr)
     except psycopg.Error as exc:
-        print(f"Export not done, the warehouse refused it: {exc.__class__.__name__}: "
-              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", file=sys.stderr)
-        return 1
-    data, letter = access.write(export, args.out)
-    held = sum(len(rows) for rows in export.tables.values())
-    print(f"Access request for {', '.join(export.person.typed_addresses + export.person.typed_codes)}: "
-          f"{'nothing held' if not export.found else f'{held} row(s) in {len([t for t, r in export.tables.items() if r])} table(s), {len(export.consent)} consent change(s), {len(export.files)} file(s)'}"
-          f"\n  {letter}  (the letter to send, in French)\n  {data}  (every row, JSON)\n"
-          "These files hold personal data: send them to the person, then delete them.")
-    return 0
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{what} not done, the warehouse refused it{' ' + unchanged if unchanged else ''}: "
+              f"{exc.__class__.__name__}: {first}", file=sys.stderr)
+    return None
 
 
 if __name__ == "__main__":

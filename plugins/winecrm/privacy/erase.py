@@ -55,7 +55,6 @@ import contextlib
 import email
 import email.policy
 import graphlib
-import hashlib
 import json
 import logging
 import os
@@ -70,6 +69,7 @@ from psycopg import sql
 
 from winecrm.campaigns.brevo import DELETE_BY_HAND
 from winecrm.core import db, settings
+from winecrm.core.personal import ERASED_PREFIX, erased_marker, normalise_address  # noqa: F401 (erase's API)
 from winecrm.privacy import work_files
 from winecrm.privacy import catalogue
 from winecrm.privacy.catalogue import Policy
@@ -77,7 +77,6 @@ from winecrm.privacy.catalogue import Policy
 log = logging.getLogger("winecrm.privacy")
 
 SCHEMAS = ("etl", "crm")
-ERASED_PREFIX = "erased:"
 SUPPRESSION_SOURCE = "privacy_erase"
 REDACTED = "[erased]"
 DEFAULT_MAX_RECORDS = 10
@@ -115,18 +114,6 @@ class ErasureError(RuntimeError):
     """The erasure was refused or could not finish; nothing was changed (rolled back)."""
 
 
-def normalise_address(address: str) -> str:
-    """The address as the warehouse compares it: ``lower(btrim(address))``."""
-    return address.strip(" ").lower()
-
-
-def erased_marker(address: str) -> str:
-    """``'erased:' || encode(sha256(convert_to(lower(btrim(address)), 'UTF8')), 'hex')`` in Python.
-
-    Identical to the SQL for every ASCII address; for non-ASCII letters PostgreSQL's lower()
-    follows the database's locale, so the erasure itself always writes the marker computed by
-    the database (the one crm.email_blocked_reason compares with)."""
-    return ERASED_PREFIX + hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ their phone numbers (compared as digits: ``phone_digits`` of the forms the erasu
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pyarrow as pa
@@ -31,10 +30,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from winecrm.core import storage
-from winecrm.core.personal import PERSONAL_COLUMNS
+from winecrm.core.personal import ERASED_PREFIX, PERSONAL_COLUMNS
+from winecrm.core.personal import erased_marker as _marker
 
 RAW_LINE_COLUMNS = ("_raw",)        # the delivered line as read, kept for the quarantine
-ERASED_PREFIX = "erased:"
 
 
 def phone_digits(forms) -> set[str]:
@@ -42,11 +41,6 @@ def phone_digits(forms) -> set[str]:
     0661225607, 33661225607, 0033661225607 — never fewer than 10 digits (a shorter run of digits
     could be a document number)."""
     return {d for d in (re.sub(r"\D", "", str(f)) for f in forms) if len(d) >= 10}
-
-
-def _marker(address: str) -> str:
-    """``erase.erased_marker`` (erase imports this module, hence the twin)."""
-    return ERASED_PREFIX + hashlib.sha256(address.strip(" ").lower().encode("utf-8")).hexdigest()
 
 
 def _mask(table: pa.Table, codes: list[str], addresses: list[str], phones: set[str],
