@@ -330,11 +330,15 @@ class BuyProbabilityConfig(_Section):
     recent_orders_half_life_days: float = Field(180, gt=0)
     regularisation_c: float = Field(0.1, gt=0)
     recalibrate_on_newest_cutoff: bool = True
-    min_training_cutoffs: int = Field(1, ge=1)
+    min_training_cutoffs: int = Field(2, ge=1)
     min_examples: int = Field(300, ge=1)
     min_buyers: int = Field(30, ge=1)
-    prior_smoothing: float = Field(20, ge=0)
-    default_rate: float = Field(0.25, ge=0, le=1)
+    uncertainty_refits: int = Field(20, ge=0, le=200)
+    uncertainty_max_examples: int = Field(20000, ge=0)
+    spend_days: int = Field(365, ge=30, le=1095)
+    spend_interval: float = Field(0.80, gt=0, lt=1)
+    spend_draws: int = Field(200, ge=50, le=5000)
+    seed: int = 0
 
 
 class ScoringConfig(_Section):

@@ -106,7 +106,7 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("crm.lead_score_state", Policy.DELETE_DERIVED, "Dernier score de prospect vu", client_code="client_code"),
     Entry("crm.buy_probabilities", Policy.DELETE_DERIVED, "Probabilité d'achat", client_code="client_code"),
     Entry("crm.buy_probability_models", Policy.REDACT_FREE_TEXT, "Modèles de probabilité d'achat (agrégés)",
-          free_text=("model",), note="aggregates only: no per-customer row"),
+          free_text=("model", "lifetime_model"), note="aggregates only: no per-customer row"),
     Entry("crm.recommendations", Policy.DELETE_DERIVED, "Recommandations de vins", client_code="client_code"),
     Entry("crm.recommendation_exclusions", Policy.DELETE_DERIVED, "Exclusions des recommandations",
           client_code="client_code"),

@@ -100,28 +100,56 @@ def test_rerun_replaces_the_dates_rows(estate):
     assert estate.execute("SELECT count(*) FROM crm.buy_probability_models").fetchone()[0] == 2
 
 
-def test_short_history_falls_back_to_the_prior(conn):
-    # 10 customers first bought 110 days before the date, 4 of them again within the next 90 days:
-    # one past cutoff (as_of - 90) with 10 examples, too few to trust a model
+def test_a_short_history_uses_the_estates_own_rhythm_never_a_default(conn):
+    # 10 customers first bought 110 days before the date, 4 of them again 60 days before it: one
+    # past cutoff (as_of - 90) with 10 examples, too few to trust the logistic model
     orders = [(f"C{i}", AS_OF - dt.timedelta(days=110), 40.0) for i in range(10)]
     orders += [(f"C{i}", AS_OF - dt.timedelta(days=60), 40.0) for i in range(4)]
     orders += [("C9", AS_OF - dt.timedelta(days=5), 40.0, "AVOIR")]  # a credit note is no order
     insert_orders(conn, orders)
-    # a huge smoothing puts every group at the overall rate: 4 / 10
-    summary = scoring.score(conn, "run_1", AS_OF, {"buy_probability": {"prior_smoothing": 1e9}})["buy_probability"]
+    summary = scoring.score(conn, "run_1", AS_OF)["buy_probability"]
     facts = (summary["method"], summary["training_cutoffs"], summary["examples"], summary["buyers"])
-    assert facts == ("prior", 1, 10, 4)
+    assert facts == ("bgnbd", 1, 10, 4)
     rows = probabilities(conn)
-    assert len(rows) == 10 and all(p == pytest.approx(0.4, abs=1e-5) and m == "prior" for p, _, m in rows.values())
-    model = conn.execute("SELECT method, features, model->>'overall_rate' FROM crm.buy_probability_models").fetchone()
-    assert model == ("prior", None, "0.4")
+    assert len(rows) == 10 and {m for _, _, m in rows.values()} == {"bgnbd"}
+    came_back = [rows[f"C{i}"][0] for i in range(4)]
+    once = [rows[f"C{i}"][0] for i in range(4, 10)]
+    # those who came back are likelier to come back again; nobody is certain either way
+    assert min(came_back) > max(once) and 0 < min(once) and max(came_back) < 1
+    # the level is the estate's own: 4 of 10 came back within ~50 days, so a 90-day chance well
+    # above 4 % and well below certainty, and not the old 25 % default for everyone
+    assert 0.1 < sum(p for p, _, _ in rows.values()) / 10 < 0.8
+    low, high = summary["expected_buyers_interval"]
+    assert low < summary["expected_buyers"] < high  # stated with its uncertainty
+    model = conn.execute("SELECT method, features, expected_buyers_low, expected_buyers_high, lifetime_model->'bgnbd' "
+                         "FROM crm.buy_probability_models").fetchone()
+    assert model[:2] == ("bgnbd", None) and model[2] < model[3] and set(model[4]) == {"r", "alpha", "a", "b"}
 
 
-def test_no_finished_horizon_uses_the_default_rate(conn):
-    insert_orders(conn, [("A", AS_OF - dt.timedelta(days=40), 60.0), ("B", AS_OF - dt.timedelta(days=3), 20.0)])
-    summary = scoring.score(conn, "run_1", AS_OF, {"buy_probability": {"default_rate": 0.123}})["buy_probability"]
-    assert (summary["method"], summary["training_cutoffs"], summary["examples"]) == ("prior", 0, 0)
-    assert {c: p for c, (p, _, _) in probabilities(conn).items()} == {"A": 0.123, "B": 0.123}
+def test_no_finished_horizon_still_follows_each_customer(conn):
+    insert_orders(conn, [("A", AS_OF - dt.timedelta(days=40), 60.0), ("B", AS_OF - dt.timedelta(days=3), 20.0),
+                         ("B", AS_OF - dt.timedelta(days=20), 20.0)])
+    summary = scoring.score(conn, "run_1", AS_OF)["buy_probability"]
+    assert (summary["method"], summary["training_cutoffs"], summary["examples"]) == ("bgnbd", 0, 0)
+    rows = probabilities(conn)
+    assert rows["B"][0] > rows["A"][0] > 0  # two recent orders beat one older one
+    assert 0.25 not in {p for p, _, _ in rows.values()}
+
+
+def test_each_customer_gets_a_12_month_spend_with_its_interval(estate):
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    rows = estate.execute("SELECT client_code, spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht, p_alive "
+                          "FROM crm.buy_probabilities WHERE as_of_date = %s", (AS_OF,)).fetchall()
+    assert rows and all(low <= high and low <= mean and 0 <= alive <= 1 for _, mean, low, high, alive in rows)
+    by_code = {code: (float(mean), float(low), float(high), float(alive)) for code, mean, low, high, alive in rows}
+    # FREQ buys 50 EUR every 30 days: about 600 EUR a year ahead, well inside a range that is
+    # not zero; LAPSED bought once 700 days ago: likely gone, a range starting at 0
+    assert 300 < by_code["FREQ"][0] < 900 and by_code["FREQ"][1] > 0 and by_code["FREQ"][3] > 0.9
+    assert by_code["LAPSED"][1] == 0 and by_code["LAPSED"][0] < 40 and by_code["LAPSED"][3] < 0.9
+    total, low, high = estate.execute("SELECT spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht "
+                                      "FROM crm.buy_probability_models WHERE as_of_date = %s", (AS_OF,)).fetchone()
+    assert low < total < high
+    assert float(total) == pytest.approx(sum(v[0] for v in by_code.values()), rel=0.01)
 
 
 def test_the_backtest_judges_the_probability(estate):
@@ -141,22 +169,41 @@ def test_the_backtest_judges_the_probability(estate):
 
 def test_calibration_by_decile_on_a_known_input():
     # 100 customers, ten groups of ten predicted 5 %, 15 %, ... 95 %; in group k, k of the ten
-    # bought, except group 3 (predicted 25 %) where five did
+    # bought, except group 3 (predicted 25 %) where eight did
     probabilities, outcomes = [], []
     for k in range(10):
-        bought = 5 if k == 2 else k
+        bought = 8 if k == 2 else k
         probabilities += [k / 10 + 0.05] * 10
         outcomes += [True] * bought + [False] * (10 - bought)
     pairs = list(zip(probabilities, outcomes))
     random.Random(1).shuffle(pairs)  # the input order does not matter
-    deciles, largest = calibration_by_decile([p for p, _ in pairs], [y for _, y in pairs])
+    table = calibration_by_decile([p for p, _ in pairs], [y for _, y in pairs])
+    deciles = table["deciles"]
     assert [d["decile"] for d in deciles] == list(range(1, 11))
     assert all(d["customers"] == 10 for d in deciles)
     assert [d["mean_predicted"] for d in deciles] == pytest.approx([k / 10 + 0.05 for k in range(10)])
-    assert [d["observed"] for d in deciles] == [0.0, 0.1, 0.5, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    assert largest == pytest.approx(0.25)
-    assert deciles[4]["margin95"] == pytest.approx(1.96 * (0.45 * 0.55 / 10) ** 0.5)
-    assert calibration_by_decile([], []) == ([], None)
+    assert [d["observed"] for d in deciles] == [0.0, 0.1, 0.8, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    # 8 buyers of 10 at 25 %: outside the binomial 95 % range (0-5 buyers); the others inside
+    assert deciles[2]["range95"] == pytest.approx([0.0, 0.5]) and deciles[2]["outside"]
+    assert table["outside_margin"] == 1
+    assert table["largest_gap"] == pytest.approx(0.55)
+    assert table["ece"] == pytest.approx((0.55 + 9 * 0.05) / 10)
+    assert calibration_by_decile([], [])["deciles"] == []
+
+
+def test_the_quality_bar_judges_every_cutoff_and_says_which_it_cannot():
+    def cutoff(date, outside, ece, judged=True):
+        return {"cutoff": date, "judged": judged, "customers": 1000, "buyers": 200,
+                "targeting": {name: {"auc": 0.7, "top20_hit_rate": 0.5} for name in backtest.TARGETING_METHODS.values()},
+                "segments": {}, "calibration": {"deciles": [], "outside_margin": outside, "ece": ece, "largest_gap": ece}}
+    bar = next(name for name in backtest.summarise([cutoff("2026-01-01", 0, 0.01)])["checks"]
+               if name.startswith("buy probability calibration"))
+    assert backtest.summarise([cutoff("2026-01-01", 2, 0.049), cutoff("2026-04-01", 1, 0.02)])["checks"][bar]
+    # the first cutoff counts: 3 deciles outside there fails the bar, as does an ECE above 5 points
+    assert not backtest.summarise([cutoff("2026-01-01", 3, 0.02), cutoff("2026-04-01", 0, 0.01)])["checks"][bar]
+    assert not backtest.summarise([cutoff("2026-01-01", 0, 0.051)])["checks"][bar]
+    # a cutoff with too little history is reported but not judged
+    assert backtest.summarise([cutoff("2026-01-01", 9, 0.3, judged=False), cutoff("2026-04-01", 0, 0.01)])["checks"][bar]
 
 
 def test_config_section_is_optional_and_validated():
