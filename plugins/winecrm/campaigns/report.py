@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -76,6 +77,7 @@ def summary(conn: psycopg.Connection, run: dict) -> dict:
                           "by_scenario": {k: v for k, v in counts.items() if v}, "skipped": skipped})
     generated = dt.datetime.now(dt.timezone.utc)
     return {
+        "forecast": forecast(conn, as_of),
         "uplift": uplift(conn, as_of),
         "run_id": run_id, "week": {"start": week.start.isoformat(), "end": week.end.isoformat(),
                                    "label": week.label_fr()},
@@ -88,6 +90,38 @@ def summary(conn: psycopg.Connection, run: dict) -> dict:
         "recommendations": scenarios, "excluded": excluded, "campaigns": campaigns,
         "events": events(conn, as_of, week_start=week.start),
     }
+
+
+def forecast(conn: psycopg.Connection, as_of: dt.date) -> dict | None:
+    """What the customers are likely to do next, with its uncertainty (crm.buy_probability_models
+    and crm.buy_probabilities): buyers in the horizon and net spend over 12 months, each with its
+    80 % interval, per segment too."""
+    row = conn.execute(
+        """SELECT method, horizon_days, customers, expected_buyers, expected_buyers_low, expected_buyers_high,
+                  spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht, cardinality(training_cutoffs)
+           FROM crm.buy_probability_models WHERE as_of_date = %s""", (as_of,)).fetchone()
+    if row is None:
+        return None
+    keys = ("method", "horizon_days", "customers", "buyers", "buyers_low", "buyers_high", "spend", "spend_low",
+            "spend_high", "training_cutoffs")
+    out = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in zip(keys, row)}
+    out["segments"] = [
+        {"segment": segment, "customers": n, "buyers": float(buyers or 0), "spend": float(spend or 0)}
+        for segment, n, buyers, spend in conn.execute(
+            """SELECT r.segment, count(*), sum(b.probability), sum(b.spend_12m_ht)
+               FROM crm.buy_probabilities b
+               JOIN crm.rfm_scores r ON r.as_of_date = b.as_of_date AND r.client_code = b.client_code
+               WHERE b.as_of_date = %s GROUP BY 1""", (as_of,))]
+    order = {s: i for i, s in enumerate(SEGMENTS)}
+    out["segments"].sort(key=lambda s: order.get(s["segment"], len(order)))
+    # each customer's own range, for the customers who matter most next year
+    out["top"] = [{"name": " ".join(p for p in (first, last) if p) or code, "spend": float(spend), "low": float(low),
+                   "high": float(high)} for code, first, last, spend, low, high in conn.execute(
+        """SELECT b.client_code, c.prenom, c.nom, b.spend_12m_ht, b.spend_12m_low_ht, b.spend_12m_high_ht
+           FROM crm.buy_probabilities b LEFT JOIN etl.clients c ON c.client_code = b.client_code
+           WHERE b.as_of_date = %s AND b.spend_12m_ht IS NOT NULL
+           ORDER BY b.spend_12m_ht DESC, b.client_code LIMIT 10""", (as_of,))]
+    return out
 
 
 FUNNEL = ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "bought")
@@ -336,6 +370,8 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
     env.filters["pct"] = lambda v: f"{decimal_fr(float(v or 0))}\u00a0%"  # « 12,5 % »
     env.filters["points"] = lambda v: decimal_fr(float(v or 0), sign=True)  # « +1,5 », « −0,8 »
     env.filters["date_fr"] = date_fr
+    # « 12 345 € »: whole euros, narrow no-break spaces for thousands and before the sign
+    env.filters["euros"] = lambda v: f"{number_fr(int(round(float(v or 0))))}\u202f€"
     env.filters["phone_fr"] = phone_fr
     # a check's name (expect_column_values_to_be_between) may break after its underscores on a phone
     env.filters["breakable"] = lambda v: markupsafe.Markup("_<wbr>").join(markupsafe.escape(v).split("_"))

@@ -45,7 +45,8 @@ from winecrm.evaluation.datasets import (
     load_sample,
     scratch_database,
 )
-from winecrm.evaluation.metrics import (K, auc, calibration_by_decile, mean, paired_hit_difference, rates,
+from winecrm.evaluation.metrics import (K, auc, bootstrap_mean_difference, brier, calibration_by_decile,
+                                       interval_coverage, log_loss, mean, paired_hit_difference, rates,
                                        top_share_hit_rate)
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,13 @@ TARGETING_METHODS = {  # column of bt_targets -> how the report names it
     "buy_probability": "buy probability (ours)"}
 BUY_PROBABILITY = TARGETING_METHODS["buy_probability"]
 MAX_AUC_SHORTFALL = 0.005  # quality bar: the buy probability's AUC at any cutoff vs the quintile sum
-MAX_CALIBRATION_GAP = 0.05  # quality bar: largest decile gap at the latest cutoff
+MAX_DECILES_OUTSIDE = 2  # quality bar: deciles whose observed rate is outside their 95 % range, per cutoff
+MAX_ECE = 0.05  # quality bar: expected calibration error per cutoff
+SPEND_COVERAGE = (0.75, 0.85)  # quality bar: share of customers inside their 80 % 12-month spend interval
+# A cutoff with fewer customers, buyers or non-buyers than these is reported, not judged: the
+# noise of its AUC and deciles would decide the verdict, not the model.
+MIN_JUDGED_CUSTOMERS = 200
+MIN_JUDGED_BUYERS = 20
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments at a cutoff are too noisy to order
 OURS = "ours"  # how the report names our own rankings
 TASKS = ("rebuy", "cross_sell")
@@ -146,8 +153,11 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
         result["segments"] = {
             segment: {"customers": int(len(group)), "buyers": int(group["bought"].sum())}
             for segment, group in targets.groupby("segment")}
-        deciles, largest_gap = calibration_by_decile(targets["buy_probability"].fillna(0.0), targets["bought"])
-        result["calibration"] = {"deciles": deciles, "largest_gap": largest_gap}
+        result["calibration"] = calibration_by_decile(targets["buy_probability"].fillna(0.0), targets["bought"])
+        result["method"] = conn.execute("SELECT method FROM crm.buy_probability_models WHERE as_of_date = %s",
+                                        (cutoff,)).fetchone()[0]
+        result["proper_scores"] = proper_scores(conn, cutoff, horizon_days, targets)
+        result["judged"], result["history_note"] = history_note(conn, cutoff, result["customers"], result["buyers"])
 
     if has_products:
         for label, task, method, overrides in (
@@ -178,7 +188,106 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
     return result
 
 
-def summarise(per_cutoff: list[dict]) -> dict:
+def history_note(conn: psycopg.Connection, cutoff: dt.date, customers: int, buyers: int) -> tuple[bool, str | None]:
+    """Whether a cutoff has history enough to judge the targeting on, and if not, why (said in
+    the report instead of a silent "n/a")."""
+    from winecrm.crm import scoring
+
+    first = conn.execute("SELECT min(date_livraison) FROM etl.ventes_lignes WHERE document_type = ANY(%s)",
+                         (scoring.revenue_parameters()["sale_types"],)).fetchone()[0]
+    if first is None or first > cutoff:
+        return False, f"before the first sale ({first}): no customer to score yet"
+    age = f"{(cutoff - first).days} days of history (first sale {first})"
+    if customers < MIN_JUDGED_CUSTOMERS:
+        return False, f"too little history to judge: {customers} customers known, {age} (at least {MIN_JUDGED_CUSTOMERS})"
+    if min(buyers, customers - buyers) < MIN_JUDGED_BUYERS:
+        return False, (f"too little history to judge: {buyers} of {customers} customers bought in the horizon, "
+                       f"{age} (at least {MIN_JUDGED_BUYERS} buyers and as many non-buyers)")
+    return True, None
+
+
+def proper_scores(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int, targets) -> dict:
+    """Brier score and log loss of the buy probability against the baseline a merchant could
+    compute without us: the RFM quintile sum mapped to the buy rate each quintile-sum value had in
+    the previous window (customers known at cutoff - horizon, bought in the horizon up to the
+    cutoff; each rate shrunk towards the window's overall rate by 2 pseudo-customers). Paired
+    bootstrap intervals on the differences (negative = ours better)."""
+    import pandas as pd
+
+    from winecrm.crm import propensity, scoring
+
+    revenue = scoring.revenue_parameters()
+    sales = propensity.read_sales(conn, cutoff, revenue["sale_types"], revenue["counted_types"])
+    today = propensity.day_number(cutoff)
+    previous = today - horizon_days
+    before = propensity.features_at(sales, previous)
+    if len(before) == 0:
+        return {"note": f"no customer before {cutoff - dt.timedelta(days=horizon_days)}: no earlier window to map "
+                        "the quintile sum on"}
+    before_bought = propensity.bought_between(sales, previous, today)[before.index].astype(float)
+    overall = float(before_bought.mean())
+    groups = pd.DataFrame({"qs": propensity.quintile_sum(before, sales.clients[before.index].to_numpy()),
+                           "y": before_bought}).groupby("qs")["y"].agg(["sum", "count"])
+    rate = (groups["sum"] + 2 * overall) / (groups["count"] + 2)
+    now = propensity.features_at(sales, today)
+    now_qs = pd.Series(propensity.quintile_sum(now, sales.clients[now.index].to_numpy()),
+                       index=sales.clients[now.index])
+    baseline = now_qs.reindex(targets["client_code"]).map(rate).fillna(overall).to_numpy(float)
+    ours = targets["buy_probability"].fillna(0.0).to_numpy(float)
+    y = targets["bought"].to_numpy(float)
+    out: dict = {"baseline": "RFM quintile sum mapped to the previous window's buy rates"}
+    for name, loss in (("brier", brier), ("log_loss", log_loss)):
+        a, b = loss(ours, y), loss(baseline, y)
+        out[name] = {"ours": float(a.mean()), "baseline": float(b.mean()), **bootstrap_mean_difference(a, b)}
+        out.setdefault("_losses", {})[name] = (a, b)  # pooled over cutoffs by summarise, then dropped
+    return out
+
+
+def evaluate_spend(conn: psycopg.Connection, cfg: ScoringConfig, spend_days: int) -> dict:
+    """The 12-month spend and its 80 % interval, judged where a whole year follows the cutoff:
+    scored as of the newest sale minus ``spend_days`` (production code), then each customer's net
+    spend in the year after (per order day, a day's net below 0 counting as 0, as the model does)
+    compared with their interval; and the estate's total with its interval."""
+    from winecrm.crm import scoring
+
+    sale_types = scoring.revenue_parameters()["sale_types"]
+    counted = scoring.revenue_parameters()["counted_types"]
+    first, last = conn.execute("SELECT min(date_livraison), max(date_livraison) FROM etl.ventes_lignes "
+                               "WHERE document_type = ANY(%s)", (sale_types,)).fetchone()
+    if first is None:
+        return {"note": "no sales"}
+    cutoff = last - dt.timedelta(days=spend_days)
+    if cutoff <= first:
+        return {"note": f"not measurable: {(last - first).days} days of sales, a {spend_days}-day year after a "
+                        f"cutoff needs more (first sale {first}, last {last})"}
+    scoring.score(conn, f"backtest_spend_{cutoff}", cutoff, cfg)
+    rows = conn.execute(
+        """WITH days AS (
+               SELECT client_code, date_livraison, greatest(sum(mt_ht), 0) AS net
+               FROM etl.ventes_lignes
+               WHERE document_type = ANY(%(counted)s) AND date_livraison > %(cutoff)s
+                 AND date_livraison <= %(cutoff)s::date + %(days)s
+               GROUP BY 1, 2)
+           SELECT b.client_code, b.spend_12m_ht::float8, b.spend_12m_low_ht::float8, b.spend_12m_high_ht::float8,
+                  coalesce((SELECT sum(net) FROM days d WHERE d.client_code = b.client_code), 0)::float8
+           FROM crm.buy_probabilities b
+           WHERE b.as_of_date = %(cutoff)s AND b.spend_12m_ht IS NOT NULL""",
+        {"counted": counted, "cutoff": cutoff, "days": spend_days}).fetchall()
+    model = conn.execute("SELECT spend_12m_ht::float8, spend_12m_low_ht::float8, spend_12m_high_ht::float8, method "
+                         "FROM crm.buy_probability_models WHERE as_of_date = %s", (cutoff,)).fetchone()
+    conn.commit()
+    if not rows:
+        return {"cutoff": cutoff.isoformat(), "note": "no customer to judge"}
+    actual = [r[4] for r in rows]
+    return {"cutoff": cutoff.isoformat(), "days": spend_days, "customers": len(rows), "method": model[3],
+            "coverage": interval_coverage(actual, [r[2] for r in rows], [r[3] for r in rows]),
+            "below": sum(a < r[2] - 0.005 for a, r in zip(actual, rows)) / len(rows),
+            "above": sum(a > r[3] + 0.005 for a, r in zip(actual, rows)) / len(rows),
+            "predicted_total": model[0], "predicted_total_interval": [model[1], model[2]],
+            "actual_total": float(sum(actual))}
+
+
+def summarise(per_cutoff: list[dict], spend: dict | None = None) -> dict:
     """Across cutoffs: AUC averaged, rates pooled over (customer, cutoff) pairs."""
     summary: dict = {"targeting": {}, "segments": {}, "recommendations": {}, "comparisons": {}}
     dated = [c for c in per_cutoff if "targeting" in c]
@@ -191,7 +300,10 @@ def summarise(per_cutoff: list[dict]) -> dict:
                                           "auc_per_cutoff": [c["targeting"][name]["auc"] for c in dated]}
         latest = max(dated, key=lambda c: c["cutoff"])
         summary["calibration"] = {"cutoff": latest["cutoff"], **latest["calibration"],
-                                  "largest_gap_per_cutoff": [c["calibration"]["largest_gap"] for c in dated]}
+                                  "per_cutoff": [{"cutoff": c["cutoff"], "judged": c["judged"],
+                                                  "outside_margin": c["calibration"]["outside_margin"],
+                                                  "ece": c["calibration"]["ece"],
+                                                  "largest_gap": c["calibration"]["largest_gap"]} for c in dated]}
         buyers = sum(c["buyers"] for c in dated)
         customers = sum(c["customers"] for c in dated)
         summary["base_buy_rate"] = buyers / customers if customers else None
@@ -213,6 +325,17 @@ def summarise(per_cutoff: list[dict]) -> dict:
             if OURS in pooled and reference in pooled:
                 summary["comparisons"].setdefault(level, {})[task] = {
                     "against": reference, **paired_hit_difference(pooled[OURS], pooled[reference])}
+    losses = [c["proper_scores"]["_losses"] for c in dated if c.get("judged") and "_losses" in c.get("proper_scores", {})]
+    if losses:
+        import numpy as np
+
+        summary["proper_scores"] = {}
+        for name in ("brier", "log_loss"):
+            ours, base = (np.concatenate([pair[name][i] for pair in losses]) for i in (0, 1))
+            summary["proper_scores"][name] = {"ours": float(ours.mean()), "baseline": float(base.mean()),
+                                              **bootstrap_mean_difference(ours, base)}
+    if spend:
+        summary["spend_12m"] = spend
     summary["checks"] = quality_checks(summary, dated)
     return summary
 
@@ -230,22 +353,36 @@ def segments_monotone(cutoff_result: dict) -> bool | None:
 def quality_checks(summary: dict, dated: list[dict]) -> dict:
     """The issue's quality bar, True / False (left out when the data cannot tell)."""
     checks: dict = {}
+    judged = [c for c in dated if c.get("judged", True)]
     t = summary["targeting"]
     if t and t["RFM quintile sum"]["auc"] is not None:
         checks["lead score AUC > RFM quintile sum"] = t["lead score (ours)"]["auc"] > t["RFM quintile sum"]["auc"]
-        pairs = [(ours, base) for ours, base in zip(t[BUY_PROBABILITY]["auc_per_cutoff"],
-                                                    t["RFM quintile sum"]["auc_per_cutoff"])
-                 if ours is not None and base is not None]
+        pairs = [(c["targeting"][BUY_PROBABILITY]["auc"], c["targeting"]["RFM quintile sum"]["auc"]) for c in judged]
+        pairs = [(ours, base) for ours, base in pairs if ours is not None and base is not None]
         if pairs:
             checks[f"buy probability AUC never more than {MAX_AUC_SHORTFALL} below RFM quintile sum at any cutoff"] = \
                 all(ours >= base - MAX_AUC_SHORTFALL for ours, base in pairs)
             checks["buy probability AUC ahead of RFM quintile sum on average"] = \
                 mean([o for o, _ in pairs]) > mean([b for _, b in pairs])
-    calibration = summary.get("calibration")
-    if calibration and calibration["largest_gap"] is not None:
-        checks[f"buy probability calibration: largest decile gap ≤ {100 * MAX_CALIBRATION_GAP:.0f} points "
-               "at the latest cutoff"] = calibration["largest_gap"] <= MAX_CALIBRATION_GAP
-    monotone = [m for m in (segments_monotone(c) for c in dated) if m is not None]
+    calibrated = [c["calibration"] for c in judged if c["calibration"]["ece"] is not None]
+    if calibrated:
+        checks[f"buy probability calibration at every cutoff: at most {MAX_DECILES_OUTSIDE} of 10 deciles outside "
+               f"their 95 % range and ECE ≤ {100 * MAX_ECE:.0f} points"] = \
+            all(c["outside_margin"] <= MAX_DECILES_OUTSIDE and c["ece"] <= MAX_ECE for c in calibrated)
+    scored = [c["proper_scores"]["brier"] for c in judged if "brier" in c.get("proper_scores", {})]
+    if scored:
+        checks["buy probability Brier score better than the quintile sum's previous-window rates at every cutoff"] = \
+            all(b["difference"] is not None and b["difference"] < 0 for b in scored)
+        pooled = summary.get("proper_scores", {}).get("brier")
+        if pooled and pooled["ci95"]:
+            checks["buy probability Brier score better over all cutoffs (95 % bootstrap interval below 0)"] = \
+                pooled["ci95"][1] < 0
+    spend = summary.get("spend_12m")
+    if spend and spend.get("coverage") is not None:
+        low, high = SPEND_COVERAGE
+        checks[f"12-month spend: the 80 % interval covers {100 * low:.0f}–{100 * high:.0f} % of customers"] = \
+            low <= spend["coverage"] <= high
+    monotone = [m for m in (segments_monotone(c) for c in judged) if m is not None]
     if monotone:
         checks["segments monotone (VIP > Standard > At Risk > Churn) at every cutoff"] = all(monotone)
     # judged on cuvées (README, "The item model"): a new vintage of a wine the customer buys every
@@ -267,8 +404,11 @@ def run(conn: psycopg.Connection, cutoffs: list[dt.date], horizon_days: int, cfg
         result = evaluate_cutoff(conn, cutoff, horizon_days, cfg, has_products, has_dates)
         log.info("cutoff %s: %s", cutoff, result["seconds"])
         per_cutoff.append(result)
-    summary = summarise(per_cutoff)
-    for c in per_cutoff:  # per-customer detail was for the pairwise comparisons: keep rates
+    spend = evaluate_spend(conn, settings.scoring_from(cfg), settings.scoring_from(cfg).buy_probability.spend_days) \
+        if has_dates else None
+    summary = summarise(per_cutoff, spend)
+    for c in per_cutoff:
+        c.get("proper_scores", {}).pop("_losses", None)  # per-customer detail was for the pairwise comparisons: keep rates
         c["recommendations"] = {level: {task: {method: rates(rows) for method, rows in methods.items()}
                                         for task, methods in tasks.items()}
                                 for level, tasks in c.get("recommendations", {}).items()}
@@ -302,18 +442,57 @@ def format_report(report: dict) -> str:
         for name, m in s["targeting"].items():
             lines.append(f"  {name:<30} {_num(m['auc']):>6} {_pct(m['top20_hit_rate']):>12}   "
                          + " ".join(_num(a) for a in m["auc_per_cutoff"]))
+        notes = [c for c in report["per_cutoff"] if c.get("history_note")]
+        for c in notes:
+            lines.append(f"  cutoff {c['cutoff']}: {c['history_note']} — reported, left out of the quality bar")
         calibration = s.get("calibration")
         if calibration:
             lines += ["", f"Buy probability calibration at the latest cutoff ({calibration['cutoff']}): customers in "
                           "ten equal groups by predicted probability",
                       f"  {'decile':>6} {'customers':>10} {'predicted':>10} {'observed':>9} {'gap':>7} "
-                      f"{'noise 95%':>10}"]
+                      f"{'95% range':>15}"]
             for d in calibration["deciles"]:
+                low, high = d["range95"]
                 lines.append(f"  {d['decile']:>6} {d['customers']:>10,} {_pct(d['mean_predicted']):>10} "
                              f"{_pct(d['observed']):>9} {100 * (d['mean_predicted'] - d['observed']):+6.1f}  "
-                             f"{'±' + format(100 * d['margin95'], '.1f'):>10}")
-            lines.append("  largest gap per cutoff (points): "
-                         + " ".join(f"{100 * g:.1f}" for g in calibration["largest_gap_per_cutoff"] if g is not None))
+                             f"{100 * low:6.1f}–{100 * high:5.1f}%{' outside' if d['outside'] else ''}")
+            lines.append(f"  per cutoff (deciles outside their 95 % range / ECE, points; the bar: ≤ {MAX_DECILES_OUTSIDE} "
+                         f"and ≤ {100 * MAX_ECE:.0f}):")
+            lines.append("    " + "; ".join(
+                f"{c['cutoff']}: {c['outside_margin']} / {100 * c['ece']:.1f}{'' if c['judged'] else ' (not judged)'}"
+                for c in calibration["per_cutoff"] if c["ece"] is not None))
+        scores = [c for c in report["per_cutoff"] if "brier" in c.get("proper_scores", {})]
+        if scores:
+            lines += ["", "Proper scores — buy probability vs the RFM quintile sum mapped to the previous window's "
+                          "buy rates (lower is better; 95 % bootstrap interval of the difference)"]
+            for c in scores:
+                b, ll = c["proper_scores"]["brier"], c["proper_scores"]["log_loss"]
+                lines.append(f"  {c['cutoff']}: Brier {b['ours']:.4f} vs {b['baseline']:.4f} "
+                             f"({b['difference']:+.4f}, {b['ci95'][0]:+.4f} to {b['ci95'][1]:+.4f}); "
+                             f"log loss {ll['ours']:.4f} vs {ll['baseline']:.4f} ({ll['difference']:+.4f})"
+                             f"{'' if c.get('judged') else ' (not judged)'}")
+            for c in report["per_cutoff"]:
+                if c.get("proper_scores", {}).get("note"):
+                    lines.append(f"  {c['cutoff']}: {c['proper_scores']['note']}")
+            pooled = s.get("proper_scores", {}).get("brier")
+            if pooled and pooled["ci95"]:
+                lines.append(f"  all judged cutoffs: Brier {pooled['ours']:.4f} vs {pooled['baseline']:.4f} "
+                             f"({pooled['difference']:+.4f}, 95 % CI {pooled['ci95'][0]:+.4f} to {pooled['ci95'][1]:+.4f})")
+        methods = {c["cutoff"]: c.get("method") for c in report["per_cutoff"] if c.get("method")}
+        if methods:
+            lines.append("  method per cutoff: " + ", ".join(f"{k} {v}" for k, v in methods.items()))
+        spend = s.get("spend_12m")
+        if spend:
+            lines += ["", "Expected spend over the next 12 months, with its 80 % interval"]
+            if spend.get("coverage") is None:
+                lines.append(f"  {spend.get('note')}")
+            else:
+                low, high = spend["predicted_total_interval"]
+                lines.append(f"  scored as of {spend['cutoff']} ({spend['method']}), judged on the {spend['days']} days "
+                             f"after: {spend['customers']:,} customers, {_pct(spend['coverage']).strip()} inside their "
+                             f"interval ({_pct(spend['below']).strip()} below, {_pct(spend['above']).strip()} above)")
+                lines.append(f"  estate total: predicted {spend['predicted_total']:,.0f} (80 %: {low:,.0f} to {high:,.0f}), "
+                             f"actual {spend['actual_total']:,.0f}")
         per_cutoff = [c for c in report["per_cutoff"] if "segments" in c]
         lines += ["", "Buy rate per segment (pooled; then per cutoff)",
                   f"  {'segment':<12} {'customers':>10} {'buy rate':>9}   "
