@@ -328,7 +328,8 @@ def buyers_interval(probability: np.ndarray, refits: list[np.ndarray], level: fl
 def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig,
             customers: set[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """Probability, expected spend and 12-month spend interval for every customer with an order on
-    or before ``as_of`` (of ``customers`` only, when given: the models still learn from all), and how they were obtained (method, training cutoffs, examples, buyers,
+    or before ``as_of`` (of ``customers`` only, when given: the models still learn from all), and
+    how they were obtained (method, training cutoffs, examples, buyers,
     coefficients, the lifetime model, the interval on the number of buyers)."""
     today = day_number(as_of)
     current = features_at(sales, today, cfg.recent_orders_half_life_days)
