@@ -71,11 +71,19 @@ def template_db(pg_admin_url: str):
 
 
 @pytest.fixture
-def warehouse_url(pg_admin_url: str, template_db: str, monkeypatch) -> str:
+def warehouse_template(template_db: str) -> str:
+    """The database each test's warehouse is cloned from: the migrated, empty template. A module
+    whose tests start from a prepared estate overrides it (see ``prepared``)."""
+    return template_db
+
+
+@pytest.fixture
+def warehouse_url(pg_admin_url: str, warehouse_template: str, monkeypatch) -> str:
     """A fresh, migrated warehouse database for one test; CRM_DATABASE_URL points at it."""
     name = f"winecrm_t_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                       sql.Identifier(warehouse_template)))
     url = _with_db(pg_admin_url, name)
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     yield url
@@ -100,12 +108,90 @@ def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     monkeypatch.setenv("CRM_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("CRM_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("CRM_FILE_SETTLE_SECONDS", "0")
+    _crm_dirs_config(tmp_path, monkeypatch)
+    return dirs
+
+
+def _crm_dirs_config(folder: Path, monkeypatch) -> Path:
     # Tests use a handful of rows, so one bad row is a large share: relax the gate by default. And
     # they deliver the exports they test: only the sales export is required of a week (a run still
     # fails when its week's sales export was not loaded).
-    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5},
-               exports={"required_datasets": ["ventes_lignes"], "weekly_datasets": ["ventes_lignes"]})
-    return dirs
+    return use_config(folder, monkeypatch, quality_gate={"max_bad_row_share": 0.5},
+                      exports={"required_datasets": ["ventes_lignes"], "weekly_datasets": ["ventes_lignes"]})
+
+
+CRM_DIR_VARS = {"raw": "CRM_RAW_DIR", "work": "CRM_WORK_URL", "docs": "CRM_DOCS_DIR", "outbox": "CRM_OUTBOX_DIR",
+                "reports": "CRM_REPORTS_DIR"}
+
+
+class Prepared:
+    """A warehouse and its folders as a build left them (the sample estate run through some
+    stages), made once per session for tests that each start from that state.
+
+    A test gets its own copy of both: its warehouse database is cloned from ``database`` (set
+    ``warehouse_template`` to it) and ``restore`` copies the folders back, from a pristine copy,
+    to the very paths the build used, so every path the warehouse recorded (outbox files, reports,
+    Data Docs) is the test's copy. ``value`` is what the build returned."""
+
+    def __init__(self, database: str, folder: Path, config: Path, value):
+        self.database, self.folder, self.config, self.value = database, folder, config, value
+
+    @property
+    def live(self) -> Path:
+        return self.folder / "live"
+
+    def restore(self, crm_dirs: dict, monkeypatch) -> dict:
+        """The prepared folders, fresh, in use for this test; ``crm_dirs`` is pointed at them."""
+        import shutil
+
+        shutil.rmtree(self.live, ignore_errors=True)
+        shutil.copytree(self.folder / "pristine", self.live, symlinks=True)
+        for key, var in CRM_DIR_VARS.items():
+            monkeypatch.setenv(var, str(self.live / key))
+        monkeypatch.setenv("CRM_PIPELINE_CONFIG", str(self.config))
+        crm_dirs.update({key: self.live / key for key in ("raw", "work", "docs")})
+        return crm_dirs
+
+
+@pytest.fixture(scope="session")
+def prepared(pg_admin_url: str, template_db: str, session_dir: Path):
+    """``prepared(key, build)``: the Prepared state ``build(conn, dirs)`` leaves, built on the first
+    call for ``key`` in a database and folders of its own, with the settings ``crm_dirs`` gives a
+    test (same private folders, same relaxed quality gate, files complete at once)."""
+    import shutil
+
+    built: dict = {}
+
+    def get(key, build) -> Prepared:
+        if key in built:
+            return built[key]
+        name = f"winecrm_pre_{len(built)}_{os.getpid()}"
+        folder = session_dir / "prepared" / name
+        live = folder / "live"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                           sql.Identifier(template_db)))
+        url = _with_db(pg_admin_url, name)
+        dirs = {key_: live / key_ for key_ in CRM_DIR_VARS}
+        dirs["raw"].mkdir(parents=True)  # the others are made by whatever writes there, as for crm_dirs
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CRM_DATABASE_URL", url)
+            for key_, var in CRM_DIR_VARS.items():
+                mp.setenv(var, str(dirs[key_]))
+            mp.setenv("CRM_FILE_SETTLE_SECONDS", "0")
+            config = _crm_dirs_config(folder, mp)
+            with psycopg.connect(url) as conn:
+                value = build(conn, dirs)
+                conn.commit()
+        shutil.copytree(live, folder / "pristine", symlinks=True)
+        built[key] = Prepared(name, folder, config, value)
+        return built[key]
+
+    yield get
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for state in built.values():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(state.database)))
 
 
 @contextlib.contextmanager

@@ -23,14 +23,27 @@ CAMPAIGN = "hebdo-2026-11-15"
 DRY = "hebdo-2026-11-15-dry-run"  # rehearsals apart: they never stand in the way of the live send
 
 
-@pytest.fixture
-def estate(conn, crm_dirs):
+def scored_estate(conn, dirs) -> None:
     """A 300-customer sample estate scored and recommended for the week."""
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=2.0)
+    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=2.0)
     window = pipeline.week_window("run_1", MONDAY_RUN)
     pipeline.prepare(conn, window)
     for stage in pipeline.stages_until(pipeline.run_recommend):  # the stages before the campaign's
         stage(conn, window.run_id)
+
+
+@pytest.fixture
+def warehouse_template(request, template_db):
+    """The estate is built once for the module; each test that asks for it gets its own clone."""
+    if "estate" in request.fixturenames:
+        return request.getfixturevalue("prepared")(("sample", 300, 2.0, "until recommend"), scored_estate).database
+    return template_db
+
+
+@pytest.fixture
+def estate(conn, crm_dirs, prepared, monkeypatch):
+    """A 300-customer sample estate scored and recommended for the week (a clone of it)."""
+    prepared(("sample", 300, 2.0, "until recommend"), scored_estate).restore(crm_dirs, monkeypatch)
     return conn
 
 
