@@ -194,6 +194,22 @@ def prepared(pg_admin_url: str, template_db: str, session_dir: Path):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(state.database)))
 
 
+def scored_sample_estate(conn, dirs) -> None:
+    """A 300-customer sample estate (2 years) through the stages before the campaign's, as run_1
+    of MONDAY_RUN's week: scored and recommended."""
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
+
+    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=2.0)
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    for stage in pipeline.stages_until(pipeline.run_recommend):
+        stage(conn, window.run_id)
+
+
+SCORED_SAMPLE_ESTATE = (("sample", 300, 2.0, "run_1 until recommend"), scored_sample_estate)
+
+
 @contextlib.contextmanager
 def alert_receiver():
     """A real HTTP endpoint for failure webhooks: yields (url, received), each POST as

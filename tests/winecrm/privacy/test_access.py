@@ -16,9 +16,9 @@ from tests.conftest import MONDAY_RUN
 from tests.fakes.brevo import FakeBrevoServer
 
 
-@pytest.fixture
-def estate(conn, crm_dirs):
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=1.2)
+def _weekly_run(conn, dirs) -> tuple[str, str]:
+    """The sample estate after a real weekly run, and a person of it with everything a profile holds."""
+    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=1.2)
     assert pipeline.run_all(conn, pipeline.week_window("access_1", MONDAY_RUN))["status"] == "success"
     code, address = conn.execute("""
         SELECT c.client_code, lower(btrim(c.email)) FROM etl.clients c
@@ -27,6 +27,24 @@ def estate(conn, crm_dirs):
           AND EXISTS (SELECT 1 FROM crm.email_sends s WHERE s.client_code = c.client_code)
         ORDER BY c.client_code LIMIT 1""").fetchone()
     return code, address
+
+
+WEEKLY_RUN = (("sample", 300, 1.2, "access_1 run_all"), _weekly_run)
+
+
+@pytest.fixture
+def warehouse_template(request, template_db):
+    """The weekly run is done once for the module; each test asking for it gets a clone."""
+    if "estate" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*WEEKLY_RUN).database
+    return template_db
+
+
+@pytest.fixture
+def estate(conn, crm_dirs, prepared, monkeypatch):
+    state = prepared(*WEEKLY_RUN)
+    state.restore(crm_dirs, monkeypatch)  # the test's own warehouse (a clone) and folders
+    return state.value
 
 
 def test_the_export_holds_every_place_the_erasure_would_touch(conn, estate, crm_dirs):
