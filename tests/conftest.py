@@ -50,7 +50,15 @@ def pg_admin_url(session_dir: Path) -> str:
     url = os.environ.get("CRM_TEST_DATABASE_URL")
     if url:
         return url
-    return db.embedded_server_url(data_dir=session_dir / "embedded", db_name="postgres")
+    url = db.embedded_server_url(data_dir=session_dir / "embedded", db_name="postgres")
+    # The session's own throw-away server: no flush to disk at each commit and database copy (a
+    # crash would lose the session's databases, which die with it anyway). Tests that stop a
+    # server (test_restart) start their own, with the default settings.
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+    return url
 
 
 def _with_db(url: str, name: str) -> str:
