@@ -27,7 +27,7 @@ from winecrm.demo import sampledata
 from winecrm.events import intake
 
 from tests.conftest import relaxed_gate_config, sales_line, write_export
-from tests.dags.test_crm_weekly_run import airflow_db, alerts, module_warehouse  # noqa: F401 (fixtures)
+from tests.dags.test_crm_weekly_run import alerts, module_warehouse  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.airflow
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
