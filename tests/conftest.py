@@ -88,15 +88,9 @@ def warehouse_template(template_db: str) -> str:
 @pytest.fixture
 def warehouse_url(pg_admin_url: str, warehouse_template: str, monkeypatch) -> str:
     """A fresh, migrated warehouse database for one test; CRM_DATABASE_URL points at it."""
-    name = f"winecrm_t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
-                                                                       sql.Identifier(warehouse_template)))
-    url = _with_db(pg_admin_url, name)
-    monkeypatch.setenv("CRM_DATABASE_URL", url)
-    yield url
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with cloned_database(pg_admin_url, warehouse_template) as url:
+        monkeypatch.setenv("CRM_DATABASE_URL", url)
+        yield url
 
 
 @pytest.fixture
@@ -216,6 +210,34 @@ def scored_sample_estate(conn, dirs) -> None:
 
 
 SCORED_SAMPLE_ESTATE = (("sample", 300, 2.0, "run_1 until recommend"), scored_sample_estate)
+
+
+def weekly_run_sample_estate(conn, dirs) -> dict:
+    """A 300-customer sample estate (1.2 years) after one whole weekly run, run_1 of MONDAY_RUN's
+    week: loaded, scored, recommended, its dry-run campaign in the outbox, its report written."""
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
+
+    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=1.2)
+    summary = pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    assert summary["status"] == "success"
+    return summary
+
+
+WEEKLY_RUN_SAMPLE_ESTATE = (("sample", 300, 1.2, "run_1 run_all"), weekly_run_sample_estate)
+
+
+@contextlib.contextmanager
+def cloned_database(pg_admin_url: str, template: str):
+    """A new database copied from ``template`` (CREATE DATABASE ... TEMPLATE), dropped afterwards."""
+    name = f"winecrm_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager

@@ -7,19 +7,26 @@ import json
 import re
 
 import pytest
-from winecrm import pipeline
-from winecrm.demo import sampledata
 from winecrm.privacy import __main__ as privacy_cli
 from winecrm.privacy import access
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import WEEKLY_RUN_SAMPLE_ESTATE
 from tests.fakes.brevo import FakeBrevoServer
 
 
-def _weekly_run(conn, dirs) -> tuple[str, str]:
-    """The sample estate after a real weekly run, and a person of it with everything a profile holds."""
-    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=1.2)
-    assert pipeline.run_all(conn, pipeline.week_window("access_1", MONDAY_RUN))["status"] == "success"
+@pytest.fixture
+def warehouse_template(request, template_db):
+    """The weekly run is done once (conftest.weekly_run_sample_estate); each test asking for it gets a clone."""
+    if "estate" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*WEEKLY_RUN_SAMPLE_ESTATE).database
+    return template_db
+
+
+@pytest.fixture
+def estate(conn, crm_dirs, prepared, monkeypatch):
+    """The sample estate after a real weekly run (the test's own warehouse and folders), and a
+    person of it with everything a profile holds."""
+    prepared(*WEEKLY_RUN_SAMPLE_ESTATE).restore(crm_dirs, monkeypatch)
     code, address = conn.execute("""
         SELECT c.client_code, lower(btrim(c.email)) FROM etl.clients c
         WHERE c.email LIKE '%@%' AND c.telephone IS NOT NULL
@@ -27,24 +34,6 @@ def _weekly_run(conn, dirs) -> tuple[str, str]:
           AND EXISTS (SELECT 1 FROM crm.email_sends s WHERE s.client_code = c.client_code)
         ORDER BY c.client_code LIMIT 1""").fetchone()
     return code, address
-
-
-WEEKLY_RUN = (("sample", 300, 1.2, "access_1 run_all"), _weekly_run)
-
-
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The weekly run is done once for the module; each test asking for it gets a clone."""
-    if "estate" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*WEEKLY_RUN).database
-    return template_db
-
-
-@pytest.fixture
-def estate(conn, crm_dirs, prepared, monkeypatch):
-    state = prepared(*WEEKLY_RUN)
-    state.restore(crm_dirs, monkeypatch)  # the test's own warehouse (a clone) and folders
-    return state.value
 
 
 def test_the_export_holds_every_place_the_erasure_would_touch(conn, estate, crm_dirs):
