@@ -50,7 +50,15 @@ def pg_admin_url(session_dir: Path) -> str:
     url = os.environ.get("CRM_TEST_DATABASE_URL")
     if url:
         return url
-    return db.embedded_server_url(data_dir=session_dir / "embedded", db_name="postgres")
+    url = db.embedded_server_url(data_dir=session_dir / "embedded", db_name="postgres")
+    # The session's own throw-away server: no flush to disk at each commit and database copy (a
+    # crash would lose the session's databases, which die with it anyway). Tests that stop a
+    # server (test_restart) start their own, with the default settings.
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+    return url
 
 
 def _with_db(url: str, name: str) -> str:
@@ -71,16 +79,18 @@ def template_db(pg_admin_url: str):
 
 
 @pytest.fixture
-def warehouse_url(pg_admin_url: str, template_db: str, monkeypatch) -> str:
+def warehouse_template(template_db: str) -> str:
+    """The database each test's warehouse is cloned from: the migrated, empty template. A module
+    whose tests start from a prepared estate overrides it (see ``prepared``)."""
+    return template_db
+
+
+@pytest.fixture
+def warehouse_url(pg_admin_url: str, warehouse_template: str, monkeypatch) -> str:
     """A fresh, migrated warehouse database for one test; CRM_DATABASE_URL points at it."""
-    name = f"winecrm_t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    url = _with_db(pg_admin_url, name)
-    monkeypatch.setenv("CRM_DATABASE_URL", url)
-    yield url
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with cloned_database(pg_admin_url, warehouse_template) as url:
+        monkeypatch.setenv("CRM_DATABASE_URL", url)
+        yield url
 
 
 @pytest.fixture
@@ -100,12 +110,134 @@ def crm_dirs(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     monkeypatch.setenv("CRM_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("CRM_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("CRM_FILE_SETTLE_SECONDS", "0")
+    _crm_dirs_config(tmp_path, monkeypatch)
+    return dirs
+
+
+def _crm_dirs_config(folder: Path, monkeypatch) -> Path:
     # Tests use a handful of rows, so one bad row is a large share: relax the gate by default. And
     # they deliver the exports they test: only the sales export is required of a week (a run still
     # fails when its week's sales export was not loaded).
-    use_config(tmp_path, monkeypatch, quality_gate={"max_bad_row_share": 0.5},
-               exports={"required_datasets": ["ventes_lignes"], "weekly_datasets": ["ventes_lignes"]})
-    return dirs
+    return use_config(folder, monkeypatch, quality_gate={"max_bad_row_share": 0.5},
+                      exports={"required_datasets": ["ventes_lignes"], "weekly_datasets": ["ventes_lignes"]})
+
+
+CRM_DIR_VARS = {"raw": "CRM_RAW_DIR", "work": "CRM_WORK_URL", "docs": "CRM_DOCS_DIR", "outbox": "CRM_OUTBOX_DIR",
+                "reports": "CRM_REPORTS_DIR"}
+
+
+class Prepared:
+    """A warehouse and its folders as a build left them (the sample estate run through some
+    stages), made once per session for tests that each start from that state.
+
+    A test gets its own copy of both: its warehouse database is cloned from ``database`` (set
+    ``warehouse_template`` to it) and ``restore`` copies the folders back, from a pristine copy,
+    to the very paths the build used, so every path the warehouse recorded (outbox files, reports,
+    Data Docs) is the test's copy. ``value`` is what the build returned."""
+
+    def __init__(self, database: str, folder: Path, config: Path, value):
+        self.database, self.folder, self.config, self.value = database, folder, config, value
+
+    @property
+    def live(self) -> Path:
+        return self.folder / "live"
+
+    def restore(self, crm_dirs: dict, monkeypatch) -> dict:
+        """The prepared folders, fresh, in use for this test; ``crm_dirs`` is pointed at them."""
+        import shutil
+
+        shutil.rmtree(self.live, ignore_errors=True)
+        shutil.copytree(self.folder / "pristine", self.live, symlinks=True)
+        for key, var in CRM_DIR_VARS.items():
+            monkeypatch.setenv(var, str(self.live / key))
+        monkeypatch.setenv("CRM_PIPELINE_CONFIG", str(self.config))
+        crm_dirs.update({key: self.live / key for key in ("raw", "work", "docs")})
+        return crm_dirs
+
+
+@pytest.fixture(scope="session")
+def prepared(pg_admin_url: str, template_db: str, session_dir: Path):
+    """``prepared(key, build)``: the Prepared state ``build(conn, dirs)`` leaves, built on the first
+    call for ``key`` in a database and folders of its own, with the settings ``crm_dirs`` gives a
+    test (same private folders, same relaxed quality gate, files complete at once)."""
+    import shutil
+
+    built: dict = {}
+
+    def get(key, build) -> Prepared:
+        if key in built:
+            return built[key]
+        name = f"winecrm_pre_{len(built)}_{os.getpid()}"
+        folder = session_dir / "prepared" / name
+        live = folder / "live"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                           sql.Identifier(template_db)))
+        url = _with_db(pg_admin_url, name)
+        dirs = {key_: live / key_ for key_ in CRM_DIR_VARS}
+        dirs["raw"].mkdir(parents=True)  # the others are made by whatever writes there, as for crm_dirs
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CRM_DATABASE_URL", url)
+            for key_, var in CRM_DIR_VARS.items():
+                mp.setenv(var, str(dirs[key_]))
+            mp.setenv("CRM_FILE_SETTLE_SECONDS", "0")
+            config = _crm_dirs_config(folder, mp)
+            with psycopg.connect(url) as conn:
+                value = build(conn, dirs)
+                conn.commit()
+        shutil.copytree(live, folder / "pristine", symlinks=True)
+        built[key] = Prepared(name, folder, config, value)
+        return built[key]
+
+    yield get
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for state in built.values():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(state.database)))
+
+
+def scored_sample_estate(conn, dirs) -> None:
+    """A 300-customer sample estate (2 years) through the stages before the campaign's, as run_1
+    of MONDAY_RUN's week: scored and recommended."""
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
+
+    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=2.0)
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    for stage in pipeline.stages_until(pipeline.run_recommend):
+        stage(conn, window.run_id)
+
+
+SCORED_SAMPLE_ESTATE = (("sample", 300, 2.0, "run_1 until recommend"), scored_sample_estate)
+
+
+def weekly_run_sample_estate(conn, dirs) -> dict:
+    """A 300-customer sample estate (1.2 years) after one whole weekly run, run_1 of MONDAY_RUN's
+    week: loaded, scored, recommended, its dry-run campaign in the outbox, its report written."""
+    from winecrm import pipeline
+    from winecrm.demo import sampledata
+
+    sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=1.2)
+    summary = pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    assert summary["status"] == "success"
+    return summary
+
+
+WEEKLY_RUN_SAMPLE_ESTATE = (("sample", 300, 1.2, "run_1 run_all"), weekly_run_sample_estate)
+
+
+@contextlib.contextmanager
+def cloned_database(pg_admin_url: str, template: str):
+    """A new database copied from ``template`` (CREATE DATABASE ... TEMPLATE), dropped afterwards."""
+    name = f"winecrm_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from winecrm.events import intake
 
-from tests.dags.test_crm_weekly_run import airflow_db  # noqa: F401 (the migrated Airflow metadata, a fixture)
 from tests.fakes.estate import seed_warehouse
 
 pytestmark = pytest.mark.airflow

@@ -33,17 +33,6 @@ ALL_TASKS = {**{t: "success" for t in ("prepare_run", "wait_for_exports", "inges
 
 
 @pytest.fixture(scope="module")
-def airflow_db(session_dir):
-    env = dict(os.environ)
-    result = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    result = subprocess.run([AIRFLOW, "pools", "set", "crm_warehouse", "1", "one writer"], env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Path(env["AIRFLOW_HOME"]) / "airflow.db"
-
-
-@pytest.fixture(scope="module")
 def module_warehouse(pg_admin_url, template_db):
     name = f"winecrm_dag_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:

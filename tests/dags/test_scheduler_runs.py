@@ -111,7 +111,7 @@ class Cluster:
                 return run
             assert time.time() < deadline, f"{run_id} still {run['state']} after {minutes} min\n" + self.logs()
             self.alive()
-            time.sleep(3)
+            time.sleep(1)
 
     def tasks(self, run_id: str, dag_id: str = DAG) -> dict[str, str]:
         answer = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
@@ -207,7 +207,7 @@ def cluster(tmp_path_factory, pg_admin_url, alerts):
                 cluster._token = None
             assert time.time() < deadline, "Airflow did not come up\n" + cluster.logs()
             cluster.alive()
-            time.sleep(3)
+            time.sleep(1)
         yield cluster
     finally:
         cluster.stop()
@@ -241,7 +241,7 @@ def test_backfill_runs_each_week_on_its_own_exports_and_notes_it(cluster):
         runs = {r["logical_date"][:10]: r for r in listed}
         assert time.time() < deadline, f"{runs}\n" + cluster.logs()
         cluster.alive()
-        time.sleep(5)
+        time.sleep(1)
     assert set(runs) == {"2026-10-26", "2026-11-02"}, runs
     for day, week in (("2026-10-26", "Semaine du 19/10 au 25/10/2026 : "),
                       ("2026-11-02", "Semaine du 26/10 au 01/11/2026 : ")):

@@ -167,7 +167,7 @@ def test_weekly_run_on_two_celery_workers(celery_cluster):
         if triggered.returncode == 0:
             break
         assert time.time() < deadline, triggered.stderr[-2000:] + _logs(celery_cluster)
-        time.sleep(5)
+        time.sleep(1)
     deadline = time.time() + 600
     with psycopg.connect(celery_cluster["meta"], autocommit=True) as meta:
         while True:
@@ -177,7 +177,7 @@ def test_weekly_run_on_two_celery_workers(celery_cluster):
                 break
             assert time.time() < deadline, f"run still {state} after 10 min\n" + _logs(celery_cluster)
             _all_alive(celery_cluster)
-            time.sleep(3)
+            time.sleep(1)
         tasks = meta.execute("SELECT task_id, state, external_executor_id FROM task_instance "
                              "WHERE dag_id = 'crm_weekly' AND run_id = %s", (RUN_ID,)).fetchall()
     assert state[0] == "success", f"{tasks}\n" + _logs(celery_cluster)

@@ -29,8 +29,33 @@ def _warehouse_state(conn):
     }
 
 
-def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, sample):
-    summary = pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+def _first_run(conn, dirs):
+    sample = sampledata.write_sample_exports(dirs["raw"], n_customers=400, years=1.5)
+    return sample, pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+
+
+FIRST_RUN = (("sample", 400, 1.5, "run_1 run_all"), _first_run)
+
+
+@pytest.fixture
+def warehouse_template(request, template_db):
+    """The sample's first run is done once for the module; each test asking for it gets a clone."""
+    if "first_run" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*FIRST_RUN).database
+    return template_db
+
+
+@pytest.fixture
+def first_run(conn, crm_dirs, prepared, monkeypatch):
+    """The sample estate (as ``sample``) and the summary of its first whole run, run_1 of
+    MONDAY_RUN: the test's own warehouse (a clone) and folders."""
+    state = prepared(*FIRST_RUN)
+    state.restore(crm_dirs, monkeypatch)
+    return state.value
+
+
+def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, first_run):
+    sample, summary = first_run
     assert summary["status"] == "success"
     found = {(d, p.split("/")[-1].replace(" (copie)", ""), r) for d, p, r in conn.execute(
         "SELECT dataset, file_path, row_no FROM etl.quarantine WHERE row_no IS NOT NULL")}
@@ -59,9 +84,9 @@ def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, 
     assert any("l'Edelzwicker" in r for r in reasons) or not any("Edelzwicker" in r for r in reasons)
 
 
-def test_rerunning_the_same_logical_date_changes_nothing_and_keeps_each_attempt(conn, sample):
+def test_rerunning_the_same_logical_date_changes_nothing_and_keeps_each_attempt(conn, first_run):
     window = pipeline.week_window("run_1", MONDAY_RUN)
-    first = pipeline.run_all(conn, window)
+    _, first = first_run  # pipeline.run_all(conn, window), done once for the module
     before = _warehouse_state(conn)
     again = pipeline.run_all(conn, window)
     assert _warehouse_state(conn) == before

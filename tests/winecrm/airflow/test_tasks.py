@@ -31,28 +31,64 @@ def test_a_whole_run_through_a_storage_url(conn, crm_dirs, monkeypatch, tmp_path
     assert not isinstance(storage.run_work_dir("run_1"), ObjectStoragePath)
 
 
-def _live_campaign_rendered(conn, crm_dirs, monkeypatch, run_id: str, customers: int):
-    """A small estate up to its recommendations, then the week's campaign rendered live."""
-    import datetime as dt
+def _live_week(run_id: str, customers: int):
+    """The build of a small estate up to its recommendations, for a live week (prepared once)."""
+    def build(conn, dirs):
+        import datetime as dt
 
-    from winecrm.core.run_params import RunParams
-    from winecrm.demo import sampledata
+        from winecrm.core.run_params import RunParams
+        from winecrm.demo import sampledata
 
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=customers, years=1.0)
-    window = pipeline.week_window(run_id, MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
-    pipeline.prepare(conn, window)
-    for stage in pipeline.stages_until(pipeline.run_recommend):
-        stage(conn, window.run_id)
+        sampledata.write_sample_exports(dirs["raw"], n_customers=customers, years=1.0)
+        window = pipeline.week_window(run_id, MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
+        pipeline.prepare(conn, window)
+        for stage in pipeline.stages_until(pipeline.run_recommend):
+            stage(conn, window.run_id)
+        return window
+    return ("sample", customers, 1.0, f"{run_id} live, until recommend"), build
+
+
+LIVE_150 = _live_week("run_live", 150)
+LIVE_80 = _live_week("run_small", 80)
+
+
+@pytest.fixture
+def warehouse_template(request, template_db):
+    """The small estates are built once for the module; each test asking for one gets a clone."""
+    for name, state in (("live_150", LIVE_150), ("live_80", LIVE_80)):
+        if name in request.fixturenames:
+            return request.getfixturevalue("prepared")(*state).database
+    return template_db
+
+
+@pytest.fixture
+def live_150(conn, crm_dirs, prepared, monkeypatch):
+    """150 customers up to their recommendations, for a live week: the test's own warehouse and folders."""
+    state = prepared(*LIVE_150)
+    state.restore(crm_dirs, monkeypatch)
+    return state.value
+
+
+@pytest.fixture
+def live_80(conn, crm_dirs, prepared, monkeypatch):
+    """80 customers up to their recommendations, for a live week: the test's own warehouse and folders."""
+    state = prepared(*LIVE_80)
+    state.restore(crm_dirs, monkeypatch)
+    return state.value
+
+
+def _live_campaign_rendered(conn, monkeypatch, window):
+    """The week's campaign of a small estate (up to its recommendations) rendered live."""
     monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
     return window, pipeline.run_render(conn, window.run_id, brevo_configured=True)
 
 
-def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded(conn, crm_dirs, monkeypatch):
+def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded(conn, live_150, monkeypatch):
     """What the marketing person reads in the approval form, and the answer kept in crm.campaigns;
     the send task then sends the approved campaign through Brevo (here the fake one)."""
     from tests.fakes.brevo import FakeBrevoServer
 
-    window, rendered = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_live", customers=150)
+    window, rendered = _live_campaign_rendered(conn, monkeypatch, live_150)
     assert rendered["mode"] == "live" and rendered["campaign_id"] == "hebdo-2026-11-15"
     subject, body = tasks.campaign_review(window.run_id)
     to_send = rendered["by_status"]["rendered"]
@@ -80,7 +116,7 @@ def test_the_approval_request_says_what_would_leave_and_the_decision_is_recorded
                             ).fetchone()[0] == "done"
 
 
-def test_the_approval_request_reads_as_french_for_the_marketing_person(conn, crm_dirs, monkeypatch):
+def test_the_approval_request_reads_as_french_for_the_marketing_person(conn, live_150, monkeypatch):
     """The scenarios by their French names (never their keys), the subject lines their e-mails
     carry, FRENCH-COPY.md spacing and agreement, and nothing to type: the marketing person is not
     the one who runs commands."""
@@ -88,7 +124,7 @@ def test_the_approval_request_reads_as_french_for_the_marketing_person(conn, crm
 
     from winecrm.campaigns.report import SCENARIOS_FR
 
-    window, rendered = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_fr", customers=150)
+    window, rendered = _live_campaign_rendered(conn, monkeypatch, live_150)
     subject, body = tasks.campaign_review(window.run_id)
     scenarios = sorted(s for s, c in rendered["by_scenario"].items() if c.get("rendered"))
     assert len(scenarios) >= 2
@@ -131,10 +167,10 @@ def test_the_approval_request_counts_in_french():
     assert one == "Envoyer 1 e-mail de la campagne x\u202f?"
 
 
-def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_dirs, monkeypatch):
+def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, live_80, monkeypatch):
     from tests.fakes.brevo import FakeBrevoServer
 
-    window, _ = _live_campaign_rendered(conn, crm_dirs, monkeypatch, "run_reject", customers=80)
+    window, _ = _live_campaign_rendered(conn, monkeypatch, live_80)
     tasks.record_decision(window.run_id, False, {"id": "marie"})
     status, who = conn.execute("SELECT status, decided_by FROM crm.campaigns").fetchone()
     assert status == "rejected" and who == "marie"  # no name given: the id
@@ -146,20 +182,12 @@ def test_a_rejected_campaign_sends_nothing_and_says_who_rejected_it(conn, crm_di
         assert server.fake.requests == []
 
 
-def test_a_live_week_with_nothing_to_send_goes_straight_to_send_and_ends_green(conn, crm_dirs, monkeypatch):
+def test_a_live_week_with_nothing_to_send_goes_straight_to_send_and_ends_green(conn, live_80, monkeypatch):
     """Everyone left out (all unsubscribed before the render): render_emails says so, the branch
     skips the approval, and send_emails closes the campaign instead of paging on-call."""
-    import datetime as dt
-
     from tests.fakes.brevo import FakeBrevoServer
-    from winecrm.core.run_params import RunParams
-    from winecrm.demo import sampledata
 
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=80, years=1.0)
-    window = pipeline.week_window("run_empty", MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))
-    pipeline.prepare(conn, window)
-    for stage in pipeline.stages_until(pipeline.run_recommend):
-        stage(conn, window.run_id)
+    window = live_80  # 80 customers up to their recommendations, for a live week
     conn.execute("INSERT INTO crm.suppressions (email, reason, source) SELECT DISTINCT lower(btrim(email)), "
                  "'unsubscribed', 'test' FROM etl.clients WHERE email IS NOT NULL ON CONFLICT DO NOTHING")
     conn.commit()

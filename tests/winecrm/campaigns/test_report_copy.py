@@ -62,10 +62,22 @@ def _two_weeks_with_events(conn, crm_dirs) -> dict:
     return {"html": written["html"], "json": written["json"], "who": who, "campaign": campaign}
 
 
+TWO_WEEKS = (("sample", 300, 2.0, "two weeks with events"), _two_weeks_with_events)
+
+
 @pytest.fixture
-def weekly_report(conn, crm_dirs, tmp_path, monkeypatch):
-    monkeypatch.setenv("CRM_REPORTS_DIR", str(tmp_path / "reports"))
-    return _two_weeks_with_events(conn, crm_dirs)
+def warehouse_template(request, template_db):
+    """The two weeks are run once for the module; each test asking for them gets a clone."""
+    if "weekly_report" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*TWO_WEEKS).database
+    return template_db
+
+
+@pytest.fixture
+def weekly_report(conn, crm_dirs, prepared, monkeypatch):
+    state = prepared(*TWO_WEEKS)
+    state.restore(crm_dirs, monkeypatch)  # the test's own warehouse (a clone) and folders, reports included
+    return state.value
 
 
 def _text(html: str) -> str:

@@ -13,9 +13,8 @@ import pytest
 from winecrm import pipeline
 from winecrm.campaigns import brevo, render, send
 from winecrm.core import settings
-from winecrm.demo import sampledata
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE
 from tests.fakes.brevo import Fault, FakeBrevoServer
 
 AS_OF = dt.date(2026, 11, 15)
@@ -24,13 +23,17 @@ DRY = "hebdo-2026-11-15-dry-run"  # rehearsals apart: they never stand in the wa
 
 
 @pytest.fixture
-def estate(conn, crm_dirs):
-    """A 300-customer sample estate scored and recommended for the week."""
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=2.0)
-    window = pipeline.week_window("run_1", MONDAY_RUN)
-    pipeline.prepare(conn, window)
-    for stage in pipeline.stages_until(pipeline.run_recommend):  # the stages before the campaign's
-        stage(conn, window.run_id)
+def warehouse_template(request, template_db):
+    """The estate is built once (conftest.scored_sample_estate); each test asking for it gets a clone."""
+    if "estate" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*SCORED_SAMPLE_ESTATE).database
+    return template_db
+
+
+@pytest.fixture
+def estate(conn, crm_dirs, prepared, monkeypatch):
+    """A 300-customer sample estate scored and recommended for the week (the test's own clone)."""
+    prepared(*SCORED_SAMPLE_ESTATE).restore(crm_dirs, monkeypatch)
     return conn
 
 

@@ -14,11 +14,10 @@ import pytest
 from winecrm import pipeline
 from winecrm.campaigns import render, send
 from winecrm.core import settings
-from winecrm.demo import sampledata
 from winecrm.events import actions, intake, processing
 from winecrm.events.rules import load_rules, parse_rules
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE
 from tests.fakes.brevo import FakeBrevoServer
 from tests.fakes.estate import seed_warehouse
 
@@ -28,13 +27,17 @@ TS = 1_763_370_000  # 17/11/2025 10:00 Paris
 
 
 @pytest.fixture
-def sent(conn, crm_dirs):
+def warehouse_template(request, template_db):
+    """The scored estate is built once (conftest.scored_sample_estate); each test asking for it gets a clone."""
+    if "sent" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*SCORED_SAMPLE_ESTATE).database
+    return template_db
+
+
+@pytest.fixture
+def sent(conn, crm_dirs, prepared, monkeypatch):
     """A 300-customer sample estate scored, recommended, and its week's e-mails in the outbox."""
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=2.0)
-    window = pipeline.week_window("run_1", MONDAY_RUN)
-    pipeline.prepare(conn, window)
-    for stage in pipeline.stages_until(pipeline.run_recommend):
-        stage(conn, window.run_id)
+    prepared(*SCORED_SAMPLE_ESTATE).restore(crm_dirs, monkeypatch)  # the test's own clone
     render.render_campaign(conn, "run_1", AS_OF, mode="dry_run")
     send.send_campaign(conn, DRY)
     return conn

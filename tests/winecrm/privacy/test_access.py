@@ -7,19 +7,26 @@ import json
 import re
 
 import pytest
-from winecrm import pipeline
-from winecrm.demo import sampledata
 from winecrm.privacy import __main__ as privacy_cli
 from winecrm.privacy import access
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import WEEKLY_RUN_SAMPLE_ESTATE
 from tests.fakes.brevo import FakeBrevoServer
 
 
 @pytest.fixture
-def estate(conn, crm_dirs):
-    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=300, years=1.2)
-    assert pipeline.run_all(conn, pipeline.week_window("access_1", MONDAY_RUN))["status"] == "success"
+def warehouse_template(request, template_db):
+    """The weekly run is done once (conftest.weekly_run_sample_estate); each test asking for it gets a clone."""
+    if "estate" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*WEEKLY_RUN_SAMPLE_ESTATE).database
+    return template_db
+
+
+@pytest.fixture
+def estate(conn, crm_dirs, prepared, monkeypatch):
+    """The sample estate after a real weekly run (the test's own warehouse and folders), and a
+    person of it with everything a profile holds."""
+    prepared(*WEEKLY_RUN_SAMPLE_ESTATE).restore(crm_dirs, monkeypatch)
     code, address = conn.execute("""
         SELECT c.client_code, lower(btrim(c.email)) FROM etl.clients c
         WHERE c.email LIKE '%@%' AND c.telephone IS NOT NULL

@@ -61,19 +61,40 @@ def _revenue(conn) -> tuple:
     return row
 
 
+def _first_week_then_erasure(conn, dirs):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(erase, "_rebuild_data_docs", lambda: True)
+        _first_week(conn, dirs["raw"])
+        profiled = _rows_about(conn, PERSON)
+        assert profiled["crm.customer_360"] and profiled["crm.rfm_scores"] and profiled["crm.lead_scores"]
+        assert profiled["crm.buy_probabilities"]
+        assert profiled["crm.recommendations"] or profiled["crm.recommendation_exclusions"]
+        revenue = _revenue(conn)
+        report = erase.erase(conn, [ADDRESS])
+        assert report.person.client_codes == [PERSON]
+        assert not any(_rows_about(conn, PERSON).values())  # the erasure itself deleted them
+        return revenue
+
+
+ERASED = (("six customers", "run_1 until recommend, then PERSON erased"), _first_week_then_erasure)
+
+
 @pytest.fixture
-def erased(conn, crm_dirs, monkeypatch):
+def warehouse_template(request, template_db):
+    """The first week and the erasure are done once for the module; each test asking gets a clone."""
+    if "erased" in request.fixturenames:
+        return request.getfixturevalue("prepared")(*ERASED).database
+    return template_db
+
+
+@pytest.fixture
+def erased(conn, crm_dirs, prepared, monkeypatch):
+    """The first week run and PERSON erased (the test's own warehouse and folders); the sales
+    figures from before the erasure."""
     monkeypatch.setattr(erase, "_rebuild_data_docs", lambda: True)
-    _first_week(conn, crm_dirs["raw"])
-    profiled = _rows_about(conn, PERSON)
-    assert profiled["crm.customer_360"] and profiled["crm.rfm_scores"] and profiled["crm.lead_scores"]
-    assert profiled["crm.buy_probabilities"]
-    assert profiled["crm.recommendations"] or profiled["crm.recommendation_exclusions"]
-    revenue = _revenue(conn)
-    report = erase.erase(conn, [ADDRESS])
-    assert report.person.client_codes == [PERSON]
-    assert not any(_rows_about(conn, PERSON).values())  # the erasure itself deleted them
-    return revenue
+    state = prepared(*ERASED)
+    state.restore(crm_dirs, monkeypatch)
+    return state.value
 
 
 def test_the_next_scoring_of_the_week_does_not_profile_an_erased_customer_again(conn, erased):
