@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from winecrm.core import settings
+from winecrm.core.weeks import french_spacing
 from winecrm.events.rules import RuleSet, SmsSettings
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,8 @@ def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = N
                 conn.commit()
                 counts["send_sms:postponed"] += 1
                 continue
-        sms = {"sender": cfg.sender, "recipient": number.lstrip("+"), "content": action["params"]["text"],
+        # the rule's words, with the no-break spaces French typography wants (« Merci ! », « 15 % »)
+        sms = {"sender": cfg.sender, "recipient": number.lstrip("+"), "content": french_spacing(action["params"]["text"]),
                "type": sms_type, "tag": f"rule-{action['rule_id']}"}
         conn.execute("UPDATE crm.automation_actions SET status = 'running' WHERE action_id = %s", (action["action_id"],))
         conn.commit()  # recorded before the call: a lost answer is never followed by a second SMS

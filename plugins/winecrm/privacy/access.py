@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 
 from winecrm.core import settings
-from winecrm.core.weeks import PARIS
+from winecrm.core.weeks import NBSP, NNBSP, PARIS, french_spacing
 from winecrm.privacy import catalogue, consent, erase
 
 WRAP = 100
@@ -159,7 +159,6 @@ def write(export: AccessExport, out_dir: Path | None = None) -> tuple[Path, Path
 # --------------------------------------------------------------------------------------------
 # the letter (French: what the person reads)
 
-NBSP, NNBSP = "\u00a0", "\u202f"
 
 SOURCES_FR = {
     "erp_export": "fiche client de notre logiciel de cave",
@@ -233,16 +232,6 @@ def _change_fr(change: str) -> str:
         reason = change.split(":", 1)[1]
         return f"plus aucun envoi ({SUPPRESSION_FR.get(reason, reason)})"
     return CHANGES_FR.get(change, change)
-
-
-def french_spacing(text: str) -> str:
-    """No-break spaces where French typography wants them, also in text quoted from the
-    warehouse (a recommendation's reason): narrow before ; ! ? and inside « », normal before : and
-    %, and between a number and €."""
-    text = re.sub(r" ([;!?»])", NNBSP + r"\1", text)
-    text = re.sub(r"« ", "«" + NNBSP, text)
-    text = re.sub(r" ([:%])", NBSP + r"\1", text)
-    return re.sub(r"(\d) €", r"\1" + NBSP + "€", text)
 
 
 def letter_fr(export: AccessExport) -> str:

@@ -258,6 +258,8 @@ def test_sms_waits_for_the_allowed_hours_and_is_never_sent_twice(conn, crm_dirs,
         processing.process_events(conn, rules=rules, brevo=client, now=monday_morning)
         assert [(s["recipient"], s["sender"], s["type"]) for s in server.fake.sms] == [
             ("33612345678", "DomExemple", "marketing")]
+        # the rule's words with French typography: no ordinary space before « ! » that can wrap
+        assert server.fake.sms[0]["content"] == "Merci\u202f! Le domaine vous rappelle vite."
         # a task killed during a call leaves the action 'running': it is never sent again
         conn.execute("UPDATE crm.automation_actions SET status = 'running' WHERE client_code = 'C000000'")
         conn.commit()
