@@ -85,6 +85,22 @@ def warehouse_template(template_db: str) -> str:
     return template_db
 
 
+def template_for(**states):
+    """A module's ``warehouse_template``: a test asking for the fixture named ``name`` gets a clone
+    of ``states[name]`` (a ``(key, build)`` pair for ``prepared``), built once per session; the
+    module's other tests the empty template. In the module: ``warehouse_template = template_for(
+    first_run=FIRST_RUN)``."""
+
+    @pytest.fixture
+    def warehouse_template(request, template_db):
+        for name, state in states.items():
+            if name in request.fixturenames:
+                return request.getfixturevalue("prepared")(*state).database
+        return template_db
+
+    return warehouse_template
+
+
 @pytest.fixture
 def warehouse_url(pg_admin_url: str, warehouse_template: str, monkeypatch) -> str:
     """A fresh, migrated warehouse database for one test; CRM_DATABASE_URL points at it."""

@@ -8,7 +8,7 @@ import pytest
 from winecrm import pipeline
 from winecrm.demo import sampledata
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import MONDAY_RUN, template_for
 
 
 @pytest.fixture
@@ -37,12 +37,7 @@ def _first_run(conn, dirs):
 FIRST_RUN = (("sample", 400, 1.5, "run_1 run_all"), _first_run)
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The sample's first run is done once for the module; each test asking for it gets a clone."""
-    if "first_run" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*FIRST_RUN).database
-    return template_db
+warehouse_template = template_for(first_run=FIRST_RUN)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.conftest import MONDAY_RUN, sales_line, write_export
+from tests.conftest import MONDAY_RUN, sales_line, template_for, write_export
 from winecrm import pipeline
 from winecrm.airflow import tasks
 from winecrm.core import storage
@@ -52,13 +52,7 @@ LIVE_150 = _live_week("run_live", 150)
 LIVE_80 = _live_week("run_small", 80)
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The small estates are built once for the module; each test asking for one gets a clone."""
-    for name, state in (("live_150", LIVE_150), ("live_80", LIVE_80)):
-        if name in request.fixturenames:
-            return request.getfixturevalue("prepared")(*state).database
-    return template_db
+warehouse_template = template_for(live_150=LIVE_150, live_80=LIVE_80)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from winecrm.demo import sampledata
 from winecrm.events import intake, processing
 from winecrm.events.rules import load_rules
 
-from tests.conftest import MONDAY_RUN
+from tests.conftest import MONDAY_RUN, template_for
 from tests.screenshots import chromium, layout, screenshot
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -65,12 +65,7 @@ def _two_weeks_with_events(conn, crm_dirs) -> dict:
 TWO_WEEKS = (("sample", 300, 2.0, "two weeks with events"), _two_weeks_with_events)
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The two weeks are run once for the module; each test asking for them gets a clone."""
-    if "weekly_report" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*TWO_WEEKS).database
-    return template_db
+warehouse_template = template_for(weekly_report=TWO_WEEKS)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from winecrm import pipeline
 from winecrm.campaigns import brevo, render, send
 from winecrm.core import settings
 
-from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE
+from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE, template_for
 from tests.fakes.brevo import Fault, FakeBrevoServer
 
 AS_OF = dt.date(2026, 11, 15)
@@ -22,12 +22,7 @@ CAMPAIGN = "hebdo-2026-11-15"
 DRY = "hebdo-2026-11-15-dry-run"  # rehearsals apart: they never stand in the way of the live send
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The estate is built once (conftest.scored_sample_estate); each test asking for it gets a clone."""
-    if "estate" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*SCORED_SAMPLE_ESTATE).database
-    return template_db
+warehouse_template = template_for(estate=SCORED_SAMPLE_ESTATE)
 
 
 @pytest.fixture

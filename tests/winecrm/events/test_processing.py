@@ -17,7 +17,7 @@ from winecrm.core import settings
 from winecrm.events import actions, intake, processing
 from winecrm.events.rules import load_rules, parse_rules
 
-from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE
+from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE, template_for
 from tests.fakes.brevo import FakeBrevoServer
 from tests.fakes.estate import seed_warehouse
 
@@ -26,12 +26,7 @@ DRY = "hebdo-2026-11-15-dry-run"
 TS = 1_763_370_000  # 17/11/2025 10:00 Paris
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The scored estate is built once (conftest.scored_sample_estate); each test asking for it gets a clone."""
-    if "sent" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*SCORED_SAMPLE_ESTATE).database
-    return template_db
+warehouse_template = template_for(sent=SCORED_SAMPLE_ESTATE)
 
 
 @pytest.fixture

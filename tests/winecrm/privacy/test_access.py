@@ -10,16 +10,11 @@ import pytest
 from winecrm.privacy import __main__ as privacy_cli
 from winecrm.privacy import access
 
-from tests.conftest import WEEKLY_RUN_SAMPLE_ESTATE
+from tests.conftest import WEEKLY_RUN_SAMPLE_ESTATE, template_for
 from tests.fakes.brevo import FakeBrevoServer
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The weekly run is done once (conftest.weekly_run_sample_estate); each test asking for it gets a clone."""
-    if "estate" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*WEEKLY_RUN_SAMPLE_ESTATE).database
-    return template_db
+warehouse_template = template_for(estate=WEEKLY_RUN_SAMPLE_ESTATE)
 
 
 @pytest.fixture

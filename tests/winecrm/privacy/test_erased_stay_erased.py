@@ -10,7 +10,7 @@ from winecrm import pipeline
 from winecrm.etl import load
 from winecrm.privacy import erase
 
-from tests.conftest import MONDAY_RUN, sales_line, write_export
+from tests.conftest import MONDAY_RUN, sales_line, template_for, write_export
 
 CLIENTS_HEADER = "client_code;nom;prenom;email;telephone;adresse;code_postal;ville"
 PERSON = "C1"
@@ -79,12 +79,7 @@ def _first_week_then_erasure(conn, dirs):
 ERASED = (("six customers", "run_1 until recommend, then PERSON erased"), _first_week_then_erasure)
 
 
-@pytest.fixture
-def warehouse_template(request, template_db):
-    """The first week and the erasure are done once for the module; each test asking gets a clone."""
-    if "erased" in request.fixturenames:
-        return request.getfixturevalue("prepared")(*ERASED).database
-    return template_db
+warehouse_template = template_for(erased=ERASED)
 
 
 @pytest.fixture
