@@ -373,7 +373,8 @@ def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig,
                 refits.append(bgnbd_blend(refit.p_order_within(histories, cfg.horizon_days), groups))
     probability = np.clip(np.asarray(probability, float), 0.0, 1.0)
     codes = sales.clients[index].to_numpy()
-    keep = np.isin(codes, list(customers)) if customers is not None else np.ones(len(index), bool)
+    # a hash lookup: np.isin on object arrays sorts strings (22 s for 50,000 customers)
+    keep = pd.Index(codes).isin(customers) if customers is not None else np.ones(len(index), bool)
     probability, codes, index = probability[keep], codes[keep], index[keep]
     histories = lifetime.subset(histories, np.flatnonzero(keep))
     low, high = buyers_interval(probability, [r[keep] for r in refits])

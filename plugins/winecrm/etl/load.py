@@ -208,6 +208,12 @@ def bulk_rebuild_worthwhile(lines: int, table_rows: float) -> bool:
     return lines >= BULK_MIN_LINES and lines >= BULK_SHARE_OF_TABLE * max(table_rows, 0.0)
 
 
+def statistics_stale(rows_changed: int, table_rows: float) -> bool:
+    """PostgreSQL's own autovacuum rule (50 rows + 10 % of the table, its defaults): past it the
+    planner's statistics no longer describe the table."""
+    return rows_changed >= 50 + 0.1 * max(table_rows, 0.0)
+
+
 def estimated_rows(conn: psycopg.Connection, table: str) -> float:
     """The planner's row estimate (-1 before the first ANALYZE counts as empty)."""
     return float(conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0])
@@ -382,7 +388,8 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
                     yield frame[SALES_LINE_COLUMNS]
 
         lines_to_write = sum(per_part_rows(parts[file_id]) for file_id, _, _ in files)
-        rebuild_key = bulk_rebuild_worthwhile(lines_to_write, estimated_rows(conn, "etl.ventes_lignes"))
+        rows_before = estimated_rows(conn, "etl.ventes_lignes")
+        rebuild_key = bulk_rebuild_worthwhile(lines_to_write, rows_before)
         if rebuild_key:
             # A bulk load (first load, big backfill): building the primary key once after the COPY
             # costs a fraction of maintaining it row by row (bench: 2.3 s vs 3.6–4.2 s per 1M
@@ -398,6 +405,14 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         timings["copy_lines"] = time.perf_counter() - copy_started
         incomplete, warnings = _incomplete_report(conn, steps, files, held_per_file, step_counts, timings)
         step_counts["erased_again"] = _erased_again(conn, run_id, "ventes_lignes")
+        if statistics_stale(written + step_counts.get("replace_documents", 0), rows_before):
+            # Scoring runs right after this load: with the planner's statistics of an empty (or much
+            # smaller) table its affinity self-join took 74 s instead of 3 s on 1M lines, and
+            # autovacuum would analyse only later. ANALYZE samples a fixed number of rows (0.5 s).
+            analyse_started = time.perf_counter()
+            conn.execute("ANALYZE etl.ventes_lignes")
+            timings["analyze"] = time.perf_counter() - analyse_started
+        step_counts["analyzed"] = int("analyze" in timings)
         for file_id, _, _ in files:
             written_here = written_per_file.get(file_id, 0)
             skipped_here = per_file.get(file_id, 0) - written_here - held_per_file.get(file_id, 0)
