@@ -58,8 +58,19 @@ airflow: $(STAMP)
 sample: $(STAMP)
 	$(BIN)/python -m winecrm.demo.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
 
-bench: $(STAMP)
-	$(BIN)/python bench/bench_load.py --lines 1000000
+# The peer a data engineer would pick instead (dlt), in its own virtualenv, run on the same file
+# and server by the same benchmark.
+PEER := $(or $(CRM_DATA_DIR),.crm)/bench-peer
+PEER_STAMP := $(PEER)/.installed-$(shell sha1sum bench/requirements-peer.txt | cut -c1-12)
+
+$(PEER_STAMP): bench/requirements-peer.txt
+	rm -rf $(PEER)
+	$(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install --quiet -r bench/requirements-peer.txt
+	touch $@
+
+bench: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python bench/bench_load.py --lines 1000000 --peer-python $(PEER)/bin/python
 
 bench-scoring: $(STAMP)
 	$(BIN)/python bench/bench_scoring.py

@@ -80,6 +80,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--peer-python", help="python of the peer's virtualenv (dlt): run the peer on the same "
+                        "file and server in this run (make bench builds it)")
     parser.add_argument("--to-sql-rows", type=int, default=200_000,
                         help="rows for the pandas.to_sql baseline (its rate is compared; 1M takes minutes)")
     args = parser.parse_args()
@@ -138,6 +140,9 @@ def main() -> int:
             results.update(baselines(url, window.run_id, args.to_sql_rows, summary))
             results.update(weekly_delta(url))
             results.update(full_redelivery(url, sales_file))
+        if args.peer_python:
+            results["peer"] = peer_dlt(args.peer_python, admin, sales_file)
+            results["vs_peer"] = versus_peer(results)
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -145,6 +150,59 @@ def main() -> int:
     (OUT / f"results-{tag}.json").write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(results, indent=1, default=str))
     return 0
+
+
+def peer_dlt(python: str, admin: str, sales_file: Path) -> dict:
+    """dlt on the same file and the same server, in a database of its own: replace, then the same
+    file again as a merge (our re-delivery's counterpart)."""
+    import subprocess
+
+    import psycopg
+
+    name = f"peer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        done = subprocess.run([os.path.abspath(python), str(ROOT / "bench" / "peer_dlt.py"), "--file", str(sales_file),
+                               "--dsn", as_url(psycopg.conninfo.make_conninfo(admin, dbname=name))],
+                              capture_output=True, text=True, cwd=OUT)
+        if done.returncode:
+            raise RuntimeError(f"the dlt peer failed:\n{done.stderr[-3000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def as_url(conninfo: str) -> str:
+    """A connection URL dlt accepts for any server, a unix socket's included (libpq takes the
+    ``host`` query parameter over the URL's host)."""
+    from urllib.parse import quote, urlencode
+
+    import psycopg
+
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    host, port = str(params.pop("host", "localhost")), params.pop("port", 5432)
+    user, dbname = params.pop("user", "postgres"), params.pop("dbname", "postgres")
+    params.pop("password", None)
+    query = {**params, "host": host} if host.startswith("/") else params
+    netloc_host = "localhost" if host.startswith("/") else host
+    return f"postgresql://{quote(str(user))}:unused@{netloc_host}:{port}/{quote(str(dbname))}" + \
+        (f"?{urlencode(query)}" if query else "")
+
+
+def versus_peer(results: dict) -> dict:
+    """Our figures over dlt's, measured in this run (the issue's targets: <= 0.9 and <= 0.6)."""
+    runs = {run["disposition"]: run for run in results["peer"]["runs"]}
+    out = {"ours_initial_s": results["initial_total_s"], "dlt_replace_s": runs["replace"]["total_s"],
+           "initial_over_dlt_replace": round(results["initial_total_s"] / runs["replace"]["total_s"], 2)}
+    if "redelivery_total_s" in results and "merge" in runs:
+        out.update(ours_redelivery_s=results["redelivery_total_s"], dlt_merge_s=runs["merge"]["total_s"],
+                   redelivery_over_dlt_merge=round(results["redelivery_total_s"] / runs["merge"]["total_s"], 2))
+    print(json.dumps(out, indent=1))
+    return out
 
 
 def _good_parts(run_id: str):
@@ -256,7 +314,9 @@ def full_redelivery(url: str, sales_file: Path) -> dict:
     finally:
         again.unlink()
     load = summary["details"]["load"]["ventes_lignes"]
-    out = {"redelivery_lines": summary["rows_read"], "redelivery_load_s": summary["stage_seconds"]["load"],
+    stages = summary["stage_seconds"]
+    out = {"redelivery_total_s": round(sum(stages.get(k, 0) for k in ("ingest", "validate", "load")), 1),
+           "redelivery_lines": summary["rows_read"], "redelivery_load_s": summary["stage_seconds"]["load"],
            "redelivery_load_rows_per_s": round(summary["rows_read"] / summary["stage_seconds"]["load"]),
            "redelivery_load_detail": load, "warehouse_after_redelivery": count}
     print(json.dumps(out, indent=1))
