@@ -121,6 +121,7 @@ def main() -> int:
     results: dict = {"machine": machine(), "lines": lines_in_file, "file_mb": round(sales_file.stat().st_size / 1e6)}
     try:
         with psycopg.connect(url) as conn, PeakRss() as rss:
+            stage_peaks = peaks_per_stage(pipeline, rss)
             window = pipeline.week_window("bench_initial", dt.datetime(2026, 11, 9, 5, tzinfo=dt.timezone.utc))
             t0 = time.perf_counter()
             summary = pipeline.run_all(conn, window, require_week=False)  # sales only, by design
@@ -134,6 +135,9 @@ def main() -> int:
             results["rows_written"] = summary["rows_written"]
             results["rows_quarantined"] = summary["rows_quarantined"]
         results["initial_peak_rss_mb"] = round(rss.mb)
+        results["initial_stage_peak_rss_mb"] = stage_peaks
+        # the issue-2/22 figure: the peak while ingesting, validating and loading (scoring apart)
+        results["ingest_validate_load_peak_rss_mb"] = max(stage_peaks.get(k, 0) for k in ("ingest", "validate", "load"))
         print(json.dumps(results, indent=1))
 
         if not args.skip_baselines:
@@ -150,6 +154,24 @@ def main() -> int:
     (OUT / f"results-{tag}.json").write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(results, indent=1, default=str))
     return 0
+
+
+def peaks_per_stage(pipeline, rss: PeakRss) -> dict:
+    """Wraps the pipeline's stages so that ``rss`` is read per stage: {stage: peak MB}."""
+    peaks: dict[str, int] = {}
+
+    def wrap(stage):
+        def run(*args, **kwargs):
+            rss.peak = rss._sample()
+            try:
+                return stage(*args, **kwargs)
+            finally:
+                peaks[stage.__name__.removeprefix("run_")] = round(max(rss.peak, rss._sample()) / 1e6)
+        run.__name__ = stage.__name__
+        return run
+
+    pipeline.STAGES = tuple(wrap(stage) for stage in pipeline.STAGES)
+    return peaks
 
 
 def peer_dlt(python: str, admin: str, sales_file: Path) -> dict:

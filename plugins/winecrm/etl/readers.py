@@ -249,7 +249,8 @@ def arrow_can_read(path: Path, fmt: FileFormat, scan_bytes: int = ARROW_BLOCK_BY
         while block := fh.read(scan_bytes):
             if first:
                 head = block.removeprefix(codecs.BOM_UTF8) if fmt.encoding == "utf-8-sig" else block
-                line = head.split(b"\n", 1)[0].rstrip(b"\r")
+                newline = head.find(b"\n")
+                line = (head if newline < 0 else head[:newline]).rstrip(b"\r")
                 if not line.strip(_ASCII_SPACE + fmt.delimiter.encode()):
                     return False  # the csv path would take a blank first line as the header
                 first = False
@@ -370,7 +371,8 @@ def _parse_lines(utf8: bytes, fmt: FileFormat, line_no: int) -> tuple[pd.DataFra
             convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False,
                                                  check_utf8=False))
-        assert table.num_rows == len(good_lines), "Arrow and the line scan disagree on the rows"
+        if table.num_rows != len(good_lines):  # never seen; a wrong line number must not pass silently
+            raise RuntimeError(f"Arrow read {table.num_rows} rows where the line scan found {len(good_lines)}")
     else:
         table = None
     for position, name in fmt.mapping.mapping.items():
