@@ -78,10 +78,13 @@ EMPTY_MARK = "(empty)"
 
 class SeenLines:
     """Exact-duplicate detection across all chunks of one file, in bounded memory: one 64-bit
-    hash and one line number per distinct line (16 bytes), not the lines themselves."""
+    hash and one line number per distinct line (16 bytes), not the lines themselves, kept as
+    sorted arrays: a chunk is looked up by binary search and merged in by one insert (a pandas
+    index rebuilt per chunk cost 43 s over the 40 chunks of a 10M-line file)."""
 
     def __init__(self):
-        self.first_row = pd.Series(dtype="int64", index=pd.Index([], dtype="uint64"))  # line hash -> first line
+        self.hashes = np.empty(0, dtype=np.uint64)  # sorted
+        self.rows = np.empty(0, dtype=np.int64)  # first line of each hash
 
     def first_rows(self, dataset: Dataset, chunk: pd.DataFrame) -> pd.Series:
         """For each row of ``chunk``: the line number of an earlier identical line, else <NA>."""
@@ -89,16 +92,21 @@ class SeenLines:
         hashes = pd.util.hash_pandas_object(chunk[business], index=False).to_numpy()
         rows = chunk[ROW_COLUMN].to_numpy(dtype="int64")
         well_formed = chunk[MALFORMED_COLUMN].isna().to_numpy()
-        frame = pd.DataFrame({"h": hashes, "row": rows})[well_formed]
-        first_here = frame.groupby("h", sort=False)["row"].transform("first")
-        earlier = frame["h"].map(self.first_row)  # from previous chunks
-        first = earlier.fillna(first_here).astype("int64")
+        h, r = hashes[well_formed], rows[well_formed]
+        order = np.argsort(h, kind="stable")  # sorted queries: a binary search 10x faster on big arrays
+        at = np.empty(len(h), dtype=np.int64)
+        at[order] = np.searchsorted(self.hashes, h[order])
+        at = np.minimum(at, max(len(self.hashes) - 1, 0))
+        earlier = (self.hashes[at] == h) if len(self.hashes) else np.zeros(len(h), bool)
+        first_here = pd.Series(r).groupby(h, sort=False).transform("first").to_numpy()
+        first = np.where(earlier, self.rows[at] if len(self.rows) else first_here, first_here)
         result = pd.Series(pd.NA, index=chunk.index, dtype="Int64")
-        is_repeat = (first != frame["row"]).to_numpy()
-        result.iloc[np.flatnonzero(well_formed)[is_repeat]] = first.to_numpy()[is_repeat]
-        new = frame.drop_duplicates("h")
-        new = new[~new["h"].isin(self.first_row.index)]
-        self.first_row = pd.concat([self.first_row, pd.Series(new["row"].to_numpy(), index=new["h"].to_numpy())])
+        is_repeat = first != r
+        result.iloc[np.flatnonzero(well_formed)[is_repeat]] = first[is_repeat]
+        new_hashes, first_index = np.unique(h[~earlier], return_index=True)
+        where = np.searchsorted(self.hashes, new_hashes)
+        self.hashes = np.insert(self.hashes, where, new_hashes)
+        self.rows = np.insert(self.rows, where, r[~earlier][first_index])
         return result
 
 

@@ -120,3 +120,27 @@ def test_a_blank_first_line_goes_to_the_csv_module(tmp_path):
     path.write_bytes(("\r\n" + SALES_HEADER + "\r\n" + sales_line() + "\r\n").encode())
     fmt, _ = readers.detect_format(path, VENTES_LIGNES)
     assert not readers.arrow_can_read(path, fmt)
+
+
+@settings(max_examples=60, deadline=None)
+@given(chunks=st.lists(st.lists(st.tuples(st.sampled_from(["C1", "C2", "C3", "C4"]), st.booleans()),
+                                max_size=12), min_size=1, max_size=5))
+def test_exact_duplicates_are_found_across_chunks_like_a_plain_dictionary(chunks):
+    """SeenLines (sorted arrays, bounded memory) against the obvious dictionary of first lines."""
+    from winecrm.etl.parsing import SeenLines
+
+    seen, first_line, row = SeenLines(), {}, 2
+    for rows in chunks:
+        frame = pd.DataFrame({"client_code": pd.array([c for c, _ in rows], dtype="string"),
+                              "_row": range(row, row + len(rows)),
+                              "_malformed": pd.array(["x" if bad else None for _, bad in rows], dtype="string")})
+        expected = []
+        for (code, bad), line in zip(rows, frame["_row"]):
+            if bad:
+                expected.append(None)
+                continue
+            expected.append(first_line.get(code))
+            first_line.setdefault(code, line)
+        got = seen.first_rows(VENTES_LIGNES, frame)
+        assert [None if pd.isna(v) else int(v) for v in got] == expected
+        row += len(rows)
