@@ -135,7 +135,7 @@ def main() -> int:
             results["rows_written"] = summary["rows_written"]
             results["rows_quarantined"] = summary["rows_quarantined"]
         results["initial_peak_rss_mb"] = round(rss.mb)
-        results["initial_stage_peak_rss_mb"] = stage_peaks
+        results["initial_stage_peak_rss_mb"] = dict(stage_peaks)  # later runs (delta, re-delivery) reuse it
         # the issue-2/22 figure: the peak while ingesting, validating and loading (scoring apart)
         results["ingest_validate_load_peak_rss_mb"] = max(stage_peaks.get(k, 0) for k in ("ingest", "validate", "load"))
         print(json.dumps(results, indent=1))
