@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,28 +199,6 @@ def _log_file(file_path: str, verdict: FileVerdict, examples: list[str], docs: s
     log.info("    Data Docs: %s", docs)
 
 
-def _frames_ahead(pool: ThreadPoolExecutor, dataset: Dataset, parts: list, credit_types: frozenset[str]):
-    """The validation frames of a file's parts, in order; each is built in ``pool`` (one thread,
-    so the parts' duplicate detection stays in file order) while the caller works on the one
-    before. The first build starts at once."""
-    seen_lines = SeenLines()
-
-    def build(part):
-        return build_frame(dataset, storage.read_parquet(part), seen_lines, credit_types)
-
-    pending = pool.submit(build, parts[0])
-
-    def frames():
-        nonlocal pending
-        for part in parts[1:]:
-            frame = pending.result()
-            pending = pool.submit(build, part)
-            yield frame
-        yield pending.result()
-
-    return frames()
-
-
 def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()) -> dict:
     """Validate every file this run ingested; returns per-dataset counters and the files the
     quality gate rejected (``{"datasets": {...}, "rejected_files": [...]}``).
@@ -243,69 +220,60 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
     if not files:
         log.info("No new file to validate.")
         return {"datasets": summary, "rejected_files": rejected, "pages": pages}
-    validator = None
+    validator = Validator(paths.docs_dir, run_id)
     work = run_work_dir(run_id)
-    # one thread builds the next part's validation frame while GX checks the current one (and the
-    # first part's while GX is imported): 1M lines 13.0 s -> 11.5 s on 2 cores
-    background = ThreadPoolExecutor(1, thread_name_prefix="validation-frames")
-    try:
-        for file_id, dataset_name, file_path, export_date in files:
-            dataset = DATASETS[dataset_name]
-            verdict = FileVerdict(file_id, dataset_name)
-            examples: list[str] = []
-            run_names: list[str] = []
-            folder = work / f"file-{file_id}"
-            parts = storage.sorted_glob(folder, "part-*.parquet")
-            if not parts:
-                raise RuntimeError(f"Work files of {file_path} are missing in {folder}; re-run the ingest task")
-            for old in storage.sorted_glob(folder, "good-*.parquet"):
-                old.unlink()
-            accepted_by = (f"param accept_files of run {run_id}" if file_path in accept_files
-                           else f"marker {file_path}.accept" if accepted_by_marker(paths.raw_dir, file_path) else None)
-            with conn.transaction():
-                conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
-                frames = _frames_ahead(background, dataset, parts, credit_types)
-                validator = validator or Validator(paths.docs_dir, run_id)
-                for index, chunk in enumerate(frames):
-                    label = f"file{file_id}_{Path(file_path).stem}_part{index}"
-                    outcomes = validator.run(dataset, chunk, export_date, cfg, label)
-                    run_names.append(validator.last_run_name)
-                    good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
-                    examples += [row[7].removeprefix(f"{file_path} ")
-                                 for row in bad[:EXAMPLES_IN_MESSAGE - len(examples)]]
-                    copy_quarantine(conn, bad)
-                    storage.write_parquet(_good_columns(dataset, good, credit_types),
-                                          folder / f"good-{index:05d}.parquet")
-                page = next((p for p in (docs_page_of(paths.data_docs_site, n) for n in run_names) if p), None)
-                docs = paths.data_docs_link(page or "index.html")
-                pages[file_path] = docs
-                gate = pipeline_cfg.quality_gate
-                rejection = None if accepted_by else gate_verdict(verdict, file_path, gate.limit(dataset_name), examples,
-                                                                  docs, gate.min_bad_rows(dataset_name))
-                warnings = json.dumps([f"{k}: {v} rows" for k, v in verdict.warnings.items()])
-                _log_file(file_path, verdict, examples, docs, accepted_by)
-                if rejection:
-                    log.warning("%s", rejection)
-                    rejected.append(rejection)
-                    set_status(conn, file_id, run_id, "status = 'rejected', status_reason = %s, rows_good = %s, "
-                               "rows_quarantined = %s, warnings = warnings || %s::jsonb, accepted_by = NULL",
-                               (rejection, verdict.good, verdict.quarantined, warnings))
-                else:
-                    set_status(conn, file_id, run_id, "status = 'validated', rows_good = %s, rows_quarantined = %s, "
-                               "warnings = warnings || %s::jsonb, accepted_by = %s",
-                               (verdict.good, verdict.quarantined, warnings, accepted_by))
-            stats = summary.setdefault(dataset_name, {"rows": 0, "good": 0, "quarantined": 0, "warnings": {},
-                                                      "reasons": {}, "rejected_files": 0})
-            stats["rows"] += verdict.rows
-            stats["good"] += verdict.good
-            stats["quarantined"] += verdict.quarantined
-            stats["rejected_files"] += bool(rejection)
-            for key, value in verdict.warnings.items():
-                stats["warnings"][key] = stats["warnings"].get(key, 0) + value
-            for key, value in verdict.reasons.items():
-                stats["reasons"][key] = stats["reasons"].get(key, 0) + value
-    finally:
-        background.shutdown(cancel_futures=True)
+    for file_id, dataset_name, file_path, export_date in files:
+        dataset = DATASETS[dataset_name]
+        verdict = FileVerdict(file_id, dataset_name)
+        examples: list[str] = []
+        run_names: list[str] = []
+        folder = work / f"file-{file_id}"
+        parts = storage.sorted_glob(folder, "part-*.parquet")
+        if not parts:
+            raise RuntimeError(f"Work files of {file_path} are missing in {folder}; re-run the ingest task")
+        for old in storage.sorted_glob(folder, "good-*.parquet"):
+            old.unlink()
+        accepted_by = (f"param accept_files of run {run_id}" if file_path in accept_files
+                       else f"marker {file_path}.accept" if accepted_by_marker(paths.raw_dir, file_path) else None)
+        with conn.transaction():
+            conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
+            seen_lines = SeenLines()
+            for index, part in enumerate(parts):
+                chunk = build_frame(dataset, storage.read_parquet(part), seen_lines, credit_types)
+                outcomes = validator.run(dataset, chunk, export_date, cfg, f"file{file_id}_{Path(file_path).stem}_part{index}")
+                run_names.append(validator.last_run_name)
+                good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
+                examples += [row[7].removeprefix(f"{file_path} ") for row in bad[:EXAMPLES_IN_MESSAGE - len(examples)]]
+                copy_quarantine(conn, bad)
+                storage.write_parquet(_good_columns(dataset, good, credit_types), folder / f"good-{index:05d}.parquet")
+            page = next((p for p in (docs_page_of(paths.data_docs_site, n) for n in run_names) if p), None)
+            docs = paths.data_docs_link(page or "index.html")
+            pages[file_path] = docs
+            gate = pipeline_cfg.quality_gate
+            rejection = None if accepted_by else gate_verdict(verdict, file_path, gate.limit(dataset_name), examples,
+                                                              docs, gate.min_bad_rows(dataset_name))
+            warnings = json.dumps([f"{k}: {v} rows" for k, v in verdict.warnings.items()])
+            _log_file(file_path, verdict, examples, docs, accepted_by)
+            if rejection:
+                log.warning("%s", rejection)
+                rejected.append(rejection)
+                set_status(conn, file_id, run_id, "status = 'rejected', status_reason = %s, rows_good = %s, "
+                           "rows_quarantined = %s, warnings = warnings || %s::jsonb, accepted_by = NULL",
+                           (rejection, verdict.good, verdict.quarantined, warnings))
+            else:
+                set_status(conn, file_id, run_id, "status = 'validated', rows_good = %s, rows_quarantined = %s, "
+                           "warnings = warnings || %s::jsonb, accepted_by = %s",
+                           (verdict.good, verdict.quarantined, warnings, accepted_by))
+        stats = summary.setdefault(dataset_name, {"rows": 0, "good": 0, "quarantined": 0, "warnings": {},
+                                                  "reasons": {}, "rejected_files": 0})
+        stats["rows"] += verdict.rows
+        stats["good"] += verdict.good
+        stats["quarantined"] += verdict.quarantined
+        stats["rejected_files"] += bool(rejection)
+        for key, value in verdict.warnings.items():
+            stats["warnings"][key] = stats["warnings"].get(key, 0) + value
+        for key, value in verdict.reasons.items():
+            stats["reasons"][key] = stats["reasons"].get(key, 0) + value
     for stats in summary.values():
         stats["bad_share"] = round(stats["quarantined"] / stats["rows"], 6) if stats["rows"] else 0.0
     from winecrm.etl.datadocs import make_offline
