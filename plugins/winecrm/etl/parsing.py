@@ -54,7 +54,30 @@ def parse_decimal(text: pd.Series) -> pd.Series:
         cleaned = cleaned.str.replace(space, "", regex=False)
     has_comma = cleaned.str.contains(",", regex=False, na=False)
     cleaned = cleaned.where(~has_comma, cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
-    return pd.to_numeric(cleaned, errors="coerce").astype("float64")
+    return _to_float(cleaned)
+
+
+PLAIN_NUMBER_RE = r"^-?[0-9]+(?:\.[0-9]+)?$"
+
+
+def _to_float(text: pd.Series) -> pd.Series:
+    """``pd.to_numeric(errors="coerce")`` as float64, in C: the plain numbers (nearly all of
+    them) are cast by Arrow, the rest go through pandas as before. Both parsers round
+    correctly, so the values are the same (pandas converts each value through Python objects:
+    ~0.2 s per 250,000)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = pa.array(text.array) if hasattr(text.array, "__arrow_array__") else None
+    if arrow is None or not pa.types.is_string(arrow.type) and not pa.types.is_large_string(arrow.type):
+        return pd.to_numeric(text, errors="coerce").astype("float64")
+    plain = pc.fill_null(pc.match_substring_regex(arrow, PLAIN_NUMBER_RE), False)
+    values = pc.cast(pc.if_else(plain, arrow, None), pa.float64()).to_numpy(zero_copy_only=False)
+    values = pd.Series(values, index=text.index, dtype="float64")
+    rest = text.notna().to_numpy() & ~plain.to_numpy(zero_copy_only=False)
+    if rest.any():
+        values[rest] = pd.to_numeric(text[rest], errors="coerce").astype("float64")
+    return values
 
 
 def parse_date(text: pd.Series) -> pd.Series:

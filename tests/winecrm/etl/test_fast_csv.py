@@ -5,6 +5,7 @@ go to the csv module."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -144,3 +145,25 @@ def test_exact_duplicates_are_found_across_chunks_like_a_plain_dictionary(chunks
         got = seen.first_rows(VENTES_LIGNES, frame)
         assert [None if pd.isna(v) else int(v) for v in got] == expected
         row += len(rows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(
+    st.none(),
+    st.from_regex(r"\A[-+]?[0-9 .,]{0,12}[0-9]{0,3}\Z", fullmatch=True),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.text(alphabet="0123456789-+.,eE \u00a0\u202finfa", max_size=10)), max_size=30))
+def test_decimals_typed_by_arrow_are_those_pandas_would_give(values):
+    from winecrm.etl.parsing import _strip, parse_decimal
+
+    text = _strip(pd.Series(values, dtype="object"))
+    cleaned = text
+    for space in (" ", "\u00a0", "\u202f"):
+        cleaned = cleaned.str.replace(space, "", regex=False)
+    comma = cleaned.str.contains(",", regex=False, na=False)
+    cleaned = cleaned.where(~comma, cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+    expected = pd.to_numeric(cleaned, errors="coerce").astype("float64")
+    got = parse_decimal(text)
+    assert got.dtype == "float64" and list(got.index) == list(text.index)
+    assert np.array_equal(got.to_numpy(), expected.to_numpy(), equal_nan=True), pd.DataFrame(
+        {"value": values, "got": got, "expected": expected})
