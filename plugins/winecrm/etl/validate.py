@@ -278,6 +278,7 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
         stats["bad_share"] = round(stats["quarantined"] / stats["rows"], 6) if stats["rows"] else 0.0
     from winecrm.etl.datadocs import make_offline
 
+    validator.build_index()
     make_offline(paths.data_docs_site)
     log.info("Data Docs index: %s", paths.data_docs_link())
     return {"datasets": summary, "rejected_files": rejected, "pages": pages}
