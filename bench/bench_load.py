@@ -31,7 +31,10 @@ OUT = ROOT / "bench" / "out"
 
 
 class PeakRss:
-    """Samples this process's RSS (psutil) every 50 ms; ru_maxrss as a cross-check."""
+    """Samples the memory of this process and of the workers it forks (validation checks a big
+    file's chunks in two processes) every 50 ms: this process's RSS plus each worker's USS, the
+    memory only that worker holds (the pages it shares with this process, forked from it, are
+    counted once, here). ru_maxrss (this process alone) as a cross-check."""
 
     def __init__(self):
         import psutil
@@ -42,7 +45,15 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        return self.process.memory_info().rss
+        import psutil
+
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            try:
+                total += child.memory_full_info().uss
+            except psutil.Error:  # ended between the listing and the reading
+                pass
+        return total
 
     def _run(self):
         while not self._stop.is_set():

@@ -106,7 +106,7 @@ class ExportsConfig(_Section):
 
 class FilesConfig(_Section):
     settle_seconds: float = Field(120, ge=0)
-    chunk_rows: int = Field(250_000, ge=1)
+    chunk_rows: int = Field(125_000, ge=1)
     # XLSX is a zip of XML: refuse workbooks that would expand beyond these (zip bombs).
     max_xlsx_uncompressed_mb: float = Field(1_000, gt=0)
     max_xlsx_compression_ratio: float = Field(200, gt=1)
@@ -120,6 +120,7 @@ class ValidationConfig(_Section):
     min_sale_date: dt.date = dt.date(2000, 1, 1)
     max_days_after_export: int = Field(7, ge=0)
     max_stock_quantity: float = Field(10_000_000, gt=0)
+    workers: int = Field(2, ge=1)  # processes checking a big file's chunks side by side
 
     @field_validator("document_types")
     @classmethod

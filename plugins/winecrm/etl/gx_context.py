@@ -94,13 +94,20 @@ class Validator:
         self.run_name = run_name
         self.last_run_name = ""
         self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule]]] = {}
-        self._suites: set = set()  # suite identifiers of the pages rendered: the index is built from them
+        self._suites: set = set()  # suite identifiers declared: the index is built with their pages
+
+    def declare(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> None:
+        """Write the dataset's suites and checkpoint to the context now (processes forked later
+        run them, and must not write the same files side by side)."""
+        self._checkpoint(dataset, export_date, cfg)
 
     def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig):
         key = (dataset.name, export_date)
         if key in self._checkpoints:
             return self._checkpoints[key]
         gx = self.gx
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
         try:
             asset = self.source.get_asset(dataset.name)
         except LookupError:
@@ -124,6 +131,7 @@ class Validator:
             # add_or_update returns expectations with ids; keep our Rule objects aligned by order.
             for rule, expectation in zip(members, suite.expectations):
                 rule.expectation = expectation
+            self._suites.add(ExpectationSuiteIdentifier(name=name))
             definitions.append(self.context.validation_definitions.add_or_update(
                 gx.ValidationDefinition(name=name, data=batch, suite=suite)))
         # No Data Docs action: GX's would rebuild the site's index once per suite of every
@@ -176,7 +184,6 @@ class Validator:
         for identifier, validation in run_results.items():
             resources += [identifier, ExpectationSuiteIdentifier(name=validation.suite_name)]
         self.context.build_data_docs(resource_identifiers=resources, build_index=False)
-        self._suites.update(r for r in resources if isinstance(r, ExpectationSuiteIdentifier))
 
     def build_index(self) -> None:
         """The Data Docs index, listing every validation on disk (this call's pages included)."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from winecrm.core.storage import run_work_dir
 from winecrm.etl.contract import DATASETS, Dataset
 from winecrm.etl.gx_context import Validator
 from winecrm.etl.ingest import accepted_by_marker, set_status
-from winecrm.etl.parsing import DUPLICATE_COLUMN, SeenLines, build_frame
+from winecrm.etl.parsing import DUPLICATE_COLUMN, SeenLines, build_frame, by_line_number
 from winecrm.etl.readers import MALFORMED_COLUMN, RAW_LINE_COLUMN, ROW_COLUMN
 from winecrm.etl.rules import Rule
 
@@ -44,6 +46,111 @@ class FileVerdict:
     quarantined: int = 0
     warnings: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: "FileVerdict") -> None:
+        self.rows += other.rows
+        self.good += other.good
+        self.quarantined += other.quarantined
+        for mine, theirs in ((self.warnings, other.warnings), (self.reasons, other.reasons)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """What checking any chunk of one file needs to know."""
+    dataset: Dataset
+    file_path: str
+    file_id: int
+    run_id: str
+    export_date: object
+    cfg: object  # ValidationConfig
+    credit_types: frozenset[str]
+    folder: Path
+
+
+@dataclass(frozen=True)
+class PartJob:
+    index: int
+    part: Path
+    duplicate_of: pd.Series | None  # sales: the earlier identical line of each row, else <NA>
+
+
+@dataclass
+class CheckedPart:
+    verdict: FileVerdict
+    quarantine_rows: list[tuple]
+    run_name: str
+
+
+def part_jobs(task: FileTask, parts: list[Path]):
+    """The file's chunks in order. A sales line repeating an earlier line of the file is a
+    duplicate whichever chunk holds the first copy: that is worked out here, chunk after chunk,
+    so the chunks themselves can be checked in any order, side by side."""
+    seen_lines = SeenLines()
+    for index, part in enumerate(parts):
+        duplicate_of = None
+        if task.dataset.name == "ventes_lignes":
+            duplicate_of = seen_lines.first_rows(task.dataset, by_line_number(storage.read_parquet(part)))
+        yield PartJob(index, part, duplicate_of)
+
+
+_validator: Validator | None = None  # the validate call's GX context, inherited by its workers
+
+
+def check_part(task: FileTask, job: PartJob) -> CheckedPart:
+    """Type one chunk, run the dataset's suites on it, write its good rows (``good-NNNNN.parquet``)
+    and return its quarantine rows. Runs in the task's process or in a worker forked from it."""
+    dataset = task.dataset
+    chunk = build_frame(dataset, storage.read_parquet(job.part), credit_note_types=task.credit_types,
+                        duplicate_of=job.duplicate_of)
+    outcomes = _validator.run(dataset, chunk, task.export_date, task.cfg,
+                              f"file{task.file_id}_{Path(task.file_path).stem}_part{job.index}")
+    verdict = FileVerdict(task.file_id, dataset.name)
+    good, bad = split_chunk(dataset, chunk, outcomes, verdict, task.file_path, task.file_id, task.run_id)
+    storage.write_parquet(_good_columns(dataset, good, task.credit_types), task.folder / f"good-{job.index:05d}.parquet")
+    return CheckedPart(verdict, bad, _validator.last_run_name)
+
+
+class PartChecker:
+    """Checks a file's chunks with ``workers`` processes: this one and ``workers - 1`` forked from
+    it for a file of more than one chunk (GX is then already imported and the file's suites
+    declared: a worker starts in milliseconds and shares those pages; it ends with the file).
+    Chunks are dealt in turn, the forked workers' first; results come back in chunk order with at
+    most one chunk per process in flight, so memory stays that of a few chunks whatever the
+    file's size. A failing chunk fails the call, as it would in one process."""
+
+    def __init__(self, validator: Validator, workers: int):
+        global _validator
+        _validator = validator
+        self.workers = max(1, min(workers, os.cpu_count() or 1))
+
+    def check(self, task: FileTask, jobs):
+        jobs = iter(jobs)
+        first, second = next(jobs, None), next(jobs, None)
+        if second is None or self.workers == 1:
+            for job in (first, second, *jobs):
+                if job is not None:
+                    yield check_part(task, job)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(self.workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            try:
+                round_of: list = []  # the forked workers' chunks of this round, in order
+                for job in (first, second, *jobs):
+                    if len(round_of) < self.workers - 1:
+                        round_of.append(pool.submit(check_part, task, job))
+                        continue
+                    own = check_part(task, job)
+                    yield from (future.result() for future in round_of)
+                    yield own
+                    round_of = []
+                yield from (future.result() for future in round_of)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 def _explain(rule: Rule, raw_value: object, dup: object) -> str:
@@ -206,22 +313,28 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
     Files in ``accept_files`` (the run's param) or with a ``<file>.accept`` marker in RAW are
     not judged by the gate: their bad rows are quarantined, their good rows load."""
     pipeline_cfg = settings.pipeline_config()
-    cfg = pipeline_cfg.validation
-    credit_types = frozenset(pipeline_cfg.revenue.credit_note_types)
-    paths = settings.paths()
     files = conn.execute(
         """SELECT file_id, dataset, file_path, export_date FROM etl.file_manifest
            WHERE run_id = %s AND status IN ('ingested', 'validated') ORDER BY file_id""",
         (run_id,),
     ).fetchall()
+    if not files:
+        log.info("No new file to validate.")
+        return {"datasets": {}, "rejected_files": [], "pages": {}}
+    validator = Validator(settings.paths().docs_dir, run_id)
+    checker = PartChecker(validator, pipeline_cfg.validation.workers)
+    return _validate_files(conn, run_id, files, validator, checker, accept_files, pipeline_cfg)
+
+
+def _validate_files(conn: psycopg.Connection, run_id: str, files: list[tuple], validator: Validator,
+                    checker: PartChecker, accept_files: list[str], pipeline_cfg) -> dict:
+    cfg = pipeline_cfg.validation
+    credit_types = frozenset(pipeline_cfg.revenue.credit_note_types)
+    paths = settings.paths()
+    work = run_work_dir(run_id)
     summary: dict[str, dict] = {}
     rejected: list[str] = []
     pages: dict[str, str] = {}
-    if not files:
-        log.info("No new file to validate.")
-        return {"datasets": summary, "rejected_files": rejected, "pages": pages}
-    validator = Validator(paths.docs_dir, run_id)
-    work = run_work_dir(run_id)
     for file_id, dataset_name, file_path, export_date in files:
         dataset = DATASETS[dataset_name]
         verdict = FileVerdict(file_id, dataset_name)
@@ -237,15 +350,15 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
                        else f"marker {file_path}.accept" if accepted_by_marker(paths.raw_dir, file_path) else None)
         with conn.transaction():
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
-            seen_lines = SeenLines()
-            for index, part in enumerate(parts):
-                chunk = build_frame(dataset, storage.read_parquet(part), seen_lines, credit_types)
-                outcomes = validator.run(dataset, chunk, export_date, cfg, f"file{file_id}_{Path(file_path).stem}_part{index}")
-                run_names.append(validator.last_run_name)
-                good, bad = split_chunk(dataset, chunk, outcomes, verdict, file_path, file_id, run_id)
+            # The suites depend on the export date: declared for this file, before its workers start.
+            validator.declare(dataset, export_date, cfg)
+            task = FileTask(dataset, file_path, file_id, run_id, export_date, cfg, credit_types, folder)
+            for checked in checker.check(task, part_jobs(task, parts)):
+                verdict.add(checked.verdict)
+                run_names.append(checked.run_name)
+                bad = checked.quarantine_rows
                 examples += [row[7].removeprefix(f"{file_path} ") for row in bad[:EXAMPLES_IN_MESSAGE - len(examples)]]
                 copy_quarantine(conn, bad)
-                storage.write_parquet(_good_columns(dataset, good, credit_types), folder / f"good-{index:05d}.parquet")
             page = next((p for p in (docs_page_of(paths.data_docs_site, n) for n in run_names) if p), None)
             docs = paths.data_docs_link(page or "index.html")
             pages[file_path] = docs

@@ -374,3 +374,70 @@ def test_data_docs_show_run_times_in_paris_time(conn, crm_dirs, machine_tz):
     index = settings.paths().data_docs_index.read_text(encoding="utf-8")
     assert f"'run_time': '{paris}'" in index
     assert not re.search(r"'run_time': '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", index)
+
+
+def _validated_again(conn, run_id):
+    """Validate the run's files again; what that call left: counters, quarantine rows, good rows
+    in chunk order, and the Data Docs pages it wrote (by run name)."""
+    import pandas as pd
+    from winecrm.core import settings, storage
+    from winecrm.core.storage import run_work_dir
+
+    site = settings.paths().data_docs_site
+    before = set(site.glob("validations/*/*/*/*.html"))
+    summary = pipeline.run_validate(conn, run_id)
+    quarantine = [row for row in conn.execute(
+        "SELECT row_no, column_name, expectations, reason FROM etl.quarantine ORDER BY row_no")]
+    parts = sorted(run_work_dir(run_id).glob("file-*/good-*.parquet"))
+    good = pd.concat([storage.read_parquet(p) for p in parts], ignore_index=True)
+    pages = sorted(f"{p.parent.parent.parent.name}/{p.parent.parent.name}"
+                   for p in set(site.glob("validations/*/*/*/*.html")) - before)
+    return summary["datasets"], quarantine, [p.name for p in parts], good, pages
+
+
+def test_chunks_checked_side_by_side_give_what_one_process_gives(conn, crm_dirs, monkeypatch, tmp_path):
+    """Workers forked per file: same quarantine rows and reasons, same good rows in the same
+    chunk files, same Data Docs pages as checking the chunks one after the other."""
+    import pandas as pd
+
+    bad = [dict(date="31/02/2026"), dict(qty="deux"), dict(doc_type="DEVIS"), dict(client="  "),
+           dict(mt="12,5,0"), dict(email="pas-un-email")]
+    lines = [sales_line(doc_no=f"F{i}", **(bad[i // 7] if i % 7 == 3 and i // 7 < len(bad) else {}))
+             for i in range(40)]
+    lines.insert(30, lines[2])  # an exact duplicate of a line five chunks earlier
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv", lines)
+    use_config(tmp_path, monkeypatch, files={"chunk_rows": 5}, validation={"workers": 1},
+               quality_gate={"max_bad_row_share": 0.9})
+    _run_until_validate(conn)
+    outcomes = {}
+    for workers in (1, 2, 1):
+        use_config(tmp_path, monkeypatch, files={"chunk_rows": 5}, validation={"workers": workers},
+                   quality_gate={"max_bad_row_share": 0.9})
+        outcomes[workers] = _validated_again(conn, "run_1")
+    one, two = outcomes[1], outcomes[2]
+    assert one[0] == two[0] and one[0]["ventes_lignes"]["quarantined"] == 6
+    assert one[1] == two[1] and any("exact duplicate of line 4" in row[3] for row in one[1])
+    assert one[2] == two[2] and len(one[2]) == 9
+    pd.testing.assert_frame_equal(one[3], two[3])
+    assert one[4] == two[4] and len(one[4]) == 18  # two suites per chunk
+
+
+def test_a_chunk_failing_in_a_worker_fails_the_call_and_keeps_no_quarantine(conn, crm_dirs, monkeypatch, tmp_path):
+    from winecrm.etl import validate as validate_module
+
+    use_config(tmp_path, monkeypatch, files={"chunk_rows": 3}, validation={"workers": 2})
+    write_export(crm_dirs["raw"], "ventes_lignes", "v_2026-11-16.csv",
+                 [sales_line(doc_no=f"F{i}", qty="x" if i == 0 else "6") for i in range(9)])
+    real = validate_module.build_frame
+
+    def fails_on_the_first_chunk(dataset, chunk, *args, **kwargs):
+        # the first chunk goes to the forked worker (forked after this patch: it has it too)
+        if int(chunk[validate_module.ROW_COLUMN].min()) == 2:
+            raise RuntimeError("disk full while typing chunk 1")
+        return real(dataset, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(validate_module, "build_frame", fails_on_the_first_chunk)
+    with pytest.raises(RuntimeError, match="disk full while typing chunk 1"):
+        _run_until_validate(conn)
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 0
