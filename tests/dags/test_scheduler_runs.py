@@ -153,7 +153,8 @@ def cluster(tmp_path_factory, pg_admin_url, alerts):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     urls = {k: make_conninfo(pg_admin_url, dbname=v) for k, v in names.items()}
     sampledata.write_sample_exports(base / "raw", n_customers=300, years=1.2)
-    pipeline_config = relaxed_gate_config(base, exports={"poke_interval_seconds": 10})
+    # Chunks of 1,000 rows: the history file is checked by the validate task and a worker it forks.
+    pipeline_config = relaxed_gate_config(base, exports={"poke_interval_seconds": 10}, files={"chunk_rows": 1000})
     passwords = base / "passwords.json"
     passwords.write_text(json.dumps({"engineer": "engineer-pw"}), encoding="utf-8")
     port = _free_port()
