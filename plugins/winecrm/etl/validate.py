@@ -5,7 +5,8 @@ dataset's rules (``winecrm.etl.rules``) run on it through Great Expectations wit
 result format (``winecrm.etl.gx_context``); each failing row becomes a quarantine row naming the
 file, line, first failing column, the failing expectations and the raw values. Rows that only
 fail ``warning`` rules (e.g. a malformed email) are loaded with a flag. Good rows are written as
-typed Parquet parts for the load stage.
+typed Parquet parts for the load stage. The chunks of a big file are checked by this process and
+``validation.workers - 1`` processes forked from it, side by side (``PartChecker``).
 
 The quality gate is judged per file: a file whose bad rows are both too large a share of it and
 at least a minimum count (one or two bad rows of a small file never fail the week) is rejected as a
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
