@@ -331,6 +331,12 @@ def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig,
     or before ``as_of`` (of ``customers`` only, when given: the models still learn from all), and
     how they were obtained (method, training cutoffs, examples, buyers,
     coefficients, the lifetime model, the interval on the number of buyers)."""
+    return finish(sales, as_of, cfg, fit(sales, as_of, cfg), customers)
+
+
+def fit(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig) -> dict:
+    """The part of ``predict`` that needs no list of customers (features, training set, models,
+    every customer's probability and refits): what scoring runs beside its SQL."""
     today = day_number(as_of)
     current = features_at(sales, today, cfg.recent_orders_half_life_days)
     train, cutoffs = training_set(sales, today, cfg)
@@ -372,6 +378,15 @@ def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig,
                 refit = lifetime.fit_bgnbd(lifetime.subset(histories, pick))
                 refits.append(bgnbd_blend(refit.p_order_within(histories, cfg.horizon_days), groups))
     probability = np.clip(np.asarray(probability, float), 0.0, 1.0)
+    return {"today": today, "info": info, "index": index, "histories": histories, "refits": refits,
+            "bgnbd": bgnbd, "gamma_gamma": gamma_gamma, "probability": probability}
+
+
+def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict,
+           customers: set[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """``predict``'s result from ``fit``'s, for ``customers`` only when given."""
+    today, info, index, histories = fitted["today"], dict(fitted["info"]), fitted["index"], fitted["histories"]
+    refits, bgnbd, gamma_gamma, probability = fitted["refits"], fitted["bgnbd"], fitted["gamma_gamma"], fitted["probability"]
     codes = sales.clients[index].to_numpy()
     # a hash lookup: np.isin on object arrays sorts strings (22 s for 50,000 customers)
     keep = pd.Index(codes).isin(customers) if customers is not None else np.ones(len(index), bool)
@@ -398,18 +413,51 @@ def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig,
 
 # --------------------------------------------------------------------------- storing
 
-def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None) -> dict:
-    """Fit, predict for the customers scored at ``as_of`` (crm.rfm_scores), and write
-    crm.buy_probabilities and crm.buy_probability_models (a rerun replaces the date's rows).
-    Runs in the caller's transaction: the caller commits."""
-    started = time.perf_counter()
-    bp = settings.scoring_from(cfg).buy_probability
+def _read_and_fit(conn: psycopg.Connection, as_of: dt.date, bp: BuyProbabilityConfig) -> tuple[Sales, dict]:
     revenue = settings.pipeline_config().revenue.query_parameters()
     sales = read_sales(conn, as_of, revenue["sale_types"], revenue["counted_types"])
+    return sales, fit(sales, as_of, bp)
+
+
+def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | dict | None = None):
+    """Start reading the sales and fitting the models in a thread, on a connection of its own,
+    while ``conn`` runs the scoring SQL (the server works on one core, numpy and scikit-learn on
+    the other); ``compute(..., fitting=...)`` takes the result. None when ``conn``'s transaction
+    has written anything yet: a second connection would not see it, so ``compute`` reads on
+    ``conn`` itself."""
+    if conn.execute("SELECT pg_current_xact_id_if_assigned() IS NULL").fetchone()[0] is not True:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    bp = settings.scoring_from(cfg).buy_probability
+    dsn, password = conn.info.dsn, conn.info.password
+
+    def read_and_fit():
+        with psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
+            return _read_and_fit(own, as_of, bp)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-probability")
+    try:
+        return pool.submit(read_and_fit)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one job
+
+
+def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
+            fitting=None) -> dict:
+    """Fit, predict for the customers scored at ``as_of`` (crm.rfm_scores), and write
+    crm.buy_probabilities and crm.buy_probability_models (a rerun replaces the date's rows).
+    Runs in the caller's transaction: the caller commits. ``fitting``: ``fit_beside``'s future."""
+    started = time.perf_counter()
+    bp = settings.scoring_from(cfg).buy_probability
+    if fitting is not None:
+        sales, fitted = fitting.result()  # read and fitted beside the caller's SQL
+    else:
+        sales, fitted = _read_and_fit(conn, as_of, bp)
     read = time.perf_counter()
     scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",
                                                (as_of,))}
-    predicted, info = predict(sales, as_of, bp, scored)
+    predicted, info = finish(sales, as_of, bp, fitted, scored)
     probability = predicted["probability"].round(5)
     expected = (probability * predicted["spend"]).round(2)
     fitted = time.perf_counter()

@@ -210,3 +210,37 @@ def test_config_section_is_optional_and_validated():
     assert settings.ScoringConfig.model_validate({}).buy_probability.horizon_days == 90  # older YAML
     with pytest.raises(settings.ConfigError, match="buy_probability.horizon_days"):
         settings.parse_config(settings.ScoringConfig, {"buy_probability": {"horizon_days": 0}}, "scoring.yaml")
+
+
+def test_models_fitted_beside_the_sql_give_the_rows_fitted_after_it(estate, monkeypatch):
+    """Scoring reads the sales and fits the chance to buy in a thread, on a connection of its own,
+    while its SQL runs: the rows are those of reading and fitting on the scoring connection."""
+    from winecrm.crm import propensity
+
+    started = propensity.fit_beside(estate, AS_OF, CFG)
+    assert started is not None  # nothing written yet in the transaction: the thread's path
+    started.result()
+    estate.rollback()
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    beside = probabilities(estate)
+    model = estate.execute("SELECT model::text, expected_buyers_low, spend_12m_ht FROM crm.buy_probability_models"
+                           ).fetchone()
+    monkeypatch.setattr(propensity, "fit_beside", lambda *args, **kwargs: None)
+    scoring.score(estate, "run_2", AS_OF, CFG)
+    assert probabilities(estate) == beside and len(beside) > 300
+    assert estate.execute("SELECT model::text, expected_buyers_low, spend_12m_ht FROM crm.buy_probability_models"
+                          ).fetchone() == model
+
+
+def test_sales_not_yet_committed_are_read_on_the_scoring_connection(estate):
+    """A caller that loads and scores in one transaction: another connection would not see the
+    new sales, so the chance to buy reads them on the caller's own connection."""
+    from winecrm.crm import propensity
+
+    estate.execute("INSERT INTO etl.ventes_lignes (document_type, document_no, client_code, date_livraison, article, "
+                   "qty_line, mt_ht, file_id, source_row, loaded_run) "
+                   "VALUES ('VENTE', 'LATE-1', 'LATE', %s, 'RIES', 1, 40, 1, 999999, 'test')",
+                   (AS_OF - dt.timedelta(days=3),))
+    assert propensity.fit_beside(estate, AS_OF, CFG) is None
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    assert "LATE" in probabilities(estate)
