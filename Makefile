@@ -11,11 +11,12 @@ export GX_ANALYTICS_ENABLED := False
 # the local Airflow and the backtest. Nowhere else (a deployed worker fails instead).
 demo test airflow backtest: export CRM_ALLOW_EMBEDDED_DB = 1
 
-.PHONY: help venv demo test airflow webhooks bench bench-10m bench-scoring bench-campaigns bench-events sample datasets backtest clean
+.PHONY: help venv demo test docs airflow webhooks bench bench-10m bench-scoring bench-campaigns bench-events sample datasets backtest clean
 
 help:
 	@echo "make demo      run the weekly DAG end to end on sample exports (embedded PostgreSQL)"
 	@echo "make test      install and run the whole test suite against real PostgreSQL"
+	@echo "make docs      build the documentation site into .crm/site (offline; open .crm/site/index.html)"
 	@echo "make airflow   start Airflow locally (UI on http://localhost:$(AIRFLOW_PORT)) to explore the DAGs; another port: make airflow AIRFLOW_PORT=8081"
 	@echo "make webhooks  start the webhook receiver (Brevo events, behaviour events) on 127.0.0.1:8765"
 	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
@@ -35,6 +36,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "Documentation site: $(CURDIR)/.crm/site/index.html"
 
 # The metadata database is named here, per checkout: airflow.cfg would pin the first checkout's path.
 # AIRFLOW_PORT (8080) moves the API server, the URL its workers call back (execution API) and the

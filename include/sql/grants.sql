@@ -4,14 +4,14 @@
 --
 -- The receiver's role (crm_receiver): insert events, record an unsubscribe from a link, nothing
 -- else (it is the one process the internet reaches). Created when the migrating user may create
--- roles; the receiver takes it with SET ROLE (or logs in as a member of it, see the README).
+-- roles; the receiver takes it with SET ROLE (or logs in as a member of it, see docs/deployment.md).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_receiver') THEN
         BEGIN
             CREATE ROLE crm_receiver NOLOGIN;
         EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN
-            RAISE NOTICE 'role crm_receiver not created here (%): create it as in the README (Deployment)', SQLERRM;
+            RAISE NOTICE 'role crm_receiver not created here (%): create it as in docs/deployment.md', SQLERRM;
         END;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_receiver') THEN

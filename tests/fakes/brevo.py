@@ -28,7 +28,7 @@ It keeps a log of every e-mail it accepted, and injects faults on demand: 429 wi
 headers, 500, a slow answer, a connection dropped before or AFTER the e-mail was accepted,
 402, an answer with fewer message ids than versions or an empty one.
 
-Standalone, to rehearse live mode against it (README, « Rehearse live mode with the fake
+Standalone, to rehearse live mode against it (docs/campaigns.md, « Rehearse live mode with the fake
 Brevo »)::
 
     .venv/bin/python -m tests.fakes.brevo --port 8090 [--api-key KEY]

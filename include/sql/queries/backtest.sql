@@ -41,7 +41,7 @@ GROUP BY v.article;
 
 -- step: available
 -- The same at both levels the recommendations are judged on: articles, and cuvées (the wine,
--- whatever its vintage or format; README, "The item model").
+-- whatever its vintage or format; docs/item-model.md).
 CREATE TEMP TABLE bt_available AS
 SELECT 'article' AS level, article AS item, buyers FROM bt_items WHERE 'article' = ANY(%(levels)s)
 UNION ALL

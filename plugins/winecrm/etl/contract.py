@@ -97,7 +97,7 @@ PRODUITS = Dataset(
         Column("premium_tier", required=False, aliases=("gamme",)),
         Column("cepage", required=False, aliases=("cepages",)),
         Column("couleur", required=False),
-        # The item model (README, "The item model"): the wine an article is a vintage/format of,
+        # The item model (docs/item-model.md): the wine an article is a vintage/format of,
         # and its format; without them the cuvée is famille_crm and the format is read from the label.
         Column("cuvee", required=False, aliases=("nom du vin", "vin")),
         Column("contenance", required=False, aliases=("format", "volume", "conditionnement")),

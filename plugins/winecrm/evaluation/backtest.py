@@ -385,7 +385,7 @@ def quality_checks(summary: dict, dated: list[dict]) -> dict:
     monotone = [m for m in (segments_monotone(c) for c in judged) if m is not None]
     if monotone:
         checks["segments monotone (VIP > Standard > At Risk > Churn) at every cutoff"] = all(monotone)
-    # judged on cuvées (README, "The item model"): a new vintage of a wine the customer buys every
+    # judged on cuvées (docs/item-model.md): a new vintage of a wine the customer buys every
     # year is a rebuy, not a discovery
     rebuy = summary["comparisons"].get(QUALITY_BAR_LEVEL, {}).get("rebuy")
     if rebuy and rebuy["ci95"]:

@@ -80,7 +80,7 @@ def test_brevo_default_as_an_http_connection(monkeypatch, fields, base):
 
 
 def test_an_http_brevo_default_reaches_the_fake_brevo(monkeypatch):
-    """The rehearsal of the README: brevo_default pointed at the fake Brevo, as the UI form fills it."""
+    """The rehearsal in docs/campaigns.md: brevo_default pointed at the fake Brevo, as the UI form fills it."""
     from tests.fakes.brevo import FakeBrevoServer
     from winecrm.campaigns import brevo
 
@@ -104,7 +104,7 @@ def test_the_http_connection_type_is_offered(monkeypatch):
 
 
 def test_the_fake_brevo_runs_on_its_own_and_says_what_it_receives(tmp_path):
-    """README « Rehearse live mode with the fake Brevo »: python -m tests.fakes.brevo --port N."""
+    """docs/campaigns.md « Rehearse live mode with the fake Brevo »: python -m tests.fakes.brevo --port N."""
     import socket
     import subprocess
     import sys

@@ -575,7 +575,7 @@ def test_offer_code_default_says_vous():
 def test_the_emails_fit_a_phone_and_a_desktop_mail_window(campaign, tmp_path):
     """One e-mail per template, as a customer opens it at 600 px and on a 375 px phone: nothing
     sticks out of the window. With CRM_DOCS_SCREENSHOTS set, the pictures in docs/ are refreshed
-    (README: e-mail campaigns): the likeliest buyer's e-mail of each scenario with three wines and
+    (docs/campaigns.md): the likeliest buyer's e-mail of each scenario with three wines and
     a first name, a wine in another format than the bottle when there is one."""
     def pick(template):
         emails = [e for e in campaign["emails"] if e["scenario"] == template and e["prenom"]]

@@ -152,6 +152,6 @@ def test_the_report_fits_a_phone_and_its_charts_read(weekly_report, tmp_path):
     assert all(c["width"] <= 375 and not c["clipped"] for c in measured["charts"]), measured["charts"]
     wide = layout(weekly_report["html"], 1280)
     assert wide["page_width"] <= 1280 and wide["outside"] == [] and not any(c["clipped"] for c in wide["charts"])
-    if os.environ.get("CRM_DOCS_SCREENSHOTS"):  # refresh the pictures in docs/ (README: The weekly report)
+    if os.environ.get("CRM_DOCS_SCREENSHOTS"):  # refresh the pictures in docs/ (docs/campaigns.md: The weekly report)
         for width, name in ((375, "weekly-report-mobile.png"), (1280, "weekly-report.png")):
             shutil.copy(screenshot(weekly_report["html"], tmp_path / name, width), DOCS / name)

@@ -1,4 +1,4 @@
-"""What a backfill of an old week reproduces (README, "What a backfill reproduces"): that week's
+"""What a backfill of an old week reproduces (docs/weekly-run.md, "What a backfill reproduces"): that week's
 sales, and today's customers, products, stock and suppressions."""
 
 from __future__ import annotations
