@@ -22,7 +22,7 @@ from winecrm.core import db, settings
 from winecrm.core.migrations import apply_migrations
 from winecrm.core.run_params import RunParams, RunParamsError
 from winecrm.core.storage import run_work_dir
-from winecrm.core.weeks import PARIS, Week, number_fr, paris, plural_fr
+from winecrm.core.weeks import estate_zone, Week, number_fr, paris, plural_fr
 from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
@@ -64,7 +64,7 @@ def week_window(run_id: str, logical_date: dt.datetime, params: RunParams | None
     from the logical date: a run on Monday 16 Nov 06:00 covers Mon 9 – Sun 15 Nov.
     """
     params = params or RunParams()
-    week = params.week_of(logical_date, today or dt.datetime.now(PARIS).date())
+    week = params.week_of(logical_date, today or dt.datetime.now(estate_zone()).date())
     return RunWindow(run_id, logical_date, week.start, week.end, params=params.recorded())
 
 
@@ -442,7 +442,7 @@ def campaign_mode(conn: psycopg.Connection, run_id: str, *, brevo_configured: bo
         return "dry_run", "dry run (the trigger form's default; Variable crm_weekly_live not set for scheduled runs)"
     if not brevo_configured:
         raise LiveWithoutBrevo(live_refusal(window.run_params.dry_run))
-    latest = Week.before(dt.datetime.combine(today or dt.datetime.now(PARIS).date(), dt.time(12), tzinfo=PARIS))
+    latest = Week.before(dt.datetime.combine(today or dt.datetime.now(estate_zone()).date(), dt.time(12), tzinfo=estate_zone()))
     if window.week_end < latest.end:
         return "dry_run", (f"dry run: the week of {window.week_start:%d/%m/%Y} is a past week (a backfill never "
                            "sends e-mail)")

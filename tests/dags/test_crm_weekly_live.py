@@ -20,7 +20,7 @@ import pytest
 import requests
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from winecrm.core.weeks import PARIS, Week
+from winecrm.core.weeks import Week, estate_zone
 from winecrm.demo import sampledata
 
 from tests.conftest import airflow_api_server, relaxed_gate_config
@@ -39,7 +39,7 @@ def live_env(tmp_path_factory, pg_admin_url):
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     warehouse = make_conninfo(pg_admin_url, dbname=name)
     # live sends only the latest complete week: the sample estate ends with it, whatever today is
-    week = Week.before(dt.datetime.now(PARIS))
+    week = Week.before(dt.datetime.now(estate_zone()))
     sampledata.write_sample_exports(base / "raw", n_customers=150, years=1.0, as_of=week.end + dt.timedelta(days=1))
     passwords = base / "passwords.json"
     passwords.write_text(json.dumps({"marie": "marie-pw"}), encoding="utf-8")

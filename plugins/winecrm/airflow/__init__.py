@@ -27,7 +27,18 @@ TAG_EVENTS = "events"
 # not hold up a week triggered by hand. Their writing tasks still take turns (pool, writer lock).
 WEEKLY_MAX_ACTIVE_RUNS = 3
 
-TIMEZONE = pendulum.timezone("Europe/Paris")
+def _estate_timezone() -> str:
+    """``schedule.timezone`` of pipeline.yaml, read when the DAG file is parsed (a file read, no
+    connection); with a broken file, the default: prepare_run then fails naming the key."""
+    from winecrm.core import settings
+
+    try:
+        return settings.pipeline_config().schedule.timezone
+    except (settings.ConfigError, OSError):
+        return settings.ScheduleConfig().timezone
+
+
+TIMEZONE = pendulum.timezone(_estate_timezone())
 START_DATE = pendulum.datetime(2026, 1, 5, 6, 0, tz=TIMEZONE)  # a Monday; catchup is off
 
 

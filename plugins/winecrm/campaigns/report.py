@@ -21,7 +21,7 @@ import psycopg
 
 from winecrm.campaigns.labels import CAMPAIGN_STATUS_FR, REASONS_FR, SCENARIOS_FR, STATUS_FR, person_name
 from winecrm.core import settings
-from winecrm.core.weeks import PARIS, Week, date_fr, datetime_fr, decimal_fr, number_fr, period_fr, plural_fr
+from winecrm.core.weeks import estate_zone, Week, date_fr, datetime_fr, decimal_fr, number_fr, period_fr, plural_fr
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
     events and the sales team's open tasks, as they stand now."""
     days = days or settings.campaigns_config().report.uplift_days
     week_start = week_start or as_of - dt.timedelta(days=6)
-    period = {"start": dt.datetime.combine(week_start, dt.time(), PARIS),
-              "end": dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), PARIS)}
+    period = {"start": dt.datetime.combine(week_start, dt.time(), estate_zone()),
+              "end": dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), estate_zone())}
     in_week = "coalesce(w.occurred_at, w.received_at) >= %(start)s AND coalesce(w.occurred_at, w.received_at) < %(end)s"
     funnel = []
     for row in conn.execute(
@@ -191,14 +191,15 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
                                                      AND w.trig = 'unsubscribe')) AS unsubscribed,
                       count(*) FILTER (WHERE e.status IN ('sent', 'simulated') AND EXISTS (
                           SELECT 1 FROM crm.webhook_events w WHERE w.client_code = e.client_code AND w.trig = 'purchase'
-                            AND coalesce(w.occurred_at, w.received_at) >= (k.as_of_date + 1)::timestamp AT TIME ZONE 'Europe/Paris'
+                            AND coalesce(w.occurred_at, w.received_at) >= (k.as_of_date + 1)::timestamp AT TIME ZONE %(tz)s
                             AND coalesce(w.occurred_at, w.received_at)
-                                < (k.as_of_date + 1 + %(days)s)::timestamp AT TIME ZONE 'Europe/Paris')) AS bought
+                                < (k.as_of_date + 1 + %(days)s)::timestamp AT TIME ZONE %(tz)s)) AS bought
                FROM crm.campaigns k JOIN crm.email_sends e USING (campaign_id)
                WHERE k.kind = 'weekly' AND k.as_of_date BETWEEN %(as_of)s - 35 AND %(as_of)s
                  AND EXISTS (SELECT 1 FROM crm.webhook_events w WHERE w.campaign_id = k.campaign_id)
                GROUP BY 1, 2, 3 HAVING count(*) FILTER (WHERE e.status IN ('sent', 'simulated')) > 0
-               ORDER BY k.as_of_date DESC, k.mode = 'live' DESC LIMIT 4""", {"as_of": as_of, "days": days}):
+               ORDER BY k.as_of_date DESC, k.mode = 'live' DESC LIMIT 4""",
+            {"as_of": as_of, "days": days, "tz": estate_zone().key}):
         item = dict(zip(("campaign_id", "mode", "as_of_date", *FUNNEL), row))
         item["as_of_date"] = item["as_of_date"].isoformat()
         item["rates"] = {k: round(100 * item[k] / item["sent"], 1) for k in FUNNEL[1:]}
@@ -224,9 +225,9 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
               "title": title, "client_code": code, "name": " ".join(p for p in (prenom, nom) if p) or None,
               "phone": phone}
              for k, due, due_fr, title, code, prenom, nom, phone in conn.execute(
-                 """SELECT kind, due_at, to_char(due_at AT TIME ZONE 'Europe/Paris', 'DD/MM/YYYY HH24:MI'), title,
+                 """SELECT kind, due_at, to_char(due_at AT TIME ZONE %s, 'DD/MM/YYYY HH24:MI'), title,
                            client_code, prenom, nom, telephone
-                    FROM crm.open_tasks LIMIT %s""", (open_tasks,))]
+                    FROM crm.open_tasks LIMIT %s""", (estate_zone().key, open_tasks))]
     open_count = conn.execute("SELECT count(*) FROM crm.tasks WHERE status = 'open'").fetchone()[0]
     return {"funnel": funnel, "period": {"start": week_start.isoformat(), "end": as_of.isoformat(),
                                          "label": period_fr(week_start, as_of)},

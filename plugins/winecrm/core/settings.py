@@ -83,7 +83,20 @@ class _Section(BaseModel):
 
 
 class ScheduleConfig(_Section):
+    # The estate's time zone, the one setting for it: the Monday schedule, the weeks, the dates and
+    # times people read, the SMS hours (winecrm.core.weeks.estate_zone).
     timezone: str = "Europe/Paris"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Paris)") from None
+        return value
 
 
 class ExportsConfig(_Section):

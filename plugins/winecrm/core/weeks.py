@@ -9,9 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-PARIS = ZoneInfo("Europe/Paris")
+
+@lru_cache(maxsize=4)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def estate_zone() -> ZoneInfo:
+    """The estate's time zone: ``schedule.timezone`` of pipeline.yaml (Europe/Paris), the one
+    place it is set."""
+    from winecrm.core import settings
+
+    return _zone(settings.pipeline_config().schedule.timezone)
 
 
 @dataclass(frozen=True)
@@ -28,7 +40,7 @@ class Week:
     def before(cls, moment: dt.datetime) -> "Week":
         """The complete Monday–Sunday week before ``moment`` (read in Paris time): a run on
         Monday 16 Nov 06:00 covers Mon 9 – Sun 15 Nov."""
-        local = moment.astimezone(PARIS).date()
+        local = moment.astimezone(estate_zone()).date()
         return cls.containing(local - dt.timedelta(days=7))
 
     @property
@@ -55,7 +67,7 @@ def paris(moment: dt.datetime | None) -> str:
         return "—"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return f"{moment.astimezone(PARIS):%d/%m/%Y %H:%M}"
+    return f"{moment.astimezone(estate_zone()):%d/%m/%Y %H:%M}"
 
 
 MONTHS_FR = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
@@ -70,7 +82,7 @@ def date_fr(day: dt.date | dt.datetime | str | None) -> str:
     if isinstance(day, str):
         day = dt.datetime.fromisoformat(day) if "T" in day or " " in day else dt.date.fromisoformat(day)
     if isinstance(day, dt.datetime):
-        day = (day if day.tzinfo else day.replace(tzinfo=dt.timezone.utc)).astimezone(PARIS).date()
+        day = (day if day.tzinfo else day.replace(tzinfo=dt.timezone.utc)).astimezone(estate_zone()).date()
     return f"{'1er' if day.day == 1 else day.day}\u00a0{MONTHS_FR[day.month - 1]} {day.year}"
 
 
@@ -78,7 +90,7 @@ def datetime_fr(moment: dt.datetime) -> str:
     """« 16 novembre 2026 à 06:12 » in Paris time."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    local = moment.astimezone(PARIS)
+    local = moment.astimezone(estate_zone())
     return f"{date_fr(local.date())} à {local:%H:%M}"
 
 

@@ -193,10 +193,10 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
     import datetime as dt
     import secrets
     import socket
-    from zoneinfo import ZoneInfo
 
     from winecrm import pipeline
     from winecrm.campaigns import render, report
+    from winecrm.core.weeks import estate_zone
     from winecrm.demo import events as demo_events
 
     with db.connect(url) as conn:
@@ -206,7 +206,7 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
         campaign = render.campaign_id_for(as_of, "dry_run")
         sends = conn.execute("SELECT send_id, client_code, email, campaign_id FROM crm.email_sends "
                              "WHERE campaign_id = %s AND status = 'simulated' ORDER BY send_id", (campaign,)).fetchall()
-    monday = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(9, 0), ZoneInfo("Europe/Paris"))
+    monday = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(9, 0), estate_zone())
     brevo_events, purchase, who = demo_events.build_events(sends, monday)
     newsletter, newsletter_who = demo_events.build_newsletter_events(
         sends, monday, exclude=(who["bounced"], who["unsubscribed"]))
@@ -276,8 +276,8 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
                                  WHERE k.kind = 'automation' AND e.client_code = %s AND e.template = 'thank_you'""",
                               (buyer[1],)).fetchall()
         checks["buyer: one thank-you e-mail (outbox)"] = len(thanks) == 1 and thanks[0][0] == "simulated"
-        tasks = conn.execute("SELECT title, to_char(due_at AT TIME ZONE 'Europe/Paris', 'DD/MM HH24:MI') FROM crm.tasks "
-                             "WHERE client_code = %s", (buyer[1],)).fetchall()
+        tasks = conn.execute("SELECT title, to_char(due_at AT TIME ZONE %s, 'DD/MM HH24:MI') FROM crm.tasks "
+                             "WHERE client_code = %s", (estate_zone().key, buyer[1])).fetchall()
         checks["buyer: one follow-up task"] = len(tasks) == 1
         # the clicker the rules scored with the lowest weekly score: the engagement points show best there
         clicker, weekly, now_score, points = conn.execute(

@@ -481,9 +481,9 @@ def main(argv: list[str] | None = None) -> None:
                              "complete week, the only week a live run sends (default %(default)s)")
     args = parser.parse_args(argv)
     if args.as_of == "latest":
-        from winecrm.core.weeks import PARIS, Week
+        from winecrm.core.weeks import Week, estate_zone
 
-        as_of = Week.before(dt.datetime.now(PARIS)).end + dt.timedelta(days=1)
+        as_of = Week.before(dt.datetime.now(estate_zone())).end + dt.timedelta(days=1)
     else:
         as_of = dt.date.fromisoformat(args.as_of)
     if args.raw_dir:

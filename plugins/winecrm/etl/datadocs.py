@@ -95,9 +95,9 @@ _PAGE_RUN_FOLDER = re.compile(r"/validations/.+/(?P<utc>\d{8}T\d{6}\.\d{6}Z)/[^/
 
 def paris_run_time(moment: dt.datetime) -> str:
     """« 16/11/2026 06:00:12 (Paris) »"""
-    from winecrm.core.weeks import PARIS
+    from winecrm.core.weeks import estate_zone
 
-    return f"{moment.astimezone(PARIS):%d/%m/%Y %H:%M:%S} (Paris)"
+    return f"{moment.astimezone(estate_zone()):%d/%m/%Y %H:%M:%S} (Paris)"
 
 
 def show_paris_times(html: str, page: Path) -> str:

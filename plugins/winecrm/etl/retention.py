@@ -107,13 +107,13 @@ def purge_sms_outbox(days: int, now: dt.datetime | None = None) -> int:
     Each file holds the SMS simulated on one Paris day (recipient numbers, texts). The folder is
     written to every day SMS flow, so it is judged file by file, by the day in the file's name
     (its modification time for a file named otherwise), never as a whole."""
-    from winecrm.core.weeks import PARIS
+    from winecrm.core.weeks import estate_zone
 
     folder = settings.paths().outbox_dir / SMS_FOLDER
     if not folder.is_dir():
         return 0
     moment = now or dt.datetime.now(dt.timezone.utc)
-    oldest_kept = moment.astimezone(PARIS).date() - dt.timedelta(days=days)
+    oldest_kept = moment.astimezone(estate_zone()).date() - dt.timedelta(days=days)
     removed = 0
     for path in sorted(folder.iterdir()):
         if not path.is_file():
@@ -121,7 +121,7 @@ def purge_sms_outbox(days: int, now: dt.datetime | None = None) -> int:
         try:
             day = dt.date.fromisoformat(path.name.split(".", 1)[0])
         except ValueError:
-            day = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).astimezone(PARIS).date()
+            day = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).astimezone(estate_zone()).date()
         if day < oldest_kept:
             path.unlink()
             removed += 1

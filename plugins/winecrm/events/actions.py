@@ -27,17 +27,15 @@ import secrets
 import time
 from collections import Counter
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import requests
 
 from winecrm.core import settings
-from winecrm.core.weeks import french_spacing
+from winecrm.core.weeks import estate_zone, french_spacing
 from winecrm.events.rules import RuleSet, SmsSettings
 
 log = logging.getLogger(__name__)
 
-PARIS = ZoneInfo("Europe/Paris")
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,20 +48,20 @@ def _hhmm(text: str) -> dt.time:
 
 
 def sms_allowed_from(at: dt.datetime, cfg: SmsSettings) -> dt.datetime:
-    """The first moment at or after ``at`` when a marketing SMS may be sent (Europe/Paris)."""
+    """The first moment at or after ``at`` when a marketing SMS may be sent (the estate's time zone)."""
     import holidays
 
     start, end = _hhmm(cfg.quiet_before), _hhmm(cfg.quiet_after)
-    local = at.astimezone(PARIS)
+    local = at.astimezone(estate_zone())
     years = {local.year, local.year + 1}
     closed = holidays.country_holidays("FR", subdiv=cfg.holidays_subdivision, years=years)
     for _ in range(30):
         day = local.date()
         if day.weekday() == 6 or day in closed or local.time() >= end:
-            local = dt.datetime.combine(day + dt.timedelta(days=1), start, PARIS)
+            local = dt.datetime.combine(day + dt.timedelta(days=1), start, estate_zone())
             continue
         if local.time() < start:
-            local = dt.datetime.combine(day, start, PARIS)
+            local = dt.datetime.combine(day, start, estate_zone())
             continue
         return local.astimezone(dt.timezone.utc)
     raise RuntimeError("no allowed SMS time in the next 30 days: check settings.sms")  # pragma: no cover
@@ -165,7 +163,7 @@ def _render_email_actions(conn, rules: RuleSet) -> tuple[Counter, set[str]]:
                     counts["send_email:skipped"] += 1
                     continue
                 known.append((action_id, rule_id, template, client, email, prenom, nom,
-                              automation_campaign_id(rule_id, due_at.astimezone(PARIS).date())))
+                              automation_campaign_id(rule_id, due_at.astimezone(estate_zone()).date())))
             for campaign_id in dict.fromkeys(k[7] for k in known):
                 campaign = render.ensure_campaign(conn, campaign_id, kind="automation", as_of=None, mode=mode,
                                                   run_id=None)
@@ -313,7 +311,7 @@ def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = N
         conn.execute("UPDATE crm.automation_actions SET status = 'running' WHERE action_id = %s", (action["action_id"],))
         conn.commit()  # recorded before the call: a lost answer is never followed by a second SMS
         if not live:
-            with open(_sms_outbox(outbox) / f"{moment.astimezone(PARIS):%Y-%m-%d}.jsonl", "a", encoding="utf-8") as fh:
+            with open(_sms_outbox(outbox) / f"{moment.astimezone(estate_zone()):%Y-%m-%d}.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"action_id": action["action_id"], **sms}, ensure_ascii=False) + "\n")
             _finish(conn, action["action_id"], "done", {"dry_run": True, "recipient": sms["recipient"]})
             conn.commit()

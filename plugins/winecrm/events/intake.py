@@ -45,10 +45,10 @@ import re
 import time
 from collections import deque
 from typing import Any, Literal, NamedTuple, Union
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from winecrm.core.weeks import estate_zone
 from winecrm.events.rules import BEHAVIOR_TRIGGERS, canonical_brevo_event
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_EVENTS_PER_BODY = 5000          # Brevo batches hold far fewer; beyond, a body is refused for its size
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 _FUTURE_SLACK = 2 * 86_400          # a sender's clock a little ahead is fine; a year ahead is not a time
-_PARIS = ZoneInfo("Europe/Paris")
 
 # the contact events of the marketing family: about a contact, not an e-mail (no address needed)
 CONTACT_EVENTS = frozenset({"list_addition", "contact_updated", "contact_deleted"})
@@ -107,7 +106,7 @@ def brevo_moment(event: dict) -> dt.datetime | None:
         if seconds is not None:
             return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
     for key in ("date_event", "date"):  # « 2020-10-09 00:00:00 »: the account's local time (the estate's, Paris)
-        moment = _iso_moment(event.get(key), _PARIS)
+        moment = _iso_moment(event.get(key), estate_zone())
         if moment is not None:
             return moment
     return None

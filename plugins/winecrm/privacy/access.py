@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 
 from winecrm.core import settings
-from winecrm.core.weeks import NBSP, NNBSP, PARIS, french_spacing
+from winecrm.core.weeks import NBSP, NNBSP, estate_zone, french_spacing
 from winecrm.privacy import catalogue, consent, erase
 
 WRAP = 100
@@ -188,7 +188,7 @@ def _date(value) -> str:
     if isinstance(value, str):
         value = dt.date.fromisoformat(value[:10])
     if isinstance(value, dt.datetime):
-        value = value.astimezone(PARIS).date() if value.tzinfo else value.date()
+        value = value.astimezone(estate_zone()).date() if value.tzinfo else value.date()
     text = format_date(value, format="long", locale="fr_FR")
     return "1er" + text[1:] if text.startswith("1 ") else text
 

@@ -10,6 +10,7 @@ from winecrm.core import settings, storage
 from winecrm.etl import retention
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
+from winecrm.core.weeks import estate_zone
 
 
 def test_old_quarantine_raw_values_and_data_docs_pages_are_purged(conn, crm_dirs):
@@ -108,7 +109,7 @@ def test_the_sms_outbox_loses_its_old_days_while_sms_keep_flowing(conn, crm_dirs
     rules = parse_rules({"settings": {"sms": {"mode": "dry_run", "sender": "DomExemple"}}, "rules": [
         {"id": "sms_form", "trigger": "form_submit",
          "actions": [{"type": "send_sms", "text": "Merci, le domaine vous rappelle.", "sms_type": "transactional"}]}]})
-    today = dt.datetime.now(actions.PARIS).replace(hour=11, minute=0, second=0, microsecond=0)
+    today = dt.datetime.now(estate_zone()).replace(hour=11, minute=0, second=0, microsecond=0)
     old_day = today - dt.timedelta(days=40)
     for moment, event_id in ((old_day, "f-old"), (today, "f-new")):
         body = {"action": "form_submit", "client_code": "C000000", "event_id": event_id, "metadata": {},

@@ -20,6 +20,7 @@ from winecrm.events.rules import load_rules, parse_rules
 from tests.conftest import MONDAY_RUN, SCORED_SAMPLE_ESTATE, template_for
 from tests.fakes.brevo import FakeBrevoServer
 from tests.fakes.estate import seed_warehouse
+from winecrm.core.weeks import estate_zone
 
 AS_OF = dt.date(2026, 11, 15)
 DRY = "hebdo-2026-11-15-dry-run"
@@ -237,8 +238,8 @@ def test_sms_waits_for_the_allowed_hours_and_is_never_sent_twice(conn, crm_dirs,
         {"id": "sms_form", "trigger": "form_submit",
          "actions": [{"type": "send_sms", "text": "Merci ! Le domaine vous rappelle vite."}]}]})
     queue(conn, [behavior("form_submit", "C000000", "f1"), behavior("form_submit", "C000001", "f2")])
-    saturday_night = dt.datetime(2026, 11, 21, 22, 30, tzinfo=actions.PARIS)
-    monday_morning = dt.datetime(2026, 11, 23, 8, 0, tzinfo=actions.PARIS)
+    saturday_night = dt.datetime(2026, 11, 21, 22, 30, tzinfo=estate_zone())
+    monday_morning = dt.datetime(2026, 11, 23, 8, 0, tzinfo=estate_zone())
     with FakeBrevoServer() as server:
         from winecrm.campaigns import brevo
 
@@ -286,8 +287,8 @@ def test_an_sms_sender_brevo_would_refuse_is_a_rules_file_mistake():
 ])
 def test_french_rules_for_marketing_sms(at, allowed):
     cfg = load_rules().settings.sms
-    assert actions.sms_allowed_from(dt.datetime(*at, tzinfo=actions.PARIS), cfg) == dt.datetime(*allowed,
-                                                                                                  tzinfo=actions.PARIS)
+    assert actions.sms_allowed_from(dt.datetime(*at, tzinfo=estate_zone()), cfg) == dt.datetime(*allowed,
+                                                                                                  tzinfo=estate_zone())
 
 
 @pytest.mark.parametrize("raw, expected", [("06 12 34 56 78", "+33612345678"), ("+33 6 12 34 56 78", "+33612345678"),

@@ -14,6 +14,7 @@ from winecrm.events.rules import parse_rules
 from winecrm.privacy import erase
 
 from tests.fakes.estate import seed_warehouse
+from winecrm.core.weeks import estate_zone
 
 PERSON, OTHER = "C000000", "C000001"
 RULES = {"settings": {"sms": {"mode": "dry_run", "sender": "DomExemple"}}, "rules": [
@@ -39,7 +40,7 @@ def outbox(conn, crm_dirs, monkeypatch):
     conn.execute("UPDATE etl.clients SET telephone = '+33 6 98 76 54 32' WHERE client_code = %s", (OTHER,))
     conn.commit()
     rules = parse_rules(RULES)
-    days = [dt.datetime(2026, 11, 23, 10, 0, tzinfo=actions.PARIS), dt.datetime(2026, 11, 24, 10, 0, tzinfo=actions.PARIS)]
+    days = [dt.datetime(2026, 11, 23, 10, 0, tzinfo=estate_zone()), dt.datetime(2026, 11, 24, 10, 0, tzinfo=estate_zone())]
     for day, who in zip(days, ([PERSON, OTHER], [PERSON])):
         conn.execute(intake.INSERT_SQL, intake.insert_params(
             [_form(code, f"{code}-{day:%d}", day.isoformat()) for code in who]))
