@@ -138,15 +138,3 @@ def brevo_base_url(host: str | None, schema: str | None = None, port: int | None
     if schema and schema.lower() not in ("http", "https"):
         path += "/" + schema.strip("/")
     return urlunsplit((parts.scheme, netloc, path or "/v3", "", ""))
-
-
-def webhook_credentials(conn_id: str) -> tuple[str | None, str | None] | None:
-    """(login, password) of a receiver credential connection (``crm_webhook_brevo``,
-    ``crm_webhook_shop``), read from the environment's AIRFLOW_CONN_* (the receiver runs outside
-    Airflow, next to it); None when it is not set."""
-    if not os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
-        return None
-    from airflow.models.connection import Connection
-
-    conn = Connection.get_connection_from_secrets(conn_id)
-    return conn.login or None, conn.password or None

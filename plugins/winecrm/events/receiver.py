@@ -129,10 +129,8 @@ def receiver_auth() -> ReceiverAuth:
         token = os.environ.get(prefix + "TOKEN") or None
         user, password = os.environ.get(prefix + "USER") or None, os.environ.get(prefix + "PASSWORD") or None
         if not (token or (user and password)) and os.environ.get(f"AIRFLOW_CONN_CRM_WEBHOOK_{source.upper()}"):
-            from winecrm.airflow.connections import webhook_credentials
-
             try:
-                login_password = webhook_credentials(f"crm_webhook_{source}")
+                login_password = connection_login(f"crm_webhook_{source}")
             except Exception as exc:  # a malformed connection: refuse that source, say why
                 log.error("the Airflow connection crm_webhook_%s could not be read: %s", source,
                           exc.__class__.__name__)
@@ -142,6 +140,31 @@ def receiver_auth() -> ReceiverAuth:
                 token = password
         found[source] = WebhookAuth(token, user, password)
     return ReceiverAuth(**found)
+
+
+def connection_login(conn_id: str) -> tuple[str | None, str | None] | None:
+    """(login, password) of the Airflow connection ``conn_id`` given in the environment
+    (``AIRFLOW_CONN_<ID>``), in either of Airflow's two forms: a URI
+    (``http://login:password@host``, percent-encoded) or JSON (``{"login": …, "password": …}``).
+    Read here, as Airflow reads them, without importing Airflow: the receiver runs next to it, not
+    in it. None when the variable is not set."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    raw = (os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") or "").strip()
+    if not raw:
+        return None
+    if raw.startswith("{"):
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(f"AIRFLOW_CONN_{conn_id.upper()} is JSON but not an object")
+        return data.get("login") or None, data.get("password") or None
+    parts = urlsplit(raw)
+    if not parts.scheme:
+        raise ValueError(f"AIRFLOW_CONN_{conn_id.upper()} is neither a URI nor JSON")
+    login = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return login or None, password or None
 
 
 def _connect(url: str | None, role: str | None):

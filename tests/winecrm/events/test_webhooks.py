@@ -340,3 +340,32 @@ def test_the_openapi_schema_documents_both_payloads(receiver):
     assert "BehaviorEvent" in behavior
     assert set(schema["components"]["schemas"]["BehaviorEvent"]["properties"]["action"]["enum"]) == {
         "click", "open", "purchase", "form_submit", "page_visit"}
+
+
+@pytest.mark.parametrize("value", [
+    "http://brevo:conn-secret-123@receiver",
+    "http://brevo%40domaine:p%40ss%2Fw%3Ard%20x@receiver:8765/path?x=1",  # percent-encoded login and password
+    "https://:only-a-token@receiver",
+    "http://brevo@receiver",
+    '{"conn_type": "http", "login": "brevo", "password": "s3cr\\u00e9t:/@", "host": "receiver"}',
+    '{"conn_type": "http", "password": "token-only"}',
+])
+def test_webhook_connections_are_read_as_airflow_reads_them(monkeypatch, value):
+    """The receiver reads its AIRFLOW_CONN_* without importing Airflow: what it reads is what
+    Airflow's own Connection makes of the same value, URI or JSON."""
+    from airflow.models.connection import Connection
+
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_WEBHOOK_BREVO", value)
+    airflow_reads = Connection.get_connection_from_secrets("crm_webhook_brevo")
+    from winecrm.events.receiver import connection_login
+
+    assert connection_login("crm_webhook_brevo") == (airflow_reads.login or None, airflow_reads.password or None)
+
+
+def test_the_receiver_module_does_not_import_airflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, winecrm.events.receiver, winecrm.events.intake, winecrm.events.processing; "
+            "sys.exit(1 if any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
