@@ -25,6 +25,7 @@ from winecrm.demo import sampledata
 
 from tests.conftest import airflow_api_server, relaxed_gate_config
 from tests.fakes.brevo import FakeBrevoServer
+from tests.fakes.smtp import FakeSmtp
 
 pytestmark = pytest.mark.airflow
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,9 +91,15 @@ def _has_runs(conn) -> bool:
 
 def test_a_live_run_waits_for_approval_then_sends_each_email_once(live_env):
     env, api, warehouse, week = live_env
-    with FakeBrevoServer() as brevo:
+    with FakeBrevoServer() as brevo, FakeSmtp() as smtp:
         env = {**env, "AIRFLOW_CONN_BREVO_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": brevo.url, "password": brevo.fake.api_key})}
+            {"conn_type": "http", "host": brevo.url, "password": brevo.fake.api_key}),
+            # the marketing person is told by e-mail that the campaign waits (SMTP notifier)
+            "CRM_APPROVAL_EMAIL": "marie@domaine-exemple.fr",
+            "AIRFLOW__API__BASE_URL": api, "CRM_DATA_DOCS_URL": f"{api}/winecrm/data-docs",  # links people open
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                                                     "extra": {"disable_ssl": True, "disable_tls": True,
+                                                               "from_email": "airflow@domaine-exemple.fr"}})}
         seen: dict = {}
         person = threading.Thread(target=_approve_when_asked, args=(api, warehouse, brevo.fake, seen), daemon=True)
         person.start()
@@ -104,6 +111,13 @@ def test_a_live_run_waits_for_approval_then_sends_each_email_once(live_env):
         assert seen.get("answer") == 200, seen
         assert seen["sent_before_approval"] == 0  # nothing left before a person said yes
         assert "Envoyer" in seen["request"]["subject"] and "Groupe témoin" in seen["request"]["body"]
+        (told,) = [m for m in smtp.messages if "marie@domaine-exemple.fr" in m["to"]]
+        message = told["message"]
+        assert message["Subject"].startswith("[winecrm] Envoyer") and message["Subject"].endswith("à valider")
+        html_part = message.get_body(("html",)).get_content()
+        assert "<table>" in html_part and "Groupe témoin" in html_part  # the counts, as in the request
+        assert f'href="{api}/winecrm/previews/' in html_part  # a rendered e-mail of each scenario
+        assert f'href="{api}/dags/crm_weekly/runs/' in html_part and "/approve_campaign/required_actions" in html_part
         campaign = f"hebdo-{week.end.isoformat()}"
         with psycopg.connect(warehouse) as conn:
             status, decided_by = conn.execute("SELECT status, decided_by FROM crm.campaigns WHERE campaign_id = %s",

@@ -428,12 +428,17 @@ class ReportConfig(_Section):
     uplift_days: int = Field(30, ge=7, le=180)   # purchases counted this long after a live campaign
 
 
+class ApprovalConfig(_Section):
+    notify_email: str = ""  # who approves live campaigns: told by e-mail when one waits
+
+
 class CampaignsConfig(_Section):
     estate: EstateConfig
     links: LinksConfig
     sending: SendingConfig = SendingConfig()
     contacts: ContactsConfig = ContactsConfig()
     report: ReportConfig = ReportConfig()
+    approval: ApprovalConfig = ApprovalConfig()
 
 
 def campaigns_config_path() -> str:

@@ -71,3 +71,34 @@ def test_failure_email_escapes_what_it_shows():
     assert "{{ 7*7 }}" in html  # the error text is data, never a template
     assert "manual__&lt;b&gt;" in html and "http://ui/log?a=1&amp;b=2" in html
     assert notifier.subject == "[winecrm] crm_weekly.load a échoué"
+
+
+def test_the_approval_email_goes_to_the_configured_person_only(monkeypatch):
+    """No address configured: no e-mail (the request waits in the UI); an address: the request's
+    counts as HTML, raw HTML in it never passed through, and the link to answer it."""
+    from winecrm.airflow import approval
+
+    monkeypatch.delenv("CRM_APPROVAL_EMAIL", raising=False)
+    assert approval.approval_address() == ""
+    monkeypatch.setenv("CRM_APPROVAL_EMAIL", "marie@domaine-exemple.fr")
+    assert approval.approval_address() == "marie@domaine-exemple.fr"
+    sent = []
+    monkeypatch.setattr(approval.SmtpNotifier, "notify", lambda self, context: sent.append(
+        (self.to, self.subject, self.html_content)))
+
+    class Task:
+        subject = "Envoyer 12 e-mails de la campagne hebdo-2026-11-15\u202f?"
+        body = "| Scénario | À envoyer |\n|---|--:|\n| Réachat | 12 |\n\n<script>alert(1)</script> [voir](http://ui/p)"
+
+        def generate_link_to_ui_from_context(self, context):
+            return "http://ui/dags/crm_weekly/runs/r1/tasks/approve_campaign/required_actions?map_index=-1"
+
+    approval.ApprovalRequestEmail()({"task": Task()})
+    ((to, subject, html),) = sent
+    assert to == "marie@domaine-exemple.fr" and subject == "[winecrm] " + Task.subject + " : à valider"
+    assert "<table>" in html and "<td>Réachat</td>" in html and '<a href="http://ui/p">voir</a>' in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert 'href="http://ui/dags/crm_weekly/runs/r1/tasks/approve_campaign/required_actions?map_index=-1"' in html
+    monkeypatch.setenv("CRM_APPROVAL_EMAIL", "")
+    approval.ApprovalRequestEmail()({"task": Task()})
+    assert len(sent) == 1
