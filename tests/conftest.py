@@ -369,3 +369,15 @@ def airflow_api_server(env: dict, log_path: Path, commands=(["db", "migrate"], [
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def sqlalchemy_url(conninfo: str) -> str:
+    """An Airflow metadata database's SQLAlchemy URL (the embedded server listens on a Unix socket)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(conninfo)
+    host = parts.get("host", "127.0.0.1")
+    user = parts.get("user", "postgres")
+    if host.startswith("/"):
+        return f"postgresql+psycopg2://{user}@/{parts['dbname']}?host={host}&port={parts.get('port', 5432)}"
+    return f"postgresql+psycopg2://{user}@{host}:{parts.get('port', 5432)}/{parts['dbname']}"

@@ -23,22 +23,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from winecrm.demo import sampledata
 
-from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, write_export
+from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, sqlalchemy_url, write_export
 
 pytestmark = pytest.mark.airflow
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG = "crm_weekly"
-
-
-def _sqlalchemy_url(conninfo: str) -> str:
-    """The metadata database's SQLAlchemy URL (the embedded server listens on a Unix socket)."""
-    parts = conninfo_to_dict(conninfo)
-    host = parts.get("host", "127.0.0.1")
-    user = parts.get("user", "postgres")
-    if host.startswith("/"):
-        return f"postgresql+psycopg2://{user}@/{parts['dbname']}?host={host}&port={parts.get('port', 5432)}"
-    return f"postgresql+psycopg2://{user}@{host}:{parts.get('port', 5432)}/{parts['dbname']}"
 
 
 def _free_port() -> int:
@@ -161,7 +151,7 @@ def cluster(tmp_path_factory, pg_admin_url, alerts):
     env = {**os.environ,
            "AIRFLOW_HOME": str(base / "airflow"),
            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(urls["meta"]),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(urls["meta"]),
            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
