@@ -1,8 +1,9 @@
 """The bodies of crm_weekly's tasks: thin wrappers that open the warehouse connection and call
 ``winecrm.pipeline``, turning errors a retry cannot fix into failures without retry.
 
-Every task finds its run in ``etl.runs`` by the Airflow run id: nothing travels between tasks
-by XCom but the run note (see the plugin's listener)."""
+Every task finds its run in ``etl.runs`` by the Airflow run id. Two small values travel by XCom:
+the run note (see the plugin's listener) and the campaign's mode, which ``render_emails`` returns
+for the branch to the approval or straight to sending."""
 
 from __future__ import annotations
 

@@ -56,11 +56,6 @@ class CampaignNotApproved(RuntimeError):
     """A live campaign may leave only once a person approved it."""
 
 
-class UnknownOutcome(RuntimeError):
-    """Some e-mails left without an answer and could not be resolved yet: nothing was re-sent;
-    the task's next try resolves them."""
-
-
 @contextmanager
 def _committed(conn: psycopg.Connection):
     """A transaction that is really committed when the block ends (not a savepoint of one the

@@ -455,13 +455,16 @@ def campaigns_config() -> CampaignsConfig:
 # loading
 
 
-def _describe(error: ValidationError, path: str) -> str:
+def describe_validation(error: ValidationError, path: str, place=None) -> str:
+    """A configuration file's problems on one line each: where (the key path, or what
+    ``place(loc)`` calls it, e.g. « rule welcome: delay »), what is wrong, the value given."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        loc = list(item["loc"])
+        where = (place(loc) if place else None) or ".".join(str(p) for p in loc) or "(top level)"
         got = item.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{key}: {item['msg']}{shown}")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"{where}: {item['msg']}{shown}")
     return f"{path}: " + "; ".join(lines)
 
 
@@ -469,7 +472,7 @@ def parse_config(model: type[BaseModel], raw: dict | None, path: str):
     try:
         return model.model_validate(raw or {})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(describe_validation(exc, path)) from None
 
 
 @lru_cache(maxsize=8)

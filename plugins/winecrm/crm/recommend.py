@@ -16,8 +16,6 @@ from winecrm.core.queries import named_steps, run_steps
 from winecrm.core.settings import ScoringConfig
 from winecrm.crm.scoring import revenue_parameters
 
-SCENARIOS = ("cross_sell", "rebuy", "winback")
-
 # How win-back exclusions read in an offer: « (hors magnums et cartons) ».
 FORMATS_FR = {"carton": "cartons", "magnum": "magnums", "grand_format": "grands formats",
               "petit_format": "petits formats"}

@@ -55,9 +55,6 @@ BEHAVIOR_TRIGGERS: dict[str, str] = {
     "open": "email_opened", "click": "email_clicked", "purchase": "purchase",
     "form_submit": "form_submit", "page_visit": "page_visit",
 }
-TRIGGERS = ("email_opened", "email_clicked", "email_bounce", "email_soft_bounce", "unsubscribe", "purchase",
-            "form_submit", "page_visit", "lead_score_high")
-SEGMENTS = ("VIP", "Standard", "At Risk", "Churn", "Unknown")
 # Consent is not a rule: these events always suppress the address (reason in crm.suppressions).
 ALWAYS_SUPPRESS = {"unsubscribed": "unsubscribed", "spam": "spam", "hard_bounce": "hard_bounce",
                    "invalid_email": "invalid_email", "blocked": "blocked"}
@@ -256,22 +253,18 @@ def rules_path() -> str:
     return os.environ.get("CRM_AUTOMATION_RULES", str(settings.CONFIG_DIR / "automation_rules.yaml"))
 
 
-def _describe(error: ValidationError, raw: dict, path: str) -> str:
-    lines = []
-    for item in error.errors():
-        loc = list(item["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-            try:
-                rule_id = raw["rules"][loc[1]].get("id", f"#{loc[1] + 1}")
-            except (KeyError, IndexError, AttributeError, TypeError):
-                rule_id = f"#{loc[1] + 1}"
-            rest = [str(p) for p in loc[2:] if not (isinstance(p, str) and p in ACTION_TYPES)]
-            where = f"rule {rule_id}: " + (".".join(rest) or "(the rule)")
-        got = item.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{where}: {item['msg']}{shown}")
-    return f"{path}: " + "; ".join(lines)
+def _rule_place(raw: dict):
+    """Names a problem inside a rule by the rule's id (« rule welcome: delay »), not its index."""
+    def place(loc: list) -> str | None:
+        if not (len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int)):
+            return None
+        try:
+            rule_id = raw["rules"][loc[1]].get("id", f"#{loc[1] + 1}")
+        except (KeyError, IndexError, AttributeError, TypeError):
+            rule_id = f"#{loc[1] + 1}"
+        rest = [str(p) for p in loc[2:] if not (isinstance(p, str) and p in ACTION_TYPES)]
+        return f"rule {rule_id}: " + (".".join(rest) or "(the rule)")
+    return place
 
 
 def parse_rules(raw: dict | None, path: str = "automation_rules.yaml") -> RuleSet:
@@ -280,7 +273,7 @@ def parse_rules(raw: dict | None, path: str = "automation_rules.yaml") -> RuleSe
     try:
         return RuleSet.model_validate(raw)
     except ValidationError as exc:
-        raise settings.ConfigError(_describe(exc, raw, path)) from None
+        raise settings.ConfigError(settings.describe_validation(exc, path, _rule_place(raw))) from None
 
 
 @lru_cache(maxsize=4)
