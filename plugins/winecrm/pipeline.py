@@ -27,7 +27,7 @@ from winecrm.etl import ingest as ingest_mod
 from winecrm.etl import load as load_mod
 from winecrm.etl import validate as validate_mod
 from winecrm.etl.contract import DATASETS
-from winecrm.privacy import erase as erase_mod
+from winecrm.privacy import register as erasure_register
 from winecrm.privacy import work_files
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def run_ingest(conn: psycopg.Connection, run_id: str) -> dict:
         details = report.as_dict()
         # an export that brings an erased customer back: their personal values never reach the
         # run's work files, hence never validation, logs, Data Docs or the warehouse
-        erased_codes, markers = erase_mod.erased_keys(conn)
+        erased_codes, markers = erasure_register.erased_keys(conn)
         blanked = work_files.blank_erased(run_work_dir(run_id), erased_codes, frozenset(markers))
         if blanked:
             details["erased_rows_blanked"] = blanked
@@ -332,7 +332,7 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
         summary = validate_mod.validate(conn, run_id, accept_files=accept)
         # rows of an erased person (GDPR) rejected from an export: their raw values go at once
         # (a file refused by the quality gate never reaches the load, which does the same)
-        from winecrm.privacy.erase import reapply_erasures_to_quarantine
+        from winecrm.privacy.register import reapply_erasures_to_quarantine
 
         reapply_erasures_to_quarantine(conn, run_id=run_id)
         _record(conn, run_id, "validate", time.perf_counter() - started,

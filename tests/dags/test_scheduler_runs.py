@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import requests
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from winecrm.demo import sampledata
 
 from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, sqlalchemy_url, write_export

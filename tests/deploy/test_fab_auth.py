@@ -4,9 +4,7 @@ plugin's pages but can neither trigger a run nor answer the campaign approval; a
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 

@@ -4,7 +4,7 @@ Each dataset is loaded in its own transaction: either every validated file of th
 the warehouse (and marked ``loaded`` in the manifest) or none is; the datasets of a run commit
 one after the other (products, customers, stock, then sales). Whoever was erased (GDPR) and
 comes back with an export is anonymised again inside that transaction, before its commit
-(``winecrm.privacy.erase.reapply_erasures``). The SQL lives in
+(``winecrm.privacy.register.reapply_erasures``). The SQL lives in
 ``include/sql/queries``. Only the run that owns a file marks it loaded; the caller holds the
 warehouse's writer lock, so no other load runs meanwhile. The customers' load also appends the
 consent changes its export states to the consent history (``winecrm.privacy.consent``), in the
@@ -171,7 +171,7 @@ def _record_consent_changes(conn: psycopg.Connection, run_id: str, dataset_name:
 def _erased_again(conn: psycopg.Connection, run_id: str, dataset_name: str) -> int:
     """People erased (GDPR) whom this export brings back, anonymised again inside the dataset's
     transaction, before its commit: no other connection ever sees their details again."""
-    from winecrm.privacy.erase import reapply_erasures
+    from winecrm.privacy.register import reapply_erasures
 
     return reapply_erasures(conn, run_id=run_id, datasets=[dataset_name])
 

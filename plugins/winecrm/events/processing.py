@@ -82,7 +82,7 @@ def processor_lock(conn: psycopg.Connection, wait_seconds: float = 120):
             conn.commit()
 
 
-# The SQL twin of winecrm.privacy.erase.erased_marker (kept here: the events DAG does not import the erasure).
+# The SQL twin of winecrm.core.personal.erased_marker (kept here: the events DAG does not import the erasure).
 MARKER_SQL = "'erased:' || encode(sha256(convert_to(lower(btrim({})), 'UTF8')), 'hex')"
 
 

@@ -68,24 +68,24 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "export":
         return _export(args)
-    from winecrm.privacy import erase
+    from winecrm.privacy import brevo_contacts, erase, identity, report as erasure_report
 
-    max_records = args.max_records if args.max_records is not None else erase.DEFAULT_MAX_RECORDS
+    max_records = args.max_records if args.max_records is not None else identity.DEFAULT_MAX_RECORDS
     report = _in_warehouse("Erasure", "(nothing was changed)", lambda conn: erase.erase(
         conn, args.email, args.client, dry_run=args.dry_run, max_records=max_records))
     if report is None:
         return 1
     if not args.dry_run:
-        erase.delete_brevo_contacts(report, erase.brevo_client_from_env())
-    print(erase.format_summary(report))
+        brevo_contacts.delete_brevo_contacts(report, brevo_contacts.brevo_client_from_env())
+    print(erasure_report.format_summary(report))
     return 2 if report.needs_a_person else 0
 
 
 def _export(args) -> int:
-    from winecrm.privacy import access, erase
+    from winecrm.privacy import access, brevo_contacts
 
     export = _in_warehouse("Export", "", lambda conn: access.collect(
-        conn, args.email, args.client, brevo=erase.brevo_client_from_env()))
+        conn, args.email, args.client, brevo=brevo_contacts.brevo_client_from_env()))
     if export is None:
         return 1
     data, letter = access.write(export, args.out)
@@ -104,13 +104,13 @@ def _in_warehouse(what: str, unchanged: str, work):
 
     from winecrm.core import db
     from winecrm.core.migrations import apply_migrations
-    from winecrm.privacy import erase
+    from winecrm.privacy import ErasureError
 
     try:
         with db.connect(application_name="winecrm-privacy") as conn:
             apply_migrations(conn)
             return work(conn)
-    except (erase.ErasureError, db.WarehouseBusy, db.WarehouseNotConfigured) as exc:
+    except (ErasureError, db.WarehouseBusy, db.WarehouseNotConfigured) as exc:
         print(f"{what} not done: {exc}", file=sys.stderr)
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -6,7 +6,7 @@
 Why it works this way:
 
 - **The same person, the same places as the erasure.** The person is found as the erasure
-  finds them (``erase.identify``: an address leads to its client codes and back), and their
+  finds them (``identity.identify``: an address leads to its client codes and back), and their
   rows are read from every table the erasure would touch (``catalogue.person_rows``): what an
   access request shows is exactly what an erasure would remove or anonymise.
 - **Two files.** ``acces-<ref>-<date>.json`` holds every row as stored (machine-readable, for
@@ -36,14 +36,15 @@ import psycopg
 
 from winecrm.core import settings
 from winecrm.core.weeks import NBSP, NNBSP, estate_zone, french_spacing
-from winecrm.privacy import catalogue, consent, erase
+from winecrm.privacy import ErasureError, catalogue, consent, identity, schema
+from winecrm.privacy import files as person_files
 
 WRAP = 100
 
 
 @dataclasses.dataclass
 class AccessExport:
-    person: erase.Person
+    person: identity.Person
     generated_at: dt.datetime
     tables: dict[str, list[dict]]
     consent: list[dict]
@@ -77,13 +78,13 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
     emails, client_codes = list(emails), list(client_codes)
     bad = [e for e in emails if "@" not in e]
     if bad or not (emails or client_codes):
-        raise erase.ErasureError(f"an e-mail address is needed, got {bad[0]!r}" if bad else "give --email or --client")
+        raise ErasureError(f"an e-mail address is needed, got {bad[0]!r}" if bad else "give --email or --client")
     conn.rollback()
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     try:
-        tables = erase.catalog(conn)
-        person = erase.identify(conn, tables, emails, client_codes, max_records=1_000)
-        erase._person_details(conn, tables, person)  # their phone numbers, for the SMS outbox
+        tables = schema.catalog(conn)
+        person = identity.identify(conn, tables, emails, client_codes, max_records=1_000)
+        identity._person_details(conn, tables, person)  # their phone numbers, for the SMS outbox
         rows = catalogue.person_rows(conn, person)
         history = consent.consent_history(conn, person.client_codes, person.addresses)
         generated_at = conn.execute("SELECT now()").fetchone()[0]
@@ -91,11 +92,11 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
         conn.rollback()
     files, sms_lines = [], []
     if with_files:
-        tokens = {r["unsubscribe_token"] for r in rows.get(erase.SEND_LEDGER, []) if r.get("unsubscribe_token")}
-        paths = {r["outbox_path"] for r in rows.get(erase.SEND_LEDGER, []) if r.get("outbox_path")}
-        found = erase.find_files(person, tokens, paths)
-        sms_root = erase.sms_outbox_dir()
-        files = [str(p) for p in found if not erase._under(p, sms_root)]
+        tokens = {r["unsubscribe_token"] for r in rows.get(schema.SEND_LEDGER, []) if r.get("unsubscribe_token")}
+        paths = {r["outbox_path"] for r in rows.get(schema.SEND_LEDGER, []) if r.get("outbox_path")}
+        found = person_files.find_files(person, tokens, paths)
+        sms_root = person_files.sms_outbox_dir()
+        files = [str(p) for p in found if not person_files._under(p, sms_root)]
         sms_lines = _sms_lines(person, {r["action_id"] for r in rows.get("crm.automation_actions", [])}, sms_root)
     brevo_details: dict[str, dict | str] = {}
     for address in person.addresses:
@@ -111,12 +112,12 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
     return AccessExport(person, generated_at, rows, history, files, sms_lines, brevo_details)
 
 
-def _sms_lines(person: erase.Person, action_ids: set[int], folder: Path) -> list[dict]:
+def _sms_lines(person: identity.Person, action_ids: set[int], folder: Path) -> list[dict]:
     """The dry-run SMS outbox's lines about the person (the lines an erasure would remove)."""
     found = []
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip() and erase._sms_line_about(line, set(person.phones), action_ids, person.client_codes):
+            if line.strip() and person_files._sms_line_about(line, set(person.phones), action_ids, person.client_codes):
                 try:
                     found.append(json.loads(line))
                 except ValueError:
@@ -251,7 +252,7 @@ def _letter(export: AccessExport) -> str:
         lines += _rights(estate)
         return "\n".join(lines)
 
-    clients = t.get(erase.CUSTOMER_MASTER, [])
+    clients = t.get(schema.CUSTOMER_MASTER, [])
     lines.append(_colon("Qui vous êtes pour nous"))
     for c in clients:
         identity = ", ".join(str(v) for v in (" ".join(str(x) for x in (c.get("prenom"), c.get("nom")) if x),
@@ -301,7 +302,7 @@ def _letter(export: AccessExport) -> str:
                          f"{NBSP}: « {r.get('reason_fr')} »".replace("« ", "«" + NBSP).replace(" »", NBSP + "»"))
         lines.append("")
 
-    sends = t.get(erase.SEND_LEDGER, [])
+    sends = t.get(schema.SEND_LEDGER, [])
     if sends:
         lines.append(_colon("E-mails du domaine"))
         for r in sorted(sends, key=lambda r: str(r.get("sent_at") or r.get("as_of_date") or "")):
@@ -337,7 +338,7 @@ def _letter(export: AccessExport) -> str:
             lines.append(f"  - étiquettes{NBSP}: " + ", ".join(sorted({str(r.get('tag')) for r in tags})))
         lines.append("")
 
-    suppressions = t.get(erase.SUPPRESSIONS, [])
+    suppressions = t.get(schema.SUPPRESSIONS, [])
     lines.append(_colon("Votre consentement, dans l'ordre où il nous est parvenu"))
     for r in export.consent:
         lines.append(f"  - {_date(r.get('event_at') or r.get('changed_at'))}{NBSP}: {_change_fr(str(r.get('change')))}"

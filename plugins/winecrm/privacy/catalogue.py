@@ -165,7 +165,7 @@ def looks_personal(column: str, data_type: str) -> bool:
 
 def uncatalogued(tables) -> list[str]:
     """``schema.table`` or ``schema.table.column`` for every base table of etl/crm (``tables``:
-    ``erase.catalog(conn)``) with a column that looks personal and that the catalogue does not
+    ``schema.catalog(conn)``) with a column that looks personal and that the catalogue does not
     list."""
     gaps = []
     for name, table in sorted(tables.items()):
@@ -214,7 +214,7 @@ def match(entry: Entry, *, with_json: bool = True, by_email: bool = True) -> sql
 
 @dataclass
 class PersonKeys:
-    """How a person is found: normalised addresses and client codes (``erase.identify`` finds them)."""
+    """How a person is found: normalised addresses and client codes (``identity.identify`` finds them)."""
     addresses: list[str] = field(default_factory=list)
     client_codes: list[str] = field(default_factory=list)
 
@@ -225,7 +225,7 @@ class PersonKeys:
 
 def person_rows(conn: psycopg.Connection, person) -> dict[str, list[dict]]:
     """Every catalogued row about ``person`` (anything with ``addresses`` and ``client_codes``, such
-    as ``erase.identify``'s result), per table: what an access export shows. The erasure register
+    as ``identity.identify``'s result), per table: what an access export shows. The erasure register
     is left out (it holds no data about the person beyond the codes they gave)."""
     params = {"addrs": list(person.addresses), "codes": list(person.client_codes)}
     out: dict[str, list[dict]] = {}

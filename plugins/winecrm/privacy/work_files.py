@@ -14,7 +14,7 @@ The rows stay — a sale still counts, anonymously — with every personal colum
 its erased marker instead, so that the load's guard still recognises the person (and records a
 new client code that came with their address). A part is written beside and
 moved over: a reader sees the old part or the new one, never half of one. RAW itself stays
-immutable (see ``erase.RAW_NOTE``).
+immutable (see ``report.RAW_NOTE``).
 
 A row is the person's when one of its text cells is one of their client codes (whole cell), holds
 one of their addresses (case-insensitive) or an address whose erased marker is known, or is one of
@@ -37,7 +37,7 @@ RAW_LINE_COLUMNS = ("_raw",)        # the delivered line as read, kept for the q
 
 
 def phone_digits(forms) -> set[str]:
-    """The digit strings of a person's numbers as written anywhere (``erase.phone_forms``):
+    """The digit strings of a person's numbers as written anywhere (``identity.phone_forms``):
     0661225607, 33661225607, 0033661225607 — never fewer than 10 digits (a shorter run of digits
     could be a document number)."""
     return {d for d in (re.sub(r"\D", "", str(f)) for f in forms) if len(d) >= 10}

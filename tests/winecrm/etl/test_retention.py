@@ -100,7 +100,7 @@ def test_the_sms_outbox_loses_its_old_days_while_sms_keep_flowing(conn, crm_dirs
     import json
 
     from tests.fakes.estate import seed_warehouse
-    from winecrm.events import actions, intake, processing
+    from winecrm.events import intake, processing
     from winecrm.events.rules import parse_rules
 
     seed_warehouse(conn, 1)

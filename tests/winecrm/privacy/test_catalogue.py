@@ -5,14 +5,14 @@ to run while the warehouse has something it does not describe."""
 from __future__ import annotations
 
 import pytest
-from winecrm.privacy import catalogue, erase
+from winecrm.privacy import catalogue, erase, identity, schema
 from winecrm.privacy.catalogue import Policy
 
 from tests.fakes.estate import seed_warehouse
 
 
 def test_every_personal_table_and_column_of_the_warehouse_is_catalogued(conn):
-    tables = erase.catalog(conn)
+    tables = schema.catalog(conn)
     assert catalogue.uncatalogued(tables) == [], (
         "a migration added a table or column that may hold personal data: add it to winecrm/privacy/catalogue.py")
     assert catalogue.missing(tables) == []
@@ -25,7 +25,7 @@ def test_a_new_personal_table_or_column_is_noticed(conn):
     conn.execute("ALTER TABLE crm.customer_tags ADD COLUMN date_naissance text")
     conn.execute("ALTER TABLE crm.rfm_scores ADD COLUMN notes jsonb")
     conn.execute("ALTER TABLE crm.tasks ADD COLUMN phone_checked boolean")  # a flag holds no number
-    assert catalogue.uncatalogued(erase.catalog(conn)) == [
+    assert catalogue.uncatalogued(schema.catalog(conn)) == [
         "crm.customer_tags.date_naissance", "crm.rfm_scores.notes", "crm.tasks.mobile",
         "crm.zz_leads (client_code, nom)", "etl.zz_feed (payload)"]
 
@@ -33,7 +33,7 @@ def test_a_new_personal_table_or_column_is_noticed(conn):
 def test_a_catalogued_column_the_warehouse_lost_is_noticed(conn):
     conn.execute("ALTER TABLE crm.score_changes DROP COLUMN reason")
     conn.execute("ALTER TABLE etl.ventes_lignes RENAME COLUMN ville TO commune")
-    assert sorted(catalogue.missing(erase.catalog(conn))) == ["crm.score_changes.reason", "etl.ventes_lignes.ville"]
+    assert sorted(catalogue.missing(schema.catalog(conn))) == ["crm.score_changes.reason", "etl.ventes_lignes.ville"]
 
 
 def test_the_erasure_refuses_while_a_personal_column_is_not_catalogued(conn, crm_dirs):
@@ -65,7 +65,7 @@ def test_person_rows_gives_an_access_export_everything_about_the_person(conn):
     conn.execute("INSERT INTO crm.customer_tags (client_code, tag) VALUES ('C000001', 'vip'), ('C000002', 'x')")
     conn.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES ('client1@example.fr', 'unsubscribed', "
                  "'unsubscribe_link')")
-    person = erase.identify(conn, erase.catalog(conn), ["client1@example.fr"], [])
+    person = identity.identify(conn, schema.catalog(conn), ["client1@example.fr"], [])
     rows = catalogue.person_rows(conn, person)
     assert set(rows) == {"etl.clients", "crm.recommendations", "crm.customer_tags", "crm.suppressions"}
     assert [r["email"] for r in rows["etl.clients"]] == ["client1@example.fr"]

@@ -16,7 +16,8 @@ import pytest
 from psycopg import sql
 from winecrm.campaigns import render, send
 from winecrm.core import settings
-from winecrm.privacy import erase
+from winecrm.privacy import brevo_contacts, erase, files, register
+from winecrm.privacy import report as erasure_report
 from winecrm.privacy.__main__ import main
 
 from tests.fakes.brevo import FakeBrevoServer
@@ -219,8 +220,8 @@ def test_erase_by_client_code(estate, rebuilt):
     assert report.person.client_codes == [PERSON] and sorted(report.person.addresses) == sorted([ADDRESS, OLD_ADDRESS])
     assert _leftovers(estate) == []
     assert _files_mentioning([ADDRESS, "Zuckerstein"]) == []
-    erase.delete_brevo_contacts(report, None)  # no Brevo connection: said, with the address to delete by hand
-    text = erase.format_summary(report)
+    brevo_contacts.delete_brevo_contacts(report, None)  # no Brevo connection: said, with the address to delete by hand
+    text = erasure_report.format_summary(report)
     assert f"{OLD_ADDRESS} (found from the records; delete this contact in Brevo by hand" in text
     assert "NOT deleted: no Brevo connection" in text
 
@@ -261,7 +262,7 @@ def test_reapply_erasures_anonymises_whoever_the_next_export_brings_back(estate,
     from psycopg.types.json import Jsonb
 
     erase.erase(estate, [TYPED])
-    assert erase.reapply_erasures(estate) == 0
+    assert register.reapply_erasures(estate) == 0
     # the next weekly load: the ERP still exports the person (upsert), a sale line, a rejected row
     estate.execute("""UPDATE etl.clients SET nom = 'Zuckerstein', prenom = 'Hildegarde', email = %s, opt_out = NULL,
                           email_valid = true, telephone = '06 11 22 33 44' WHERE client_code = %s""", (TYPED, PERSON))
@@ -272,9 +273,9 @@ def test_reapply_erasures_anonymises_whoever_the_next_export_brings_back(estate,
     estate.execute("INSERT INTO etl.quarantine (file_id, run_id, dataset, file_path, row_no, expectations, reason, "
                    "raw_values) VALUES (1, 'run_2', 'clients', 'x.csv', 3, ARRAY['nom'], %s, %s)",
                    (f"line 3: nom Zuckerstein", Jsonb({"nom": "Zuckerstein", "email": TYPED})))
-    assert erase.reapply_erasures(estate, run_id="run_2") == 2  # run_2's sale line and quarantined row
-    assert erase.reapply_erasures(estate) == 1                   # and the customer row
-    assert erase.reapply_erasures(estate) == 0
+    assert register.reapply_erasures(estate, run_id="run_2") == 2  # run_2's sale line and quarantined row
+    assert register.reapply_erasures(estate) == 1                   # and the customer row
+    assert register.reapply_erasures(estate) == 0
     estate.commit()
     assert _leftovers(estate) == []
     assert estate.execute("SELECT opt_out, email_valid FROM etl.clients WHERE client_code = %s",
@@ -355,10 +356,10 @@ def test_file_matching_takes_whole_client_codes_and_decodes_emails():
     message.set_content("Bonjour " + "é" * 80 + " " + ADDRESS, cte="base64")
     data = bytes(message)
     assert ADDRESS.encode() not in data  # hidden by base64
-    assert erase.file_mentions(Path("a.eml"), data, [ADDRESS], [], set())
-    assert erase.file_mentions(Path("rebuy-C1.eml"), b"", [], ["C1"], set())
-    assert not erase.file_mentions(Path("rebuy-C10.eml"), b"C10 and C11", [], ["C1"], set())
-    assert not erase.file_mentions(Path("report.html"), b"<td>1234</td>", [], ["1234"], set())  # too short to search
+    assert files.file_mentions(Path("a.eml"), data, [ADDRESS], [], set())
+    assert files.file_mentions(Path("rebuy-C1.eml"), b"", [], ["C1"], set())
+    assert not files.file_mentions(Path("rebuy-C10.eml"), b"C10 and C11", [], ["C1"], set())
+    assert not files.file_mentions(Path("report.html"), b"<td>1234</td>", [], ["1234"], set())  # too short to search
 
 
 def test_a_contact_brevo_will_not_let_the_api_delete_is_left_to_a_person(estate, monkeypatch, capsys, rebuilt):

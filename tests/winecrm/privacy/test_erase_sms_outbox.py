@@ -9,9 +9,10 @@ import json
 
 import pytest
 from winecrm.core import settings
-from winecrm.events import actions, intake, processing
+from winecrm.events import intake, processing
 from winecrm.events.rules import parse_rules
-from winecrm.privacy import erase
+from winecrm.privacy import erase, files, identity
+from winecrm.privacy import report as erasure_report
 
 from tests.fakes.estate import seed_warehouse
 from winecrm.core.weeks import estate_zone
@@ -61,7 +62,7 @@ def test_the_person_s_sms_lines_go_and_everyone_else_s_stay(conn, outbox, capsys
     assert not (outbox / "2026-11-24.jsonl").exists()      # it held only the person
     assert [p.name for p in outbox.iterdir()] == ["2026-11-23.jsonl"]  # no temporary file left behind
     assert report.person.phones  # read before the customer row was anonymised
-    summary = erase.format_summary(report)
+    summary = erasure_report.format_summary(report)
     assert "sms/2026-11-23.jsonl: 1 line(s) about the person removed" in summary
     assert "sms/2026-11-24.jsonl: 1 line(s) about the person removed (the file removed: it held only them)" in summary
     assert "3361234" not in summary
@@ -71,7 +72,7 @@ def test_a_dry_run_says_which_sms_lines_would_go_and_leaves_the_files(conn, outb
     before = {p.name: p.read_bytes() for p in outbox.iterdir()}
     report = erase.erase(conn, client_codes=[PERSON], dry_run=True)
     assert sorted(p.name for p in report.sms_lines) == ["2026-11-23.jsonl", "2026-11-24.jsonl"]
-    assert "would be removed" in erase.format_summary(report)
+    assert "would be removed" in erasure_report.format_summary(report)
     assert {p.name: p.read_bytes() for p in outbox.iterdir()} == before
 
 
@@ -82,7 +83,7 @@ def test_a_number_written_differently_still_finds_the_line(tmp_path):
     (folder / "d.jsonl").write_text(
         json.dumps({"action_id": 7, "recipient": "33612345678", "content": "x"}) + "\n"
         + json.dumps({"action_id": 8, "recipient": "33698765432", "content": "y"}) + "\n", encoding="utf-8")
-    person = erase.Person([], [], client_codes=["C1"], phones=erase.phone_forms("06.12.34.56.78"))
-    assert {p.name: n for p, (n, _) in erase.sms_outbox_rewrites(person, set(), folder).items()} == {"d.jsonl": 1}
-    by_action = erase.Person([], [], client_codes=["C1"])
-    assert {p.name: n for p, (n, _) in erase.sms_outbox_rewrites(by_action, {8}, folder).items()} == {"d.jsonl": 1}
+    person = identity.Person([], [], client_codes=["C1"], phones=identity.phone_forms("06.12.34.56.78"))
+    assert {p.name: n for p, (n, _) in files.sms_outbox_rewrites(person, set(), folder).items()} == {"d.jsonl": 1}
+    by_action = identity.Person([], [], client_codes=["C1"])
+    assert {p.name: n for p, (n, _) in files.sms_outbox_rewrites(by_action, {8}, folder).items()} == {"d.jsonl": 1}

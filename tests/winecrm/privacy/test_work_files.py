@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 from winecrm.privacy import erase, work_files
+from winecrm.privacy import identity
 
 
 def _part(tmp_path):
@@ -22,7 +23,7 @@ def _part(tmp_path):
 
 def test_the_person_is_found_by_code_address_or_phone_and_only_their_values_go(tmp_path):
     path = _part(tmp_path)
-    phones = work_files.phone_digits(erase.phone_forms("06 11 22 33 44"))
+    phones = work_files.phone_digits(identity.phone_forms("06 11 22 33 44"))
     assert work_files.blank_rows(path, ["C1"], ["hilde@example.fr"], phones) == 2  # C1, and C2 by the phone
     rows = pq.read_table(path).to_pylist()
     assert [(r["client_code"], r["nom"], r["email"], r["telephone"], r["_raw"], r["mt_ht"]) for r in rows] == [
