@@ -132,7 +132,7 @@ def main() -> int:
     results: dict = {"machine": machine(), "lines": lines_in_file, "file_mb": round(sales_file.stat().st_size / 1e6)}
     try:
         with psycopg.connect(url) as conn, PeakRss() as rss:
-            stage_peaks = peaks_per_stage(pipeline, rss)
+            stage_peaks = peaks_per_stage(pipeline.stages, rss)
             window = pipeline.week_window("bench_initial", dt.datetime(2026, 11, 9, 5, tzinfo=dt.timezone.utc))
             t0 = time.perf_counter()
             summary = pipeline.run_all(conn, window, require_week=False)  # sales only, by design
@@ -173,7 +173,7 @@ def ingest_validate_load_s(stage_seconds: dict) -> float:
     return round(sum(stage_seconds.get(k, 0) for k in LOADING_STAGES), 1)
 
 
-def peaks_per_stage(pipeline, rss: PeakRss) -> dict:
+def peaks_per_stage(stages, rss: PeakRss) -> dict:
     """Wraps the pipeline's stages so that ``rss`` is read per stage: {stage: peak MB}."""
     peaks: dict[str, int] = {}
 
@@ -187,7 +187,7 @@ def peaks_per_stage(pipeline, rss: PeakRss) -> dict:
         run.__name__ = stage.__name__
         return run
 
-    pipeline.STAGES = tuple(wrap(stage) for stage in pipeline.STAGES)
+    stages.STAGES = tuple(wrap(stage) for stage in stages.STAGES)  # run_all reads them there
     return peaks
 
 

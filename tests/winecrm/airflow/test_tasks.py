@@ -73,7 +73,7 @@ def live_80(conn, crm_dirs, prepared, monkeypatch):
 
 def _live_campaign_rendered(conn, monkeypatch, window):
     """The week's campaign of a small estate (up to its recommendations) rendered live."""
-    monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
+    monkeypatch.setattr(pipeline.stages, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
     return window, pipeline.run_render(conn, window.run_id, brevo_configured=True)
 
 
@@ -185,7 +185,7 @@ def test_a_live_week_with_nothing_to_send_goes_straight_to_send_and_ends_green(c
     conn.execute("INSERT INTO crm.suppressions (email, reason, source) SELECT DISTINCT lower(btrim(email)), "
                  "'unsubscribed', 'test' FROM etl.clients WHERE email IS NOT NULL ON CONFLICT DO NOTHING")
     conn.commit()
-    monkeypatch.setattr(pipeline, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
+    monkeypatch.setattr(pipeline.stages, "campaign_mode", lambda *a, **k: ("live", "live (test)"))
     with FakeBrevoServer() as server:
         monkeypatch.setenv("BREVO_API_KEY", server.fake.api_key)
         monkeypatch.setenv("BREVO_API_URL", server.url)
