@@ -17,6 +17,9 @@ then the last week again.
    ``airflow dags test crm_events``; shows the funnel in the weekly report, the unsubscribed
    customer suppressed and skipped by the next send, the buyer's one thank-you e-mail (outbox)
    and follow-up task, and the engagement points in the lead score.
+
+This module drives Airflow and prints; what is checked along the way (the quarantine against the
+planted rows, what the events must have done) is in ``winecrm.demo.checks``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from winecrm.airflow import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
 from winecrm.core import db, settings, storage
-from winecrm.demo import sampledata
+from winecrm.demo import checks, sampledata
 
 BACKFILL_WEEKS = ("2026-10-26", "2026-11-02", "2026-11-09")  # Mondays: the sample's last three weeks
 TABLES = ("etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock", "etl.quarantine", "etl.file_manifest")
@@ -176,10 +179,7 @@ def print_summary(backfill: list[dict], summary: dict, planted: list, conn) -> b
     seconds = summary.get("stage_seconds", {})
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"  Data Docs (offline HTML): {ingested['data_docs']}")
-    found = {(ds, Path(path).name.replace(" (copie)", ""), row) for ds, path, row in conn.execute(
-        "SELECT dataset, file_path, row_no FROM etl.quarantine WHERE run_id = ANY(%s) AND row_no IS NOT NULL",
-        (run_ids,))}
-    expected = {(b.dataset, b.file_name, b.row_no) for b in planted}
+    found, expected = checks.quarantine_against_planted(conn, run_ids, planted)
     exact = found == expected
     print(f"  quarantine vs. rows planted as bad by the generator: {len(found)} / {len(expected)} "
           f"→ {'exactly the bad rows' if exact else 'MISMATCH'}")
@@ -194,7 +194,6 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
     import secrets
     import socket
 
-    from winecrm import pipeline
     from winecrm.campaigns import render, report
     from winecrm.core.weeks import estate_zone
     from winecrm.demo import events as demo_events
@@ -247,55 +246,13 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
                                 GROUP BY 1, 2, 3 ORDER BY 1, 2""").fetchall()
         print("  rules applied: " + ", ".join(f"{r}.{a} {n}" + ("" if st == "done" else f" ({st})")
                                               for r, a, st, n in fired))
-        checks = {}
-        unsub, bounced, buyer = who["unsubscribed"], who["bounced"], who["buyer"]
-        # the next send of the week: the live campaign rendered as for approval, looked at, then
-        # removed (the demo never leaves a live campaign behind)
-        live = render.campaign_id_for(as_of, "live")
-        render.render_campaign(conn, run_id, as_of, mode="live")
-        skipped = dict(conn.execute(
-            "SELECT client_code, skip_reason FROM crm.email_sends WHERE campaign_id = %s AND client_code = ANY(%s)",
-            (live, [unsub[1], bounced[1]])).fetchall())
-        conn.execute("DELETE FROM crm.email_sends WHERE campaign_id = %s", (live,))
-        conn.execute("DELETE FROM crm.campaigns WHERE campaign_id = %s", (live,))
-        conn.commit()
-        shutil.rmtree(render.previews_dir(live), ignore_errors=True)
-        checks["unsubscribed: suppressed, skipped by the next send"] = (
-            skipped.get(unsub[1]) == "suppressed" and conn.execute(
-                "SELECT reason FROM crm.suppressions WHERE email = lower(%s)", (unsub[2],)).fetchone() == ("unsubscribed",))
-        checks["hard bounce: suppressed, skipped by the next send"] = skipped.get(bounced[1]) == "suppressed"
-        left = newsletter_who["newsletter_unsubscribed"]
-        checks["newsletter unsubscribe (Brevo marketing webhook): suppressed"] = conn.execute(
-            "SELECT reason, source FROM crm.suppressions WHERE email = lower(%s)", (left[2],)).fetchone() == (
-            "unsubscribed", "brevo_campaign_webhook:unsubscribed")
-        checks["the shop's order mail opened: stored, no rule, not in the funnel"] = conn.execute(
-            """SELECT trig IS NULL AND send_id IS NULL AND NOT EXISTS (
-                   SELECT 1 FROM crm.automation_actions a WHERE a.event_id = w.event_id)
-               FROM crm.webhook_events w WHERE message_id = %s""", (shop_mail["message-id"],)).fetchone() == (True,)
-        thanks = conn.execute("""SELECT e.status, e.outbox_path FROM crm.email_sends e JOIN crm.campaigns k USING (campaign_id)
-                                 WHERE k.kind = 'automation' AND e.client_code = %s AND e.template = 'thank_you'""",
-                              (buyer[1],)).fetchall()
-        checks["buyer: one thank-you e-mail (outbox)"] = len(thanks) == 1 and thanks[0][0] == "simulated"
-        tasks = conn.execute("SELECT title, to_char(due_at AT TIME ZONE %s, 'DD/MM HH24:MI') FROM crm.tasks "
-                             "WHERE client_code = %s", (estate_zone().key, buyer[1])).fetchall()
-        checks["buyer: one follow-up task"] = len(tasks) == 1
-        # the clicker the rules scored with the lowest weekly score: the engagement points show best there
-        clicker, weekly, now_score, points = conn.execute(
-            """SELECT DISTINCT ON (ls.score, ls.client_code) ls.client_code, ls.score,
-                      crm.current_lead_score(ls.client_code, %s::numeric),
-                      (SELECT sum(delta) FROM crm.score_changes WHERE client_code = ls.client_code)
-               FROM crm.lead_scores ls
-               WHERE ls.client_code = ANY(%s) AND ls.as_of_date = (SELECT max(as_of_date) FROM crm.lead_scores)
-                 AND EXISTS (SELECT 1 FROM crm.score_changes s WHERE s.client_code = ls.client_code)
-               ORDER BY ls.score, ls.client_code LIMIT 1""",
-            (cap, [c[1] for c in who["clicked"] if c is not buyer])).fetchone()
-        checks["engagement points in the lead score"] = points is not None and now_score > weekly
-        written = pipeline.run_report(conn, run_id)
-        data = report.events(conn, as_of)
-        funnel = next(f for f in data["funnel"] if f["campaign_id"] == campaign)
-        print(f"  funnel ({campaign}): " + ", ".join(f"{k} {funnel[k]}" for k in report.FUNNEL)
-              + f" — in the weekly report {written['html']}")
-        checks["funnel in the report"] = funnel["opened"] > 0 and funnel["clicked"] > 0 and funnel["bought"] == 1
+        seen = checks.after_the_events(conn, run_id, as_of, campaign, who, newsletter_who, shop_mail, cap)
+    unsub, bounced, buyer = who["unsubscribed"], who["bounced"], who["buyer"]
+    skipped, thanks, tasks = seen["skipped"], seen["thanks"], seen["tasks"]
+    clicker, weekly, now_score, points = seen["clicker"]
+    funnel, written = seen["funnel"], seen["report"]
+    print(f"  funnel ({campaign}): " + ", ".join(f"{k} {funnel[k]}" for k in report.FUNNEL)
+          + f" — in the weekly report {written['html']}")
     print(f"  unsubscribed {unsub[1]} and bounced {bounced[1]}: next send → "
           + ", ".join(f"{c} {r}" for c, r in skipped.items()))
     if thanks:
@@ -304,9 +261,9 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
         print(f"  follow-up task for {buyer[1]}: « {title} », due {due}")
     print(f"  lead score of {clicker} (opened and clicked): {weekly} on the weekly run → {now_score} now "
           f"(rules' score changes {points:+d}, capped at +{cap:.0f})")
-    for name, held in checks.items():
+    for name, held in seen["checks"].items():
         print(f"  {'ok ' if held else 'NO '} {name}")
-    return all(checks.values())
+    return all(seen["checks"].values())
 
 
 def main(argv: list[str] | None = None) -> int:
