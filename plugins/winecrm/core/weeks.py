@@ -20,10 +20,14 @@ def _zone(name: str) -> ZoneInfo:
 
 def estate_zone() -> ZoneInfo:
     """The estate's time zone: ``schedule.timezone`` of pipeline.yaml (Europe/Paris), the one
-    place it is set."""
+    place it is set. With a broken file, the default: the run's first task fails naming the key,
+    and the webhook receiver and the UI pages go on meanwhile."""
     from winecrm.core import settings
 
-    return _zone(settings.pipeline_config().schedule.timezone)
+    try:
+        return _zone(settings.pipeline_config().schedule.timezone)
+    except (settings.ConfigError, OSError):
+        return _zone(settings.ScheduleConfig().timezone)
 
 
 @dataclass(frozen=True)

@@ -450,9 +450,10 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     Runs in the caller's transaction: the caller commits. ``fitting``: ``fit_beside``'s future."""
     started = time.perf_counter()
     bp = settings.scoring_from(cfg).buy_probability
-    if fitting is not None:
-        sales, fitted = fitting.result()  # read and fitted beside the caller's SQL
-    else:
+    try:
+        sales, fitted = fitting.result() if fitting is not None else _read_and_fit(conn, as_of, bp)
+    except psycopg.OperationalError as exc:  # no second connection (the server's limit, a network cut)
+        log.warning("buy probability: read on the scoring connection instead (%s)", exc.__class__.__name__)
         sales, fitted = _read_and_fit(conn, as_of, bp)
     read = time.perf_counter()
     scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",

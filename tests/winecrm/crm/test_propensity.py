@@ -244,3 +244,23 @@ def test_sales_not_yet_committed_are_read_on_the_scoring_connection(estate):
     assert propensity.fit_beside(estate, AS_OF, CFG) is None
     scoring.score(estate, "run_1", AS_OF, CFG)
     assert "LATE" in probabilities(estate)
+
+
+def test_without_a_second_connection_the_scoring_connection_reads(estate, monkeypatch):
+    """The server refuses another connection (max_connections): the chance to buy is read and
+    fitted on the scoring connection, the same rows as ever."""
+    import psycopg
+    from winecrm.crm import propensity
+
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    expected = probabilities(estate)
+    real_connect = psycopg.connect
+
+    def refused(*args, **kwargs):
+        if kwargs.get("application_name") == "winecrm:score:buy-probability":
+            raise psycopg.OperationalError("FATAL: sorry, too many clients already")
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(propensity.psycopg, "connect", refused)
+    scoring.score(estate, "run_2", AS_OF, CFG)
+    assert probabilities(estate) == expected
