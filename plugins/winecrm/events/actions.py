@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import requests
+from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt, wait_exponential
 
 from winecrm.core import settings
 from winecrm.core.weeks import estate_zone, french_spacing
@@ -346,6 +347,12 @@ def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = N
 # outbound webhooks
 
 
+def _worth_repeating(response: requests.Response) -> bool:
+    """Not accepted, and not refused for good (a 4xx other than 408 and 429 changes nothing when repeated)."""
+    code = response.status_code
+    return code >= 300 and not (400 <= code < 500 and code not in (408, 429))
+
+
 def run_webhook_actions(conn, rules: RuleSet, *, session: requests.Session | None = None,
                         sleep=time.sleep) -> Counter:
     counts = Counter()
@@ -362,20 +369,17 @@ def run_webhook_actions(conn, rules: RuleSet, *, session: requests.Session | Non
                 "occurred_at": event[3].isoformat() if event and event[3] else None,
                 "amount": float(event[4]) if event and event[4] is not None else None}
         timeout = params.get("timeout_s") or rules.settings.webhooks.timeout_s
-        error = None
-        for attempt in range(3):
-            try:
-                response = session.post(params["url"], json=body, timeout=timeout,
-                                        headers={"Idempotency-Key": f"winecrm-action-{action['action_id']}"})
-                if response.status_code < 300:
-                    error = None
-                    break
-                error = f"{params['url']} answered {response.status_code}"
-                if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                    break  # refused: repeating it changes nothing
-            except requests.RequestException as exc:
-                error = f"{params['url']}: {exc.__class__.__name__}"
-            sleep(0.5 * 2 ** attempt)
+        # three tries, 0.5 s then 1 s apart, on a network error or an answer worth repeating;
+        # the same Idempotency-Key each time (and at the next run's retry of the action)
+        attempts = Retrying(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.5, min=0.5), sleep=sleep,
+                            retry=retry_if_exception_type(requests.RequestException) | retry_if_result(_worth_repeating),
+                            retry_error_callback=lambda state: state.outcome.result())
+        try:
+            response = attempts(session.post, params["url"], json=body, timeout=timeout,
+                                headers={"Idempotency-Key": f"winecrm-action-{action['action_id']}"})
+            error = None if response.status_code < 300 else f"{params['url']} answered {response.status_code}"
+        except requests.RequestException as exc:
+            error = f"{params['url']}: {exc.__class__.__name__}"
         if error is None:
             _finish(conn, action["action_id"], "done", {"status": response.status_code})
             conn.commit()

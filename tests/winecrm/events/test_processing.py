@@ -442,3 +442,33 @@ def test_a_thank_you_is_not_held_back_by_the_weekly_silence_window(conn, crm_dir
     # the weekly campaigns still respect it, and do not count the thank-you
     assert table(conn, "SELECT crm.email_blocked_reason('C000000', 'client0@example.fr', 135, 'hebdo-next')") == [
         ("silence_window",)]
+
+
+@pytest.mark.parametrize("code,posts_expected", [(503, 3), (400, 1)])
+def test_outbound_webhook_tries_three_times_unless_refused_for_good(conn, crm_dirs, code, posts_expected):
+    """A hook that keeps failing is tried three times in the run, then the action backs off to a
+    later run; one that refuses for good (400) is tried once. Same Idempotency-Key each time."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers["Idempotency-Key"])
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        seed_warehouse(conn, 1)
+        rules = parse_rules({"rules": [{"id": "crm_hook", "trigger": "purchase", "actions": [
+            {"type": "trigger_webhook", "url": f"http://127.0.0.1:{server.server_port}/hook"}]}]})
+        queue(conn, [behavior("purchase", "C000000", "o1", amount=80)])
+        processing.process_events(conn, rules=rules)
+    finally:
+        server.shutdown()
+    assert len(seen) == posts_expected and len(set(seen)) == 1
+    assert table(conn, "SELECT status FROM crm.automation_actions") != [("done",)]
