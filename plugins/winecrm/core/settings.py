@@ -19,6 +19,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 INCLUDE_DIR = Path(os.environ.get("CRM_INCLUDE_DIR") or PROJECT_ROOT / "include")
@@ -31,9 +32,37 @@ class ConfigError(ValueError):
     """A settings file is invalid: the message names the file, the key and the reason."""
 
 
-def _path_from_env(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
-    return Path(value).expanduser().resolve() if value else default
+class EnvironmentPaths(BaseSettings):
+    """Where this deployment keeps its files, from the environment (``CRM_DATA_DIR``,
+    ``CRM_RAW_DIR``, ``CRM_WORK_URL``, ``CRM_DOCS_DIR``, ``CRM_OUTBOX_DIR``, ``CRM_REPORTS_DIR``,
+    ``CRM_DATA_DOCS_URL``); unset or empty: under the data folder (``.crm`` in a checkout)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", env_ignore_empty=True, extra="ignore")
+    data_dir: Path | None = None
+    raw_dir: Path | None = None
+    work_url: str | None = None
+    docs_dir: Path | None = None
+    outbox_dir: Path | None = None
+    reports_dir: Path | None = None
+    data_docs_url: str = ""
+
+
+_PATH_VARIABLES = tuple(f"CRM_{name.upper()}" for name in EnvironmentPaths.model_fields)
+
+
+def environment_paths() -> EnvironmentPaths:
+    """The CRM_* path settings as the environment has them now (read again only when one of
+    them changed: some callers ask once per SMS or per work file)."""
+    return _environment_paths(tuple(os.environ.get(name) for name in _PATH_VARIABLES))
+
+
+@lru_cache(maxsize=8)
+def _environment_paths(values: tuple) -> EnvironmentPaths:
+    return EnvironmentPaths()
+
+
+def _local(path: Path | None, default: Path) -> Path:
+    return path.expanduser().resolve() if path else default
 
 
 @dataclass(frozen=True)
@@ -57,20 +86,20 @@ class Paths:
         """Where a person opens a Data Docs page: through the Airflow UI when CRM_DATA_DOCS_URL
         says where the plugin serves them (e.g. http://localhost:8080/winecrm/data-docs), else
         the file on disk."""
-        base = os.environ.get("CRM_DATA_DOCS_URL", "").rstrip("/")
+        base = environment_paths().data_docs_url.rstrip("/")
         return f"{base}/{page}" if base else str(self.data_docs_site / page)
 
 
 def paths() -> Paths:
-    data_dir = _path_from_env("CRM_DATA_DIR", PROJECT_ROOT / ".crm")
-    work_url = os.environ.get("CRM_WORK_URL") or str(data_dir / "work")
+    env = environment_paths()
+    data_dir = _local(env.data_dir, PROJECT_ROOT / ".crm")
     return Paths(
         data_dir=data_dir,
-        raw_dir=_path_from_env("CRM_RAW_DIR", data_dir / "raw"),
-        work_url=work_url,
-        docs_dir=_path_from_env("CRM_DOCS_DIR", data_dir / "quality"),
-        outbox_dir=_path_from_env("CRM_OUTBOX_DIR", data_dir / "outbox"),
-        reports_dir=_path_from_env("CRM_REPORTS_DIR", data_dir / "reports"),
+        raw_dir=_local(env.raw_dir, data_dir / "raw"),
+        work_url=env.work_url or str(data_dir / "work"),
+        docs_dir=_local(env.docs_dir, data_dir / "quality"),
+        outbox_dir=_local(env.outbox_dir, data_dir / "outbox"),
+        reports_dir=_local(env.reports_dir, data_dir / "reports"),
     )
 
 

@@ -38,3 +38,24 @@ def test_a_file_that_is_not_yaml_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_SCORING_CONFIG", str(bad))
     with pytest.raises(settings.ConfigError, match=f"{bad}: not valid YAML"):
         settings.scoring_config()
+
+
+def test_where_files_go_comes_from_the_environment(monkeypatch, tmp_path):
+    """CRM_* variables through pydantic-settings: set ones win (~ expanded, made absolute), empty
+    or unset ones fall back under the data folder, the Data Docs link follows CRM_DATA_DOCS_URL."""
+    from winecrm.core import settings
+
+    for name in ("CRM_RAW_DIR", "CRM_WORK_URL", "CRM_DOCS_DIR", "CRM_OUTBOX_DIR", "CRM_REPORTS_DIR",
+                 "CRM_DATA_DOCS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CRM_RAW_DIR", "")  # empty: as unset
+    monkeypatch.setenv("CRM_WORK_URL", "s3://bucket/work")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CRM_OUTBOX_DIR", "~/outbox")
+    paths = settings.paths()
+    assert paths.raw_dir == tmp_path / "data" / "raw" and paths.work_url == "s3://bucket/work"
+    assert paths.outbox_dir == tmp_path / "outbox" and paths.reports_dir == tmp_path / "data" / "reports"
+    assert paths.data_docs_link("x.html").endswith("quality/gx/uncommitted/data_docs/local_site/x.html")
+    monkeypatch.setenv("CRM_DATA_DOCS_URL", "https://airflow.example.com/winecrm/data-docs/")
+    assert settings.paths().data_docs_link("x.html") == "https://airflow.example.com/winecrm/data-docs/x.html"
