@@ -461,7 +461,7 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     predicted, info = finish(sales, as_of, bp, fitted, scored)
     probability = predicted["probability"].round(5)
     expected = (probability * predicted["spend"]).round(2)
-    fitted = time.perf_counter()
+    fitted_at = time.perf_counter()
 
     conn.execute("DELETE FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))
     conn.execute("DELETE FROM crm.buy_probability_models WHERE as_of_date = %s", (as_of,))
@@ -497,7 +497,7 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
          FEATURES if info["method"] == "logistic" else None, json.dumps(info["model"]), summary["customers"],
          summary["mean_probability"], summary["expected_buyers"], summary["expected_revenue_ht"], run_id,
          buyers_low, buyers_high, *spend_total, json.dumps(info.get("lifetime"))))
-    summary["seconds"] = {"read": round(read - started, 3), "fit": round(fitted - read, 3),
+    summary["seconds"] = {"read": round(read - started, 3), "fit": round(fitted_at - read, 3),
                           "total": round(time.perf_counter() - started, 3)}
     log.info("buy probability as of %s: %s", as_of, summary)
     return summary
