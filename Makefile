@@ -61,7 +61,7 @@ airflow: $(STAMP)
 	$(AIRFLOW_LOCAL_ENV) $(BIN)/airflow standalone
 
 sample: $(STAMP)
-	$(BIN)/python -m winecrm.demo.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
+	$(BIN)/python -m winecrm.samples.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
 
 # The peer a data engineer would pick instead (dlt), in its own virtualenv, run on the same file
 # and server by the same benchmark.

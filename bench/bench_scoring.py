@@ -63,7 +63,7 @@ def main() -> int:
     from winecrm import pipeline
     from winecrm.core import db
     from winecrm.crm.scoring import scoring_config
-    from winecrm.demo import sampledata
+    from winecrm.samples import sampledata
     from winecrm.evaluation import backtest
 
     shutil.rmtree(work / "data", ignore_errors=True)

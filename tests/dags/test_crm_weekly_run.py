@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from winecrm.demo import sampledata
+from winecrm.samples import sampledata
 
 from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, write_export
 

@@ -499,3 +499,13 @@ def test_docker_compose_config_refuses_the_unedited_env_example(tmp_path):
     proc = _config(docker, [BASE], {}, tmp_path, "--quiet", env_file=ROOT / ".env.example")
     assert proc.returncode != 0, ".env.example must not be a working configuration"
     assert any(var in proc.stderr for var in SECRETS), proc.stderr
+
+
+def test_the_image_leaves_out_the_development_tools():
+    """The demo, the backtest and the sample estate are not copied into the image (.dockerignore);
+    the Dockerfile copies only the package and its metadata."""
+    ignored = {line.strip().rstrip("/") for line in _text(".dockerignore").splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {"plugins/winecrm/demo", "plugins/winecrm/evaluation", "plugins/winecrm/samples", "tests"} <= ignored
+    copies = [line.split()[-2] for line in _text("Dockerfile").splitlines() if line.startswith("COPY")]
+    assert all(src.startswith(("requirements/", "pyproject.toml", "plugins/winecrm")) for src in copies), copies

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from winecrm.airflow import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
 from winecrm.core import db, settings, storage
-from winecrm.demo import checks, sampledata
+from winecrm.demo import checks
+from winecrm.samples import sampledata
 
 BACKFILL_WEEKS = ("2026-10-26", "2026-11-02", "2026-11-09")  # Mondays: the sample's last three weeks
 TABLES = ("etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock", "etl.quarantine", "etl.file_manifest")

@@ -199,12 +199,12 @@ def load_export_folder(conn: psycopg.Connection, raw_dir: Path) -> dict:
 
 
 def load_sample(conn: psycopg.Connection) -> dict:
-    from winecrm.demo import sampledata
+    from winecrm.samples import sampledata
 
     with tempfile.TemporaryDirectory(prefix="crm-sample-") as tmp:
         sampledata.write_sample_exports(Path(tmp))
         report = load_export_folder(conn, Path(tmp))
-    report["dataset"] = "the sample estate (winecrm.demo.sampledata: 2,000 customers, 3.2 years)"
+    report["dataset"] = "the sample estate (winecrm.samples.sampledata: 2,000 customers, 3.2 years)"
     return report
 
 

@@ -7,7 +7,7 @@ import json
 import re
 
 from winecrm import pipeline
-from winecrm.demo import sampledata
+from winecrm.samples import sampledata
 
 from tests.conftest import MONDAY_RUN
 

@@ -21,7 +21,7 @@ import pytest
 from winecrm import pipeline
 from winecrm.campaigns import report
 from winecrm.demo import events as demo_events
-from winecrm.demo import sampledata
+from winecrm.samples import sampledata
 from winecrm.events import intake, processing
 from winecrm.events.rules import load_rules
 

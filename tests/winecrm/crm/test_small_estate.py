@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from winecrm import pipeline
 from winecrm.campaigns.report import reports_dir
-from winecrm.demo import sampledata
+from winecrm.samples import sampledata
 from winecrm.evaluation import backtest
 
 from tests.conftest import MONDAY_RUN

@@ -14,7 +14,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from winecrm import pipeline
-from winecrm.demo import sampledata
+from winecrm.samples import sampledata
 from winecrm.evaluation import backtest, datasets, metrics
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
