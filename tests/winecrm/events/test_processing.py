@@ -299,14 +299,16 @@ def test_phone_numbers_to_e164(raw, expected):
     assert actions.e164(raw) == expected
 
 
-def test_outbound_webhook_is_retried_with_its_idempotency_key(conn, crm_dirs):
+def _posts_to_a_hook(conn, answer, runs: int = 1) -> list[tuple[str, bytes]]:
+    """A purchase whose rule posts to a local hook answering ``answer(posts so far)``, through
+    ``runs`` crm_events runs: the (Idempotency-Key, body) of every post the hook received."""
     seen = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             body = self.rfile.read(int(self.headers["Content-Length"]))
             seen.append((self.headers["Idempotency-Key"], body))
-            self.send_response(503 if len(seen) == 1 else 204)
+            self.send_response(answer(len(seen)))
             self.end_headers()
 
         def log_message(self, *args):
@@ -319,10 +321,15 @@ def test_outbound_webhook_is_retried_with_its_idempotency_key(conn, crm_dirs):
         rules = parse_rules({"rules": [{"id": "crm_hook", "trigger": "purchase", "actions": [
             {"type": "trigger_webhook", "url": f"http://127.0.0.1:{server.server_port}/hook"}]}]})
         queue(conn, [behavior("purchase", "C000000", "o1", amount=80)])
-        processing.process_events(conn, rules=rules)
-        processing.process_events(conn, rules=rules)
+        for _ in range(runs):
+            processing.process_events(conn, rules=rules)
     finally:
         server.shutdown()
+    return seen
+
+
+def test_outbound_webhook_is_retried_with_its_idempotency_key(conn, crm_dirs):
+    seen = _posts_to_a_hook(conn, lambda n: 503 if n == 1 else 204, runs=2)
     assert len(seen) == 2 and seen[0][0] == seen[1][0] and seen[0][0].startswith("winecrm-action-")
     assert b'"client_code": "C000000"' in seen[1][1] and b"@" not in seen[1][1]  # no address leaves
     assert table(conn, "SELECT status FROM crm.automation_actions") == [("done",)]
@@ -448,27 +455,6 @@ def test_a_thank_you_is_not_held_back_by_the_weekly_silence_window(conn, crm_dir
 def test_outbound_webhook_tries_three_times_unless_refused_for_good(conn, crm_dirs, code, posts_expected):
     """A hook that keeps failing is tried three times in the run, then the action backs off to a
     later run; one that refuses for good (400) is tried once. Same Idempotency-Key each time."""
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append(self.headers["Idempotency-Key"])
-            self.send_response(code)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        seed_warehouse(conn, 1)
-        rules = parse_rules({"rules": [{"id": "crm_hook", "trigger": "purchase", "actions": [
-            {"type": "trigger_webhook", "url": f"http://127.0.0.1:{server.server_port}/hook"}]}]})
-        queue(conn, [behavior("purchase", "C000000", "o1", amount=80)])
-        processing.process_events(conn, rules=rules)
-    finally:
-        server.shutdown()
+    seen = [key for key, _ in _posts_to_a_hook(conn, lambda n: code)]
     assert len(seen) == posts_expected and len(set(seen)) == 1
     assert table(conn, "SELECT status FROM crm.automation_actions") != [("done",)]
