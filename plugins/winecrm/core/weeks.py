@@ -9,13 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from zoneinfo import ZoneInfo
-
-
-@lru_cache(maxsize=4)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 def estate_zone() -> ZoneInfo:
@@ -25,9 +19,9 @@ def estate_zone() -> ZoneInfo:
     from winecrm.core import settings
 
     try:
-        return _zone(settings.pipeline_config().schedule.timezone)
+        return ZoneInfo(settings.pipeline_config().schedule.timezone)  # ZoneInfo keeps one per name
     except (settings.ConfigError, OSError):
-        return _zone(settings.ScheduleConfig().timezone)
+        return ZoneInfo(settings.ScheduleConfig().timezone)
 
 
 @dataclass(frozen=True)

@@ -139,14 +139,12 @@ def by_line_number(chunk: pd.DataFrame) -> pd.DataFrame:
     return chunk.set_index(pd.Index(chunk[ROW_COLUMN].astype("int64").to_numpy()), drop=False)
 
 
-def build_frame(dataset: Dataset, chunk: pd.DataFrame, seen_lines: SeenLines | None = None,
-                credit_note_types: frozenset[str] = frozenset({"AVOIR"}),
+def build_frame(dataset: Dataset, chunk: pd.DataFrame, credit_note_types: frozenset[str] = frozenset({"AVOIR"}),
                 duplicate_of: pd.Series | None = None) -> pd.DataFrame:
     """Raw text chunk -> validation frame (typed ``<col>`` + delivered ``<col>_text``).
 
-    Sales lines repeating an earlier line of the file are found with ``seen_lines`` (the file's
-    earlier chunks), or given as ``duplicate_of`` when that was worked out beforehand
-    (``SeenLines.first_rows`` on the same chunk)."""
+    ``duplicate_of``: for sales lines, the earlier identical line of the file of each row
+    (``SeenLines.first_rows`` over the file's chunks in order); without it, within this chunk."""
     chunk = by_line_number(chunk)
     out = pd.DataFrame(index=chunk.index)
     out[ROW_COLUMN] = chunk[ROW_COLUMN].astype("int64")
@@ -192,8 +190,7 @@ def build_frame(dataset: Dataset, chunk: pd.DataFrame, seen_lines: SeenLines | N
         for name in ("qty_line", "mt_ht", "mt_ttc", "marge"):
             if name in out:
                 out[name] = out[name].where(~credit, out[name].abs())
-        out[DUPLICATE_COLUMN] = (duplicate_of if duplicate_of is not None
-                                 else (seen_lines or SeenLines()).first_rows(dataset, chunk))
+        out[DUPLICATE_COLUMN] = duplicate_of if duplicate_of is not None else SeenLines().first_rows(dataset, chunk)
     elif dataset.natural_key:
         key = list(dataset.natural_key)
         present = [k for k in key if k in out]
