@@ -233,27 +233,27 @@ def review_text(summary: dict, subjects: dict[str, list[dict]], previews: list[s
     e-mail is asked of the data engineer."""
     from winecrm.campaigns.labels import reason_fr, scenario_fr
     from winecrm.campaigns.render import FIRST_NAME
-    from winecrm.core.weeks import number_fr, plural_fr
+    from winecrm.core import french
 
     nbsp, narrow = "\u00a0", "\u202f"
     campaign_id = summary["campaign_id"]
     lines = [f"**Campagne {campaign_id}** — e-mails prêts à partir par Brevo{nbsp}:", "",
              "| Scénario | À envoyer | Écartés |", "|---|--:|--:|"]
     for scenario, counts in sorted(summary["by_scenario"].items(), key=lambda item: scenario_fr(item[0])):
-        lines.append(f"| {scenario_fr(scenario)} | {number_fr(counts.get('rendered', 0))} "
-                     f"| {number_fr(counts.get('skipped', 0))} |")
+        lines.append(f"| {scenario_fr(scenario)} | {french.number(counts.get('rendered', 0))} "
+                     f"| {french.number(counts.get('skipped', 0))} |")
     if subjects:
         named = any(FIRST_NAME in form["subject"] for forms in subjects.values() for form in forms)
         lines += ["", "Objet des e-mails" + (f" ({FIRST_NAME} y devient le prénom de chaque client)" if named else "")
                   + f"{nbsp}:"]
         for scenario, forms in sorted(subjects.items(), key=lambda item: scenario_fr(item[0])):
             lines.append(f"- {scenario_fr(scenario)}{nbsp}: " + f"{nbsp}; ".join(
-                f"«{nbsp}{form['subject']}{nbsp}» ({plural_fr(form['emails'], 'e-mail')})" for form in forms))
+                f"«{nbsp}{form['subject']}{nbsp}» ({french.plural(form['emails'], 'e-mail')})" for form in forms))
     skipped = summary["skipped"]
     others = sorted(((reason_fr(k), n) for k, n in skipped.items() if k != "control_group"), key=lambda r: -r[1])
-    lines += ["", f"Groupe témoin (jamais écrit){nbsp}: {plural_fr(skipped.get('control_group', 0), 'client')}.",
+    lines += ["", f"Groupe témoin (jamais écrit){nbsp}: {french.plural(skipped.get('control_group', 0), 'client')}.",
               f"Autres clients écartés{nbsp}: "
-              + (", ".join(f"{label} ({number_fr(n)})" for label, n in others) or "aucun") + "."]
+              + (", ".join(f"{label} ({french.number(n)})" for label, n in others) or "aucun") + "."]
     if previews:
         lines += ["", f"Aperçu (l'e-mail du client le plus susceptible d'acheter, par scénario){nbsp}: "
                   + ", ".join(f"[{scenario_fr(scenario)}]({base}/previews/{campaign_id}/{scenario})"
@@ -262,7 +262,7 @@ def review_text(summary: dict, subjects: dict[str, list[dict]], previews: list[s
                   "à l'ingénieur des données."]
     lines += ["", f"**Approve**{nbsp}: les e-mails partent. **Reject**{nbsp}: rien n'est envoyé (décision enregistrée)."]
     total = sum(c.get("rendered", 0) for c in summary["by_scenario"].values())
-    return f"Envoyer {plural_fr(total, 'e-mail')} de la campagne {campaign_id}{narrow}?", "\n".join(lines)
+    return f"Envoyer {french.plural(total, 'e-mail')} de la campagne {campaign_id}{narrow}?", "\n".join(lines)
 
 
 def record_decision(run_id: str, approved: bool, who: object) -> None:
@@ -335,14 +335,14 @@ def process_events(ti=None) -> dict:
 
 def events_note(summary: dict) -> str:
     """« Événements : 12 traités, 3 actions appliquées, 1 en attente d'une personne ; file : 0 en attente »."""
-    from winecrm.core.weeks import number_fr, plural_fr
+    from winecrm.core import french
 
     not_applied = (":skipped", ":already", ":postponed", ":failed", ":parked", ":unknown")
     applied = sum(v for k, v in summary["actions"].items() if not k.endswith(not_applied))
     stuck = sum(v for k, v in summary["actions"].items() if k.endswith((":parked", ":unknown")))
-    parts = [plural_fr(summary["events"], "traité"), plural_fr(applied, "action appliquée", "actions appliquées")]
+    parts = [french.plural(summary["events"], "traité"), french.plural(applied, "action appliquée", "actions appliquées")]
     if summary["parked"] or stuck:
-        parts.append(f"{number_fr(summary['parked'] + stuck)} à voir par une personne (événements ou actions "
+        parts.append(f"{french.number(summary['parked'] + stuck)} à voir par une personne (événements ou actions "
                      "mis de côté)")
     waiting = summary["queue"].get("pending", 0) + summary["queue"].get("retry", 0)
-    return f"Événements : {', '.join(parts)} ; file : {number_fr(waiting)} en attente"
+    return f"Événements : {', '.join(parts)} ; file : {french.number(waiting)} en attente"

@@ -3,21 +3,15 @@ proposed, and the typography of everything the customer reads.
 
 A wine is named from its structured fields (cuvée, vintage, pack and unit volume), never from the
 ERP label; a reason says only what the customer's purchases show; each full name appears once
-per e-mail (the card of the wine), the reasons say « ce vin ». Standard library only.
+per e-mail (the card of the wine), the reasons say « ce vin ». Numbers, prices, dates and spacing
+are written by ``winecrm.core.french``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import unicodedata
 from decimal import Decimal
-
-NBSP = "\u00a0"   # before « : » and « % », between a number and its unit, inside guillemets
-NNBSP = "\u202f"  # narrow: before « ; ! ? », thousands separator
-
-MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-          "novembre", "décembre")
 
 # What makes a wine a premium one at an Alsace estate, read in its cuvée name.
 PREMIUM_WORDS = ("grand cru", "vendanges tardives", "selection de grains nobles", "lieu-dit", "lieu dit",
@@ -27,52 +21,6 @@ PREMIUM_WORDS = ("grand cru", "vendanges tardives", "selection de grains nobles"
 def fold(text: str) -> str:
     """Lower case without accents, for comparing names."""
     return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
-
-
-# --- typography -------------------------------------------------------------------------------
-
-_UNITS = r"(?:€|%|cl|L|bouteilles?|magnums?|demi-bouteilles?)(?![\w-])"
-
-
-def spacing(text: str) -> str:
-    """French spacing: no-break space before « : » and « % », narrow one before « ; ! ? », between
-    a number and its unit (€, %, cl, bouteilles) and inside « guillemets », narrow one between
-    thousands (« 10 000 € »). Only ordinary spaces are replaced: URLs (no spaces) are untouched."""
-    text = re.sub(r"[ \u00a0\u202f]+:", NBSP + ":", text)
-    text = re.sub(r"[ \u00a0\u202f]+([;!?])", NNBSP + r"\1", text)
-    text = re.sub(r"(?<=\d)[ \u202f](?=\d{3}(?!\d))", NNBSP, text)
-    text = re.sub(rf"(?<=\d) (?={_UNITS})", NBSP, text)
-    text = re.sub(r"€ (?=TTC\b)", "€" + NBSP, text)
-    text = re.sub(r"« ", "«" + NBSP, text)
-    return re.sub(r" »", NBSP + "»", text)
-
-
-def spacing_markup(mjml: str) -> str:
-    """:func:`spacing` over the text of a markup document: tags, attributes and style sheets kept."""
-    parts = re.split(r"(<mj-style\b.*?</mj-style>|<style\b.*?</style>|<[^>]*>)", mjml, flags=re.S)
-    return "".join(p if i % 2 else spacing(p) for i, p in enumerate(parts))
-
-
-def euros(amount: Decimal | float | None) -> str | None:
-    """« 1 234,50 € » (narrow space between thousands, decimal comma, no-break space before €)."""
-    if amount is None:
-        return None
-    whole, cents = f"{Decimal(str(amount)):.2f}".split(".")
-    return f"{int(whole):,}".replace(",", NNBSP) + f",{cents}{NBSP}€"
-
-
-def date_fr(day: dt.date | str | None) -> str | None:
-    """« 31 décembre 2026 » (« 1er » for the first of the month), for running text."""
-    if day is None or day == "":
-        return None
-    if isinstance(day, str):
-        day = dt.date.fromisoformat(day[:10])
-    return f"{'1er' if day.day == 1 else day.day} {MONTHS[day.month - 1]} {day.year}"
-
-
-def number(value) -> str:
-    """« 15 », « 12,5 »: a number as French text, without trailing zeros."""
-    return f"{Decimal(str(value)).normalize():f}".replace(".", ",")
 
 
 # --- naming a wine ----------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import logging
 import secrets
 import time
 import uuid
-from decimal import Decimal
 
 import psycopg
 
 from winecrm.campaigns import copy_fr, templates
+from winecrm.core import french
 from winecrm.core import settings
 from winecrm.core.queries import named_steps
 
@@ -40,12 +40,6 @@ def campaign_id_for(as_of: dt.date, mode: str = "live") -> str:
 
 def idempotency_key(campaign_id: str, client_code: str) -> uuid.UUID:
     return uuid.uuid5(KEY_NAMESPACE, f"{campaign_id}|{client_code}")
-
-
-def euros(amount: Decimal | float | None) -> str | None:
-    """« 12,50 € » (French: decimal comma, narrow no-break space between thousands, no-break space
-    before the sign)."""
-    return copy_fr.euros(amount)
 
 
 def greeting(prenom: str | None, nom: str | None) -> str:
@@ -104,7 +98,7 @@ def context_for(row: dict, campaign_id: str, token: str, cfg: settings.Campaigns
     why = copy_fr.reasons(row["scenario"], wines, purchases or {})
     products = []
     for p, reason in zip(wines, why):
-        price = copy_fr.euros(p.get("prix_ttc"))
+        price = french.euros(p.get("prix_ttc"))
         products.append({
             "name": copy_fr.wine_name(p.get("cuvee") or p.get("produit") or p["article"], p.get("millesime")),
             "article": p["article"],
@@ -122,9 +116,9 @@ def context_for(row: dict, campaign_id: str, token: str, cfg: settings.Campaigns
         "preview": PREVIEWS.get(row["scenario"], cfg.estate.name),
         "products": products, "wines": len(products),
         "offer_code": offer["offer_code"] if offer else "",
-        "discount_pct": copy_fr.number(discount) if offer else "",
+        "discount_pct": french.number(discount) if offer else "",
         "offer_scope": (terms.get("offer_scope") or "order") if offer else "",
-        "offer_ends_on": copy_fr.date_fr(terms.get("offer_ends_on")) or "" if offer else "",
+        "offer_ends_on": french.date(terms.get("offer_ends_on"), missing="") if offer else "",
         "offer_excludes": (terms.get("offer_excludes") or "") if offer else "",
         "links": {"home": templates.with_utm(cfg.estate.website_url, **utm),
                   "shop": templates.with_utm(links.shop_url, **utm),

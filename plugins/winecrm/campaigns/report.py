@@ -21,7 +21,8 @@ import psycopg
 
 from winecrm.campaigns.labels import CAMPAIGN_STATUS_FR, REASONS_FR, SCENARIOS_FR, STATUS_FR, person_name
 from winecrm.core import settings
-from winecrm.core.weeks import estate_zone, Week, date_fr, datetime_fr, decimal_fr, number_fr, period_fr, plural_fr
+from winecrm.core import french
+from winecrm.core.weeks import estate_zone, Week
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def summary(conn: psycopg.Connection, run: dict) -> dict:
         "uplift": uplift(conn, as_of),
         "run_id": run_id, "week": {"start": week.start.isoformat(), "end": week.end.isoformat(),
                                    "label": week.label_fr()},
-        "generated_at": generated.isoformat(timespec="seconds"), "generated_fr": datetime_fr(generated),
+        "generated_at": generated.isoformat(timespec="seconds"), "generated_fr": french.datetime(generated),
         "data": {k: run.get(k) for k in ("files_seen", "files_new", "files_duplicate", "files_quarantined",
                                          "rows_read", "rows_written", "rows_superseded", "rows_skipped",
                                          "rows_quarantined")},
@@ -151,7 +152,7 @@ TRIGGERS_FR = {"email_opened": ("ouverture", "ouvertures"), "email_clicked": ("c
 def trigger_count_fr(trigger: str, count: int) -> str:
     """« 1 achat », « 3 adresses en échec »; an event without a French name keeps its own."""
     one, several = TRIGGERS_FR.get(trigger, (trigger, trigger))
-    return plural_fr(count, one, several)
+    return french.plural(count, one, several)
 
 
 ACTIONS_FR = {"update_score": "score", "add_tag": "étiquette", "create_task": "tâche", "schedule_call": "appel",
@@ -230,7 +231,7 @@ def events(conn: psycopg.Connection, as_of: dt.date, days: int | None = None, op
                     FROM crm.open_tasks LIMIT %s""", (estate_zone().key, open_tasks))]
     open_count = conn.execute("SELECT count(*) FROM crm.tasks WHERE status = 'open'").fetchone()[0]
     return {"funnel": funnel, "period": {"start": week_start.isoformat(), "end": as_of.isoformat(),
-                                         "label": period_fr(week_start, as_of)},
+                                         "label": french.period(week_start, as_of)},
             "received": received, "actions": actions, "queue": queue, "parked_reasons": parked_reasons,
             "unknown_addresses": unknown, "open_tasks": tasks, "open_tasks_total": open_count, "days": days}
 
@@ -366,13 +367,12 @@ def render_html(data: dict, svgs: dict[str, str]) -> str:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(settings.TEMPLATES_DIR / "report")),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["n"] = lambda v: number_fr(int(v or 0))
-    env.filters["plural"] = lambda v, one, several=None: plural_fr(int(v or 0), one, several)
-    env.filters["pct"] = lambda v: f"{decimal_fr(float(v or 0))}\u00a0%"  # « 12,5 % »
-    env.filters["points"] = lambda v: decimal_fr(float(v or 0), sign=True)  # « +1,5 », « −0,8 »
-    env.filters["date_fr"] = date_fr
-    # « 12 345 € »: whole euros, narrow no-break spaces for thousands and before the sign
-    env.filters["euros"] = lambda v: f"{number_fr(int(round(float(v or 0))))}\u202f€"
+    env.filters["n"] = lambda v: french.number(int(v or 0))
+    env.filters["plural"] = lambda v, one, several=None: french.plural(int(v or 0), one, several)
+    env.filters["pct"] = lambda v: f"{french.decimal(float(v or 0))}\u00a0%"  # « 12,5 % »
+    env.filters["points"] = lambda v: french.decimal(float(v or 0), sign=True)  # « +1,5 », « −0,8 »
+    env.filters["date_fr"] = french.date
+    env.filters["euros"] = lambda v: french.euros(round(float(v or 0)), cents=False)  # « 12 345 € »
     env.filters["phone_fr"] = phone_fr
     # a check's name (expect_column_values_to_be_between) may break after its underscores on a phone
     env.filters["breakable"] = lambda v: markupsafe.Markup("_<wbr>").join(markupsafe.escape(v).split("_"))

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
-from winecrm.campaigns import copy_fr
+from winecrm.core import french
 from winecrm.core import settings
 
 TEMPLATES = ("cross_sell", "rebuy", "winback", "thank_you", "vip_offer")
@@ -92,9 +92,9 @@ def render(template: str, context: dict, directory: Path | None = None) -> Rende
                "products": products}
     try:
         # French spacing over everything the customer reads (text only: never URLs, tags or styles)
-        subject = copy_fr.spacing(one_line(subjects[template].render(**context)))
-        mjml = copy_fr.spacing_markup(html_env.get_template(f"{template}.mjml.j2").render(subject=subject, **context))
-        text = copy_fr.spacing(text_env.get_template(f"{template}.txt.j2").render(subject=subject, **context))
+        subject = french.spacing(one_line(subjects[template].render(**context)))
+        mjml = french.spacing_markup(html_env.get_template(f"{template}.mjml.j2").render(subject=subject, **context))
+        text = french.spacing(text_env.get_template(f"{template}.txt.j2").render(subject=subject, **context))
     except jinja2.TemplateError as exc:
         raise TemplateError(f"e-mail template {template}: {exc.__class__.__name__}: {exc}") from None
     compiled = mrml.to_html(mjml)

@@ -1,4 +1,5 @@
-"""The sales week a run covers, and how the estate reads it (French dates, Paris time).
+"""The sales week a run covers, and the estate's clock (its time zone; a timestamp as it reads it).
+French dates and numbers in running text are in ``winecrm.core.french``.
 
 Light on purpose (standard library only): the DAG file, the Airflow listener and the plugin's
 pages import it.
@@ -7,7 +8,6 @@ pages import it.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -66,68 +66,3 @@ def paris(moment: dt.datetime | None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return f"{moment.astimezone(estate_zone()):%d/%m/%Y %H:%M}"
-
-
-MONTHS_FR = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-             "novembre", "décembre")
-
-
-def date_fr(day: dt.date | dt.datetime | str | None) -> str:
-    """A date in running French text: « 16 novembre 2026 », « 1er décembre 2026 » (a datetime is
-    read in Paris time; an ISO string is accepted)."""
-    if day is None:
-        return "—"
-    if isinstance(day, str):
-        day = dt.datetime.fromisoformat(day) if "T" in day or " " in day else dt.date.fromisoformat(day)
-    if isinstance(day, dt.datetime):
-        day = (day if day.tzinfo else day.replace(tzinfo=dt.timezone.utc)).astimezone(estate_zone()).date()
-    return f"{'1er' if day.day == 1 else day.day}\u00a0{MONTHS_FR[day.month - 1]} {day.year}"
-
-
-def datetime_fr(moment: dt.datetime) -> str:
-    """« 16 novembre 2026 à 06:12 » in Paris time."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    local = moment.astimezone(estate_zone())
-    return f"{date_fr(local.date())} à {local:%H:%M}"
-
-
-def period_fr(start: dt.date, end: dt.date) -> str:
-    """« du 9 au 15 novembre 2026 », « du 26 octobre au 1er novembre 2026 »."""
-    if (start.year, start.month) == (end.year, end.month):
-        first = "1er" if start.day == 1 else str(start.day)
-    elif start.year == end.year:
-        first = date_fr(start).rsplit(" ", 1)[0]
-    else:
-        first = date_fr(start)
-    return f"du {first} au {date_fr(end)}"
-
-
-def decimal_fr(value: float, digits: int = 1, sign: bool = False) -> str:
-    """« 12,5 », « +1,5 », « −0,8 » (decimal comma; a true minus sign when signed)."""
-    text = f"{value:{'+' if sign else ''}.{digits}f}".replace(".", ",")
-    return text.replace("-", "\u2212") if sign else text
-
-
-def number_fr(count: int) -> str:
-    """12 345 with a narrow no-break space, as French typography writes thousands."""
-    return f"{count:,}".replace(",", "\u202f")
-
-
-def plural_fr(count: int, singular: str, plural: str | None = None) -> str:
-    """« 1 nouveau fichier », « 3 nouveaux fichiers », « 0 nouveau fichier » (French: 0 and 1 are singular)."""
-    word = singular if abs(count) < 2 else (plural or singular + "s")
-    return f"{number_fr(count)} {word}"
-
-
-NBSP, NNBSP = "\u00a0", "\u202f"
-
-
-def french_spacing(text: str) -> str:
-    """No-break spaces where French typography wants them, also in text people wrote (a rule's
-    SMS) or quoted from the warehouse (a recommendation's reason): narrow before ; ! ? and inside
-    « », normal before : and %, and between a number and €."""
-    text = re.sub(r" ([;!?»])", NNBSP + r"\1", text)
-    text = re.sub(r"« ", "«" + NNBSP, text)
-    text = re.sub(r" ([:%])", NBSP + r"\1", text)
-    return re.sub(r"(\d) €", r"\1" + NBSP + "€", text)

@@ -32,7 +32,8 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt, wait_exponential
 
 from winecrm.core import settings
-from winecrm.core.weeks import estate_zone, french_spacing
+from winecrm.core import french
+from winecrm.core.weeks import estate_zone
 from winecrm.events.rules import RuleSet, SmsSettings
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ def run_sms_actions(conn, rules: RuleSet, *, brevo=None, outbox: Path | None = N
                 counts["send_sms:postponed"] += 1
                 continue
         # the rule's words, with the no-break spaces French typography wants (« Merci ! », « 15 % »)
-        sms = {"sender": cfg.sender, "recipient": number.lstrip("+"), "content": french_spacing(action["params"]["text"]),
+        sms = {"sender": cfg.sender, "recipient": number.lstrip("+"), "content": french.spacing(action["params"]["text"]),
                "type": sms_type, "tag": f"rule-{action['rule_id']}"}
         conn.execute("UPDATE crm.automation_actions SET status = 'running' WHERE action_id = %s", (action["action_id"],))
         conn.commit()  # recorded before the call: a lost answer is never followed by a second SMS

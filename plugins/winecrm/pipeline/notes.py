@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from winecrm.core.weeks import Week, number_fr, plural_fr
+from winecrm.core import french
+from winecrm.core.weeks import Week
 
 def run_note(summary: dict) -> str:
     """« Semaine du 09/11 au 15/11/2026 : 1 nouveau fichier, 507 lignes lues, 6 écrites, 501 ignorées
     (déjà à jour), 0 en quarantaine » — what Airflow's run list shows for the run (its note)."""
     week = Week(summary["week_start"], summary["week_end"]).label_fr()
     counts = ", ".join([
-        plural_fr(summary["files_new"], "nouveau fichier", "nouveaux fichiers")
+        french.plural(summary["files_new"], "nouveau fichier", "nouveaux fichiers")
         + (" (exports de la semaine déjà lus par un autre run)" if summary.get("week_read_before") else ""),
-        plural_fr(summary["rows_read"], "ligne lue", "lignes lues"),
-        plural_fr(summary["rows_written"], "écrite"),
-        plural_fr(summary["rows_skipped"], "ignorée") + " (déjà à jour)",
-        f"{number_fr(summary['rows_quarantined'])} en quarantaine",
+        french.plural(summary["rows_read"], "ligne lue", "lignes lues"),
+        french.plural(summary["rows_written"], "écrite"),
+        french.plural(summary["rows_skipped"], "ignorée") + " (déjà à jour)",
+        f"{french.number(summary['rows_quarantined'])} en quarantaine",
         *incomplete_documents_fr(((summary.get("details") or {}).get("load") or {}).get("ventes_lignes", {})
                                  .get("incomplete_documents")),
     ])
@@ -53,8 +54,8 @@ def _campaign_note(details: dict) -> str:
     if render.get("mode") == "live":
         if not send:
             return "campagne en attente d'approbation"
-        return f"campagne envoyée : {plural_fr(sent.get('sent', 0), 'e-mail')}"
-    written = plural_fr(sent.get("simulated", 0), "e-mail") + " dans la boîte d'envoi, rien n'est parti"
+        return f"campagne envoyée : {french.plural(sent.get('sent', 0), 'e-mail')}"
+    written = french.plural(sent.get("simulated", 0), "e-mail") + " dans la boîte d'envoi, rien n'est parti"
     if render.get("live_refused"):
         return f"envoi refusé : semaine passée (un rattrapage n'envoie jamais), {written}"
     return f"campagne à blanc : {written}" if send else "campagne à blanc"
@@ -67,31 +68,30 @@ def incomplete_documents_fr(incomplete: dict | None) -> list[str]:
     accepté : 3 lignes et 245,50 € HT de moins que l'ancienne version ». Nothing when all is well."""
     if not incomplete:
         return []
-    from winecrm.campaigns.render import euros
 
     said = []
     held, new, replaced = incomplete["held_back"], incomplete["loaded_new"], incomplete["accepted_replaced"]
     if held["documents"]:
         one = held["documents"] == 1
-        said.append(f"{number_fr(held['documents'])} document{'' if one else 's'} gardé{'' if one else 's'} dans "
+        said.append(f"{french.number(held['documents'])} document{'' if one else 's'} gardé{'' if one else 's'} dans "
                     f"{'sa' if one else 'leur'} version précédente ("
-                    f"{plural_fr(held['good_lines'], 'ligne valide non chargée', 'lignes valides non chargées')}, "
-                    f"{number_fr(held['quarantined_lines'])} en quarantaine)")
+                    f"{french.plural(held['good_lines'], 'ligne valide non chargée', 'lignes valides non chargées')}, "
+                    f"{french.number(held['quarantined_lines'])} en quarantaine)")
     if new["documents"]:
         one = new["documents"] == 1
-        said.append(f"{number_fr(new['documents'])} document{'' if one else 's'} chargé{'' if one else 's'} "
-                    f"incomplet{'' if one else 's'} ({plural_fr(new['quarantined_lines'], 'ligne')} en quarantaine)")
+        said.append(f"{french.number(new['documents'])} document{'' if one else 's'} chargé{'' if one else 's'} "
+                    f"incomplet{'' if one else 's'} ({french.plural(new['quarantined_lines'], 'ligne')} en quarantaine)")
     if replaced["documents"]:
         which = "fichier accepté" if len(replaced["files"]) < 2 else "fichiers acceptés"
         less = []
         if replaced["lines_removed"] > 0:
-            less.append(plural_fr(replaced["lines_removed"], "ligne"))
+            less.append(french.plural(replaced["lines_removed"], "ligne"))
         if replaced["mt_ht_removed"] > 0:
-            less.append(f"{euros(Decimal(str(replaced['mt_ht_removed'])))}\u00a0HT")
+            less.append(f"{french.euros(Decimal(str(replaced['mt_ht_removed'])))}\u00a0HT")
         if less:
             said.append(f"{which}\u00a0: {' et '.join(less)} de moins que l'ancienne version")
         else:
-            said.append(f"{which}\u00a0: {plural_fr(replaced['documents'], 'document')} remplacé"
+            said.append(f"{which}\u00a0: {french.plural(replaced['documents'], 'document')} remplacé"
                         f"{'' if replaced['documents'] == 1 else 's'} malgré "
-                        f"{plural_fr(replaced['quarantined_lines'], 'ligne')} en quarantaine")
+                        f"{french.plural(replaced['quarantined_lines'], 'ligne')} en quarantaine")
     return said

@@ -28,14 +28,14 @@ import datetime as dt
 import decimal
 import hashlib
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 import psycopg
 
 from winecrm.core import settings
-from winecrm.core.weeks import NBSP, NNBSP, estate_zone, french_spacing
+from winecrm.core import french
+from winecrm.core.french import NBSP, NNBSP
 from winecrm.privacy import ErasureError, catalogue, consent, identity, schema
 from winecrm.privacy import files as person_files
 
@@ -181,29 +181,6 @@ EVENTS_FR = {"delivered": "reçu", "opened": "ouvert", "click": "lien cliqué", 
              "spam": "signalé comme indésirable", "purchase": "achat", "order": "achat"}
 
 
-def _date(value) -> str:
-    from babel.dates import format_date
-
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = dt.date.fromisoformat(value[:10])
-    if isinstance(value, dt.datetime):
-        value = value.astimezone(estate_zone()).date() if value.tzinfo else value.date()
-    text = format_date(value, format="long", locale="fr_FR")
-    return "1er" + text[1:] if text.startswith("1 ") else text
-
-
-def _euros(value) -> str:
-    from babel.numbers import format_currency
-
-    return format_currency(decimal.Decimal(str(value or 0)), "EUR", locale="fr_FR").replace(" ", NNBSP)
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n:,}".replace(",", NNBSP) + NBSP + (one if n == 1 else many)
-
-
 def _colon(label: str) -> str:
     return f"{label}{NBSP}:"
 
@@ -237,14 +214,14 @@ def _change_fr(change: str) -> str:
 
 def letter_fr(export: AccessExport) -> str:
     """The French letter the estate sends to the person."""
-    return french_spacing(_letter(export))
+    return french.spacing(_letter(export))
 
 
 def _letter(export: AccessExport) -> str:
     estate = settings.campaigns_config().estate
     t = export.tables
     lines = [f"Vos données personnelles détenues par {estate.name}",
-             f"Réponse à votre demande d'accès (RGPD, articles 15 et 20), établie le {_date(export.generated_at)}.", ""]
+             f"Réponse à votre demande d'accès (RGPD, articles 15 et 20), établie le {french.date(export.generated_at)}.", ""]
     if not export.found:
         lines += ["Nous ne détenons aucune donnée à votre sujet : ni fiche client, ni achat, ni e-mail, ni événement,"
                   .replace(" :", NBSP + ":"),
@@ -272,23 +249,23 @@ def _letter(export: AccessExport) -> str:
         documents = {(r.get("document_type"), r.get("document_no")) for r in sales}
         ttc = sum(decimal.Decimal(str(r.get("mt_ttc") or 0)) for r in sales)
         lines.append(_colon("Vos achats"))
-        lines.append(f"  {_count(len(documents), 'document de vente', 'documents de vente')} "
-                     f"({_count(len(sales), 'ligne', 'lignes')}), du {_date(min(dates) if dates else None)} au "
-                     f"{_date(max(dates) if dates else None)}, pour {_euros(ttc)} TTC au total.")
+        lines.append(f"  {french.plural(len(documents), 'document de vente', 'documents de vente')} "
+                     f"({french.plural(len(sales), 'ligne', 'lignes')}), du {french.date(min(dates) if dates else None)} au "
+                     f"{french.date(max(dates) if dates else None)}, pour {french.euros(ttc or 0)} TTC au total.")
         lines.append("")
 
     profile = []
     for r in _latest(t.get("crm.rfm_scores", [])):
-        profile.append(f"  - groupe de clients{NBSP}: {r.get('segment')} (au {_date(r.get('as_of_date'))}, d'après "
+        profile.append(f"  - groupe de clients{NBSP}: {r.get('segment')} (au {french.date(r.get('as_of_date'))}, d'après "
                        "la date, le nombre et le montant de vos achats)")
     for r in _latest(t.get("crm.lead_scores", [])):
         score = round(decimal.Decimal(str(r.get("score") or 0)))
         profile.append(f"  - intérêt estimé pour nos envois{NBSP}: {score} sur 100 "
-                       f"(au {_date(r.get('as_of_date'))})")
+                       f"(au {french.date(r.get('as_of_date'))})")
     for r in _latest(t.get("crm.buy_probabilities", [])):
         percent = f"{decimal.Decimal(str(r.get('probability') or 0)) * 100:.0f}".replace(".", ",")
         profile.append(f"  - chance estimée d'un achat dans les {r.get('horizon_days')} jours{NBSP}: "
-                       f"{percent}{NNBSP}% (au {_date(r.get('as_of_date'))})")
+                       f"{percent}{NNBSP}% (au {french.date(r.get('as_of_date'))})")
     if profile:
         lines.append(_colon("Ce que nous en déduisons (profil calculé chaque semaine)"))
         lines += profile
@@ -296,7 +273,7 @@ def _letter(export: AccessExport) -> str:
 
     recos = [r for r in _latest(t.get("crm.recommendations", [])) if not r.get("is_control")]
     if recos:
-        lines.append(_colon(f"Nos suggestions de vins pour vous (au {_date(recos[0].get('as_of_date'))})"))
+        lines.append(_colon(f"Nos suggestions de vins pour vous (au {french.date(recos[0].get('as_of_date'))})"))
         for r in sorted(recos, key=lambda r: r.get("rank") or 0):
             lines.append(f"  - {r.get('produit') or r.get('article')} — {SCENARIOS_FR.get(r.get('scenario'), '')}"
                          f"{NBSP}: « {r.get('reason_fr')} »".replace("« ", "«" + NBSP).replace(" »", NBSP + "»"))
@@ -306,7 +283,7 @@ def _letter(export: AccessExport) -> str:
     if sends:
         lines.append(_colon("E-mails du domaine"))
         for r in sorted(sends, key=lambda r: str(r.get("sent_at") or r.get("as_of_date") or "")):
-            when = _date(r.get("sent_at") or r.get("as_of_date"))
+            when = french.date(r.get("sent_at") or r.get("as_of_date"))
             subject = f" « {r['subject']} »".replace("« ", "«" + NBSP).replace(" »", NBSP + "»") if r.get(
                 "subject") else ""
             lines.append(f"  - {when}{subject}{NBSP}: {SEND_STATUS_FR.get(r.get('status'), r.get('status'))}")
@@ -316,10 +293,10 @@ def _letter(export: AccessExport) -> str:
     if sms_actions or export.sms_lines:
         lines.append(_colon("SMS"))
         for r in sms_actions:
-            lines.append(f"  - {_date(r.get('done_at') or r.get('due_at'))}{NBSP}: "
+            lines.append(f"  - {french.date(r.get('done_at') or r.get('due_at'))}{NBSP}: "
                          f"{'envoyé' if r.get('status') == 'done' else 'non envoyé'}")
         if export.sms_lines:
-            lines.append(f"  - {_count(len(export.sms_lines), 'SMS préparé', 'SMS préparés')} sans être envoyé (essai)")
+            lines.append(f"  - {french.plural(len(export.sms_lines), 'SMS préparé', 'SMS préparés')} sans être envoyé (essai)")
         lines.append("")
 
     events = Counter(EVENTS_FR.get(r.get("event"), r.get("event")) for r in t.get("crm.webhook_events", []))
@@ -333,7 +310,7 @@ def _letter(export: AccessExport) -> str:
     if tasks or tags:
         lines.append(_colon("Suivi par le domaine"))
         for r in tasks:
-            lines.append(f"  - {r.get('title')} (prévu le {_date(r.get('due_at'))})")
+            lines.append(f"  - {r.get('title')} (prévu le {french.date(r.get('due_at'))})")
         if tags:
             lines.append(f"  - étiquettes{NBSP}: " + ", ".join(sorted({str(r.get('tag')) for r in tags})))
         lines.append("")
@@ -341,12 +318,12 @@ def _letter(export: AccessExport) -> str:
     suppressions = t.get(schema.SUPPRESSIONS, [])
     lines.append(_colon("Votre consentement, dans l'ordre où il nous est parvenu"))
     for r in export.consent:
-        lines.append(f"  - {_date(r.get('event_at') or r.get('changed_at'))}{NBSP}: {_change_fr(str(r.get('change')))}"
+        lines.append(f"  - {french.date(r.get('event_at') or r.get('changed_at'))}{NBSP}: {_change_fr(str(r.get('change')))}"
                      f" ({CHANNELS_FR.get(r.get('channel'), r.get('channel'))}), source{NBSP}: {_source_fr(r)}")
     if not export.consent:
         lines.append("  - aucun changement enregistré")
     for r in suppressions:
-        lines.append(f"  - adresse exclue de tout envoi depuis le {_date(r.get('created_at'))} "
+        lines.append(f"  - adresse exclue de tout envoi depuis le {french.date(r.get('created_at'))} "
                      f"({SUPPRESSION_FR.get(r.get('reason'), r.get('reason'))})")
     lines.append("")
 
@@ -354,8 +331,8 @@ def _letter(export: AccessExport) -> str:
     for address, details in export.brevo.items():
         if isinstance(details, dict):
             lists = details.get("listIds") or []
-            lines.append(f"  - {address}{NBSP}: contact créé le {_date(details.get('createdAt'))}, "
-                         f"{_count(len(lists), 'liste', 'listes')} de diffusion, e-mails "
+            lines.append(f"  - {address}{NBSP}: contact créé le {french.date(details.get('createdAt'))}, "
+                         f"{french.plural(len(lists), 'liste', 'listes')} de diffusion, e-mails "
                          f"{'bloqués' if details.get('emailBlacklisted') else 'acceptés'}")
         elif details == "not_found":
             lines.append(f"  - {address}{NBSP}: aucun contact")
@@ -364,7 +341,7 @@ def _letter(export: AccessExport) -> str:
                          " — le domaine le vérifie dans Brevo")
     lines.append("")
     if export.files:
-        lines.append(f"Fichiers{NBSP}: {_count(len(export.files), 'fichier vous concerne', 'fichiers vous concernent')} "
+        lines.append(f"Fichiers{NBSP}: {french.plural(len(export.files), 'fichier vous concerne', 'fichiers vous concernent')} "
                      "(e-mails enregistrés, rapports)" + NBSP + "; leur liste est dans le fichier JSON joint.")
         lines.append("")
     lines.append("Le détail complet, tel que nous le conservons, figure dans le fichier JSON joint.")

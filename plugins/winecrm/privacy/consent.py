@@ -136,13 +136,13 @@ def consent_history(conn: psycopg.Connection, client_codes: list[str] | tuple[st
 def summary_fr(counts: dict | None) -> str:
     """« Consentements : 3 retraits, 1 accord (export ERP) » for the run's note, or '' when the
     load changed none. French typography: a no-break space before the colon."""
-    from winecrm.core.weeks import plural_fr
+    from winecrm.core import french
 
     if not counts or not (counts.get("opt_out") or counts.get("opt_in")):
         return ""
     said = []
     if counts.get("opt_out"):
-        said.append(plural_fr(counts["opt_out"], "retrait"))
+        said.append(french.plural(counts["opt_out"], "retrait"))
     if counts.get("opt_in"):
-        said.append(plural_fr(counts["opt_in"], "accord"))
+        said.append(french.plural(counts["opt_in"], "accord"))
     return f"Consentements\u00a0: {', '.join(said)} (export ERP)"

@@ -59,7 +59,7 @@ def test_the_report_states_the_uncertainty(conn, small_estate):
     report = next(reports_dir().rglob("rapport-hebdo.html")).read_text(encoding="utf-8")
     assert "Prévisions" in report and "8 chances sur 10" in report
     assert "Historique encore court" in report  # says why the estimates are what they are
-    assert "\u202f€" in report and " €" not in report.replace("&nbsp;€", "")
+    assert "\u00a0€" in report and " €" not in report.replace("&nbsp;€", "")
 
 
 def test_the_backtest_says_which_cutoffs_have_too_little_history(conn, small_estate):

@@ -76,7 +76,7 @@ def test_the_files_say_it_in_json_and_in_french(conn, estate, crm_dirs, tmp_path
     assert not re.search(r" [:;!?%€»]", letter), re.findall(r".{20} [:;!?%€»]", letter)[:3]
     assert not re.search(r"(?<![_\d-])\d{4}-\d\d-\d\d(?![\d.])", letter)  # file names keep theirs
 
-    assert re.search(r"\d{1,2} (janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|"
+    assert re.search(r"\d{1,2}(er)?[ \u00a0](janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|"
                      r"décembre) \d{4}", letter)
 
 
