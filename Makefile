@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_PORT ?= 8080
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml tools/pyproject.toml | sha1sum | cut -c1-12)
 export GX_ANALYTICS_ENABLED := False
 
 # Where an embedded PostgreSQL may start when no database is configured: the demo, the tests,
@@ -22,17 +22,17 @@ help:
 	@echo "make bench     run the load benchmarks (1M lines) and print the numbers"
 	@echo "make backtest  score and recommend at past cutoffs vs baselines: sample estate, CDNOW, Instacart"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml tools/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable . --editable tools
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m winecrm.demo
+	$(BIN)/python -m winecrm_tools.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -61,7 +61,7 @@ airflow: $(STAMP)
 	$(AIRFLOW_LOCAL_ENV) $(BIN)/airflow standalone
 
 sample: $(STAMP)
-	$(BIN)/python -m winecrm.samples.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
+	$(BIN)/python -m winecrm_tools.samples.sampledata --raw-dir $${CRM_RAW_DIR:-.crm/raw}
 
 # The peer a data engineer would pick instead (dlt), in its own virtualenv, run on the same file
 # and server by the same benchmark.
@@ -108,9 +108,9 @@ $(DATASETS_STAMP): include/datasets/requirements.txt $(STAMP)
 datasets: $(DATASETS_STAMP)
 
 backtest: $(DATASETS_STAMP)
-	$(BIN)/python -m winecrm.evaluation.backtest --source sample --json bench/out/backtest-sample.json
-	$(BIN)/python -m winecrm.evaluation.backtest --source cdnow --json bench/out/backtest-cdnow.json
-	$(BIN)/python -m winecrm.evaluation.backtest --source instacart --horizon-days 30 --json bench/out/backtest-instacart.json
+	$(BIN)/python -m winecrm_tools.evaluation.backtest --source sample --json bench/out/backtest-sample.json
+	$(BIN)/python -m winecrm_tools.evaluation.backtest --source cdnow --json bench/out/backtest-cdnow.json
+	$(BIN)/python -m winecrm_tools.evaluation.backtest --source instacart --horizon-days 30 --json bench/out/backtest-instacart.json
 
 bench-10m: $(STAMP)
 	$(BIN)/python bench/bench_load.py --lines 10000000 --skip-baselines

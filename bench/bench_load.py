@@ -113,7 +113,7 @@ def main() -> int:
     import psycopg
     from winecrm import pipeline
     from winecrm.core import db
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     sales_file = work / "raw" / "isavigne" / "ventes_lignes" / f"ventes_lignes_historique_{tag}_2026-11-09.csv"
     if not sales_file.exists():
@@ -318,7 +318,7 @@ def weekly_delta(url: str) -> dict:
     import psycopg
     from winecrm import pipeline
     from winecrm.core import settings
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     raw = settings.paths().raw_dir
     delta = raw / "isavigne" / "ventes_lignes" / "ventes_lignes_2026-11-16.csv"

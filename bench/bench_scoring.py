@@ -63,8 +63,8 @@ def main() -> int:
     from winecrm import pipeline
     from winecrm.core import db
     from winecrm.crm.scoring import scoring_config
-    from winecrm.samples import sampledata
-    from winecrm.evaluation import backtest
+    from winecrm_tools.samples import sampledata
+    from winecrm_tools.evaluation import backtest
 
     shutil.rmtree(work / "data", ignore_errors=True)
     years = 3.2

@@ -216,7 +216,7 @@ def scored_sample_estate(conn, dirs) -> None:
     """A 300-customer sample estate (2 years) through the stages before the campaign's, as run_1
     of MONDAY_RUN's week: scored and recommended."""
     from winecrm import pipeline
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=2.0)
     window = pipeline.week_window("run_1", MONDAY_RUN)
@@ -232,7 +232,7 @@ def weekly_run_sample_estate(conn, dirs) -> dict:
     """A 300-customer sample estate (1.2 years) after one whole weekly run, run_1 of MONDAY_RUN's
     week: loaded, scored, recommended, its dry-run campaign in the outbox, its report written."""
     from winecrm import pipeline
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     sampledata.write_sample_exports(dirs["raw"], n_customers=300, years=1.2)
     summary = pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))

@@ -21,7 +21,7 @@ import requests
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from winecrm.core.weeks import Week, estate_zone
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import airflow_api_server, relaxed_gate_config
 from tests.fakes.brevo import FakeBrevoServer

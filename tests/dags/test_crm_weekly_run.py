@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, write_export
 
@@ -149,7 +149,7 @@ def test_the_demo_writes_each_tasks_log_where_the_log_view_reads_it(monday_run, 
     result, run, _ = monday_run
     output = tmp_path / "dags-test.out"
     output.write_text(result.stdout, encoding="utf-8")
-    written = subprocess.run([sys.executable, "-m", "winecrm.demo.task_logs", str(output)], env=env,
+    written = subprocess.run([sys.executable, "-m", "winecrm_tools.demo.task_logs", str(output)], env=env,
                              capture_output=True, text=True, timeout=300)
     assert written.returncode == 0, written.stdout[-3000:] + written.stderr[-3000:]
     assert f"{len(ALL_TASKS) - 1} task log(s) written" in written.stdout  # approve_campaign skipped: never ran

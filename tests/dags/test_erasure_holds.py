@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 from winecrm.events import intake
 
 from tests.conftest import relaxed_gate_config, sales_line, write_export

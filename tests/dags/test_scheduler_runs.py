@@ -21,7 +21,7 @@ import pytest
 import requests
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import alert_receiver, relaxed_gate_config, sales_line, sqlalchemy_url, write_export
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from tests.conftest import relaxed_gate_config
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 pytestmark = [pytest.mark.airflow]
 ROOT = Path(__file__).resolve().parents[2]

@@ -502,10 +502,13 @@ def test_docker_compose_config_refuses_the_unedited_env_example(tmp_path):
 
 
 def test_the_image_leaves_out_the_development_tools():
-    """The demo, the backtest and the sample estate are not copied into the image (.dockerignore);
-    the Dockerfile copies only the package and its metadata."""
+    """The demo, the backtest and the sample estate (tools/, a distribution of their own) are
+    neither in the domain package nor copied into the image; the Dockerfile copies only the
+    package and its metadata, and the plugins/ folder compose mounts holds production code only."""
     ignored = {line.strip().rstrip("/") for line in _text(".dockerignore").splitlines()
                if line.strip() and not line.startswith("#")}
-    assert {"plugins/winecrm/demo", "plugins/winecrm/evaluation", "plugins/winecrm/samples", "tests"} <= ignored
+    assert {"tools", "tests"} <= ignored
+    assert not {"demo", "evaluation", "samples"} & {p.name for p in (ROOT / "plugins" / "winecrm").iterdir()}
+    assert 'include = ["winecrm*"]' in _text("pyproject.toml") and 'where = ["plugins"]' in _text("pyproject.toml")
     copies = [line.split()[-2] for line in _text("Dockerfile").splitlines() if line.startswith("COPY")]
     assert all(src.startswith(("requirements/", "pyproject.toml", "plugins/winecrm")) for src in copies), copies

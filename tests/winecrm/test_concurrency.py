@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from winecrm import pipeline
 from winecrm.core import db
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 from winecrm.etl import load
 
 from tests.conftest import MONDAY_RUN, WEEKLY_RUN_SAMPLE_ESTATE, cloned_database, sales_line, write_export

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 from winecrm import pipeline
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import MONDAY_RUN, template_for
 

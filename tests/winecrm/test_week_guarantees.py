@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from winecrm import pipeline
 from winecrm.core.run_params import RunParams
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import MONDAY_RUN, sales_line, use_config, write_export
 

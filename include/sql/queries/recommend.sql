@@ -39,7 +39,7 @@ CREATE TEMP TABLE rec_available ON COMMIT DROP AS
 SELECT article FROM etl.stock GROUP BY article HAVING sum(quantite) > 0;
 
 -- The ranking steps below (in_stock .. candidates) read only rec_customers, rec_available and
--- the warehouse: the backtest (winecrm/evaluation/backtest.py) builds the first two itself and
+-- the warehouse: the backtest (winecrm_tools/evaluation/backtest.py) builds the first two itself and
 -- runs these same steps.
 
 -- step: in_stock

@@ -141,7 +141,7 @@ def test_sample_exports_of_the_latest_week_for_a_live_rehearsal(tmp_path):
     import datetime as dt
 
     from winecrm.core.weeks import Week, estate_zone
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     sampledata.main(["--raw-dir", str(tmp_path), "--customers", "40", "--as-of", "latest"])
     monday = Week.before(dt.datetime.now(estate_zone())).end + dt.timedelta(days=1)

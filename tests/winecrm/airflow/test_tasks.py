@@ -37,7 +37,7 @@ def _live_week(run_id: str, customers: int):
         import datetime as dt
 
         from winecrm.core.run_params import RunParams
-        from winecrm.samples import sampledata
+        from winecrm_tools.samples import sampledata
 
         sampledata.write_sample_exports(dirs["raw"], n_customers=customers, years=1.0)
         window = pipeline.week_window(run_id, MONDAY_RUN, RunParams(dry_run=False), today=dt.date(2026, 11, 17))

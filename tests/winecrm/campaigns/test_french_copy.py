@@ -29,7 +29,7 @@ from psycopg.conninfo import make_conninfo
 from winecrm import pipeline
 from winecrm.campaigns import render, templates
 from winecrm.core import settings
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import MONDAY_RUN, use_config
 from tests.screenshots import chromium, layout, screenshot

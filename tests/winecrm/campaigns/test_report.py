@@ -7,7 +7,7 @@ import json
 import re
 
 from winecrm import pipeline
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import MONDAY_RUN
 

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from winecrm import pipeline
 from winecrm.campaigns import report
-from winecrm.demo import events as demo_events
-from winecrm.samples import sampledata
+from winecrm_tools.demo import events as demo_events
+from winecrm_tools.samples import sampledata
 from winecrm.events import intake, processing
 from winecrm.events.rules import load_rules
 

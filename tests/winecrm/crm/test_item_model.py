@@ -10,7 +10,7 @@ import re
 import pytest
 from winecrm import pipeline
 from winecrm.crm import recommend, scoring
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
 

@@ -9,8 +9,8 @@ import random
 import pytest
 from winecrm.core import settings
 from winecrm.crm import scoring
-from winecrm.evaluation import backtest
-from winecrm.evaluation.metrics import calibration_by_decile
+from winecrm_tools.evaluation import backtest
+from winecrm_tools.evaluation.metrics import calibration_by_decile
 
 AS_OF = dt.date(2026, 11, 15)
 CFG = {"buy_probability": {"training_cutoffs": 4}}

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from winecrm import pipeline
 from winecrm.crm import recommend, scoring
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
 

@@ -9,8 +9,8 @@ import datetime as dt
 import pytest
 from winecrm import pipeline
 from winecrm.campaigns.report import reports_dir
-from winecrm.samples import sampledata
-from winecrm.evaluation import backtest
+from winecrm_tools.samples import sampledata
+from winecrm_tools.evaluation import backtest
 
 from tests.conftest import MONDAY_RUN
 

@@ -3,7 +3,7 @@ column list (staging, sales-line COPY, sample data) follow it."""
 
 from __future__ import annotations
 
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 from winecrm.etl import contract, load
 
 LOAD_COLUMNS = {"file_id", "source_row", "loaded_run", "loaded_at", "updated_at"}

@@ -50,7 +50,7 @@ def test_a_file_is_never_ingested_twice_across_runs(conn, crm_dirs):
 
 
 def test_raw_folder_is_never_modified(conn, crm_dirs):
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     raw = crm_dirs["raw"]
     sampledata.write_sample_exports(raw, n_customers=150, years=1.0)

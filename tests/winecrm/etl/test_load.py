@@ -126,7 +126,7 @@ def test_killed_worker_mid_load_then_new_run_loads_everything_once(conn, crm_dir
     import sys
     import time
 
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     path = crm_dirs["raw"] / "isavigne" / "ventes_lignes" / "big_2026-11-16.csv"
     lines = sampledata.write_sales_file(path, 150_000, n_customers=5000)

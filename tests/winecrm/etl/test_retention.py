@@ -55,7 +55,7 @@ def test_old_work_folders_are_deleted(conn, crm_dirs):
 
 
 def test_old_email_bodies_and_outbox_folders_are_purged(conn, crm_dirs):
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     sampledata.write_sample_exports(crm_dirs["raw"], n_customers=120, years=1.0)
     pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))  # renders and simulates the dry run

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 from winecrm import pipeline
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 from winecrm.etl import ingest
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from winecrm.demo.task_logs import split_tasks
+from winecrm_tools.demo.task_logs import split_tasks
 
 RUN = "manual__2026-12-03T07:47:12.748737+00:00"
 OUTPUT = f"""\

@@ -1,5 +1,5 @@
 """What ``make demo`` checks, apart from how it drives Airflow and what it prints
-(``winecrm.demo.run``): each check reads the warehouse and says whether what the demo did
+(``winecrm_tools.demo.run``): each check reads the warehouse and says whether what the demo did
 happened as the platform promises."""
 
 from __future__ import annotations

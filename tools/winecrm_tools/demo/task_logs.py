@@ -8,7 +8,7 @@ task's part as the JSON lines a worker writes, at the path Airflow's file task h
 for that task instance (the run's log template, its try number) — so the UI finds it as it
 finds a scheduled run's log.
 
-    python -m winecrm.demo.task_logs CONSOLE_OUTPUT_FILE [--offset N]   # with the Airflow environment
+    python -m winecrm_tools.demo.task_logs CONSOLE_OUTPUT_FILE [--offset N]   # with the Airflow environment
 
 Lines of the in-process execution API (``airflow.api_fastapi…``) and of ``dags test`` itself
 are left out: a worker's log does not hold them either.

@@ -19,7 +19,7 @@ then the last week again.
    and follow-up task, and the engagement points in the lead score.
 
 This module drives Airflow and prints; what is checked along the way (the quarantine against the
-planted rows, what the events must have done) is in ``winecrm.demo.checks``.
+planted rows, what the events must have done) is in ``winecrm_tools.demo.checks``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pathlib import Path
 
 from winecrm.airflow import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
 from winecrm.core import db, settings, storage
-from winecrm.demo import checks
-from winecrm.samples import sampledata
+from winecrm_tools.demo import checks
+from winecrm_tools.samples import sampledata
 
 BACKFILL_WEEKS = ("2026-10-26", "2026-11-02", "2026-11-09")  # Mondays: the sample's last three weeks
 TABLES = ("etl.ventes_lignes", "etl.clients", "etl.produits", "etl.stock", "etl.quarantine", "etl.file_manifest")
@@ -73,7 +73,7 @@ def _airflow(args: list[str], env: dict[str, str], log_file: Path) -> int:
         code = subprocess.call([str(airflow), *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
         if args[:2] == ["dags", "test"]:
             fh.flush()
-            subprocess.call([sys.executable, "-m", "winecrm.demo.task_logs", str(log_file), "--offset", str(offset)],
+            subprocess.call([sys.executable, "-m", "winecrm_tools.demo.task_logs", str(log_file), "--offset", str(offset)],
                             env=env, stdout=fh, stderr=subprocess.STDOUT)
         return code
 
@@ -197,7 +197,7 @@ def events_step(url: str, env: dict[str, str], log_file: Path) -> bool:
 
     from winecrm.campaigns import render, report
     from winecrm.core.weeks import estate_zone
-    from winecrm.demo import events as demo_events
+    from winecrm_tools.demo import events as demo_events
 
     with db.connect(url) as conn:
         run_id, as_of = conn.execute(

@@ -14,8 +14,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 from winecrm import pipeline
-from winecrm.samples import sampledata
-from winecrm.evaluation import backtest, datasets, metrics
+from winecrm_tools.samples import sampledata
+from winecrm_tools.evaluation import backtest, datasets, metrics
 
 from tests.conftest import MONDAY_RUN, sales_line, write_export
 

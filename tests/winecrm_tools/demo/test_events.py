@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from winecrm.demo.events import build_events, build_newsletter_events, shop_mail_opened
+from winecrm_tools.demo.events import build_events, build_newsletter_events, shop_mail_opened
 from winecrm.events import intake
 
 

@@ -199,12 +199,12 @@ def load_export_folder(conn: psycopg.Connection, raw_dir: Path) -> dict:
 
 
 def load_sample(conn: psycopg.Connection) -> dict:
-    from winecrm.samples import sampledata
+    from winecrm_tools.samples import sampledata
 
     with tempfile.TemporaryDirectory(prefix="crm-sample-") as tmp:
         sampledata.write_sample_exports(Path(tmp))
         report = load_export_folder(conn, Path(tmp))
-    report["dataset"] = "the sample estate (winecrm.samples.sampledata: 2,000 customers, 3.2 years)"
+    report["dataset"] = "the sample estate (winecrm_tools.samples.sampledata: 2,000 customers, 3.2 years)"
     return report
 
 

@@ -9,8 +9,8 @@ them (file, row, column, why) so a run can be checked to quarantine exactly thos
 
 CLI::
 
-    python -m winecrm.samples.sampledata --raw-dir RAW                       # the demo estate
-    python -m winecrm.samples.sampledata --sales-file F.csv --lines 1000000  # one big sales export
+    python -m winecrm_tools.samples.sampledata --raw-dir RAW                       # the demo estate
+    python -m winecrm_tools.samples.sampledata --sales-file F.csv --lines 1000000  # one big sales export
 """
 
 from __future__ import annotations

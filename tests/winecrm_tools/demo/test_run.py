@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from winecrm.core import settings
-from winecrm.demo import run
+from winecrm_tools.demo import run
 
 
 def test_the_metadata_database_is_named_by_this_checkouts_path(monkeypatch, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from winecrm.samples import sampledata
+from winecrm_tools.samples import sampledata
 from winecrm.etl.contract import VENTES_LIGNES
 from winecrm.etl.readers import read_all
 

@@ -1,13 +1,14 @@
 """What runs in production imports neither the demo, the backtest nor the sample estate: those
-are development tools and fixtures (winecrm.demo, winecrm.evaluation, winecrm.samples)."""
+are development tools and fixtures (the winecrm_tools distribution, tools/)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[3] / "plugins" / "winecrm"
-DEVELOPMENT = ("winecrm.demo", "winecrm.evaluation", "winecrm.samples")
+ROOT = Path(__file__).resolve().parents[3]
+PRODUCTION = [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "dags").rglob("*.py")]
+TOOLS = ROOT / "tools" / "winecrm_tools"
 
 
 def _imports(path: Path) -> set[str]:
@@ -22,17 +23,17 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_production_modules_import_no_development_tool():
+    assert len(PRODUCTION) > 50, "the production code was not found"
     offenders = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        where = path.relative_to(PACKAGE).parts[0]
-        if where in ("demo", "evaluation", "samples"):
-            continue
-        used = [name for name in _imports(path) if name.startswith(DEVELOPMENT)]
+    for path in sorted(PRODUCTION):
+        used = [name for name in _imports(path) if name.split(".")[0] == "winecrm_tools"]
         if used:
-            offenders.append(f"{path.relative_to(PACKAGE)}: {', '.join(sorted(used))}")
+            offenders.append(f"{path.relative_to(ROOT)}: {', '.join(sorted(used))}")
     assert not offenders, offenders
 
 
 def test_the_backtest_takes_the_sample_estate_from_the_fixtures_not_the_demo():
-    for path in (PACKAGE / "evaluation").rglob("*.py"):
-        assert not [n for n in _imports(path) if n.startswith("winecrm.demo")], path
+    paths = list((TOOLS / "evaluation").rglob("*.py"))
+    assert paths
+    for path in paths:
+        assert not [n for n in _imports(path) if n.startswith("winecrm_tools.demo")], path

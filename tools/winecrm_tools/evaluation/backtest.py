@@ -4,11 +4,11 @@ For each cutoff date the production code scores every customer and ranks product
 sales known up to the cutoff (``scoring.score`` and the ranking steps of ``recommend.sql``, run
 unchanged); what customers really bought in the following ``horizon`` days is the truth.
 
-    python -m winecrm.evaluation.backtest --source sample                      # the sample estate
-    python -m winecrm.evaluation.backtest --source /path/to/raw                 # any iSaVigne export folder
-    python -m winecrm.evaluation.backtest --source warehouse                    # the warehouse's sales lines
-    python -m winecrm.evaluation.backtest --source cdnow                        # real data, see ``make datasets``
-    python -m winecrm.evaluation.backtest --source instacart --horizon-days 30
+    python -m winecrm_tools.evaluation.backtest --source sample                      # the sample estate
+    python -m winecrm_tools.evaluation.backtest --source /path/to/raw                 # any iSaVigne export folder
+    python -m winecrm_tools.evaluation.backtest --source warehouse                    # the warehouse's sales lines
+    python -m winecrm_tools.evaluation.backtest --source cdnow                        # real data, see ``make datasets``
+    python -m winecrm_tools.evaluation.backtest --source instacart --horizon-days 30
 
 Reported, always beside the baselines (random, most popular, RFM quintile sum, personal
 most-frequent, co-occurrence Jaccard): targeting AUC and top-20 % hit rate (our lead score and
@@ -34,7 +34,7 @@ import psycopg
 from winecrm.core import db, settings
 from winecrm.core.queries import named_steps, run_steps
 from winecrm.core.settings import ScoringConfig
-from winecrm.evaluation.datasets import (
+from winecrm_tools.evaluation.datasets import (
     SCRATCH_DB,
     dataset_dir,
     drop_scratch_database,
@@ -45,7 +45,7 @@ from winecrm.evaluation.datasets import (
     load_sample,
     scratch_database,
 )
-from winecrm.evaluation.metrics import (K, auc, bootstrap_mean_difference, brier, calibration_by_decile,
+from winecrm_tools.evaluation.metrics import (K, auc, bootstrap_mean_difference, brier, calibration_by_decile,
                                        interval_coverage, log_loss, mean, paired_hit_difference, rates,
                                        top_share_hit_rate)
 
@@ -556,7 +556,7 @@ def with_overrides(cfg: ScoringConfig, assignments: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m winecrm.evaluation.backtest", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m winecrm_tools.evaluation.backtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="sample",
                         help="sample | warehouse | cdnow | instacart | path of an iSaVigne export folder")
