@@ -235,7 +235,7 @@ def review_text(summary: dict, subjects: dict[str, list[dict]], previews: list[s
     from winecrm.campaigns.render import FIRST_NAME
     from winecrm.core import french
 
-    nbsp, narrow = "\u00a0", "\u202f"
+    nbsp, narrow = french.NBSP, french.NNBSP
     campaign_id = summary["campaign_id"]
     lines = [f"**Campagne {campaign_id}** — e-mails prêts à partir par Brevo{nbsp}:", "",
              "| Scénario | À envoyer | Écartés |", "|---|--:|--:|"]

@@ -19,8 +19,7 @@ import uuid
 import psycopg
 
 from winecrm.campaigns import copy_fr, templates
-from winecrm.core import french
-from winecrm.core import settings
+from winecrm.core import french, settings
 from winecrm.core.queries import named_steps
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,7 @@ from pathlib import Path
 import psycopg
 
 from winecrm.campaigns.labels import CAMPAIGN_STATUS_FR, REASONS_FR, SCENARIOS_FR, STATUS_FR, person_name
-from winecrm.core import settings
-from winecrm.core import french
+from winecrm.core import french, settings
 from winecrm.core.weeks import estate_zone, Week
 
 log = logging.getLogger(__name__)

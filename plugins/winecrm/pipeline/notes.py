@@ -68,7 +68,6 @@ def incomplete_documents_fr(incomplete: dict | None) -> list[str]:
     accepté : 3 lignes et 245,50 € HT de moins que l'ancienne version ». Nothing when all is well."""
     if not incomplete:
         return []
-
     said = []
     held, new, replaced = incomplete["held_back"], incomplete["loaded_new"], incomplete["accepted_replaced"]
     if held["documents"]:

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from winecrm.core import settings
-from winecrm.core import french
+from winecrm.core import french, settings
 from winecrm.core.french import NBSP, NNBSP
 from winecrm.privacy import ErasureError, catalogue, consent, identity, schema
 from winecrm.privacy import files as person_files
