@@ -24,6 +24,7 @@ LOCALE = "fr_FR"
 NBSP = "\u00a0"   # before « : » and « % », between a number and its unit, inside guillemets
 NNBSP = "\u202f"  # narrow: before « ; ! ? », between thousands (CLDR's fr grouping sign)
 MINUS = "\u2212"
+_PLURAL_FORM = Locale.parse(LOCALE).plural_form  # CLDR's rule: "one" for 0 and 1 in French
 
 _UNITS = r"(?:€|%|cl|L|bouteilles?|magnums?|demi-bouteilles?)(?![\w-])"
 
@@ -59,7 +60,7 @@ def euros(amount: Decimal | float | int | None, cents: bool = True) -> str | Non
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """« 1 nouveau fichier », « 3 nouveaux fichiers », « 0 nouveau fichier » (French: 0 and 1
     take the singular, by CLDR's plural rules)."""
-    word = singular if Locale.parse(LOCALE).plural_form(abs(count)) == "one" else (plural_form or singular + "s")
+    word = singular if _PLURAL_FORM(abs(count)) == "one" else (plural_form or singular + "s")
     return f"{number(count)} {word}"
 
 

@@ -212,7 +212,7 @@ def _change_fr(change: str) -> str:
 
 
 def letter_fr(export: AccessExport) -> str:
-    """The French letter the estate sends to the person."""
+    """The French letter the estate sends to the person (French spacing applied to it all, here)."""
     return french.spacing(_letter(export))
 
 
@@ -222,8 +222,7 @@ def _letter(export: AccessExport) -> str:
     lines = [f"Vos données personnelles détenues par {estate.name}",
              f"Réponse à votre demande d'accès (RGPD, articles 15 et 20), établie le {french.date(export.generated_at)}.", ""]
     if not export.found:
-        lines += ["Nous ne détenons aucune donnée à votre sujet : ni fiche client, ni achat, ni e-mail, ni événement,"
-                  .replace(" :", NBSP + ":"),
+        lines += ["Nous ne détenons aucune donnée à votre sujet : ni fiche client, ni achat, ni e-mail, ni événement,",
                   "ni contact chez notre prestataire d'envoi.", ""]
         lines += _rights(estate)
         return "\n".join(lines)
@@ -275,7 +274,7 @@ def _letter(export: AccessExport) -> str:
         lines.append(_colon(f"Nos suggestions de vins pour vous (au {french.date(recos[0].get('as_of_date'))})"))
         for r in sorted(recos, key=lambda r: r.get("rank") or 0):
             lines.append(f"  - {r.get('produit') or r.get('article')} — {SCENARIOS_FR.get(r.get('scenario'), '')}"
-                         f"{NBSP}: « {r.get('reason_fr')} »".replace("« ", "«" + NBSP).replace(" »", NBSP + "»"))
+                         f"{NBSP}: « {r.get('reason_fr')} »")
         lines.append("")
 
     sends = t.get(schema.SEND_LEDGER, [])
@@ -283,8 +282,7 @@ def _letter(export: AccessExport) -> str:
         lines.append(_colon("E-mails du domaine"))
         for r in sorted(sends, key=lambda r: str(r.get("sent_at") or r.get("as_of_date") or "")):
             when = french.date(r.get("sent_at") or r.get("as_of_date"))
-            subject = f" « {r['subject']} »".replace("« ", "«" + NBSP).replace(" »", NBSP + "»") if r.get(
-                "subject") else ""
+            subject = f" « {r['subject']} »" if r.get("subject") else ""
             lines.append(f"  - {when}{subject}{NBSP}: {SEND_STATUS_FR.get(r.get('status'), r.get('status'))}")
         lines.append("")
 
