@@ -111,6 +111,8 @@ backtest: $(DATASETS_STAMP)
 	$(BIN)/python -m winecrm_tools.evaluation.backtest --source sample --json bench/out/backtest-sample.json
 	$(BIN)/python -m winecrm_tools.evaluation.backtest --source cdnow --json bench/out/backtest-cdnow.json
 	$(BIN)/python -m winecrm_tools.evaluation.backtest --source instacart --horizon-days 30 --json bench/out/backtest-instacart.json
+	$(BIN)/python -m winecrm_tools.evaluation.backtest --source completejourney:COFFEE --n-cutoffs 3 --json bench/out/backtest-coffee.json
+	$(BIN)/python -m winecrm_tools.evaluation.backtest --source completejourney:BEERS/ALES --n-cutoffs 3 --json bench/out/backtest-beers.json
 
 bench-10m: $(STAMP)
 	$(BIN)/python bench/bench_load.py --lines 10000000 --skip-baselines

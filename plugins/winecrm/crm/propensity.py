@@ -317,18 +317,30 @@ def bgnbd_blend(bgnbd_probability: np.ndarray, groups: np.ndarray) -> np.ndarray
     return 0.5 * bgnbd_probability + 0.5 * group_mean
 
 
-def buyers_interval(probability: np.ndarray, refits: list[np.ndarray], level: float = 0.80) -> tuple[float, float]:
-    """An interval on the number of buyers in the horizon: each customer buys or not with their
-    chance (sampling), and the chances themselves are uncertain (the spread of the sums over
-    refits on resampled data, on estates small enough for it to matter)."""
+def buyers_interval(probability: np.ndarray, refits: list[np.ndarray], level_sd: float = 0.0,
+                    level: float = 0.80) -> tuple[float, float]:
+    """An interval on the number of buyers in the horizon, from three independent sources of
+    error: each customer buys or not with their chance (sampling); the chances themselves are
+    uncertain (the spread of the sums over refits on resampled data, on estates small enough for
+    it to matter); and the estate's buying level moves from one horizon to the next in ways no
+    past window shows (season, weather, a competitor), ``level_sd`` on the logit scale: every
+    customer's chance shifted together by that many standard deviations."""
+    from scipy.special import expit, logit
     from scipy.stats import norm
 
+    z = norm.ppf(0.5 + level / 2)
+    expected = float(probability.sum())
     variance = float((probability * (1 - probability)).sum())
     if len(refits) > 1:
         variance += float(np.var([r.sum() for r in refits], ddof=1))
-    half = norm.ppf(0.5 + level / 2) * np.sqrt(variance)
-    expected = float(probability.sum())
-    return max(0.0, expected - half), min(float(len(probability)), expected + half)
+    half = z * np.sqrt(variance)
+    below = above = 0.0
+    if level_sd > 0 and probability.size:
+        logits = logit(np.clip(probability, 1e-6, 1 - 1e-6))
+        below = expected - float(expit(logits - z * level_sd).sum())
+        above = float(expit(logits + z * level_sd).sum()) - expected
+    return (max(0.0, expected - float(np.hypot(half, below))),
+            min(float(len(probability)), expected + float(np.hypot(half, above))))
 
 
 def predict(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig,
@@ -404,7 +416,7 @@ def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict
     keep = pd.Index(codes).isin(customers) if customers is not None else np.ones(len(index), bool)
     probability, codes, index = probability[keep], codes[keep], index[keep]
     histories = lifetime.subset(histories, np.flatnonzero(keep))
-    low, high = buyers_interval(probability, [r[keep] for r in refits])
+    low, high = buyers_interval(probability, [r[keep] for r in refits], cfg.level_sd)
     info["expected_buyers_interval"] = (round(low, 1), round(high, 1))
     spend = spend_per_bought_window(sales, today, cfg.horizon_days)
     result = pd.DataFrame({"client_code": codes, "probability": probability, "spend": spend[index]})

