@@ -380,6 +380,7 @@ class BuyProbabilityConfig(_Section):
     uncertainty_refits: int = Field(20, ge=0, le=200)
     uncertainty_max_examples: int = Field(20000, ge=0)
     level_sd: float = Field(0.3, ge=0, le=3)
+    history_view: Literal["auto", "acquisition", "already_customers"] = "auto"
     spend_days: int = Field(365, ge=30, le=1095)
     spend_interval: float = Field(0.80, gt=0, lt=1)
     spend_draws: int = Field(200, ge=50, le=5000)

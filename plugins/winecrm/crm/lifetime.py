@@ -19,6 +19,11 @@ never a fixed default. It gives, in closed form,
 and, by simulation of the same posterior (rate, drop-out chance, mean order value), the
 distribution of what they will spend over the next 12 months: its mean and an 80 % interval.
 
+A history can be read two ways (``histories``): each customer's clock starts at their first
+order (they became a customer then), or at the history's first day (they were customers
+already, and the fit conditions on their having ordered since; ``winecrm.crm.propensity``
+picks the reading that predicted the estate's last horizon better).
+
 An order day is a day with a sale (as in ``propensity.Sales``); spend per order day is the
 net revenue of that day. The models are fitted by maximum likelihood (scipy) on log-parameters,
 with a weak normal prior on them (worth ``PRIOR_WEIGHT`` customers: nothing on a real estate, but
@@ -39,19 +44,31 @@ PRIOR_WEIGHT = 2.0  # strength of the prior on the log-parameters, in customers
 @dataclass(frozen=True)
 class Histories:
     """Per customer, as of a day: repeat order days x, t_x and T (in weeks, T >= t_x >= 0),
-    and the mean net spend of their order days (all of them, the first included) with its count."""
+    and the mean net spend of their order days (all of them, the first included) with its count.
+
+    ``truncated``: the "already a customer" view (``histories(..., history_start=...)``) — time
+    runs from the history's first day for everyone and every order day counts, the first one
+    too; only customers with an order since then are seen, which the fit allows for."""
 
     x: np.ndarray
     t_x: np.ndarray
     T: np.ndarray
     order_days: np.ndarray
     mean_spend: np.ndarray
+    truncated: bool = False
 
 
 def histories(order_client: np.ndarray, order_day: np.ndarray, spend: np.ndarray, n_clients: int,
-              as_of: int) -> tuple[np.ndarray, Histories]:
+              as_of: int, history_start: int | None = None) -> tuple[np.ndarray, Histories]:
     """From distinct (client, order day) pairs with each day's net spend, the customers with an
-    order day <= as_of (their indexes) and their histories."""
+    order day <= as_of (their indexes) and their histories.
+
+    Two readings of a customer's first order day in the history. By default it is when they
+    became a customer (their clock starts there; an estate's new customers, CDNOW's cohort).
+    With ``history_start`` (the history's first day) they were already customers before the
+    history began — the first months of any export, a household panel: their clock starts at
+    ``history_start`` and their first order day is a repeat like the others, so one who first
+    orders late in the history is a slow buyer rather than a new one."""
     on = order_day <= as_of
     client, day, amount = order_client[on], order_day[on], spend[on]
     days = np.bincount(client, minlength=n_clients)
@@ -62,9 +79,15 @@ def histories(order_client: np.ndarray, order_day: np.ndarray, spend: np.ndarray
     np.maximum.at(last, client, day)
     total = np.bincount(client, weights=amount, minlength=n_clients)
     n = days[known].astype(float)
+    mean_spend = np.maximum(total[known] / n, 0.0)
+    if history_start is not None:
+        return known, Histories(
+            x=n, t_x=(last[known] - history_start) / DAYS_PER_UNIT,
+            T=np.full(known.size, (as_of - history_start) / DAYS_PER_UNIT), order_days=n, mean_spend=mean_spend,
+            truncated=True)
     return known, Histories(
         x=n - 1, t_x=(last[known] - first[known]) / DAYS_PER_UNIT, T=(as_of - first[known]) / DAYS_PER_UNIT,
-        order_days=n, mean_spend=np.maximum(total[known] / n, 0.0))
+        order_days=n, mean_spend=mean_spend)
 
 
 # --------------------------------------------------------------------------- MBG/NBD
@@ -88,13 +111,19 @@ class BgNbd:
 
 
 def _bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
-                          weight: np.ndarray) -> float:
+                          weight: np.ndarray, truncated: bool = False) -> float:
     r, alpha, a, b = np.exp(params)
     common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
     # still there at T (never dropped out, x + 1 chances), or dropped right after the last order
     alive = special.betaln(a, b + x + 1) - (r + x) * np.log(alpha + T)
     dropped = special.betaln(a + 1, b + x) - (r + x) * np.log(alpha + t_x)
-    return float((weight * (common + np.logaddexp(alive, dropped))).sum())
+    ll = common + np.logaddexp(alive, dropped)
+    if truncated:
+        # only customers with an order in (0, T] are seen: condition on it. No order at all:
+        # gone at the start (mean a / (a + b)), or there and no order (alpha / (alpha + T))^r
+        none = a / (a + b) + b / (a + b) * np.exp(r * (np.log(alpha) - np.log(alpha + T)))
+        ll = ll - np.log1p(-np.minimum(none, 1 - 1e-12))
+    return float((weight * ll).sum())
 
 
 def fit_bgnbd(h: Histories, prior_weight: float = PRIOR_WEIGHT) -> BgNbd:
@@ -109,7 +138,8 @@ def fit_bgnbd(h: Histories, prior_weight: float = PRIOR_WEIGHT) -> BgNbd:
 
     def loss(params):
         gap = params - centre
-        return -(_bgnbd_log_likelihood(params, x, t_x, T, counts) - prior_weight * float(gap @ gap)) / n
+        return -(_bgnbd_log_likelihood(params, x, t_x, T, counts, h.truncated)
+                 - prior_weight * float(gap @ gap)) / n
 
     result = optimize.minimize(loss, centre, method="L-BFGS-B", bounds=[(-9, 9)] * 4)
     r, alpha, a, b = np.exp(result.x)
@@ -159,7 +189,8 @@ def fit_gamma_gamma(h: Histories, penalty: float = 1e-3) -> GammaGamma | None:
 
 def subset(h: Histories, pick: np.ndarray) -> Histories:
     """The histories of the customers at ``pick`` (repeats allowed: a bootstrap sample)."""
-    return Histories(*(getattr(h, name)[pick] for name in ("x", "t_x", "T", "order_days", "mean_spend")))
+    return Histories(*(getattr(h, name)[pick] for name in ("x", "t_x", "T", "order_days", "mean_spend")),
+                     truncated=h.truncated)
 
 
 def spend_ahead(bgnbd: BgNbd, gg: GammaGamma | None, h: Histories, days: float, *, draws: int = 200,

@@ -303,8 +303,39 @@ def order_day_spend(sales: Sales) -> np.ndarray:
     return money.reindex(keys).fillna(0.0).to_numpy(float)
 
 
-def lifetime_histories(sales: Sales, today: int) -> tuple[np.ndarray, lifetime.Histories]:
-    return lifetime.histories(sales.sale_client, sales.sale_day, order_day_spend(sales), sales.n_clients, today)
+HISTORY_VIEWS = ("acquisition", "already_customers")
+
+
+def lifetime_histories(sales: Sales, today: int, view: str = "acquisition") -> tuple[np.ndarray, lifetime.Histories]:
+    """The histories the MBG/NBD model reads, in one of ``HISTORY_VIEWS`` (``lifetime.histories``):
+    a customer's clock starts at their first order, or at the history's first day."""
+    start = sales.first_day if view == "already_customers" else None
+    return lifetime.histories(sales.sale_client, sales.sale_day, order_day_spend(sales), sales.n_clients, today,
+                              history_start=start)
+
+
+def choose_history_view(sales: Sales, today: int, horizon: int, min_customers: int = 30) -> tuple[str, dict]:
+    """Which reading of the first order day predicts this history better: both fitted as of a past
+    day and judged (log loss) on who then ordered up to today, over one horizon, or over half the
+    history when it is shorter than two. A cohort that joined at its first order (CDNOW) picks
+    "acquisition"; customers who were there before the history began (a one-year household panel,
+    an estate's first export months) pick "already_customers", and then a customer first seen
+    late is read as a slow buyer, not a new one. Too little to judge: "acquisition"."""
+    first = sales.first_day
+    if first is None:
+        return "acquisition", {}
+    window = min(horizon, (today - first) // 2)
+    past = today - window
+    losses = {}
+    for view in HISTORY_VIEWS:
+        known, histories = lifetime_histories(sales, past, view)
+        bought = bought_between(sales, past, today)[known]
+        if known.size < min_customers or bought.all() or not bought.any():
+            return "acquisition", {}
+        chance = np.clip(lifetime.fit_bgnbd(histories).p_order_within(histories, window), 1e-4, 1 - 1e-4)
+        losses[view] = float(-np.mean(np.where(bought, np.log(chance), np.log1p(-chance))))
+    return min(losses, key=losses.get), {"judged_days": int(window), "log_loss": {
+        view: round(loss, 6) for view, loss in losses.items()}}
 
 
 def bgnbd_blend(bgnbd_probability: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -363,7 +394,10 @@ def fit(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig) -> dict:
     info: dict = {"training_cutoffs": [EPOCH + dt.timedelta(days=c) for c in cutoffs],
                   "examples": examples, "buyers": buyers}
     index = current.index.to_numpy(int)
-    known, histories = lifetime_histories(sales, today)
+    view, judged = ((cfg.history_view, {}) if cfg.history_view != "auto"
+                    else choose_history_view(sales, today, cfg.horizon_days))
+    info["history_view"] = {"view": view, **judged}
+    known, histories = lifetime_histories(sales, today, view)
     assert np.array_equal(known, index), "features and histories disagree on who is a customer"
     rng = np.random.default_rng(cfg.seed)
     refits: list[np.ndarray] = []
@@ -429,6 +463,7 @@ def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict
         info["lifetime"] = {"bgnbd": {k: round(v, 6) for k, v in vars(bgnbd).items()},
                             "gamma_gamma": ({k: round(v, 6) for k, v in vars(gamma_gamma).items()}
                                             if gamma_gamma else None),
+                            "history_view": info.get("history_view"),
                             "time_unit_days": lifetime.DAYS_PER_UNIT, "spend_days": cfg.spend_days,
                             "interval": cfg.spend_interval, "draws": cfg.spend_draws}
         info["spend_12m_total"] = tuple(round(float(v), 2) for v in ahead["total"])

@@ -105,3 +105,70 @@ def test_degenerate_histories_still_give_finite_estimates():
     p = model.p_order_within(h, 90)
     assert np.isfinite(p).all() and (p > 0).all() and (p < 1).all()
     assert lifetime.fit_gamma_gamma(h) is not None
+
+
+def simulate_panel(n: int, weeks_observed: float, weeks_ahead: float, seed: int = 2, joining: bool = False):
+    """Customers who were all customers before the history began (a household panel, an export's
+    first months): each may be gone from the start (MBG/NBD's drop-out chance), orders as
+    BG/NBD says from week 0, and is seen only once they order. ``joining``: instead, customers
+    who become customers at their first order, at random over the period (an estate's new
+    customers). Returns the order (client, day) pairs up to the end of the period and who orders
+    in the ``weeks_ahead`` after."""
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(TRUE.r, 1 / TRUE.alpha, n)
+    drop = rng.beta(TRUE.a, TRUE.b, n)
+    client, day, ahead = [], [], np.zeros(n, bool)
+    for i in range(n):
+        if joining:
+            alive, t = True, rng.uniform(0, weeks_observed * 0.8)
+        else:
+            alive, t = rng.random() >= drop[i], rng.exponential(1 / rate[i])
+        while alive and t <= weeks_observed + weeks_ahead:
+            if t <= weeks_observed:
+                client.append(i)
+                day.append(int(t * lifetime.DAYS_PER_UNIT))
+            else:
+                ahead[i] = True
+            alive = rng.random() >= drop[i]
+            t += rng.exponential(1 / rate[i])
+    keys = np.unique(np.stack([client, day], axis=1), axis=0)
+    return keys[:, 0], keys[:, 1], ahead
+
+
+def test_customers_there_before_the_history_began_are_read_as_such():
+    """On a panel, the "already customers" view (clock from the history's first day, fit
+    conditioned on being seen) finds the parameters and predicts who orders next quarter,
+    including the customers first seen late; the acquisition view takes those for new customers
+    at the population's rate and over-predicts them."""
+    client, day, ahead = simulate_panel(6000, weeks_observed=52, weeks_ahead=13)
+    today = 52 * 7
+    spend = np.ones(client.size)
+    known, panel = lifetime.histories(client, day, spend, 6000, today, history_start=0)
+    fitted = lifetime.fit_bgnbd(panel)
+    assert panel.truncated and lifetime.subset(panel, np.arange(3)).truncated
+    assert fitted.r == pytest.approx(TRUE.r, rel=0.3)
+    assert fitted.alpha == pytest.approx(TRUE.alpha, rel=0.4)
+    assert fitted.a / (fitted.a + fitted.b) == pytest.approx(TRUE.a / (TRUE.a + TRUE.b), rel=0.3)
+    _, cohort = lifetime.histories(client, day, spend, 6000, today)
+    first_seen_late = (today - cohort.T * lifetime.DAYS_PER_UNIT) > 26 * 7  # first order in the second half
+    observed = ahead[known]
+    as_panel = fitted.p_order_within(panel, 13 * 7)
+    as_cohort = lifetime.fit_bgnbd(cohort).p_order_within(cohort, 13 * 7)
+    assert abs(as_panel.mean() - observed.mean()) < 0.02
+    assert abs(as_panel[first_seen_late].mean() - observed[first_seen_late].mean()) < 0.03
+    assert as_cohort[first_seen_late].mean() - observed[first_seen_late].mean() > 0.05
+
+
+@pytest.mark.parametrize("joining, expected", [(False, "already_customers"), (True, "acquisition")])
+def test_each_history_picks_the_reading_that_predicts_it(joining, expected):
+    """The chance to buy picks the reading of the first order day that predicted the last quarter
+    better: a panel reads as customers already there, a cohort joining over time as new ones."""
+    import pandas as pd
+    from winecrm.crm import propensity
+
+    client, day, _ = simulate_panel(3000, weeks_observed=52, weeks_ahead=0, seed=4, joining=joining)
+    sales = propensity.Sales(pd.DataFrame({"client_code": [f"C{c}" for c in client], "document_no": range(client.size),
+                                           "is_sale": True, "day": day.astype(np.int32), "amount": 1.0}))
+    view, judged = propensity.choose_history_view(sales, 52 * 7, 91)
+    assert view == expected and judged["judged_days"] == 91
+    assert judged["log_loss"][expected] < min(judged["log_loss"].values()) + 1e-12
