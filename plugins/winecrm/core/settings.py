@@ -373,7 +373,7 @@ class BuyProbabilityConfig(_Section):
     recent_orders_half_life_days: float = Field(180, gt=0)
     regularisation_c: float = Field(0.1, gt=0)
     recalibrate_on_newest_cutoff: bool = True
-    bgnbd_weight: float = Field(0.5, ge=0, le=1)
+    bgnbd_weight: float = Field(0.7, ge=0, le=1)
     min_training_cutoffs: int = Field(2, ge=1)
     min_examples: int = Field(300, ge=1)
     min_buyers: int = Field(30, ge=1)
