@@ -156,8 +156,9 @@ def evaluate_cutoff(conn: psycopg.Connection, cutoff: dt.date, horizon_days: int
             segment: {"customers": int(len(group)), "buyers": int(group["bought"].sum())}
             for segment, group in targets.groupby("segment")}
         result["calibration"] = calibration_by_decile(targets["buy_probability"].fillna(0.0), targets["bought"])
-        result["method"], expected, low, high = conn.execute(
-            """SELECT method, expected_buyers::float8, expected_buyers_low::float8, expected_buyers_high::float8
+        result["method"], result["history_view"], expected, low, high = conn.execute(
+            """SELECT method, lifetime_model->'history_view'->>'view', expected_buyers::float8,
+                      expected_buyers_low::float8, expected_buyers_high::float8
                FROM crm.buy_probability_models WHERE as_of_date = %s""", (cutoff,)).fetchone()
         # the weekly report's « Prévisions »: did the real number of buyers fall in its 80 % interval?
         result["expected_buyers"] = {"expected": expected, "low": low, "high": high,
@@ -492,9 +493,10 @@ def format_report(report: dict) -> str:
             if pooled and pooled["ci95"]:
                 lines.append(f"  all judged cutoffs: Brier {pooled['ours']:.4f} vs {pooled['baseline']:.4f} "
                              f"({pooled['difference']:+.4f}, 95 % CI {pooled['ci95'][0]:+.4f} to {pooled['ci95'][1]:+.4f})")
-        methods = {c["cutoff"]: c.get("method") for c in report["per_cutoff"] if c.get("method")}
+        methods = {c["cutoff"]: (c["method"], c.get("history_view")) for c in report["per_cutoff"] if c.get("method")}
         if methods:
-            lines.append("  method per cutoff: " + ", ".join(f"{k} {v}" for k, v in methods.items()))
+            lines.append("  method per cutoff (and how MBG/NBD read the history): " + ", ".join(
+                f"{k} {method}{f' ({view})' if view else ''}" for k, (method, view) in methods.items()))
         spend = s.get("spend_12m")
         if spend:
             lines += ["", "Expected spend over the next 12 months, with its 80 % interval"]
