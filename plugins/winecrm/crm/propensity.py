@@ -306,15 +306,18 @@ def order_day_spend(sales: Sales) -> np.ndarray:
 HISTORY_VIEWS = ("acquisition", "already_customers")
 
 
-def lifetime_histories(sales: Sales, today: int, view: str = "acquisition") -> tuple[np.ndarray, lifetime.Histories]:
+def lifetime_histories(sales: Sales, today: int, view: str = "acquisition",
+                       spend: np.ndarray | None = None) -> tuple[np.ndarray, lifetime.Histories]:
     """The histories the MBG/NBD model reads, in one of ``HISTORY_VIEWS`` (``lifetime.histories``):
-    a customer's clock starts at their first order, or at the history's first day."""
+    a customer's clock starts at their first order, or at the history's first day. ``spend``:
+    ``order_day_spend(sales)`` when the caller already has it."""
     start = sales.first_day if view == "already_customers" else None
-    return lifetime.histories(sales.sale_client, sales.sale_day, order_day_spend(sales), sales.n_clients, today,
-                              history_start=start)
+    spend = order_day_spend(sales) if spend is None else spend
+    return lifetime.histories(sales.sale_client, sales.sale_day, spend, sales.n_clients, today, history_start=start)
 
 
-def choose_history_view(sales: Sales, today: int, horizon: int, min_customers: int = 30) -> tuple[str, dict]:
+def choose_history_view(sales: Sales, today: int, horizon: int, spend: np.ndarray | None = None,
+                        min_customers: int = 30) -> tuple[str, dict]:
     """Which reading of the first order day predicts this history better: both fitted as of a past
     day and judged (log loss) on who then ordered up to today, over one horizon, or over half the
     history when it is shorter than two. A cohort that joined at its first order (CDNOW) picks
@@ -326,10 +329,11 @@ def choose_history_view(sales: Sales, today: int, horizon: int, min_customers: i
         return "acquisition", {}
     window = min(horizon, (today - first) // 2)
     past = today - window
+    ordered = bought_between(sales, past, today)
     losses = {}
     for view in HISTORY_VIEWS:
-        known, histories = lifetime_histories(sales, past, view)
-        bought = bought_between(sales, past, today)[known]
+        known, histories = lifetime_histories(sales, past, view, spend)
+        bought = ordered[known]
         if known.size < min_customers or bought.all() or not bought.any():
             return "acquisition", {}
         chance = np.clip(lifetime.fit_bgnbd(histories).p_order_within(histories, window), 1e-4, 1 - 1e-4)
@@ -394,10 +398,11 @@ def fit(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig) -> dict:
     info: dict = {"training_cutoffs": [EPOCH + dt.timedelta(days=c) for c in cutoffs],
                   "examples": examples, "buyers": buyers}
     index = current.index.to_numpy(int)
+    spend = order_day_spend(sales)
     view, judged = ((cfg.history_view, {}) if cfg.history_view != "auto"
-                    else choose_history_view(sales, today, cfg.horizon_days))
+                    else choose_history_view(sales, today, cfg.horizon_days, spend))
     info["history_view"] = {"view": view, **judged}
-    known, histories = lifetime_histories(sales, today, view)
+    known, histories = lifetime_histories(sales, today, view, spend)
     assert np.array_equal(known, index), "features and histories disagree on who is a customer"
     rng = np.random.default_rng(cfg.seed)
     refits: list[np.ndarray] = []

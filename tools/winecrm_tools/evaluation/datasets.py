@@ -111,13 +111,16 @@ def _register_file(conn: psycopg.Connection, path: str, content: bytes) -> int:
         (hashlib.sha256(content).hexdigest(), path, len(content))).fetchone()[0]
 
 
-def _copy_lines(conn: psycopg.Connection, frame) -> int:
+def _copy(conn: psycopg.Connection, table: str, frame, columns: list[str]) -> int:
     buffer = io.StringIO()
-    columns = _line_columns(frame)
     frame[columns].to_csv(buffer, index=False, header=False)
-    with conn.cursor().copy(f"COPY etl.ventes_lignes ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getvalue())
     return len(frame)
+
+
+def _copy_lines(conn: psycopg.Connection, frame) -> int:
+    return _copy(conn, "etl.ventes_lignes", frame, _line_columns(frame))
 
 
 def load_cdnow(conn: psycopg.Connection, directory: Path | None = None) -> dict:
@@ -209,10 +212,7 @@ def load_completejourney(conn: psycopg.Connection, category: str, directory: Pat
                     + products["package_size"].fillna("")).str.strip(),
         "cuvee": products["product_type"].fillna(category), "famille_crm": category,
         "file_id": file_id, "source_row": range(1, len(products) + 1), "loaded_run": "backtest"})
-    buffer = io.StringIO()
-    catalogue.to_csv(buffer, index=False, header=False)
-    with conn.cursor().copy(f"COPY etl.produits ({', '.join(catalogue.columns)}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(buffer.getvalue())
+    _copy(conn, "etl.produits", catalogue, list(catalogue.columns))
     conn.commit()
     return {"dataset": f"{ds.description} — category {category}", "licence": ds.licence, "lines": n,
             "has_products": True}
