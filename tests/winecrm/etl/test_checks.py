@@ -1,0 +1,132 @@
+"""The suites evaluated by winecrm.etl.checks give what Great Expectations' own pandas engine gives:
+the same quarantine, the same stored validation results, the same Data Docs pages."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+
+import pandas as pd
+import pytest
+from winecrm import pipeline
+from winecrm_tools.samples import sampledata
+
+from tests.conftest import MONDAY_RUN, sales_line, write_export
+
+# What differs between two runs of the same suites on the same frames: when they ran, and GX's ids.
+_VOLATILE_KEYS = {"id", "validation_id", "checkpoint_id", "ge_load_time", "run_time", "validation_time"}
+_VOLATILE_TEXT = re.compile(
+    r"\d{8}T\d{6}\.\d{6}Z"                                   # GX's run-time folders and load times
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}:\d{2}|Z)?"  # ISO times
+    r"|\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}"                 # Paris times on the pages
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # ids
+    r"|'_run_time_sort': -?[0-9.]+")
+
+
+def _without_volatile(value):
+    if isinstance(value, dict):
+        return {k: _without_volatile(v) for k, v in value.items() if k not in _VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [_without_volatile(v) for v in value]
+    return value
+
+
+def _artifacts(conn, run_id: str) -> dict:
+    """What one validate call of the run leaves: quarantine rows, good rows, counters, the
+    validation results GX stored and the pages it rendered (by suite and batch)."""
+    from winecrm.core import settings, storage
+    from winecrm.core.storage import run_work_dir
+
+    paths = settings.paths()
+    stored_dir = paths.docs_dir / "gx" / "uncommitted" / "validations"
+    site = paths.data_docs_site
+    before_json, before_pages = set(stored_dir.rglob("*.json")), set(site.glob("validations/*/*/*/*.html"))
+    summary = pipeline.run_validate(conn, run_id)
+    stored = {}
+    for path in sorted(set(stored_dir.rglob("*.json")) - before_json):
+        suite = path.relative_to(stored_dir).parts[0]
+        stored.setdefault(suite, []).append(_without_volatile(json.loads(path.read_text(encoding="utf-8"))))
+    pages = {}
+    for page in sorted(set(site.glob("validations/*/*/*/*.html")) - before_pages):
+        pages.setdefault(page.relative_to(site).parts[1], []).append(
+            _VOLATILE_TEXT.sub("<volatile>", page.read_text(encoding="utf-8")))
+    quarantine = conn.execute("SELECT file_id, row_no, column_name, expectations, reason, raw_values "
+                              "FROM etl.quarantine ORDER BY file_id, row_no").fetchall()
+    good = {part.relative_to(run_work_dir(run_id)).as_posix(): storage.read_parquet(part)
+            for part in sorted(run_work_dir(run_id).glob("file-*/good-*.parquet"))}
+    return {"summary": summary["datasets"], "quarantine": quarantine, "good": good, "stored": stored, "pages": pages}
+
+
+EDGE_LINES = [
+    sales_line(doc_no="E1", qty="1\u202f200"),          # a narrow no-break space between thousands
+    sales_line(doc_no="E2", qty="0"),                   # 0 is outside (0, max]: strict minimum
+    sales_line(doc_no="E3", pu="5000,00"),              # the maximum itself is inside
+    sales_line(doc_no="E4", pu="5000,01"),
+    sales_line(doc_no="E5", date=""),                   # no date: a null in the integer date column
+    sales_line(doc_no="E6", date="16/11/2026"),
+    sales_line(doc_no="E7", date="31/12/2099"),
+    sales_line(doc_no="E8", doc_type="avoir"),          # lower case: not in the set
+    sales_line(doc_no="E9", email="JEAN@EXAMPLE.FR"),
+    sales_line(doc_no="E10", email=""),
+    sales_line(doc_no="E11", mt="-1,5"),
+    sales_line(doc_no="E12", qty="deux", mt="x", date="hier"),
+    *[sales_line(doc_no=f"N{i}", qty=f"{i}x") for i in range(230)],  # more failures than GX lists (200)
+    sales_line(doc_no="E13", label='"Gewurztraminer\nVT 2019"'),  # a line break inside a quoted value
+]
+
+
+def test_direct_evaluation_gives_what_great_expectations_engine_gives(conn, crm_dirs, monkeypatch):
+    from winecrm.etl import gx_context, validate
+
+    sampledata.write_sample_exports(crm_dirs["raw"], n_customers=150, years=1.0, seed=5)
+    write_export(crm_dirs["raw"], "ventes_lignes", "ventes_bords_2026-11-16.csv",
+                 [sales_line(doc_no=f"G{i}") for i in range(700)] + EDGE_LINES)
+    window = pipeline.week_window("run_1", MONDAY_RUN)
+    pipeline.prepare(conn, window)
+    pipeline.run_ingest(conn, "run_1")
+
+    engine_chunks = []
+    checkpoint_run = gx_context.Validator.run
+
+    def counting_run(self, *args, **kwargs):
+        outcomes = checkpoint_run(self, *args, **kwargs)
+        engine_chunks.append(self.engine_runs)
+        return outcomes
+
+    monkeypatch.setattr(gx_context.Validator, "run", counting_run)
+    direct = _artifacts(conn, "run_1")
+    assert engine_chunks and max(engine_chunks) == 0  # every chunk evaluated directly
+    monkeypatch.setattr(validate, "Validator", functools.partial(gx_context.Validator, direct=False))
+    engine_chunks.clear()
+    through_engine = _artifacts(conn, "run_1")
+    assert engine_chunks and min(engine_chunks) > 0
+
+    assert direct["summary"] == through_engine["summary"]
+    sales = direct["summary"]["ventes_lignes"]
+    assert sales["quarantined"] >= 240 and sales["warnings"]  # the checks did find things
+    assert direct["quarantine"] == through_engine["quarantine"]
+    assert direct["good"].keys() == through_engine["good"].keys()
+    for name, frame in direct["good"].items():
+        pd.testing.assert_frame_equal(frame, through_engine["good"][name])
+    assert direct["stored"].keys() == through_engine["stored"].keys() and len(direct["stored"]) >= 5
+    for suite, results in direct["stored"].items():
+        assert results == through_engine["stored"][suite], suite
+    assert direct["pages"] == through_engine["pages"] and len(direct["pages"]) >= 5
+    many = [r["result"] for validation in direct["stored"]["isavigne_ventes_lignes"] for r in validation["results"]
+            if r["result"].get("unexpected_count", 0) > 200]
+    assert many and all(len(r["unexpected_list"]) == 200 and len(r["unexpected_index_list"]) == r["unexpected_count"]
+                        for r in many)
+
+
+@pytest.mark.parametrize("kwargs", [dict(mostly=0.9), dict(row_condition='col("x")>0', condition_parser="great_expectations")])
+def test_what_the_direct_path_does_not_know_goes_to_great_expectations(kwargs):
+    from winecrm.etl import checks
+
+    frame = pd.DataFrame({"x": [1, 2]})
+    assert checks.supported("expect_column_values_to_be_between", {"column": "x", "min_value": 0}, frame)
+    assert not checks.supported("expect_column_values_to_be_between", {"column": "x", "min_value": 0, **kwargs},
+                                frame)
+    assert not checks.supported("expect_column_values_to_be_between", {"column": "y", "min_value": 0}, frame)
+    assert not checks.supported("expect_column_values_to_be_between", {"column": "x"}, frame)
+    assert not checks.supported("expect_column_values_to_be_unique", {"column": "x"}, frame)
