@@ -2,15 +2,17 @@
 Great Expectations' pandas engine applies, without the engine's per-run machinery.
 
 GX stays the definition of every check (the suites in ``winecrm.etl.rules``), the shape of every
-result (its own ``_format_map_output``), the validation results store and Data Docs. What it costs
+result (its own ``_format_map_output``, applied in ``winecrm.etl.gx_context``), the validation
+results store and Data Docs. Nothing here imports GX: the chunks are checked in a process forked
+before GX is imported (~2.5 s), while the task's process imports it and records the results. What it costs
 to run a suite through a checkpoint is mostly not the checks: per chunk, the stores' freshness
 checks, the metric graph (pydantic models per metric), a hash of the frame per suite and a copy of
 the non-null rows per expectation — about 0.5 s for 125,000 sales lines, against 0.05 s for the
 comparisons themselves. Here each expectation is one vectorised mask over the column.
 
 Only the seven expectation types the suites use are known here, with GX 1.x's semantics:
-``evaluate`` returns None for anything else (another type, a column the frame lacks, ``mostly``),
-and the caller then runs the chunk through GX's own engine. ``tests/winecrm/etl/test_checks.py``
+``check_chunk`` returns None for anything else (another type, a column the frame lacks,
+``mostly``), and the caller then runs the chunk through GX's own engine. ``tests/winecrm/etl/test_checks.py``
 runs both on the same frames and requires the stored results and the rendered pages to be equal.
 """
 
@@ -67,24 +69,23 @@ def _unexpected_mask(expectation_type: str, kwargs: dict, values: pd.Series) -> 
     raise KeyError(expectation_type)
 
 
-def evaluate(expectation_type: str, kwargs: dict, frame: pd.DataFrame, result_format: dict) -> dict[str, Any]:
-    """``{"success": …, "result": …}`` for one expectation, as GX's ``_validate`` returns it.
-    ``result_format`` is GX's parsed result format (``parse_result_format``)."""
-    from great_expectations.expectations.expectation import _format_map_output
-
+def evaluate(expectation_type: str, kwargs: dict, frame: pd.DataFrame) -> dict[str, Any]:
+    """What GX's metrics give its ``_validate`` for one expectation: ``success`` and, for a column
+    map expectation, the counts, the first unexpected values (at most 200, GX's cap) and every
+    unexpected row's index; ``winecrm.etl.gx_context`` shapes them into GX's result format."""
     element_count = len(frame)
     if expectation_type == "expect_table_row_count_to_be_between":
         low, high = kwargs.get("min_value"), kwargs.get("max_value")
         success = (low is None or element_count >= low) and (high is None or element_count <= high)
-        return {"success": bool(success), "result": {"observed_value": element_count}}
+        return {"success": bool(success), "observed_value": element_count}
     if expectation_type == "expect_column_to_exist":
-        return {"success": kwargs["column"] in frame.columns, "result": {}}
+        return {"success": kwargs["column"] in frame.columns}
     column = frame[kwargs["column"]]
     if expectation_type in NULL_TYPES:
         nulls = column.isnull().to_numpy(dtype=bool)
         mask = ~nulls if expectation_type == "expect_column_values_to_be_null" else nulls
         domain = column
-        nonnull_count = None
+        nonnull_count = None  # these two say nothing of "missing" values
         unexpected_count = int(np.count_nonzero(mask))
         success = element_count == 0 or (element_count - unexpected_count) / element_count >= 1.0
     else:
@@ -98,23 +99,59 @@ def evaluate(expectation_type: str, kwargs: dict, frame: pd.DataFrame, result_fo
         else:
             success = (float(nonnull_count) - float(unexpected_count)) / float(nonnull_count) >= 1.0
     failing = domain[mask]
-    limit = MAX_RESULT_RECORDS if result_format["result_format"] == "COMPLETE" \
-        else min(result_format["partial_unexpected_count"], MAX_RESULT_RECORDS)
-    index_list = list(failing.index)
-    if result_format["result_format"] != "COMPLETE":
-        index_list = index_list[: result_format["partial_unexpected_count"]]
-    return _format_map_output(
-        result_format=result_format, success=success, element_count=element_count, nonnull_count=nonnull_count,
-        unexpected_count=unexpected_count, unexpected_list=list(failing[:limit]),
-        unexpected_index_list=index_list, unexpected_index_query=None, unexpected_index_column_names=None,
-    )
+    return {"success": bool(success), "element_count": element_count, "nonnull_count": nonnull_count,
+            "unexpected_count": unexpected_count, "unexpected_list": list(failing[:MAX_RESULT_RECORDS]),
+            "unexpected_index_list": list(failing.index)}
 
 
-def evaluation_order(configurations: list) -> list:
+def check_chunk(rules: list, view: pd.DataFrame) -> list[dict] | None:
+    """Each rule's evaluation (``evaluate``), in the rules' order; None when one of them is not
+    known here (the chunk then goes through GX's engine)."""
+    if not all(supported(rule.kind, rule.kwargs, view) for rule in rules):
+        return None
+    return [evaluate(rule.kind, rule.kwargs, view) for rule in rules]
+
+
+def outcomes(rules: list, metrics: list[dict]) -> list[tuple]:
+    """(rule, label, success, failing row indexes, exception info) per rule, as the split of a
+    chunk into good and quarantined rows reads them."""
+    return [(rule, rule.label, m["success"], m.get("unexpected_index_list") or [], None)
+            for rule, m in zip(rules, metrics)]
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """The batch fingerprint GX records in a validation's batch markers (its
+    ``hash_pandas_dataframe``): md5 of pandas' hash of every row, index included."""
+    import hashlib
+    import pickle
+
+    try:
+        data = pd.util.hash_pandas_object(frame, index=True).values
+    except TypeError:
+        data = pickle.dumps(frame, pickle.HIGHEST_PROTOCOL)
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def checked_columns(frame: pd.DataFrame, rules: list) -> pd.DataFrame:
+    """The frame the suites are run on: only the columns an expectation names (a column rule's own
+    column, present or not, is what ExpectColumnToExist checks), same index (the file's line
+    numbers). The validation frame's other columns (typed values no rule reads, the raw line) show
+    nowhere. A nullable integer column with no null becomes plain int64 (GX's engine, when it runs,
+    compares pandas' Int64 value by value)."""
+    named = {rule.kwargs.get("column") for rule in rules}
+    view = frame[[c for c in frame.columns if c in named]]
+    for column in view.columns:
+        series = view[column]
+        if isinstance(series.dtype, pd.Int64Dtype) and not series.hasnans:
+            view = view.assign(**{column: series.to_numpy("int64")})
+    return view
+
+
+def evaluation_order(items: list, kwargs_of=lambda item: item.kwargs) -> list:
     """The order GX's validator evaluates (and reports) a suite's expectations in: grouped by
     column, in the order each column first appears, table-level ones with the first of them."""
     groups: dict[str, list] = {}
-    for configuration in configurations:
-        column = configuration.kwargs.get("column")
-        groups.setdefault(column if isinstance(column, str) else "_nocolumn", []).append(configuration)
-    return [configuration for group in groups.values() for configuration in group]
+    for item in items:
+        column = kwargs_of(item).get("column")
+        groups.setdefault(column if isinstance(column, str) else "_nocolumn", []).append(item)
+    return [item for group in groups.values() for item in group]

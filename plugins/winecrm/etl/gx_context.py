@@ -1,8 +1,9 @@
 """Great Expectations: one file-based context (Data Docs accumulate across runs), suites and
-checkpoints declared from the rules in code, run on each validation frame. The expectations are
-evaluated by ``winecrm.etl.checks`` (GX's own pandas operations and result format, without the
-engine's per-run machinery); GX builds, stores and renders the results. A suite holding an
-expectation that module does not know runs through ``checkpoint.run`` as before."""
+checkpoints declared from the rules in code. A chunk's expectations are evaluated by
+``winecrm.etl.checks`` (GX's own pandas operations, without the engine's per-run machinery, in a
+process that never imports GX); ``Validator.record`` gives GX's result format to what they found,
+stores it and renders the pages, as ``checkpoint.run`` would. A suite holding an expectation that
+module does not know runs through ``Validator.run`` (``checkpoint.run``)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def _reuse_compiled_data_docs_templates() -> None:
 class Validator:
     """One GX file context per validate call; suites are (re)declared from code each time."""
 
-    def __init__(self, docs_dir: Path, run_name: str, direct: bool = True):
+    def __init__(self, docs_dir: Path, run_name: str):
         _silence_gx()  # before the import: GX logs ~200 lines while it is imported
         import great_expectations as gx
 
@@ -96,17 +97,14 @@ class Validator:
         self.source = self.context.data_sources.add_or_update_pandas("isavigne")
         self.run_name = run_name
         self.last_run_name = ""
-        self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule]]] = {}
+        # per (dataset, export date): the checkpoint, the rules, and each GX expectation's rule
+        self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule], dict]] = {}
         self._suites: set = set()  # suite identifiers declared: the index is built with their pages
-        # Expectations evaluated by winecrm.etl.checks rather than by GX's engine (same results,
-        # stored and rendered by GX alike); False runs every chunk through checkpoint.run.
-        self.direct = direct
-        self._evaluated_configurations: dict = {}
+        self._evaluated: dict = {}  # per checkpoint and suite: its configurations as GX reports them
         self.engine_runs = 0  # chunks that went through checkpoint.run
 
     def declare(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> None:
-        """Write the dataset's suites and checkpoint to the context now (processes forked later
-        run them, and must not write the same files side by side)."""
+        """Write the dataset's suites and checkpoint to the context now."""
         self._checkpoint(dataset, export_date, cfg)
 
     def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig):
@@ -115,6 +113,7 @@ class Validator:
             return self._checkpoints[key]
         gx = self.gx
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+        from great_expectations.expectations.registry import get_expectation_impl
 
         try:
             asset = self.source.get_asset(dataset.name)
@@ -129,16 +128,18 @@ class Validator:
         # e-mail). Data Docs then show a red ✗ on the first only when rows were quarantined, and
         # the second as warnings (see datadocs.mark_warning_suites).
         definitions = []
-        for suffix, members in (("", [r for r in rules if not r.warning]),
-                                (WARNINGS_SUFFIX, [r for r in rules if r.warning])):
+        rule_of: dict[str, int] = {}  # GX expectation id -> position of its rule
+        for suffix, members in (("", [i for i, r in enumerate(rules) if not r.warning]),
+                                (WARNINGS_SUFFIX, [i for i, r in enumerate(rules) if r.warning])):
             if not members:
                 continue
             name = f"isavigne_{dataset.name}{suffix}"
-            suite = gx.ExpectationSuite(name=name, expectations=[r.expectation for r in members])
-            suite = self.context.suites.add_or_update(suite)
-            # add_or_update returns expectations with ids; keep our Rule objects aligned by order.
-            for rule, expectation in zip(members, suite.expectations):
-                rule.expectation = expectation
+            expectations = [get_expectation_impl(rules[i].kind)(**rules[i].kwargs, meta=rules[i].meta)
+                            for i in members]
+            suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
+            # add_or_update returns the expectations with ids, in order
+            for i, expectation in zip(members, suite.expectations):
+                rule_of[expectation.id] = i
             self._suites.add(ExpectationSuiteIdentifier(name=name))
             definitions.append(self.context.validation_definitions.add_or_update(
                 gx.ValidationDefinition(name=name, data=batch, suite=suite)))
@@ -150,43 +151,48 @@ class Validator:
             # "index query" pandas would add is a copy of that list as code that neither Data Docs
             # nor the quarantine read, built with one more filter of the frame per expectation.
             result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False}))
-        self._checkpoints[key] = (checkpoint, rules)
-        return checkpoint, rules
+        self._checkpoints[key] = (checkpoint, rules, rule_of)
+        return self._checkpoints[key]
 
-    def run(self, dataset: Dataset, frame: pd.DataFrame, export_date: dt.date, cfg: ValidationConfig, batch_label: str):
+    def _run_id(self, batch_label: str):
         from great_expectations.core.run_identifier import RunIdentifier
 
-        checkpoint, rules = self._checkpoint(dataset, export_date, cfg)
         # The run name becomes a folder and a link in Data Docs: keep it URL- and path-safe.
         run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_name}__{batch_label}")
-        view = checked_columns(frame, rules)
-        run_id = RunIdentifier(run_name=run_name)
-        run_results = self._run_directly((dataset.name, export_date), checkpoint, view, run_id) if self.direct else None
-        if run_results is None:  # an expectation winecrm.etl.checks does not know: GX's own engine
-            run_results = checkpoint.run(batch_parameters={"dataframe": view}, run_id=run_id).run_results
-            self.engine_runs += 1
         self.last_run_name = run_name
+        return RunIdentifier(run_name=run_name)
+
+    def run(self, dataset: Dataset, frame: pd.DataFrame, export_date: dt.date, cfg: ValidationConfig, batch_label: str):
+        """Run the suites on one chunk through GX's own engine (``checkpoint.run``), store and
+        render the results; returns (rule, label, success, failing indexes, exception info) per
+        expectation."""
+        from winecrm.etl.checks import checked_columns
+
+        checkpoint, rules, rule_of = self._checkpoint(dataset, export_date, cfg)
+        run_id = self._run_id(batch_label)
+        run_results = checkpoint.run(batch_parameters={"dataframe": checked_columns(frame, rules)},
+                                     run_id=run_id).run_results
+        self.engine_runs += 1
         self._render_pages(run_results)
-        by_id = {r.expectation.id: r for r in rules}
         outcomes = []
-        results = [r for validation in run_results.values() for r in validation.results]
-        for expectation_result in results:
-            config = expectation_result.expectation_config
-            rule = by_id.get(config.id)
-            if rule is None:
-                continue
-            indexes = expectation_result.result.get("unexpected_index_list") or []
-            if isinstance(indexes, list) and indexes and isinstance(indexes[0], dict):
-                indexes = [next(iter(i.values())) for i in indexes]
-            column = config.kwargs.get("column")
-            label = f"{config.type}({column})" if column else config.type
-            outcomes.append((rule, label, bool(expectation_result.success), indexes,
-                             expectation_result.exception_info))
+        for validation in run_results.values():
+            for expectation_result in validation.results:
+                config = expectation_result.expectation_config
+                if config.id not in rule_of:
+                    continue
+                rule = rules[rule_of[config.id]]
+                indexes = expectation_result.result.get("unexpected_index_list") or []
+                if isinstance(indexes, list) and indexes and isinstance(indexes[0], dict):
+                    indexes = [next(iter(i.values())) for i in indexes]
+                outcomes.append((rule, rule.label, bool(expectation_result.success), indexes,
+                                 expectation_result.exception_info))
         return outcomes
 
-    def _run_directly(self, suites_key: tuple, checkpoint, view: pd.DataFrame, run_id) -> dict | None:
-        """What ``checkpoint.run`` returns as ``run_results`` and stores, with each expectation
-        evaluated by ``winecrm.etl.checks``; None when one of them is not known there."""
+    def record(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig, metrics: list[dict],
+               fingerprint: str, batch_label: str) -> str:
+        """Store and render what ``checkpoint.run`` would have, from each rule's evaluation by
+        ``winecrm.etl.checks`` (``metrics``, in the rules' order) on a chunk whose batch
+        fingerprint is ``fingerprint``; returns the run name."""
         import copy
 
         from great_expectations import __version__ as gx_version
@@ -195,41 +201,46 @@ class Validator:
         from great_expectations.core.result_format import DEFAULT_RESULT_FORMAT
         from great_expectations.data_context.types.resource_identifiers import (
             ExpectationSuiteIdentifier, ValidationResultIdentifier)
-        from great_expectations.execution_engine.pandas_execution_engine import hash_pandas_dataframe
-        from great_expectations.expectations.expectation import parse_result_format
+        from great_expectations.expectations.expectation import _format_map_output, parse_result_format
         from great_expectations.validator.validator import calc_validation_statistics
 
         from winecrm.etl import checks
 
+        checkpoint, rules, rule_of = self._checkpoint(dataset, export_date, cfg)
+        run_id = self._run_id(batch_label)
         # a copy: parse_result_format fills the dict in, and a changed checkpoint is "not fresh"
         result_format = parse_result_format(copy.deepcopy(checkpoint.result_format or DEFAULT_RESULT_FORMAT))
-        plans = []
+        run_results = {}
         for definition in checkpoint.validation_definitions:
-            batch_id = f"{definition.data.data_asset.datasource.name}-{definition.data.data_asset.name}"
-            key = (suites_key, definition.suite.name)  # the suites of one export date, as declared
-            configurations = self._evaluated_configurations.get(key)
-            if configurations is None:
+            asset = definition.data.data_asset
+            batch_id = f"{asset.datasource.name}-{asset.name}"
+            key = (dataset.name, export_date, definition.suite.name)
+            if key not in self._evaluated:  # as GX's validator reports them: in its order, with the batch id
                 configurations = []
-                for configuration in checks.evaluation_order(definition.suite.expectation_configurations):
+                for configuration in checks.evaluation_order(definition.suite.expectation_configurations,
+                                                             lambda c: c.kwargs):
                     evaluated = copy.deepcopy(configuration)
                     evaluated.kwargs.update({"batch_id": batch_id})
                     configurations.append(evaluated.to_domain_obj().configuration)
-                self._evaluated_configurations[key] = configurations
-            if not all(checks.supported(c.type, c.kwargs, view) for c in configurations):
-                return None
-            plans.append((definition, batch_id, configurations))
-        fingerprint = hash_pandas_dataframe(view)
-        run_results = {}
-        for definition, batch_id, configurations in plans:
+                self._evaluated[key] = configurations
             load_time = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
             results = []
-            for configuration in configurations:
-                outcome = checks.evaluate(configuration.type, configuration.kwargs, view, result_format)
+            for configuration in self._evaluated[key]:
+                measured = metrics[rule_of[configuration.id]]
+                if "element_count" in measured:  # a column map expectation
+                    outcome = _format_map_output(
+                        result_format=result_format, success=measured["success"],
+                        element_count=measured["element_count"], nonnull_count=measured["nonnull_count"],
+                        unexpected_count=measured["unexpected_count"], unexpected_list=measured["unexpected_list"],
+                        unexpected_index_list=measured["unexpected_index_list"], unexpected_index_query=None,
+                        unexpected_index_column_names=None)
+                else:
+                    observed = {"observed_value": measured["observed_value"]} if "observed_value" in measured else {}
+                    outcome = {"success": measured["success"], "result": observed}
                 result = ExpectationValidationResult(**outcome)
                 result.expectation_config = configuration
                 results.append(result)
             statistics = calc_validation_statistics(results)
-            asset = definition.data.data_asset
             validation = ExpectationSuiteValidationResult(
                 results=results, success=statistics.success, suite_name=definition.suite.name,
                 statistics={"evaluated_expectations": statistics.evaluated_expectations,
@@ -252,7 +263,8 @@ class Validator:
                 suite_validation_result=validation, suite_validation_result_identifier=identifier,
                 expectation_suite_identifier=suite_identifier)
             run_results[identifier] = validation
-        return run_results
+        self._render_pages(run_results)
+        return self.last_run_name
 
     def _render_pages(self, run_results) -> None:
         """The Data Docs pages of one checkpoint run (each suite's validation page and the suite's
@@ -268,24 +280,6 @@ class Validator:
         """The Data Docs index, listing every validation on disk (this call's pages included)."""
         if self._suites:
             self.context.build_data_docs(resource_identifiers=sorted(self._suites, key=str), build_index=True)
-
-
-def checked_columns(frame: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
-    """The frame GX is given: only the columns an expectation names (a column rule's own column,
-    present or not, is what ExpectColumnToExist checks), same index (the file's line numbers).
-    GX filters the whole frame at least twice per expectation (nulls out, then the failing rows):
-    the validation frame's other columns (typed values no rule reads, the raw line) cost time
-    and show nowhere. A nullable integer column with no null becomes plain int64 so GX compares
-    it vectorised (it calls a Python function per value on pandas' Int64)."""
-    import pandas as pd
-
-    named = {getattr(rule.expectation, "column", None) for rule in rules}
-    view = frame[[c for c in frame.columns if c in named]]
-    for column in view.columns:
-        series = view[column]
-        if isinstance(series.dtype, pd.Int64Dtype) and not series.hasnans:
-            view = view.assign(**{column: series.to_numpy("int64")})
-    return view
 
 
 def rebuild_data_docs(docs_dir: Path) -> None:

@@ -1,9 +1,14 @@
 """The validation rules of each dataset, as Great Expectations expectations with a severity
-(reject the row, or only flag it) and the sentence that explains a failure to a person."""
+(reject the row, or only flag it) and the sentence that explains a failure to a person.
+
+An expectation is written here as GX's type name and keyword arguments — what its suite stores —
+so the chunks can be checked (``winecrm.etl.checks``) in processes that never import GX;
+``winecrm.etl.gx_context`` makes the GX objects of the suites from them."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from winecrm.core.settings import ValidationConfig
@@ -18,17 +23,43 @@ def _yyyymmdd(day: dt.date) -> int:
 
 @dataclass
 class Rule:
-    expectation: object  # a gx.expectations.* instance
+    check: tuple[str, dict] | None  # (GX expectation type, its kwargs), e.g. ("expect_column_to_exist", {...})
     column: str | None  # canonical column it is about (for the quarantine row)
     warning: bool = False  # warnings flag rows, they do not quarantine them
     presence: bool = False  # "a value is required": said only when no other rule explains the column
     explain: str = ""  # sentence template; {value} is the raw value
 
+    @property
+    def kind(self) -> str:
+        return self.check[0]
+
+    @property
+    def kwargs(self) -> dict:
+        return self.check[1]
+
+    @property
+    def meta(self) -> dict:
+        return {"severity": "warning" if self.warning else "reject", "column": self.column}
+
+    @property
+    def label(self) -> str:
+        """How the quarantine and the counters name it: ``type(column)``."""
+        column = self.kwargs.get("column")
+        return f"{self.kind}({column})" if column else self.kind
+
+
+class _Expectations:
+    """``E.ExpectColumnValuesToBeNull(column=...)`` -> ("expect_column_values_to_be_null", {...})"""
+
+    def __getattr__(self, class_name: str):
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+        return lambda **kwargs: (kind, kwargs)
+
+
+E = _Expectations()
+
 
 def rules_for(dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> list[Rule]:
-    import great_expectations as gx
-
-    E = gx.expectations
     rules: list[Rule] = [
         Rule(E.ExpectTableRowCountToBeBetween(min_value=1), None, explain="no data rows"),
         Rule(E.ExpectColumnValuesToBeNull(column=MALFORMED_COLUMN), "*", explain="{value}"),
@@ -97,8 +128,6 @@ def rules_for(dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> 
     if dataset.natural_key:
         rules.append(Rule(E.ExpectColumnValuesToBeNull(column=DUPLICATE_COLUMN), dataset.natural_key[0],
                           explain="same " + "/".join(dataset.natural_key) + " as line {dup}, which supersedes it"))
-    for rule in rules:
-        rule.expectation.meta = {"severity": "warning" if rule.warning else "reject", "column": rule.column}
     return rules
 
 

@@ -1,12 +1,14 @@
 """Validate: type the text values, run the dataset's Great Expectations suite, split rows.
 
 For every chunk of an ingested file a validation frame is built (``winecrm.etl.parsing``); the
-dataset's rules (``winecrm.etl.rules``) run on it through Great Expectations with the COMPLETE
-result format (``winecrm.etl.gx_context``); each failing row becomes a quarantine row naming the
-file, line, first failing column, the failing expectations and the raw values. Rows that only
-fail ``warning`` rules (e.g. a malformed email) are loaded with a flag. Good rows are written as
-typed Parquet parts for the load stage. The chunks of a big file are checked by this process and
-``validation.workers - 1`` processes forked from it, side by side (``PartChecker``).
+dataset's rules (``winecrm.etl.rules``, Great Expectations expectations) are evaluated on it
+(``winecrm.etl.checks``) and Great Expectations records the results with the COMPLETE result
+format, stores them and renders Data Docs (``winecrm.etl.gx_context``); each failing row becomes a
+quarantine row naming the file, line, first failing column, the failing expectations and the raw
+values. Rows that only fail ``warning`` rules (e.g. a malformed email) are loaded with a flag.
+Good rows are written as typed Parquet parts for the load stage. The chunks are checked in a
+process forked before GX is imported, while this one imports GX and records each chunk's results
+as they come (``PartChecker``).
 
 The quality gate is judged per file: a file whose bad rows are both too large a share of it and
 at least a minimum count (one or two bad rows of a small file never fail the week) is rejected as a
@@ -32,7 +34,8 @@ from winecrm.etl.gx_context import Validator
 from winecrm.etl.ingest import accepted_by_marker, set_status
 from winecrm.etl.parsing import DUPLICATE_COLUMN, SeenLines, build_frame, by_line_number
 from winecrm.etl.readers import MALFORMED_COLUMN, RAW_LINE_COLUMN, ROW_COLUMN
-from winecrm.etl.rules import Rule
+from winecrm.etl import checks
+from winecrm.etl.rules import Rule, rules_for
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +81,17 @@ class PartJob:
 
 @dataclass
 class CheckedPart:
-    verdict: FileVerdict
-    quarantine_rows: list[tuple]
-    run_name: str
+    job: PartJob
+    verdict: FileVerdict | None = None
+    quarantine_rows: list[tuple] = field(default_factory=list)
+    metrics: list[dict] | None = None  # what each rule found (winecrm.etl.checks), for GX to record
+    fingerprint: str = ""  # the checked frame's batch fingerprint, as GX computes it
+    needs_engine: bool = False  # a rule winecrm.etl.checks does not know: GX's engine checks the chunk
 
 
 def part_jobs(task: FileTask, parts: list[Path]):
-    """The file's chunks in order. A sales line repeating an earlier line of the file is a
-    duplicate whichever chunk holds the first copy: that is worked out here, chunk after chunk,
-    so the chunks themselves can be checked in any order, side by side."""
+    """The file's chunks in order, each with the earlier copy of its sales lines that repeat one
+    (whichever chunk holds the first copy: worked out chunk after chunk)."""
     seen_lines = SeenLines()
     for index, part in enumerate(parts):
         duplicate_of = None
@@ -95,62 +100,150 @@ def part_jobs(task: FileTask, parts: list[Path]):
         yield PartJob(index, part, duplicate_of)
 
 
-_validator: Validator | None = None  # the validate call's GX context, inherited by its workers
+def batch_label(task: FileTask, job: PartJob) -> str:
+    return f"file{task.file_id}_{Path(task.file_path).stem}_part{job.index}"
 
 
 def check_part(task: FileTask, job: PartJob) -> CheckedPart:
-    """Type one chunk, run the dataset's suites on it, write its good rows (``good-NNNNN.parquet``)
-    and return its quarantine rows. Runs in the task's process or in a worker forked from it."""
+    """Type one chunk, evaluate its dataset's expectations on it (``winecrm.etl.checks``: no GX),
+    write its good rows (``good-NNNNN.parquet``) and return its quarantine rows and what each rule
+    found. A chunk with a rule that module does not know is left to ``check_part_with_engine``."""
     dataset = task.dataset
     chunk = build_frame(dataset, storage.read_parquet(job.part), credit_note_types=task.credit_types,
                         duplicate_of=job.duplicate_of)
-    outcomes = _validator.run(dataset, chunk, task.export_date, task.cfg,
-                              f"file{task.file_id}_{Path(task.file_path).stem}_part{job.index}")
+    rules = rules_for(dataset, task.export_date, task.cfg)
+    view = checks.checked_columns(chunk, rules)
+    metrics = checks.check_chunk(rules, view)
+    if metrics is None:
+        return CheckedPart(job, needs_engine=True)
+    verdict = FileVerdict(task.file_id, dataset.name)
+    good, bad = split_chunk(dataset, chunk, checks.outcomes(rules, metrics), verdict, task.file_path, task.file_id,
+                            task.run_id)
+    storage.write_parquet(_good_columns(dataset, good, task.credit_types), task.folder / f"good-{job.index:05d}.parquet")
+    return CheckedPart(job, verdict, bad, metrics, checks.fingerprint(view))
+
+
+def check_part_with_engine(task: FileTask, job: PartJob, validator: Validator) -> CheckedPart:
+    """``check_part`` through GX's own engine (``checkpoint.run``), which also stores and renders."""
+    dataset = task.dataset
+    chunk = build_frame(dataset, storage.read_parquet(job.part), credit_note_types=task.credit_types,
+                        duplicate_of=job.duplicate_of)
+    outcomes = validator.run(dataset, chunk, task.export_date, task.cfg, batch_label(task, job))
     verdict = FileVerdict(task.file_id, dataset.name)
     good, bad = split_chunk(dataset, chunk, outcomes, verdict, task.file_path, task.file_id, task.run_id)
     storage.write_parquet(_good_columns(dataset, good, task.credit_types), task.folder / f"good-{job.index:05d}.parquet")
-    return CheckedPart(verdict, bad, _validator.last_run_name)
+    return CheckedPart(job, verdict, bad)
+
+
+DIRECT = True  # False: every chunk through GX's engine (the reference tests compare the direct path with)
+
+
+IN_FLIGHT = 4  # checked chunks the checking process may have sent ahead of this one's recording
+
+
+class _Shares:
+    """Which chunk each side takes, the chunks numbered across the call's files. The checking
+    process works out every chunk's duplicates in order and checks the chunk itself unless this
+    process, idle (GX imported, every result before it recorded), took it first: it then sends
+    the chunk to be checked here. Results and chunks come back in order either way."""
+
+    def __init__(self, context):
+        self.lock = context.Lock()
+        self.checker_at = context.Value("q", -1, lock=False)  # the chunk the checking process started
+        self.taken_here = context.Value("q", -1, lock=False)  # the chunk this process took
+
+    def checker_takes(self, chunk: int) -> bool:
+        with self.lock:
+            if self.taken_here.value == chunk:
+                return False
+            self.checker_at.value = chunk
+            return True
+
+    def take_here(self, chunk: int) -> None:
+        with self.lock:
+            if self.checker_at.value < chunk:
+                self.taken_here.value = chunk
+
+
+def _check_files(results, room, shares: _Shares, files: list[tuple[FileTask, list[Path]]]) -> None:
+    """The checking process: every chunk of every file, in order, its result (or, when the parent
+    took it, the chunk itself) queued as it is ready. A queue's own thread writes them to the
+    parent, so checking goes on while the parent is busy (importing GX); ``room`` keeps at most
+    IN_FLIGHT of them waiting there."""
+    try:
+        chunk = 0
+        for task, parts in files:
+            for job in part_jobs(task, parts):
+                message = ("part", check_part(task, job)) if shares.checker_takes(chunk) else ("job", job)
+                room.acquire()
+                results.put(message)
+                chunk += 1
+    except BaseException:
+        import traceback
+
+        results.put(("error", traceback.format_exc()))
+    finally:
+        results.close()
+        results.join_thread()
 
 
 class PartChecker:
-    """Checks a file's chunks with ``workers`` processes: this one and ``workers - 1`` forked from
-    it for a file of more than one chunk (GX is then already imported and the file's suites
-    declared: a worker starts in milliseconds and shares those pages; it ends with the file).
-    Chunks are dealt in turn, the forked workers' first; results come back in chunk order with at
-    most one chunk per process in flight, so memory stays that of a few chunks whatever the
-    file's size. A failing chunk fails the call, as it would in one process."""
+    """Checks the chunks of a validate call's files in a process forked before Great Expectations
+    is imported (``validation.workers`` > 1): the chunks are typed and checked there while this
+    process imports GX (~2.5 s) and records each chunk's results (stores them, renders its Data
+    Docs pages) as they come, in chunk order; once it has nothing to record, this process checks
+    the next chunk the other has not started (``_Shares``). With one worker, or GX's engine needed,
+    everything runs here, chunk after chunk. A chunk failing there fails the call, as it would here."""
 
-    def __init__(self, validator: Validator, workers: int):
-        global _validator
-        _validator = validator
-        self.workers = max(1, min(workers, os.cpu_count() or 1))
+    def __init__(self, files: list[tuple[FileTask, list[Path]]], workers: int):
+        self.files = files
+        self.forked = DIRECT and workers > 1 and (os.cpu_count() or 1) > 1 and bool(files)
+        self._results = self._room = self._shares = self._process = None
+        self._chunk = 0  # chunks received, across the files
 
-    def check(self, task: FileTask, jobs):
-        jobs = iter(jobs)
-        first, second = next(jobs, None), next(jobs, None)
-        if second is None or self.workers == 1:
-            for job in (first, second, *jobs):
-                if job is not None:
-                    yield check_part(task, job)
+    def __enter__(self):
+        if self.forked:
+            import multiprocessing
+
+            context = multiprocessing.get_context("fork")
+            self._results, self._room, self._shares = context.Queue(), context.BoundedSemaphore(IN_FLIGHT), _Shares(context)
+            self._process = context.Process(target=_check_files, daemon=True, name="winecrm-validate-chunks",
+                                            args=(self._results, self._room, self._shares, self.files))
+            self._process.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._process is not None:
+            self._process.join(timeout=0 if exc[0] else 30)
+            if self._process.is_alive():  # the call failed here: the chunks left are not needed
+                self._process.terminate()
+                self._process.join()
+            self._results.close()
+
+    def check(self, task: FileTask, parts: list[Path]):
+        """The chunks of one file (the next in ``files``), checked, in order."""
+        if not self.forked:
+            for job in part_jobs(task, parts):
+                yield check_part(task, job) if DIRECT else CheckedPart(job, needs_engine=True)
             return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        import queue
 
-        with ProcessPoolExecutor(self.workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
-            try:
-                round_of: list = []  # the forked workers' chunks of this round, in order
-                for job in (first, second, *jobs):
-                    if len(round_of) < self.workers - 1:
-                        round_of.append(pool.submit(check_part, task, job))
-                        continue
-                    own = check_part(task, job)
-                    yield from (future.result() for future in round_of)
-                    yield own
-                    round_of = []
-                yield from (future.result() for future in round_of)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        for _ in parts:
+            if self._results.empty():
+                self._shares.take_here(self._chunk)
+            while True:
+                try:
+                    kind, payload = self._results.get(timeout=5)
+                    break
+                except queue.Empty:
+                    if not self._process.is_alive():
+                        raise RuntimeError(f"the process checking {task.file_path} ended unexpectedly "
+                                           f"(exit code {self._process.exitcode})") from None
+            if kind == "error":
+                raise RuntimeError(f"checking {task.file_path} failed:\n{payload}")
+            self._room.release()
+            self._chunk += 1
+            yield check_part(task, payload) if kind == "job" else payload
 
 
 def _explain(rule: Rule, raw_value: object, dup: object) -> str:
@@ -321,41 +414,47 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
     if not files:
         log.info("No new file to validate.")
         return {"datasets": {}, "rejected_files": [], "pages": {}}
-    validator = Validator(settings.paths().docs_dir, run_id)
-    checker = PartChecker(validator, pipeline_cfg.validation.workers)
-    return _validate_files(conn, run_id, files, validator, checker, accept_files, pipeline_cfg)
-
-
-def _validate_files(conn: psycopg.Connection, run_id: str, files: list[tuple], validator: Validator,
-                    checker: PartChecker, accept_files: list[str], pipeline_cfg) -> dict:
     cfg = pipeline_cfg.validation
     credit_types = frozenset(pipeline_cfg.revenue.credit_note_types)
-    paths = settings.paths()
     work = run_work_dir(run_id)
-    summary: dict[str, dict] = {}
-    rejected: list[str] = []
-    pages: dict[str, str] = {}
+    tasks = []
     for file_id, dataset_name, file_path, export_date in files:
-        dataset = DATASETS[dataset_name]
-        verdict = FileVerdict(file_id, dataset_name)
-        examples: list[str] = []
-        run_names: list[str] = []
         folder = work / f"file-{file_id}"
         parts = storage.sorted_glob(folder, "part-*.parquet")
         if not parts:
             raise RuntimeError(f"Work files of {file_path} are missing in {folder}; re-run the ingest task")
         for old in storage.sorted_glob(folder, "good-*.parquet"):
             old.unlink()
+        tasks.append((FileTask(DATASETS[dataset_name], file_path, file_id, run_id, export_date, cfg, credit_types,
+                               folder), parts))
+    with PartChecker(tasks, cfg.workers) as checker:  # forked first: GX is imported while it checks
+        validator = Validator(settings.paths().docs_dir, run_id)
+        return _validate_files(conn, run_id, tasks, validator, checker, accept_files, pipeline_cfg)
+
+
+def _validate_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[FileTask, list[Path]]],
+                    validator: Validator, checker: PartChecker, accept_files: list[str], pipeline_cfg) -> dict:
+    paths = settings.paths()
+    summary: dict[str, dict] = {}
+    rejected: list[str] = []
+    pages: dict[str, str] = {}
+    for task, parts in tasks:
+        dataset, dataset_name, file_id, file_path = task.dataset, task.dataset.name, task.file_id, task.file_path
+        verdict = FileVerdict(file_id, dataset_name)
+        examples: list[str] = []
+        run_names: list[str] = []
         accepted_by = (f"param accept_files of run {run_id}" if file_path in accept_files
                        else f"marker {file_path}.accept" if accepted_by_marker(paths.raw_dir, file_path) else None)
         with conn.transaction():
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
-            # The suites depend on the export date: declared for this file, before its workers start.
-            validator.declare(dataset, export_date, cfg)
-            task = FileTask(dataset, file_path, file_id, run_id, export_date, cfg, credit_types, folder)
-            for checked in checker.check(task, part_jobs(task, parts)):
+            for checked in checker.check(task, parts):
+                if checked.needs_engine:
+                    checked = check_part_with_engine(task, checked.job, validator)
+                    run_names.append(validator.last_run_name)
+                else:
+                    run_names.append(validator.record(dataset, task.export_date, task.cfg, checked.metrics,
+                                                      checked.fingerprint, batch_label(task, checked.job)))
                 verdict.add(checked.verdict)
-                run_names.append(checked.run_name)
                 bad = checked.quarantine_rows
                 examples += [row[7].removeprefix(f"{file_path} ") for row in bad[:EXAMPLES_IN_MESSAGE - len(examples)]]
                 copy_quarantine(conn, bad)

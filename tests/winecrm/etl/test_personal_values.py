@@ -83,7 +83,7 @@ def test_failure_alerts_mask_addresses_and_phone_numbers_but_keep_file_line_and_
 @pytest.mark.parametrize("column,value", [("email", "paul.roth@@example"), ("telephone", "07 11 22 33 44"),
                                           ("nom", "Roth"), ("date_naissance", "31/02/1970")])
 def test_a_rule_on_a_personal_column_explains_without_the_value(column, value):
-    rule = Rule(expectation=None, column=column, explain="{value!r} is not valid")
+    rule = Rule(check=None, column=column, explain="{value!r} is not valid")
     assert validate._explain(rule, value, None) == f"{personal.MASK!r} is not valid"
     assert validate._explain(Rule(None, "qty_line", explain="{value!r} is not a number"), "deux", None) \
         == "'deux' is not a number"  # not personal: the value helps and stays

@@ -396,8 +396,9 @@ def _validated_again(conn, run_id):
 
 
 def test_chunks_checked_side_by_side_give_what_one_process_gives(conn, crm_dirs, monkeypatch, tmp_path):
-    """Workers forked per file: same quarantine rows and reasons, same good rows in the same
-    chunk files, same Data Docs pages as checking the chunks one after the other."""
+    """A checking process forked beside the task's (which also takes chunks, here every other
+    one): same quarantine rows and reasons, same good rows in the same chunk files, same Data Docs
+    pages as checking the chunks one after the other."""
     import pandas as pd
 
     bad = [dict(date="31/02/2026"), dict(qty="deux"), dict(doc_type="DEVIS"), dict(client="  "),
@@ -409,17 +410,23 @@ def test_chunks_checked_side_by_side_give_what_one_process_gives(conn, crm_dirs,
     use_config(tmp_path, monkeypatch, files={"chunk_rows": 5}, validation={"workers": 1},
                quality_gate={"max_bad_row_share": 0.9})
     _run_until_validate(conn)
+    from winecrm.etl import validate as validate_module
+
     outcomes = {}
-    for workers in (1, 2, 1):
+    for variant, workers in (("one", 1), ("two", 2), ("shared", 2), ("one", 1)):
         use_config(tmp_path, monkeypatch, files={"chunk_rows": 5}, validation={"workers": workers},
                    quality_gate={"max_bad_row_share": 0.9})
-        outcomes[workers] = _validated_again(conn, "run_1")
-    one, two = outcomes[1], outcomes[2]
-    assert one[0] == two[0] and one[0]["ventes_lignes"]["quarantined"] == 6
-    assert one[1] == two[1] and any("exact duplicate of line 4" in row[3] for row in one[1])
-    assert one[2] == two[2] and len(one[2]) == 9
-    pd.testing.assert_frame_equal(one[3], two[3])
-    assert one[4] == two[4] and len(one[4]) == 18  # two suites per chunk
+        with monkeypatch.context() as patch:
+            if variant == "shared":  # the checking process leaves every other chunk to the task's process
+                patch.setattr(validate_module._Shares, "checker_takes", lambda self, chunk: chunk % 2 == 0)
+            outcomes[variant] = _validated_again(conn, "run_1")
+    one = outcomes["one"]
+    assert one[0]["ventes_lignes"]["quarantined"] == 6
+    assert any("exact duplicate of line 4" in row[3] for row in one[1])
+    assert len(one[2]) == 9 and len(one[4]) == 18  # two suites per chunk
+    for other in (outcomes["two"], outcomes["shared"]):
+        assert one[0] == other[0] and one[1] == other[1] and one[2] == other[2] and one[4] == other[4]
+        pd.testing.assert_frame_equal(one[3], other[3])
 
 
 def test_a_chunk_failing_in_a_worker_fails_the_call_and_keeps_no_quarantine(conn, crm_dirs, monkeypatch, tmp_path):
