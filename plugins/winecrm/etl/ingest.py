@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -275,9 +276,17 @@ def _write_parts(raw: RawFile, fmt, header_row: int, target, chunk_rows: int) ->
     storage.make_dirs(target)
     dataset = DATASETS[raw.dataset]
     rows = 0
-    for index, chunk in enumerate(iter_chunks(raw.path, dataset, fmt, header_row, chunk_rows)):
-        storage.write_parquet(chunk, target / f"part-{index:05d}.parquet")
-        rows += len(chunk)
+    # Each part is written by a thread while the next is parsed (Arrow's writer releases the
+    # GIL); one write at most in flight, so memory holds one chunk more.
+    with ThreadPoolExecutor(1, thread_name_prefix="write-part") as writer:
+        writing = None
+        for index, chunk in enumerate(iter_chunks(raw.path, dataset, fmt, header_row, chunk_rows)):
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(storage.write_parquet, chunk, target / f"part-{index:05d}.parquet")
+            rows += len(chunk)
+        if writing is not None:
+            writing.result()
     return rows
 
 
