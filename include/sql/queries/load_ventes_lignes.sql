@@ -42,6 +42,17 @@ LEFT JOIN incomplete_documents i
 ORDER BY s.document_type, s.document_no, (i.file_id IS NOT NULL AND NOT i.accepted), m.export_date DESC,
          s.file_id DESC;
 
+-- step: latest_delivery_in_run_one_file
+-- latest_delivery_in_run when the run's documents come in one file: each is there once, so
+-- there is nothing to choose — the same rows without sorting every document of the run.
+CREATE TEMP TABLE accepted_documents ON COMMIT DROP AS
+SELECT s.document_type, s.document_no, s.file_id, m.export_date,
+       i.quarantined_lines, coalesce(i.accepted, false) AS accepted_file
+FROM stg_documents s
+JOIN etl.file_manifest m ON m.file_id = s.file_id
+LEFT JOIN incomplete_documents i
+       ON i.document_type = s.document_type AND i.document_no = s.document_no AND i.file_id = s.file_id;
+
 -- step: skip_older_exports
 -- Never let an older export overwrite a document already loaded from a newer one.
 DELETE FROM accepted_documents a

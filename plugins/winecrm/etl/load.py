@@ -260,7 +260,15 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
     staged_pairs = copy_frames(conn, "stg_documents", document_frames())
     conn.execute("ANALYZE stg_documents")
     timings["stage_documents"] = time.perf_counter() - started
+    one_file = sum(1 for file_id, _, _ in files if parts[file_id]) == 1
     for label in ARBITRATION_STEPS:
+        if label == "latest_delivery_in_run":
+            # One file: each document is there once, nothing to choose (no sort of them all).
+            variant = "latest_delivery_in_run_one_file" if one_file else label
+            _run_step(conn, steps, variant, step_counts, timings)
+            step_counts[label], timings[label] = step_counts.pop(variant), timings.pop(variant)
+            conn.execute("ANALYZE accepted_documents")  # the joins that follow need its size
+            continue
         if label == "not_written" and step_counts["skip_older_exports"] == 0 \
                 and step_counts["hold_back_incomplete"] == 0 \
                 and step_counts["latest_delivery_in_run"] == staged_pairs:
