@@ -162,7 +162,7 @@ class ValidationConfig(_Section):
     min_sale_date: dt.date = dt.date(2000, 1, 1)
     max_days_after_export: int = Field(7, ge=0)
     max_stock_quantity: float = Field(10_000_000, gt=0)
-    workers: int = Field(2, ge=1)  # processes checking a big file's chunks side by side
+    workers: int = Field(2, ge=1)  # >1: chunks checked in a forked process beside the task's (pipeline.yaml)
 
     @field_validator("document_types")
     @classmethod
