@@ -101,11 +101,6 @@ class Validator:
         self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule], dict]] = {}
         self._suites: set = set()  # suite identifiers declared: the index is built with their pages
         self._evaluated: dict = {}  # per checkpoint and suite: its configurations as GX reports them
-        self.engine_runs = 0  # chunks that went through checkpoint.run
-
-    def declare(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> None:
-        """Write the dataset's suites and checkpoint to the context now."""
-        self._checkpoint(dataset, export_date, cfg)
 
     def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig):
         key = (dataset.name, export_date)
@@ -172,7 +167,6 @@ class Validator:
         run_id = self._run_id(batch_label)
         run_results = checkpoint.run(batch_parameters={"dataframe": checked_columns(frame, rules)},
                                      run_id=run_id).run_results
-        self.engine_runs += 1
         self._render_pages(run_results)
         outcomes = []
         for validation in run_results.values():
