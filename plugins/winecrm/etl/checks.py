@@ -42,8 +42,12 @@ def supported(expectation_type: str, kwargs: dict, frame: pd.DataFrame) -> bool:
     if expectation_type == "expect_column_values_to_be_between" \
             and kwargs.get("min_value") is None and kwargs.get("max_value") is None:
         return False  # GX raises an error for it
-    if expectation_type in NULL_TYPES | NON_NULL_MAP_TYPES:
-        return kwargs.get("column") in frame.columns
+    if expectation_type in NULL_TYPES | NON_NULL_MAP_TYPES and kwargs.get("column") not in frame.columns:
+        return False
+    if expectation_type == "expect_column_values_to_be_between":
+        # numbers only: GX compares dates, text and mixed values its own way (parsing, errors)
+        column = frame[kwargs["column"]]
+        return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     return True
 
 

@@ -8,6 +8,8 @@ import re
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from winecrm import pipeline
 from winecrm_tools.samples import sampledata
 
@@ -127,3 +129,62 @@ def test_what_the_direct_path_does_not_know_goes_to_great_expectations(kwargs):
     assert not checks.supported("expect_column_values_to_be_between", {"column": "y", "min_value": 0}, frame)
     assert not checks.supported("expect_column_values_to_be_between", {"column": "x"}, frame)
     assert not checks.supported("expect_column_values_to_be_unique", {"column": "x"}, frame)
+    dates = pd.DataFrame({"x": pd.to_datetime(["2026-11-02", "2026-11-09"])})
+    assert not checks.supported("expect_column_values_to_be_between", {"column": "x", "min_value": "2026-01-01"},
+                                dates)
+
+
+_EDGES = st.sampled_from(["", " ", "6", "-3", "0", "12,5", "1\u202f200,00", "5000", "5000,01", "1.5",
+                          "02/11/2026", "31/02/2026", "2026-11-02", "16/11/2099", "VENTE", "avoir", "AVOIR",
+                          "DEVIS", "a@b.fr", "JEAN@EXAMPLE.FR", "x", "12\n", "NaN", "None"])
+_TEXT = st.one_of(_EDGES, _EDGES, _EDGES, st.text(max_size=6))  # three edges for one free text
+
+
+# No shrinking: a failure prints its example as drawn (shrinking GX runs takes minutes).
+@settings(max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries({"client_code": _TEXT, "date_livraison": _TEXT, "qty_line": _TEXT,
+                                             "pu_ht": _TEXT, "mt_ht": _TEXT, "document_type": _TEXT,
+                                             "document_no": _TEXT, "article": _TEXT, "email": _TEXT}),
+                     min_size=1, max_size=12))
+def test_any_sales_chunk_gets_the_results_great_expectations_gives(rows, tmp_path_factory):
+    """Random delivered values (numbers French and not, impossible dates, blanks, text a rule
+    never expects): what ``Validator.record`` stores from winecrm.etl.checks is what
+    ``checkpoint.run`` stores, and the same rows fail the same rules."""
+    import datetime as dt
+
+    from winecrm.core import settings as crm_settings
+    from winecrm.etl import checks
+    from winecrm.etl.contract import DATASETS
+    from winecrm.etl.gx_context import Validator
+    from winecrm.etl.parsing import build_frame
+    from winecrm.etl.readers import MALFORMED_COLUMN, RAW_LINE_COLUMN, ROW_COLUMN
+    from winecrm.etl.rules import rules_for
+
+    dataset = DATASETS["ventes_lignes"]
+    raw = pd.DataFrame({name: pd.array([row.get(name, "") for row in rows], dtype="string")
+                        for name in dataset.column_names})
+    raw[ROW_COLUMN] = pd.array(range(2, len(rows) + 2), dtype="int64")
+    raw[MALFORMED_COLUMN] = pd.array([None] * len(rows), dtype="string")
+    raw[RAW_LINE_COLUMN] = pd.array([None] * len(rows), dtype="string")
+    frame = build_frame(dataset, raw)
+    export_date, cfg = dt.date(2026, 11, 16), crm_settings.pipeline_config().validation
+    docs = tmp_path_factory.mktemp("gx")
+    validator = Validator(docs, "prop")
+    rules = rules_for(dataset, export_date, cfg)
+    view = checks.checked_columns(frame, rules)
+    metrics = checks.check_chunk(rules, view)
+    assert metrics is not None
+    validator.record(dataset, export_date, cfg, metrics, checks.fingerprint(view), "direct")
+    through_engine = validator.run(dataset, frame, export_date, cfg, "engine")
+    direct = checks.outcomes(rules, metrics)
+    assert [(r.label, s, sorted(i)) for r, _, s, i, _ in direct] \
+        == [(r.label, s, sorted(i)) for r, _, s, i, _ in sorted(through_engine, key=lambda o: rules.index(o[0]))]
+    stored = {}
+    for path in (docs / "gx" / "uncommitted" / "validations").rglob("*.json"):
+        suite, run_name = path.relative_to(docs / "gx" / "uncommitted" / "validations").parts[:2]
+        stored[(suite, run_name.rsplit("__", 1)[1])] = _without_volatile(json.loads(path.read_text(encoding="utf-8")))
+    for suite in {suite for suite, _ in stored}:
+        direct_result, engine_result = stored[(suite, "direct")], stored[(suite, "engine")]
+        direct_result["meta"]["run_id"].pop("run_name"), engine_result["meta"]["run_id"].pop("run_name")
+        assert direct_result == engine_result, suite
