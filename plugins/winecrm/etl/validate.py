@@ -189,15 +189,22 @@ def _check_files(results, room, shares: _Shares, files: list[tuple[FileTask, lis
 
 class PartChecker:
     """Checks the chunks of a validate call's files in a process forked before Great Expectations
-    is imported (``validation.workers`` > 1): the chunks are typed and checked there while this
+    is imported (``validation.workers`` > 1, not in a daemonic process): the chunks are typed and checked there while this
     process imports GX (~2.5 s) and records each chunk's results (stores them, renders its Data
     Docs pages) as they come, in chunk order; once it has nothing to record, this process checks
     the next chunk the other has not started (``_Shares``). With one worker, or GX's engine needed,
     everything runs here, chunk after chunk. A chunk failing there fails the call, as it would here."""
 
     def __init__(self, files: list[tuple[FileTask, list[Path]]], workers: int):
+        import multiprocessing
+
         self.files = files
         self.forked = DIRECT and workers > 1 and (os.cpu_count() or 1) > 1 and bool(files)
+        if self.forked and multiprocessing.current_process().daemon:
+            # A Celery worker's task runs in a daemonic process, which may not start another.
+            log.info("Chunks checked in this process only: it is a daemonic process (a Celery worker's task), "
+                     "which cannot start the checking process.")
+            self.forked = False
         self._results = self._room = self._shares = self._process = None
         self._chunk = 0  # chunks received, across the files
 

@@ -448,3 +448,17 @@ def test_a_chunk_failing_in_a_worker_fails_the_call_and_keeps_no_quarantine(conn
         _run_until_validate(conn)
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM etl.quarantine").fetchone()[0] == 0
+
+
+def test_a_daemonic_process_checks_its_chunks_itself(monkeypatch):
+    """A Celery worker runs each task in a daemonic process, which may not start another: the
+    chunks are then checked in the task's process (the Celery run in tests/deploy goes through it)."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from winecrm.etl import validate as validate_module
+
+    files = [(object(), [object()])]
+    assert validate_module.PartChecker(files, workers=2).forked is (multiprocessing.cpu_count() > 1)
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: SimpleNamespace(daemon=True))
+    assert validate_module.PartChecker(files, workers=2).forked is False
