@@ -128,6 +128,8 @@ def test_what_the_direct_path_does_not_know_goes_to_great_expectations(kwargs):
                                 frame)
     assert not checks.supported("expect_column_values_to_be_between", {"column": "y", "min_value": 0}, frame)
     assert not checks.supported("expect_column_values_to_be_between", {"column": "x"}, frame)
+    assert not checks.supported("expect_column_values_to_be_between", {"column": "x", "min_value": 2, "max_value": 1},
+                                frame)
     assert not checks.supported("expect_column_values_to_be_unique", {"column": "x"}, frame)
     dates = pd.DataFrame({"x": pd.to_datetime(["2026-11-02", "2026-11-09"])})
     assert not checks.supported("expect_column_values_to_be_between", {"column": "x", "min_value": "2026-01-01"},
