@@ -150,11 +150,11 @@ def checked_columns(frame: pd.DataFrame, rules: list) -> pd.DataFrame:
     return view
 
 
-def evaluation_order(items: list, kwargs_of=lambda item: item.kwargs) -> list:
+def evaluation_order(items: list) -> list:
     """The order GX's validator evaluates (and reports) a suite's expectations in: grouped by
     column, in the order each column first appears, table-level ones with the first of them."""
     groups: dict[str, list] = {}
     for item in items:
-        column = kwargs_of(item).get("column")
+        column = item.kwargs.get("column")
         groups.setdefault(column if isinstance(column, str) else "_nocolumn", []).append(item)
     return [item for group in groups.values() for item in group]

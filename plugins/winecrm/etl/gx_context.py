@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from winecrm.core.settings import ValidationConfig
 from winecrm.etl.contract import Dataset
@@ -77,6 +77,14 @@ def _reuse_compiled_data_docs_templates() -> None:
     _template_cache = cache
 
 
+class Declared(NamedTuple):
+    """A dataset's suites as declared for one export date."""
+    checkpoint: object
+    rules: list[Rule]
+    rule_of: dict[str, int]  # GX expectation id -> position of its rule
+    reported: dict[str, list]  # per suite: its expectations as GX's validator reports them (order, batch id)
+
+
 class Validator:
     """One GX file context per validate call; suites are (re)declared from code each time."""
 
@@ -97,18 +105,20 @@ class Validator:
         self.source = self.context.data_sources.add_or_update_pandas("isavigne")
         self.run_name = run_name
         self.last_run_name = ""
-        # per (dataset, export date): the checkpoint, the rules, and each GX expectation's rule
-        self._checkpoints: dict[tuple[str, dt.date], tuple[object, list[Rule], dict]] = {}
+        self._checkpoints: dict[tuple[str, dt.date], Declared] = {}  # per (dataset, export date)
         self._suites: set = set()  # suite identifiers declared: the index is built with their pages
-        self._evaluated: dict = {}  # per checkpoint and suite: its configurations as GX reports them
 
-    def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig):
+    def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> Declared:
         key = (dataset.name, export_date)
         if key in self._checkpoints:
             return self._checkpoints[key]
         gx = self.gx
+        import copy
+
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
         from great_expectations.expectations.registry import get_expectation_impl
+
+        from winecrm.etl import checks
 
         try:
             asset = self.source.get_asset(dataset.name)
@@ -146,7 +156,15 @@ class Validator:
             # "index query" pandas would add is a copy of that list as code that neither Data Docs
             # nor the quarantine read, built with one more filter of the frame per expectation.
             result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False}))
-        self._checkpoints[key] = (checkpoint, rules, rule_of)
+        batch_id = f"{self.source.name}-{asset.name}"
+        reported = {}
+        for definition in definitions:
+            reported[definition.suite.name] = []
+            for configuration in checks.evaluation_order(definition.suite.expectation_configurations):
+                configuration = copy.deepcopy(configuration)
+                configuration.kwargs.update({"batch_id": batch_id})
+                reported[definition.suite.name].append(configuration.to_domain_obj().configuration)
+        self._checkpoints[key] = Declared(checkpoint, rules, rule_of, reported)
         return self._checkpoints[key]
 
     def _run_id(self, batch_label: str):
@@ -163,7 +181,7 @@ class Validator:
         expectation."""
         from winecrm.etl.checks import checked_columns
 
-        checkpoint, rules, rule_of = self._checkpoint(dataset, export_date, cfg)
+        checkpoint, rules, rule_of, _ = self._checkpoint(dataset, export_date, cfg)
         run_id = self._run_id(batch_label)
         run_results = checkpoint.run(batch_parameters={"dataframe": checked_columns(frame, rules)},
                                      run_id=run_id).run_results
@@ -198,9 +216,7 @@ class Validator:
         from great_expectations.expectations.expectation import _format_map_output, parse_result_format
         from great_expectations.validator.validator import calc_validation_statistics
 
-        from winecrm.etl import checks
-
-        checkpoint, rules, rule_of = self._checkpoint(dataset, export_date, cfg)
+        checkpoint, _, rule_of, reported = self._checkpoint(dataset, export_date, cfg)
         run_id = self._run_id(batch_label)
         # a copy: parse_result_format fills the dict in, and a changed checkpoint is "not fresh"
         result_format = parse_result_format(copy.deepcopy(checkpoint.result_format or DEFAULT_RESULT_FORMAT))
@@ -208,18 +224,9 @@ class Validator:
         for definition in checkpoint.validation_definitions:
             asset = definition.data.data_asset
             batch_id = f"{asset.datasource.name}-{asset.name}"
-            key = (dataset.name, export_date, definition.suite.name)
-            if key not in self._evaluated:  # as GX's validator reports them: in its order, with the batch id
-                configurations = []
-                for configuration in checks.evaluation_order(definition.suite.expectation_configurations,
-                                                             lambda c: c.kwargs):
-                    evaluated = copy.deepcopy(configuration)
-                    evaluated.kwargs.update({"batch_id": batch_id})
-                    configurations.append(evaluated.to_domain_obj().configuration)
-                self._evaluated[key] = configurations
             load_time = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
             results = []
-            for configuration in self._evaluated[key]:
+            for configuration in reported[definition.suite.name]:
                 measured = metrics[rule_of[configuration.id]]
                 if "element_count" in measured:  # a column map expectation
                     outcome = _format_map_output(
