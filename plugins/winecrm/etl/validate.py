@@ -84,7 +84,8 @@ class CheckedPart:
     job: PartJob
     verdict: FileVerdict | None = None
     quarantine_rows: list[tuple] = field(default_factory=list)
-    metrics: list[dict] | None = None  # what each rule found (winecrm.etl.checks), for GX to record
+    metrics: list[dict] | None = None  # what each rule found (winecrm.etl.checks), for GX to record;
+    # None when GX's engine checked the chunk (and recorded it)
     fingerprint: str = ""  # the checked frame's batch fingerprint, as GX computes it
     needs_engine: bool = False  # a rule winecrm.etl.checks does not know: GX's engine checks the chunk
 
@@ -104,35 +105,28 @@ def batch_label(task: FileTask, job: PartJob) -> str:
     return f"file{task.file_id}_{Path(task.file_path).stem}_part{job.index}"
 
 
-def check_part(task: FileTask, job: PartJob) -> CheckedPart:
+def check_part(task: FileTask, job: PartJob, validator: Validator | None = None) -> CheckedPart:
     """Type one chunk, evaluate its dataset's expectations on it (``winecrm.etl.checks``: no GX),
     write its good rows (``good-NNNNN.parquet``) and return its quarantine rows and what each rule
-    found. A chunk with a rule that module does not know is left to ``check_part_with_engine``."""
+    found. A chunk with a rule that module does not know (or every chunk, ``DIRECT`` off) goes
+    through GX's engine when ``validator`` is given (it then also stores and renders the results),
+    else comes back marked ``needs_engine``, untouched."""
     dataset = task.dataset
     chunk = build_frame(dataset, storage.read_parquet(job.part), credit_note_types=task.credit_types,
                         duplicate_of=job.duplicate_of)
     rules = rules_for(dataset, task.export_date, task.cfg)
     view = checks.checked_columns(chunk, rules)
-    metrics = checks.check_chunk(rules, view)
-    if metrics is None:
+    metrics = checks.check_chunk(rules, view) if DIRECT else None
+    if metrics is not None:
+        outcomes = checks.outcomes(rules, metrics)
+    elif validator is None:
         return CheckedPart(job, needs_engine=True)
-    verdict = FileVerdict(task.file_id, dataset.name)
-    good, bad = split_chunk(dataset, chunk, checks.outcomes(rules, metrics), verdict, task.file_path, task.file_id,
-                            task.run_id)
-    storage.write_parquet(_good_columns(dataset, good, task.credit_types), task.folder / f"good-{job.index:05d}.parquet")
-    return CheckedPart(job, verdict, bad, metrics, checks.fingerprint(view))
-
-
-def check_part_with_engine(task: FileTask, job: PartJob, validator: Validator) -> CheckedPart:
-    """``check_part`` through GX's own engine (``checkpoint.run``), which also stores and renders."""
-    dataset = task.dataset
-    chunk = build_frame(dataset, storage.read_parquet(job.part), credit_note_types=task.credit_types,
-                        duplicate_of=job.duplicate_of)
-    outcomes = validator.run(dataset, chunk, task.export_date, task.cfg, batch_label(task, job))
+    else:
+        outcomes = validator.run(dataset, chunk, task.export_date, task.cfg, batch_label(task, job))
     verdict = FileVerdict(task.file_id, dataset.name)
     good, bad = split_chunk(dataset, chunk, outcomes, verdict, task.file_path, task.file_id, task.run_id)
     storage.write_parquet(_good_columns(dataset, good, task.credit_types), task.folder / f"good-{job.index:05d}.parquet")
-    return CheckedPart(job, verdict, bad)
+    return CheckedPart(job, verdict, bad, metrics, checks.fingerprint(view) if metrics is not None else "")
 
 
 DIRECT = True  # False: every chunk through GX's engine (the reference tests compare the direct path with)
@@ -231,7 +225,7 @@ class PartChecker:
         """The chunks of one file (the next in ``files``), checked, in order."""
         if not self.forked:
             for job in part_jobs(task, parts):
-                yield check_part(task, job) if DIRECT else CheckedPart(job, needs_engine=True)
+                yield check_part(task, job)
             return
         import queue
 
@@ -456,7 +450,8 @@ def _validate_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[Fil
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
             for checked in checker.check(task, parts):
                 if checked.needs_engine:
-                    checked = check_part_with_engine(task, checked.job, validator)
+                    checked = check_part(task, checked.job, validator)
+                if checked.metrics is None:  # through GX's engine, which stored and rendered it
                     run_names.append(validator.last_run_name)
                 else:
                     run_names.append(validator.record(dataset, task.export_date, task.cfg, checked.metrics,
