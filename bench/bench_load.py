@@ -3,8 +3,9 @@
     python bench/bench_load.py --lines 1000000            # the 1M-line figures + baselines + delta
     python bench/bench_load.py --lines 10000000 --skip-baselines   # bounded memory on 10M lines
 
-Measures, in one run on one database: wall time per stage, peak RSS of this process (the
-pipeline runs in it), the load stage's throughput against (a) a plain COPY of the same rows
+Measures, in one run on one database: wall time per stage and from the ingest's start until the
+load and the Data Docs (which run beside the load, as in the DAG) are both done, peak RSS of this
+process (the pipeline runs in it), the load stage's throughput against (a) a plain COPY of the same rows
 into an unindexed table and (b) pandas.to_sql(chunksize=500) — the original documents'
 approach —, then a weekly delta of ~5,000 lines into the loaded warehouse.
 Uses CRM_BENCH_DATABASE_URL if set, else a fresh embedded PostgreSQL under bench/out/.
@@ -140,6 +141,7 @@ def main() -> int:
             results["initial_stage_s"] = summary["stage_seconds"]
             # The issue-2 figure: ingest -> validate -> load (scoring is reported on its own).
             results["initial_total_s"] = ingest_validate_load_s(summary["stage_seconds"])
+            results["initial_task_time_sum_s"] = task_time_sum(summary["stage_seconds"])  # data docs counted too
             results["score_s"] = summary["stage_seconds"].get("score")
             results["initial_load_detail"] = summary["details"]["load"]["ventes_lignes"]
             results["rows_written"] = summary["rows_written"]
@@ -166,10 +168,20 @@ def main() -> int:
     return 0
 
 
-LOADING_STAGES = ("ingest", "validate", "load")  # what the load targets measure; scoring apart
+LOADING_STAGES = ("ingest", "validate", "data_docs", "load")  # what the load targets measure; scoring apart
+SPANS: dict[str, tuple[float, float]] = {}  # stage -> (start, end), perf_counter, of the last run_all
 
 
 def ingest_validate_load_s(stage_seconds: dict) -> float:
+    """Wall time from the ingest's start until both the load and the Data Docs (run beside the
+    load, as in the DAG) are done; ``stage_seconds`` is the fallback when no span was taken."""
+    if all(k in SPANS for k in LOADING_STAGES):
+        return round(max(SPANS["load"][1], SPANS["data_docs"][1]) - SPANS["ingest"][0], 1)
+    return round(sum(stage_seconds.get(k, 0) for k in LOADING_STAGES), 1)
+
+
+def task_time_sum(stage_seconds: dict) -> float:
+    """The four tasks' times added up, as if nothing ran beside anything."""
     return round(sum(stage_seconds.get(k, 0) for k in LOADING_STAGES), 1)
 
 
@@ -180,10 +192,13 @@ def peaks_per_stage(stages, rss: PeakRss) -> dict:
     def wrap(stage):
         def run(*args, **kwargs):
             rss.peak = rss._sample()
+            started = time.perf_counter()
             try:
                 return stage(*args, **kwargs)
             finally:
-                peaks[stage.__name__.removeprefix("run_")] = round(max(rss.peak, rss._sample()) / 1e6)
+                name = stage.__name__.removeprefix("run_")
+                SPANS[name] = (started, time.perf_counter())
+                peaks[name] = round(max(rss.peak, rss._sample()) / 1e6)
         run.__name__ = stage.__name__
         return run
 
@@ -355,6 +370,7 @@ def full_redelivery(url: str, sales_file: Path) -> dict:
         again.unlink()
     load = summary["details"]["load"]["ventes_lignes"]
     out = {"redelivery_total_s": ingest_validate_load_s(summary["stage_seconds"]),
+           "redelivery_task_time_sum_s": task_time_sum(summary["stage_seconds"]),
            "redelivery_lines": summary["rows_read"], "redelivery_load_s": summary["stage_seconds"]["load"],
            "redelivery_load_rows_per_s": round(summary["rows_read"] / summary["stage_seconds"]["load"]),
            "redelivery_load_detail": load, "warehouse_after_redelivery": count}

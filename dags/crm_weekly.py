@@ -17,7 +17,9 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
    detects encoding / delimiter / sheet, maps headers; RAW is never modified, links never followed.
 4. **validate** — Great Expectations suite per dataset; bad rows go to `etl.quarantine`
    with file, line, column and failing expectations; a file with too many bad rows is rejected
-   (quality gate, per file) and never taken again. Data Docs are rebuilt under `$CRM_DOCS_DIR`.
+   (quality gate, per file) and never taken again.
+   **data_docs**, beside the load — GX stores the results and rebuilds the Data Docs under
+   `$CRM_DOCS_DIR` (each file's page is named in validate's log and the gate's message).
 5. **load** — COPY into staging, then set-based SQL into `etl.ventes_lignes`, `etl.clients`,
    `etl.produits`, `etl.stock`; one transaction per dataset.
 6. **score** — as of the week's Sunday: customer 360, RFM + segments, lead score, affinities.
@@ -46,7 +48,7 @@ list says which week and what happened: « Semaine du 09/11 au 15/11/2026 : 1 no
 
 **One writer per warehouse.** ingest … purge run in the pool `crm_warehouse` (1 slot) and hold
 a PostgreSQL advisory lock while they write: a backfill, a second run or a CLI command waits
-its turn. Up to 3 runs are active at once, so a scheduled run still waiting for its exports
+its turn (data_docs writes no table: it holds a lock of its own on the Data Docs folder). Up to 3 runs are active at once, so a scheduled run still waiting for its exports
 never holds up a week triggered by hand; each run takes only the exports of its week (and
 earlier ones), never a later week's.
 
@@ -126,6 +128,14 @@ def crm_weekly():
 
         run_stage("validate", run_id)
 
+    @task(show_return_value_in_logs=False,
+          doc_md="Great Expectations stores what validate found and renders the Data Docs, beside the load "
+                 "(no warehouse table written: outside the `crm_warehouse` pool, under the Data Docs lock).")
+    def data_docs(run_id=None) -> None:
+        from winecrm.airflow.tasks import run_stage
+
+        run_stage("data_docs", run_id)
+
     @task(pool=WAREHOUSE_POOL, show_return_value_in_logs=False, outlets=outlets("load"),
           doc_md="Validated rows into the warehouse: rows written, skipped (older than what "
                  "the warehouse has) and replaced, counted apart.")
@@ -198,10 +208,12 @@ def crm_weekly():
     mode = render_emails()
     path = campaign_path(mode)
     sent = send_emails()
-    (prepare_run() >> wait_for_exports() >> ingest() >> validate() >> load() >> score() >> recommend() >> mode)
+    checked, loaded, docs = validate(), load(), data_docs()
+    prepare_run() >> wait_for_exports() >> ingest() >> checked >> [loaded, docs]
+    loaded >> score() >> recommend() >> mode
     path >> [approve_campaign, sent]
     approve_campaign >> sent
-    sent >> purge() >> report() >> finish_run()
+    [sent, docs] >> purge() >> report() >> finish_run()
 
 
 crm_weekly()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.airflow
 LOGICAL_DATE = "2026-11-16T05:00:00+00:00"  # Monday 06:00 Paris: covers 09/11–15/11
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 # a dry run: the approval of a live campaign is skipped, every other task succeeds
-ALL_TASKS = {**{t: "success" for t in ("prepare_run", "wait_for_exports", "ingest", "validate", "load", "score",
+ALL_TASKS = {**{t: "success" for t in ("prepare_run", "wait_for_exports", "ingest", "validate", "data_docs", "load", "score",
                                         "recommend", "render_emails", "campaign_path", "send_emails", "purge",
                                         "report", "finish_run")}, "approve_campaign": "skipped"}
 

@@ -55,12 +55,16 @@ def test_crm_weekly_shape(dagbag):
     assert dag.start_date == pendulum.datetime(2026, 1, 5, 6, tz="Europe/Paris")
     order = ["prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "render_emails",
              "campaign_path", "send_emails", "purge", "report", "finish_run"]
-    assert set(order) | {"approve_campaign"} == set(dag.task_ids)
+    assert set(order) | {"approve_campaign", "data_docs"} == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:]):
         # a straight line: the run's window travels through etl.runs, not by an edge from prepare_run;
-        # the one fork: a live campaign passes by a person's approval before it is sent
-        expected = {downstream, "approve_campaign"} if upstream == "campaign_path" else {downstream}
+        # the forks: the Data Docs beside the load (done before the purge), and a live campaign
+        # passes by a person's approval before it is sent
+        expected = {downstream, "approve_campaign"} if upstream == "campaign_path" else \
+            {downstream, "data_docs"} if upstream == "validate" else {downstream}
         assert dag.get_task(upstream).downstream_task_ids == expected, upstream
+    assert dag.get_task("data_docs").downstream_task_ids == {"purge"}
+    assert dag.get_task("data_docs").pool != "crm_warehouse"  # beside the load, not after it
     assert dag.get_task("approve_campaign").downstream_task_ids == {"send_emails"}
     assert dag.get_task("send_emails").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("purge").trigger_rule == "none_failed"  # a rejected campaign still closes the run

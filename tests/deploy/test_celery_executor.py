@@ -182,8 +182,8 @@ def test_weekly_run_on_two_celery_workers(celery_cluster):
                              "WHERE dag_id = 'crm_weekly' AND run_id = %s", (RUN_ID,)).fetchall()
     assert state[0] == "success", f"{tasks}\n" + _logs(celery_cluster)
     assert {t for t, s, _ in tasks if s == "success"} == {
-        "prepare_run", "wait_for_exports", "ingest", "validate", "load", "score", "recommend", "render_emails",
-        "campaign_path", "send_emails", "purge", "report", "finish_run"}  # a dry run: approve_campaign skipped
+        "prepare_run", "wait_for_exports", "ingest", "validate", "data_docs", "load", "score", "recommend",
+        "render_emails", "campaign_path", "send_emails", "purge", "report", "finish_run"}  # a dry run: approve_campaign skipped
     # Which worker ran each task: the Celery task id Airflow recorded, found in that worker's log.
     logs = {w: (celery_cluster["base"] / f"{w}.log").read_text(errors="replace") for w in ("worker-a", "worker-b")}
     by_task = {t: [w for w, text in logs.items() if celery_id and celery_id in text] for t, _, celery_id in tasks}

@@ -68,8 +68,8 @@ def test_sample_estate_loads_and_quarantines_exactly_the_planted_bad_rows(conn, 
     assert negative[0] > 0 and negative[1] < 0
     assert conn.execute("SELECT count(*) FROM etl.produits").fetchone()[0] == sample.products
     # the run record holds what happened
-    assert set(summary["stage_seconds"]) == {"ingest", "validate", "load", "score", "recommend", "render", "send",
-                                             "purge", "report"}
+    assert set(summary["stage_seconds"]) == {"ingest", "validate", "data_docs", "load", "score", "recommend", "render",
+                                             "send", "purge", "report"}
     assert summary["details"]["validate"]["datasets"]["ventes_lignes"]["quarantined"] == 8
     # reasons in correct French: never « le Edelzwicker »
     import re

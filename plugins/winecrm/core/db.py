@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_DB_NAME = "winecrm"
 ALLOW_EMBEDDED_ENV = "CRM_ALLOW_EMBEDDED_DB"
 WRITER_LOCK_KEY = 7_734_222  # arbitrary, constant: "winecrm warehouse writer"
+DATA_DOCS_LOCK_KEY = 7_734_224  # "winecrm Data Docs writer" (7_734_221: migrations, 223: events processor)
 _embedded_lock = threading.Lock()
 _embedded_server = None  # kept referenced so pgserver does not stop it while we run
 
@@ -175,3 +176,28 @@ def warehouse_writer(conn: psycopg.Connection, holder: str, *, wait_seconds: flo
             conn.commit()
         except psycopg.Error:  # connection gone: the server released the lock with it
             pass
+
+
+def connect_like(conn: psycopg.Connection, *, autocommit: bool = False, application_name: str = "winecrm") -> psycopg.Connection:
+    """A second connection to the server and database ``conn`` is connected to, as the same user."""
+    extra = {"password": conn.info.password} if conn.info.password else {}
+    return psycopg.connect(conn.info.dsn, autocommit=autocommit, application_name=application_name[:63], **extra)
+
+
+@contextlib.contextmanager
+def data_docs_lock(conn: psycopg.Connection, holder: str):
+    """Hold the Data Docs lock for the block: the site is one folder that the data_docs task, the
+    purge, the erasure and (for a suite GX's engine runs) validate write, while the warehouse's
+    writer lock is not the one that orders them (data_docs runs beside the load). Held on a
+    connection of its own, so it neither touches ``conn``'s transaction nor outlives a killed
+    holder; waits as long as the writer lock would."""
+    wait_seconds = settings.pipeline_config().warehouse.writer_wait_minutes * 60
+    with connect_like(conn, autocommit=True, application_name=f"winecrm:docs:{holder}") as own:
+        deadline = time.monotonic() + wait_seconds
+        while not own.execute("SELECT pg_try_advisory_lock(%s)", (DATA_DOCS_LOCK_KEY,)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"The Data Docs have another writer since more than {wait_seconds / 60:.0f} min "
+                                    "(warehouse.writer_wait_minutes); retry when it has finished.")
+            time.sleep(0.5)
+        yield
+

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from winecrm.core.settings import ValidationConfig
+from winecrm.etl import found
 from winecrm.etl.contract import Dataset
 from winecrm.etl.rules import Rule, rules_for
 
@@ -102,9 +102,8 @@ class Validator:
             self.context.variables.save_config()
         except Exception:  # older/newer GX without the setting: bars are cosmetic
             pass
-        self.source = self.context.data_sources.add_or_update_pandas("isavigne")
+        self.source = self.context.data_sources.add_or_update_pandas(found.DATASOURCE)
         self.run_name = run_name
-        self.last_run_name = ""
         self._checkpoints: dict[tuple[str, dt.date], Declared] = {}  # per (dataset, export date)
         self._suites: set = set()  # suite identifiers declared: the index is built with their pages
 
@@ -167,22 +166,17 @@ class Validator:
         self._checkpoints[key] = Declared(checkpoint, rules, rule_of, reported)
         return self._checkpoints[key]
 
-    def _run_id(self, batch_label: str):
+    def run(self, dataset: Dataset, frame: pd.DataFrame, export_date: dt.date, cfg: ValidationConfig, batch_label: str,
+            run_time: dt.datetime):
+        """Run the suites on one chunk through GX's own engine (``checkpoint.run``), store and
+        render the results (filed under ``run_time``); returns (rule, label, success, failing
+        indexes, exception info) per expectation."""
         from great_expectations.core.run_identifier import RunIdentifier
 
-        # The run name becomes a folder and a link in Data Docs: keep it URL- and path-safe.
-        run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_name}__{batch_label}")
-        self.last_run_name = run_name
-        return RunIdentifier(run_name=run_name)
-
-    def run(self, dataset: Dataset, frame: pd.DataFrame, export_date: dt.date, cfg: ValidationConfig, batch_label: str):
-        """Run the suites on one chunk through GX's own engine (``checkpoint.run``), store and
-        render the results; returns (rule, label, success, failing indexes, exception info) per
-        expectation."""
         from winecrm.etl.checks import checked_columns
 
         checkpoint, rules, rule_of, _ = self._checkpoint(dataset, export_date, cfg)
-        run_id = self._run_id(batch_label)
+        run_id = RunIdentifier(run_name=found.run_name_of(self.run_name, batch_label), run_time=run_time)
         run_results = checkpoint.run(batch_parameters={"dataframe": checked_columns(frame, rules)},
                                      run_id=run_id).run_results
         self._render_pages(run_results)
@@ -201,13 +195,14 @@ class Validator:
         return outcomes
 
     def record(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig, metrics: list[dict],
-               fingerprint: str, batch_label: str) -> str:
+               fingerprint: str, run_name: str, run_time: dt.datetime) -> None:
         """Store and render what ``checkpoint.run`` would have, from each rule's evaluation by
         ``winecrm.etl.checks`` (``metrics``, in the rules' order) on a chunk whose batch
-        fingerprint is ``fingerprint``; returns the run name."""
+        fingerprint is ``fingerprint``, filed under ``run_name`` and ``run_time``."""
         import copy
 
         from great_expectations import __version__ as gx_version
+        from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.core.expectation_validation_result import (
             ExpectationSuiteValidationResult, ExpectationValidationResult)
         from great_expectations.core.result_format import DEFAULT_RESULT_FORMAT
@@ -217,7 +212,7 @@ class Validator:
         from great_expectations.validator.validator import calc_validation_statistics
 
         checkpoint, _, rule_of, reported = self._checkpoint(dataset, export_date, cfg)
-        run_id = self._run_id(batch_label)
+        run_id = RunIdentifier(run_name=run_name, run_time=run_time)
         # a copy: parse_result_format fills the dict in, and a changed checkpoint is "not fresh"
         result_format = parse_result_format(copy.deepcopy(checkpoint.result_format or DEFAULT_RESULT_FORMAT))
         run_results = {}
@@ -265,7 +260,6 @@ class Validator:
                 expectation_suite_identifier=suite_identifier)
             run_results[identifier] = validation
         self._render_pages(run_results)
-        return self.last_run_name
 
     def _render_pages(self, run_results) -> None:
         """The Data Docs pages of one checkpoint run (each suite's validation page and the suite's
@@ -281,6 +275,28 @@ class Validator:
         """The Data Docs index, listing every validation on disk (this call's pages included)."""
         if self._suites:
             self.context.build_data_docs(resource_identifiers=sorted(self._suites, key=str), build_index=True)
+
+
+def record_found(run_id: str) -> dict:
+    """The ``data_docs`` task: what validate found in each chunk of the run (``winecrm.etl.found``)
+    stored as GX validation results and rendered as Data Docs pages, then the site's index."""
+    from winecrm.core import settings
+    from winecrm.core.storage import run_work_dir
+    from winecrm.etl.contract import DATASETS
+    from winecrm.etl.datadocs import make_offline
+
+    paths = settings.paths()
+    records = found.files(run_work_dir(run_id))
+    if not records:
+        return {"chunks": 0}
+    validator = Validator(paths.docs_dir, run_id)
+    for path in records:
+        chunk = found.load(path)
+        validator.record(DATASETS[chunk.dataset], chunk.export_date, ValidationConfig.model_validate(chunk.settings),
+                         chunk.metrics, chunk.fingerprint, chunk.run_name, chunk.run_time)
+    validator.build_index()
+    make_offline(paths.data_docs_site)
+    return {"chunks": len(records)}
 
 
 def rebuild_data_docs(docs_dir: Path) -> None:

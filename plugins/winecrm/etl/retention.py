@@ -141,11 +141,15 @@ def purge_event_payloads(conn: psycopg.Connection, days: int) -> int:
 
 
 def purge(conn: psycopg.Connection) -> dict:
+    from winecrm.core.db import data_docs_lock
+
     cfg = settings.pipeline_config().retention
+    with data_docs_lock(conn, "purge"):
+        docs_deleted = purge_data_docs(cfg.data_docs_days)
     report = {
         "event_payloads_purged": purge_event_payloads(conn, cfg.event_payload_days),
         "quarantine_rows_purged": purge_quarantine(conn, cfg.quarantine_raw_values_days),
-        "data_docs_files_deleted": purge_data_docs(cfg.data_docs_days),
+        "data_docs_files_deleted": docs_deleted,
         "work_folders_deleted": purge_work_files(cfg.work_files_days),
         **purge_email_bodies(conn, cfg.email_bodies_days),
         "sms_outbox_files_deleted": purge_sms_outbox(cfg.sms_outbox_days),

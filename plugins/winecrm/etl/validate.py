@@ -2,13 +2,14 @@
 
 For every chunk of an ingested file a validation frame is built (``winecrm.etl.parsing``); the
 dataset's rules (``winecrm.etl.rules``, Great Expectations expectations) are evaluated on it
-(``winecrm.etl.checks``) and Great Expectations records the results with the COMPLETE result
-format, stores them and renders Data Docs (``winecrm.etl.gx_context``); each failing row becomes a
-quarantine row naming the file, line, first failing column, the failing expectations and the raw
-values. Rows that only fail ``warning`` rules (e.g. a malformed email) are loaded with a flag.
-Good rows are written as typed Parquet parts for the load stage. The chunks are checked in a
-process forked before GX is imported, while this one imports GX and records each chunk's results
-as they come (``PartChecker``).
+(``winecrm.etl.checks``); each failing row becomes a quarantine row naming the file, line, first
+failing column, the failing expectations and the raw values. Rows that only fail ``warning``
+rules (e.g. a malformed email) are loaded with a flag. Good rows are written as typed Parquet
+parts for the load stage, and what each rule found as a record beside them
+(``winecrm.etl.found``): the ``data_docs`` task, beside the load, has Great Expectations store
+those results (COMPLETE result format) and render the Data Docs, so this task never imports GX —
+unless a suite holds an expectation ``winecrm.etl.checks`` does not know, whose chunks GX's own
+engine checks, stores and renders here. The chunks are checked in two processes (``PartChecker``).
 
 The quality gate is judged per file: a file whose bad rows are both too large a share of it and
 at least a minimum count (one or two bad rows of a small file never fail the week) is rejected as a
@@ -18,6 +19,7 @@ go on, and no later run takes the rejected file again.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -29,6 +31,7 @@ import psycopg
 
 from winecrm.core import personal, settings, storage
 from winecrm.core.storage import run_work_dir
+from winecrm.etl import found
 from winecrm.etl.contract import DATASETS, Dataset
 from winecrm.etl.gx_context import Validator
 from winecrm.etl.ingest import accepted_by_marker, set_status
@@ -70,6 +73,7 @@ class FileTask:
     cfg: object  # ValidationConfig
     credit_types: frozenset[str]
     folder: Path
+    run_time: dt.datetime  # the validate call's: its Data Docs pages are filed under it
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def check_part(task: FileTask, job: PartJob, validator: Validator | None = None)
     elif validator is None:
         return CheckedPart(job, needs_engine=True)
     else:
-        outcomes = validator.run(dataset, chunk, task.export_date, task.cfg, batch_label(task, job))
+        outcomes = validator.run(dataset, chunk, task.export_date, task.cfg, batch_label(task, job), task.run_time)
     verdict = FileVerdict(task.file_id, dataset.name)
     good, bad = split_chunk(dataset, chunk, outcomes, verdict, task.file_path, task.file_id, task.run_id)
     storage.write_parquet(_good_columns(dataset, good, task.credit_types), task.folder / f"good-{job.index:05d}.parquet")
@@ -138,8 +142,8 @@ IN_FLIGHT = 4  # checked chunks the checking process may have sent ahead of this
 class _Shares:
     """Which chunk each side takes, the chunks numbered across the call's files. The checking
     process works out every chunk's duplicates in order and checks the chunk itself unless this
-    process, idle (GX imported, every result before it recorded), took it first: it then sends
-    the chunk to be checked here. Results and chunks come back in order either way."""
+    process, idle (every result before it handled), took it first: it then sends the chunk to be
+    checked here. Results and chunks come back in order either way."""
 
     def __init__(self, context):
         self.lock = context.Lock()
@@ -162,7 +166,7 @@ class _Shares:
 def _check_files(results, room, shares: _Shares, files: list[tuple[FileTask, list[Path]]]) -> None:
     """The checking process: every chunk of every file, in order, its result (or, when the parent
     took it, the chunk itself) queued as it is ready. A queue's own thread writes them to the
-    parent, so checking goes on while the parent is busy (importing GX); ``room`` keeps at most
+    parent, so checking goes on while the parent is busy (quarantining); ``room`` keeps at most
     IN_FLIGHT of them waiting there."""
     try:
         chunk = 0
@@ -182,12 +186,12 @@ def _check_files(results, room, shares: _Shares, files: list[tuple[FileTask, lis
 
 
 class PartChecker:
-    """Checks the chunks of a validate call's files in a process forked before Great Expectations
-    is imported (``validation.workers`` > 1, not in a daemonic process): the chunks are typed and checked there while this
-    process imports GX (~2.5 s) and records each chunk's results (stores them, renders its Data
-    Docs pages) as they come, in chunk order; once it has nothing to record, this process checks
-    the next chunk the other has not started (``_Shares``). With one worker, or GX's engine needed,
-    everything runs here, chunk after chunk. A chunk failing there fails the call, as it would here."""
+    """Checks the chunks of a validate call's files in two processes (``validation.workers`` > 1,
+    not in a daemonic process): one forked at the start checks them in order, and this one, once
+    it has handled every result so far (quarantine rows, the records for Data Docs), checks the
+    next chunk the other has not started (``_Shares``); the results come in chunk order either
+    way. With one worker, or GX's engine needed, everything runs here, chunk after chunk. A chunk
+    failing there fails the call, as it would here."""
 
     def __init__(self, files: list[tuple[FileTask, list[Path]]], workers: int):
         import multiprocessing
@@ -378,15 +382,6 @@ def gate_verdict(verdict: FileVerdict, file_path: str, limit: float, examples: l
     return "\n".join(lines)
 
 
-def docs_page_of(site: Path, run_name: str) -> str | None:
-    """The Data Docs page (relative to the site) of one validation run, if GX wrote it."""
-    for page in sorted(site.glob(f"validations/*/{run_name}/*/*.html")):
-        relative = page.relative_to(site)
-        if not relative.parts[1].endswith("_warnings"):  # validations/<suite>/...
-            return relative.as_posix()
-    return None
-
-
 def _log_file(file_path: str, verdict: FileVerdict, examples: list[str], docs: str, accepted_by: str | None) -> None:
     share = verdict.quarantined / verdict.rows if verdict.rows else 0.0
     flagged = ", ".join(f"{n} {name}" for name, n in verdict.warnings.items())
@@ -417,6 +412,7 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
         return {"datasets": {}, "rejected_files": [], "pages": {}}
     cfg = pipeline_cfg.validation
     credit_types = frozenset(pipeline_cfg.revenue.credit_note_types)
+    run_time = dt.datetime.now(dt.timezone.utc)
     work = run_work_dir(run_id)
     tasks = []
     for file_id, dataset_name, file_path, export_date in files:
@@ -426,15 +422,56 @@ def validate(conn: psycopg.Connection, run_id: str, accept_files: list[str] = ()
             raise RuntimeError(f"Work files of {file_path} are missing in {folder}; re-run the ingest task")
         for old in storage.sorted_glob(folder, "good-*.parquet"):
             old.unlink()
+        found.clear(folder)
         tasks.append((FileTask(DATASETS[dataset_name], file_path, file_id, run_id, export_date, cfg, credit_types,
-                               folder), parts))
-    with PartChecker(tasks, cfg.workers) as checker:  # forked first: GX is imported while it checks
-        validator = Validator(settings.paths().docs_dir, run_id)
-        return _validate_files(conn, run_id, tasks, validator, checker, accept_files, pipeline_cfg)
+                               folder, run_time), parts))
+    with PartChecker(tasks, cfg.workers) as checker:
+        return _validate_files(conn, run_id, tasks, checker, accept_files, pipeline_cfg)
+
+
+class _Engine:
+    """Great Expectations' own validator, imported only for a chunk that needs it (an expectation
+    ``winecrm.etl.checks`` does not know): it then checks, stores and renders that chunk here,
+    holding the Data Docs lock (``winecrm.core.db.data_docs_lock``) until the call ends."""
+
+    def __init__(self, conn: psycopg.Connection, run_id: str):
+        self.conn, self.run_id = conn, run_id
+        self.validator: Validator | None = None
+        self._lock = None
+
+    def __call__(self) -> Validator:
+        if self.validator is None:
+            from winecrm.core.db import data_docs_lock
+
+            self._lock = data_docs_lock(self.conn, f"{self.run_id}:validate")
+            self._lock.__enter__()
+            self.validator = Validator(settings.paths().docs_dir, self.run_id)
+        return self.validator
+
+    def close(self) -> None:
+        """The index of the pages written here (the data_docs task writes the others')."""
+        if self.validator is None:
+            return
+        from winecrm.etl.datadocs import make_offline
+
+        try:
+            self.validator.build_index()
+            make_offline(settings.paths().data_docs_site)
+        finally:
+            self._lock.__exit__(None, None, None)
 
 
 def _validate_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[FileTask, list[Path]]],
-                    validator: Validator, checker: PartChecker, accept_files: list[str], pipeline_cfg) -> dict:
+                    checker: PartChecker, accept_files: list[str], pipeline_cfg) -> dict:
+    engine = _Engine(conn, run_id)
+    try:
+        return _judge_files(conn, run_id, tasks, checker, engine, accept_files, pipeline_cfg)
+    finally:
+        engine.close()
+
+
+def _judge_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[FileTask, list[Path]]],
+                 checker: PartChecker, engine: _Engine, accept_files: list[str], pipeline_cfg) -> dict:
     paths = settings.paths()
     summary: dict[str, dict] = {}
     rejected: list[str] = []
@@ -449,19 +486,22 @@ def _validate_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[Fil
         with conn.transaction():
             conn.execute("DELETE FROM etl.quarantine WHERE file_id = %s", (file_id,))
             for checked in checker.check(task, parts):
-                if checked.needs_engine:
-                    checked = check_part(task, checked.job, validator)
-                if checked.metrics is None:  # through GX's engine, which stored and rendered it
-                    run_names.append(validator.last_run_name)
+                run_name = found.run_name_of(run_id, batch_label(task, checked.job))
+                if checked.needs_engine:  # checked, stored and rendered by GX's engine
+                    checked = check_part(task, checked.job, engine())
+                elif found.recordable(checked.metrics):  # stored and rendered by the data_docs task
+                    found.save(task.folder, checked.job.index, found.Found(
+                        dataset_name, task.export_date, task.cfg.model_dump(mode="json"), run_name, task.run_time,
+                        checked.fingerprint, checked.metrics))
                 else:
-                    run_names.append(validator.record(dataset, task.export_date, task.cfg, checked.metrics,
-                                                      checked.fingerprint, batch_label(task, checked.job)))
+                    engine().record(dataset, task.export_date, task.cfg, checked.metrics, checked.fingerprint,
+                                    run_name, task.run_time)
+                run_names.append(run_name)
                 verdict.add(checked.verdict)
                 bad = checked.quarantine_rows
                 examples += [row[7].removeprefix(f"{file_path} ") for row in bad[:EXAMPLES_IN_MESSAGE - len(examples)]]
                 copy_quarantine(conn, bad)
-            page = next((p for p in (docs_page_of(paths.data_docs_site, n) for n in run_names) if p), None)
-            docs = paths.data_docs_link(page or "index.html")
+            docs = paths.data_docs_link(found.page_of(dataset_name, run_names[0], task.run_time))
             pages[file_path] = docs
             gate = pipeline_cfg.quality_gate
             rejection = None if accepted_by else gate_verdict(verdict, file_path, gate.limit(dataset_name), examples,
@@ -490,11 +530,7 @@ def _validate_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[Fil
             stats["reasons"][key] = stats["reasons"].get(key, 0) + value
     for stats in summary.values():
         stats["bad_share"] = round(stats["quarantined"] / stats["rows"], 6) if stats["rows"] else 0.0
-    from winecrm.etl.datadocs import make_offline
-
-    validator.build_index()
-    make_offline(paths.data_docs_site)
-    log.info("Data Docs index: %s", paths.data_docs_link())
+    log.info("Data Docs (written by the data_docs task, beside the load): %s", paths.data_docs_link())
     return {"datasets": summary, "rejected_files": rejected, "pages": pages}
 
 

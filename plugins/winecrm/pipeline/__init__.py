@@ -16,7 +16,7 @@ from winecrm.pipeline.runs import (DATASET_LABELS, FILE_COLUMNS, QUARANTINE_COLU
                                    prepare, quarantine_reasons, resolve_raw_files, run_files, run_summary,
                                    week_not_loaded, week_window, writer)
 from winecrm.pipeline.stages import (STAGES, FilesStillArriving, LiveWithoutBrevo, campaign_mode, live_refusal,
-                                     rendered_campaign, run_all, run_ingest, run_load, run_purge, run_recommend,
+                                     rendered_campaign, run_all, run_data_docs, run_ingest, run_load, run_purge, run_recommend,
                                      run_render, run_report, run_score, run_send, run_validate, stages_until)
 
 __all__ = [
@@ -26,6 +26,6 @@ __all__ = [
     "current_window", "finish", "finish_checked", "heartbeat", "in_window", "prepare", "quarantine_reasons",
     "resolve_raw_files", "run_files", "run_summary", "week_not_loaded", "week_window", "writer",
     "STAGES", "FilesStillArriving", "LiveWithoutBrevo", "campaign_mode", "live_refusal", "rendered_campaign",
-    "run_all", "run_ingest", "run_load", "run_purge", "run_recommend", "run_render", "run_report", "run_score",
+    "run_all", "run_data_docs", "run_ingest", "run_load", "run_purge", "run_recommend", "run_render", "run_report", "run_score",
     "run_send", "run_validate", "stages_until",
 ]

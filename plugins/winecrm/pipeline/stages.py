@@ -1,16 +1,18 @@
-"""The weekly run's stages as plain functions (ingest, validate, load, score, recommend,
-render, send, purge, report), each under the writer lock, recorded, safe to repeat; and
-``run_all`` for the demo, the CLI and the benchmarks."""
+"""The weekly run's stages as plain functions (ingest, validate, data docs, load, score,
+recommend, render, send, purge, report), each under the writer lock (data docs: the Data Docs
+lock, beside the load), recorded, safe to repeat; and ``run_all`` for the demo, the CLI and the
+benchmarks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 
 import psycopg
 
-from winecrm.core import settings
+from winecrm.core import db, settings
 from winecrm.core.storage import run_work_dir
 from winecrm.core.weeks import Week, estate_zone
 from winecrm.etl import ingest as ingest_mod
@@ -90,6 +92,21 @@ def run_validate(conn: psycopg.Connection, run_id: str) -> dict:
                     "SELECT coalesce(sum(rows_good), 0) FROM etl.file_manifest WHERE run_id = %s AND status = 'validated'",
                     (run_id,)).fetchone()[0])
     return summary
+
+
+def run_data_docs(conn: psycopg.Connection, run_id: str) -> dict:
+    """Great Expectations stores what validate found in each chunk and renders the Data Docs
+    (``winecrm.etl.gx_context.record_found``). It writes no warehouse table, so it runs beside the
+    load under the Data Docs lock, not the writer's."""
+    from winecrm.etl.gx_context import record_found
+
+    started = time.perf_counter()
+    with db.data_docs_lock(conn, f"{run_id}:data_docs"):
+        report = record_found(run_id)
+    report["data_docs"] = settings.paths().data_docs_link()
+    log.info("Data Docs: %d chunk(s) recorded; index %s", report["chunks"], report["data_docs"])
+    _record(conn, run_id, "data_docs", time.perf_counter() - started, report)
+    return report
 
 
 def run_load(conn: psycopg.Connection, run_id: str) -> dict:
@@ -267,7 +284,31 @@ def run_purge(conn: psycopg.Connection, run_id: str) -> dict:
         _record(conn, run_id, "purge", 0.0, report)
     return report
 
-STAGES = (run_ingest, run_validate, run_load, run_score, run_recommend, run_render, run_send, run_purge, run_report)
+STAGES = (run_ingest, run_validate, run_data_docs, run_load, run_score, run_recommend, run_render, run_send, run_purge,
+          run_report)
+BESIDE_NEXT = ("run_data_docs",)  # run_all runs these beside the stage after them, as the DAG does
+
+
+class _Beside(threading.Thread):
+    """A stage run on a connection of its own while the caller goes on with the next one."""
+
+    def __init__(self, stage, conn: psycopg.Connection, run_id: str):
+        super().__init__(name=f"winecrm-{stage.__name__}", daemon=True)
+        self.stage, self.own, self.run_id, self.error = stage, db.connect_like(conn), run_id, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.stage(self.own, self.run_id)
+        except BaseException as exc:  # re-raised in the caller by finish()
+            self.error = exc
+        finally:
+            self.own.close()
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def stages_until(last) -> tuple:
@@ -280,9 +321,18 @@ def run_all(conn: psycopg.Connection, window: RunWindow, *, require_week: bool =
     closes the run green even when its week's exports were not all loaded (a check of one
     dataset's files, say): the Airflow run never does."""
     prepare(conn, window)
+    beside = None
     try:
         for run_stage in STAGES:
-            run_stage(conn, window.run_id)
+            if run_stage.__name__ in BESIDE_NEXT:
+                beside = _Beside(run_stage, conn, window.run_id)
+                continue
+            try:
+                run_stage(conn, window.run_id)
+            finally:
+                if beside is not None:
+                    beside, running = None, beside
+                    running.finish()
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")
         raise

@@ -148,7 +148,8 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
     if bad or not (emails or client_codes):
         raise ErasureError(f"an e-mail address is needed, got {bad[0]!r}" if bad else "give --email or --client")
     wait = settings.pipeline_config().warehouse.writer_wait_minutes * 60
-    with db.warehouse_writer(conn, "privacy:erase"), processor_lock(conn, wait_seconds=wait):
+    with db.warehouse_writer(conn, "privacy:erase"), processor_lock(conn, wait_seconds=wait), \
+            db.data_docs_lock(conn, "privacy:erase"):  # no Data Docs page written while the person's are removed
         tables = catalog(conn)
         check_catalogue(tables)
         person = identify(conn, tables, emails, client_codes, max_records=max_records)
@@ -182,6 +183,9 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
             report.sms_files_emptied = [path for path, (_, kept) in sms_rewrites.items() if not kept]
             report.work_parts = work_files.blank_person(person.client_codes, person.addresses,
                                                         work_files.phone_digits(person.phones), dry_run=True)
+            # and what validate found, waiting for the data_docs task
+            report.work_parts.update(work_files.blank_found(person.client_codes, person.addresses,
+                                                            work_files.phone_digits(person.phones), dry_run=True))
         else:
             sms_rewrites = {}
         report.tables = {n: o for n, o in report.tables.items() if o.total}
@@ -219,10 +223,12 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
                 raise ErasureError(f"cannot rewrite {path} ({exc.strerror}); the warehouse was left unchanged: fix "
                                    "the permissions and run again") from exc
         if report.work_parts:  # before the commit too: a rerun finds whatever is left
+            # the found values first: the parts still show whose lines they are
+            work_files.blank_found(person.client_codes, person.addresses, work_files.phone_digits(person.phones))
             work_files.blank_person(person.client_codes, person.addresses, work_files.phone_digits(person.phones))
         conn.commit()
-    if removed_docs:
-        report.data_docs_rebuilt = _rebuild_data_docs()
+        if removed_docs:
+            report.data_docs_rebuilt = _rebuild_data_docs()
     log.info("privacy erase: %d customer record(s), %d address(es); %s; suppressions: %d plain removed, %d erased "
              "marker(s) added; %d file(s) removed; %d SMS outbox line(s) removed; %d work file row(s) blanked",
              len(person.client_codes), len(person.addresses),

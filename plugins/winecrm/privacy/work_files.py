@@ -120,6 +120,39 @@ def blank_person(codes: list[str], addresses: list[str], phones: set[str], *, dr
     return done
 
 
+def blank_found(codes: list[str], addresses: list[str], phones: set[str], *, dry_run: bool = False) -> dict[str, int]:
+    """The erasure's step for what validate found and the data_docs task has not recorded yet
+    (``winecrm.etl.found``): the values of the person's lines (found in the parts beside, as
+    ``blank_rows`` finds them) and any value that is theirs become missing; returns {record:
+    values blanked}. Run before ``blank_person``, while the parts still show whose lines they are."""
+    from winecrm.etl import found
+    from winecrm.etl.readers import ROW_COLUMN
+
+    done, lines_of = {}, {}
+    for path in found.every_run_files():
+        folder = str(path.parent)
+        if folder not in lines_of:
+            lines = set()
+            for part in storage.sorted_glob(path.parent, "part-*.parquet"):
+                table = _read(part)
+                mask = _mask(table, list(codes), list(addresses), set(phones))
+                if mask is not None and ROW_COLUMN in table.column_names:
+                    lines.update(pc.filter(table.column(ROW_COLUMN), mask).to_pylist())
+            lines_of[folder] = lines
+
+        def theirs(line, value, lines=lines_of[folder]) -> bool:
+            if line in lines:
+                return True
+            if not isinstance(value, str):
+                return False
+            mask = _mask(pa.table({"value": [value]}), list(codes), list(addresses), set(phones))
+            return bool(mask is not None and mask[0].as_py())
+
+        if n := found.blank_values(path, theirs, dry_run=dry_run):
+            done[str(path)] = n
+    return done
+
+
 def blank_erased(folder, erased_codes: list[str], markers: frozenset[str]) -> int:
     """The ingest's step: the parts under ``folder`` (one run's) without the personal values of
     anyone erased before (their client codes, or an address whose marker is in the register)."""

@@ -26,3 +26,39 @@ def test_without_a_database_nothing_embedded_starts_unless_asked(monkeypatch, se
     with pytest.raises(db.WarehouseNotConfigured, match="CRM_ALLOW_EMBEDDED_DB=1"):
         db.database_url()
     assert not (session_dir / "nothing-embedded").exists()
+
+
+def test_each_advisory_lock_has_its_own_key():
+    """Advisory locks of one database share one key space: a shared key would make two unrelated
+    holders wait for each other (the Data Docs writer and the events processor, say)."""
+    from winecrm.core import db, migrations
+    from winecrm.events import processing
+
+    keys = [migrations._LOCK_KEY, db.WRITER_LOCK_KEY, db.DATA_DOCS_LOCK_KEY, processing.PROCESSOR_LOCK_KEY]
+    assert len(set(keys)) == len(keys)
+
+
+def test_the_data_docs_lock_is_held_apart_from_the_writer_lock(conn):
+    """The data_docs task (beside the load) waits for another Data Docs writer, not for the load;
+    held on a connection of its own, it leaves the caller's transaction alone."""
+    import threading
+    import time
+
+    from winecrm.core import db
+
+    order = []
+    with db.warehouse_writer(conn, "load"), db.data_docs_lock(conn, "run_a:data_docs"):
+        conn.execute("SELECT 1")  # the caller's transaction goes on
+        other = db.connect_like(conn)
+
+        def second():
+            with db.data_docs_lock(other, "run_b:data_docs"):
+                order.append("b")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(1.0)
+        order.append("a released")
+    thread.join(timeout=30)
+    other.close()
+    assert order == ["a released", "b"]

@@ -44,6 +44,7 @@ def _artifacts(conn, run_id: str) -> dict:
     site = paths.data_docs_site
     before_json, before_pages = set(stored_dir.rglob("*.json")), set(site.glob("validations/*/*/*/*.html"))
     summary = pipeline.run_validate(conn, run_id)
+    pipeline.run_data_docs(conn, run_id)  # the direct path's results are stored and rendered there
     stored = {}
     for path in sorted(set(stored_dir.rglob("*.json")) - before_json):
         suite = path.relative_to(stored_dir).parts[0]
@@ -156,7 +157,7 @@ def test_any_sales_chunk_gets_the_results_great_expectations_gives(rows, tmp_pat
     import datetime as dt
 
     from winecrm.core import settings as crm_settings
-    from winecrm.etl import checks
+    from winecrm.etl import checks, found
     from winecrm.etl.contract import DATASETS
     from winecrm.etl.gx_context import Validator
     from winecrm.etl.parsing import build_frame
@@ -177,8 +178,15 @@ def test_any_sales_chunk_gets_the_results_great_expectations_gives(rows, tmp_pat
     view = checks.checked_columns(frame, rules)
     metrics = checks.check_chunk(rules, view)
     assert metrics is not None
-    validator.record(dataset, export_date, cfg, metrics, checks.fingerprint(view), "direct")
-    through_engine = validator.run(dataset, frame, export_date, cfg, "engine")
+    # through the record the data_docs task reads: every value comes back with its type
+    now = dt.datetime.now(dt.timezone.utc)
+    folder = tmp_path_factory.mktemp("found")
+    found.save(folder, 0, found.Found(dataset.name, export_date, cfg.model_dump(mode="json"),
+                                      found.run_name_of("prop", "direct"), now, checks.fingerprint(view), metrics))
+    kept = found.load(folder / "found-00000.json")
+    validator.record(dataset, export_date, type(cfg).model_validate(kept.settings), kept.metrics, kept.fingerprint,
+                     kept.run_name, kept.run_time)
+    through_engine = validator.run(dataset, frame, export_date, cfg, "engine", now)
     direct = checks.outcomes(rules, metrics)
     assert [(r.label, s, sorted(i)) for r, _, s, i, _ in direct] \
         == [(r.label, s, sorted(i)) for r, _, s, i, _ in sorted(through_engine, key=lambda o: rules.index(o[0]))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from winecrm import pipeline
@@ -14,7 +15,9 @@ def _run_until_validate(conn, run_id="run_1"):
     window = pipeline.week_window(run_id, MONDAY_RUN)
     pipeline.prepare(conn, window)
     pipeline.run_ingest(conn, run_id)
-    return pipeline.run_validate(conn, run_id)
+    summary = pipeline.run_validate(conn, run_id)
+    pipeline.run_data_docs(conn, run_id)  # the task beside the load
+    return summary
 
 
 def _quarantine(conn):
@@ -158,6 +161,11 @@ def test_quality_gate_rejects_the_file_and_no_longer_blocks_later_weeks(conn, cr
     # examples with the line and the value as delivered, the Data Docs page, the way out
     assert "line 12: qty_line: '?' is not a number" in message and "line 13: qty_line: '?' is not a number" in message
     assert "Data Docs of this file: " in message and "/validations/isavigne_ventes_lignes/run_1__file1_v_2026-11-16" in message
+    # validate named the page before the data_docs task wrote it: it is there now
+    from pathlib import Path
+
+    linked = Path(re.search(r"Data Docs of this file: (\S+)", message).group(1))
+    assert linked.is_file() and "qty_line" in linked.read_text(encoding="utf-8")
     assert "'accept_files' = isavigne/ventes_lignes/v_2026-11-16.csv" in message
     assert "isavigne/ventes_lignes/v_2026-11-16.csv.accept" in message
     assert "other files were loaded" in message
@@ -386,6 +394,7 @@ def _validated_again(conn, run_id):
     site = settings.paths().data_docs_site
     before = set(site.glob("validations/*/*/*/*.html"))
     summary = pipeline.run_validate(conn, run_id)
+    pipeline.run_data_docs(conn, run_id)
     quarantine = [row for row in conn.execute(
         "SELECT row_no, column_name, expectations, reason FROM etl.quarantine ORDER BY row_no")]
     parts = sorted(run_work_dir(run_id).glob("file-*/good-*.parquet"))

@@ -42,3 +42,37 @@ def test_at_ingest_an_erased_address_becomes_its_marker(tmp_path):
     first = pq.read_table(path).to_pylist()[0]
     assert (first["email"], first["nom"], first["telephone"], first["_raw"]) == (marker, None, None, None)
     assert work_files.blank_erased(tmp_path, [], frozenset({marker})) == 0  # a marker is not personal
+
+
+def test_what_validate_found_loses_the_persons_values_before_data_docs_records_it(crm_dirs):
+    """The records the data_docs task reads (winecrm.etl.found): the values of the person's lines,
+    found as in the parts beside them, and any value that is theirs go; the rest stays."""
+    import datetime as dt
+
+    from winecrm.core.storage import run_work_dir
+    from winecrm.etl import found
+
+    folder = run_work_dir("run_1") / "file-1"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"_row": [2, 3, 4], "client_code": ["C1", "C2", "C3"],
+                             "email": ["hilde@example", "c2@example.fr", "zz"]}), folder / "part-00000.parquet")
+
+    def failing(values, lines):
+        return {"success": False, "element_count": 3, "nonnull_count": 3, "unexpected_count": len(values),
+                "unexpected_list": values, "unexpected_index_list": lines}
+
+    metrics = [failing(["hilde@example", "zz"], [2, 4]),  # line 2 is C1's: a typo only the line tells whose
+               failing(["06 11 22 33 44 bis", "Hilde@Example.fr", 3.5], [3, 4, 4]),
+               {"success": True, "observed_value": 3}]
+    found.save(folder, 0, found.Found("clients", dt.date(2026, 11, 16), {}, "run_1__x", dt.datetime.now(dt.timezone.utc),
+                                      "f", metrics))
+    record = folder / "found-00000.json"
+    phones = work_files.phone_digits(identity.phone_forms("06 11 22 33 44"))
+    before = record.read_text()
+    assert work_files.blank_found(["C1"], ["hilde@example.fr"], phones, dry_run=True) == {str(record): 3}
+    assert record.read_text() == before
+    assert work_files.blank_found(["C1"], ["hilde@example.fr"], phones) == {str(record): 3}
+    kept = found.load(record)
+    assert [m.get("unexpected_list") for m in kept.metrics] == [[None, "zz"], [None, None, 3.5], None]
+    assert [m.get("unexpected_index_list") for m in kept.metrics] == [[2, 4], [3, 4, 4], None]
+    assert work_files.blank_found(["C1"], ["hilde@example.fr"], phones) == {}  # nothing left
