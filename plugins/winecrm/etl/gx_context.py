@@ -106,6 +106,7 @@ class Validator:
         self.run_name = run_name
         self._checkpoints: dict[tuple[str, dt.date], Declared] = {}  # per (dataset, export date)
         self._suites: set = set()  # suite identifiers declared: the index is built with their pages
+        self._unrendered: list = []  # validations stored, their pages left to build_index
 
     def _checkpoint(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig) -> Declared:
         key = (dataset.name, export_date)
@@ -195,10 +196,11 @@ class Validator:
         return outcomes
 
     def record(self, dataset: Dataset, export_date: dt.date, cfg: ValidationConfig, metrics: list[dict],
-               fingerprint: str, run_name: str, run_time: dt.datetime) -> None:
+               fingerprint: str, run_name: str, run_time: dt.datetime, *, render: bool = True) -> None:
         """Store and render what ``checkpoint.run`` would have, from each rule's evaluation by
         ``winecrm.etl.checks`` (``metrics``, in the rules' order) on a chunk whose batch
-        fingerprint is ``fingerprint``, filed under ``run_name`` and ``run_time``."""
+        fingerprint is ``fingerprint``, filed under ``run_name`` and ``run_time``. ``render``
+        False: the pages are rendered by ``build_index``, all in one pass."""
         import copy
 
         from great_expectations import __version__ as gx_version
@@ -259,7 +261,10 @@ class Validator:
                 suite_validation_result=validation, suite_validation_result_identifier=identifier,
                 expectation_suite_identifier=suite_identifier)
             run_results[identifier] = validation
-        self._render_pages(run_results)
+        if render:
+            self._render_pages(run_results)
+        else:
+            self._unrendered += list(run_results)
 
     def _render_pages(self, run_results) -> None:
         """The Data Docs pages of one checkpoint run (each suite's validation page and the suite's
@@ -272,9 +277,12 @@ class Validator:
         self.context.build_data_docs(resource_identifiers=resources, build_index=False)
 
     def build_index(self) -> None:
-        """The Data Docs index, listing every validation on disk (this call's pages included)."""
+        """The Data Docs index, listing every validation on disk, the suites' pages and the
+        validation pages ``record`` left to render (one site build for them all)."""
         if self._suites:
-            self.context.build_data_docs(resource_identifiers=sorted(self._suites, key=str), build_index=True)
+            self.context.build_data_docs(resource_identifiers=self._unrendered + sorted(self._suites, key=str),
+                                         build_index=True)
+            self._unrendered = []
 
 
 def record_found(run_id: str) -> dict:
@@ -293,7 +301,7 @@ def record_found(run_id: str) -> dict:
     for path in records:
         chunk = found.load(path)
         validator.record(DATASETS[chunk.dataset], chunk.export_date, ValidationConfig.model_validate(chunk.settings),
-                         chunk.metrics, chunk.fingerprint, chunk.run_name, chunk.run_time)
+                         chunk.metrics, chunk.fingerprint, chunk.run_name, chunk.run_time, render=False)
     validator.build_index()
     make_offline(paths.data_docs_site)
     return {"chunks": len(records)}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 
 import psycopg
@@ -289,26 +288,49 @@ STAGES = (run_ingest, run_validate, run_data_docs, run_load, run_score, run_reco
 BESIDE_NEXT = ("run_data_docs",)  # run_all runs these beside the stage after them, as the DAG does
 
 
-class _Beside(threading.Thread):
-    """A stage run on a connection of its own while the caller goes on with the next one."""
+class _Beside:
+    """A stage run in a process of its own, on a connection of its own, while the caller goes on
+    with the next one — as the DAG runs it in a task of its own (two processes: neither waits for
+    the other's Python). In a daemonic process, which may not start one, the stage just runs first."""
 
     def __init__(self, stage, conn: psycopg.Connection, run_id: str):
-        super().__init__(name=f"winecrm-{stage.__name__}", daemon=True)
-        self.stage, self.own, self.run_id, self.error = stage, db.connect_like(conn), run_id, None
-        self.start()
+        import multiprocessing
 
-    def run(self) -> None:
-        try:
-            self.stage(self.own, self.run_id)
-        except BaseException as exc:  # re-raised in the caller by finish()
-            self.error = exc
-        finally:
-            self.own.close()
+        self.name, self.process, self.reader = stage.__name__, None, None
+        if multiprocessing.current_process().daemon:
+            stage(conn, run_id)
+            return
+        context = multiprocessing.get_context("fork")
+        self.reader, writer = context.Pipe(duplex=False)
+        login = {"password": conn.info.password} if conn.info.password else {}
+        self.process = context.Process(target=_run_beside, args=(stage, conn.info.dsn, login, run_id, writer),
+                                       name=f"winecrm-{stage.__name__}", daemon=True)
+        self.process.start()
+        writer.close()
 
     def finish(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
+        if self.process is None:
+            return
+        self.process.join()
+        failure = self.reader.recv() if self.reader.poll() else None
+        self.reader.close()
+        if failure or self.process.exitcode:
+            raise RuntimeError(f"{self.name} failed beside the next stage: "
+                               f"{failure or f'its process ended with exit code {self.process.exitcode}'}")
+
+
+def _run_beside(stage, dsn: str, login: dict, run_id: str, channel) -> None:
+    try:
+        with psycopg.connect(dsn, **login) as own:
+            stage(own, run_id)
+        channel.send(None)
+    except BaseException:
+        import traceback
+
+        channel.send(traceback.format_exc())
+        raise SystemExit(1) from None
+    finally:
+        channel.close()
 
 
 def stages_until(last) -> tuple:
