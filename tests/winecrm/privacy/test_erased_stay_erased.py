@@ -179,3 +179,34 @@ def test_rows_of_an_erased_person_refused_by_validation_lose_their_raw_values(co
     rows = conn.execute("SELECT raw_values, reason FROM etl.quarantine WHERE run_id = 'run_2'").fetchall()
     assert rows and all(raw is None and "Zuckerstein" not in reason and ADDRESS not in reason.lower()
                         for raw, reason in rows), rows
+
+
+def test_a_person_erased_between_validate_and_the_data_docs_is_in_no_page_they_write(conn, crm_dirs, monkeypatch):
+    """validate keeps what it found for the data_docs task, which runs beside the load: a person
+    erased in between shows in none of the pages it then writes — their lines' values are blanked
+    in those records, found by the client code of the line even where the value itself (a
+    mistyped address) would not say whose it is. Another customer's value still shows."""
+    from winecrm.core import settings
+    from winecrm.core.storage import run_work_dir
+
+    monkeypatch.setattr(erase, "_rebuild_data_docs", lambda: True)
+    raw = crm_dirs["raw"]
+    _first_week(conn, raw)
+    typo = "hildegarde.zuckerstein@example"  # no top-level domain: the e-mail format rule flags it
+    write_export(raw, "clients", "clients_2026-11-16.csv", [  # every column: checked without GX's engine
+        f"{PERSON};Zuckerstein;Hildegarde;{typo};06 11 22 33 44;7 rue des Vignes;68340;Riquewihr;France;non",
+        "C2;Nom2;Prenom2;pas-une-adresse;06 00 00 00 02;2 rue Haute;67000;Strasbourg;France;non"],
+        header=CLIENTS_HEADER + ";pays;opt_out")
+    pipeline.prepare(conn, pipeline.week_window("run_2", MONDAY_RUN))
+    pipeline.run_ingest(conn, "run_2")
+    pipeline.run_validate(conn, "run_2")
+    kept = "".join(p.read_text(encoding="utf-8") for p in run_work_dir("run_2").rglob("found-*.json"))
+    assert typo in kept and "pas-une-adresse" in kept  # the test has teeth
+
+    report = erase.erase(conn, [ADDRESS])
+    assert report.person.client_codes == [PERSON] and any("found-" in path for path in report.work_parts)
+    pipeline.run_data_docs(conn, "run_2")
+
+    pages = [p.read_text(encoding="utf-8") for p in settings.paths().data_docs_site.rglob("*.html")]
+    assert any("pas-une-adresse" in page for page in pages)
+    assert not [page for page in pages if "zuckerstein" in page.lower() or "hildegarde" in page.lower()]
