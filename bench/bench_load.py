@@ -178,7 +178,7 @@ def ingest_validate_load_s(stage_seconds: dict) -> float:
     waits for both; ``stage_seconds`` is the fallback when no span was taken."""
     if "ingest" in SPANS and "score" in SPANS:
         return round(SPANS["score"][0] - SPANS["ingest"][0], 1)
-    return round(sum(stage_seconds.get(k, 0) for k in LOADING_STAGES), 1)
+    return task_time_sum(stage_seconds)
 
 
 def task_time_sum(stage_seconds: dict) -> float:

@@ -85,17 +85,6 @@ def _decode(value):
             "date": lambda: dt.date.fromisoformat(text)}[kind]()
 
 
-def recordable(metrics: list[dict]) -> bool:
-    """Whether every value found can be kept with its type (else GX records the chunk at once)."""
-    try:
-        for measured in metrics:
-            for value in measured.get("unexpected_list") or ():
-                _encode(value)
-        return True
-    except TypeError:
-        return False
-
-
 # -- the files --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -110,6 +99,8 @@ class Found:
 
 
 def save(folder, index: int, found: Found) -> None:
+    """Write the chunk's record; raises TypeError (before writing anything) for a value whose type
+    it cannot keep (validate then has GX record the chunk at once)."""
     metrics = []
     for measured in found.metrics:
         measured = dict(measured)

@@ -138,7 +138,7 @@ class Validator:
                                 (WARNINGS_SUFFIX, [i for i, r in enumerate(rules) if r.warning])):
             if not members:
                 continue
-            name = f"isavigne_{dataset.name}{suffix}"
+            name = f"{found.SUITE_PREFIX}{dataset.name}{suffix}"
             expectations = [get_expectation_impl(rules[i].kind)(**rules[i].kwargs, meta=rules[i].meta)
                             for i in members]
             suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
@@ -151,7 +151,7 @@ class Validator:
         # No Data Docs action: GX's would rebuild the site's index once per suite of every
         # part; ``run`` renders the run's own pages and ``build_index`` the index once at the end.
         checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"isavigne_{dataset.name}", validation_definitions=definitions, actions=[],
+            name=f"{found.SUITE_PREFIX}{dataset.name}", validation_definitions=definitions, actions=[],
             # COMPLETE: every failing row's line number (the quarantine needs them all). The
             # "index query" pandas would add is a copy of that list as code that neither Data Docs
             # nor the quarantine read, built with one more filter of the frame per expectation.

@@ -489,13 +489,14 @@ def _judge_files(conn: psycopg.Connection, run_id: str, tasks: list[tuple[FileTa
                 run_name = found.run_name_of(run_id, batch_label(task, checked.job))
                 if checked.needs_engine:  # checked, stored and rendered by GX's engine
                     checked = check_part(task, checked.job, engine())
-                elif found.recordable(checked.metrics):  # stored and rendered by the data_docs task
-                    found.save(task.folder, checked.job.index, found.Found(
-                        dataset_name, task.export_date, task.cfg.model_dump(mode="json"), run_name, task.run_time,
-                        checked.fingerprint, checked.metrics))
                 else:
-                    engine().record(dataset, task.export_date, task.cfg, checked.metrics, checked.fingerprint,
-                                    run_name, task.run_time)
+                    try:  # stored and rendered by the data_docs task
+                        found.save(task.folder, checked.job.index, found.Found(
+                            dataset_name, task.export_date, task.cfg.model_dump(mode="json"), run_name,
+                            task.run_time, checked.fingerprint, checked.metrics))
+                    except TypeError:  # a value the record cannot keep with its type: GX records it now
+                        engine().record(dataset, task.export_date, task.cfg, checked.metrics, checked.fingerprint,
+                                        run_name, task.run_time)
                 run_names.append(run_name)
                 verdict.add(checked.verdict)
                 bad = checked.quarantine_rows

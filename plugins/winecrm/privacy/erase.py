@@ -181,11 +181,11 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
             sms_rewrites = sms_outbox_rewrites(person, action_ids)
             report.sms_lines = {path: removed for path, (removed, _) in sms_rewrites.items()}
             report.sms_files_emptied = [path for path, (_, kept) in sms_rewrites.items() if not kept]
-            report.work_parts = work_files.blank_person(person.client_codes, person.addresses,
-                                                        work_files.phone_digits(person.phones), dry_run=True)
+            phones = work_files.phone_digits(person.phones)
+            report.work_parts = work_files.blank_person(person.client_codes, person.addresses, phones, dry_run=True)
             # and what validate found, waiting for the data_docs task
-            report.work_parts.update(work_files.blank_found(person.client_codes, person.addresses,
-                                                            work_files.phone_digits(person.phones), dry_run=True))
+            report.work_parts.update(work_files.blank_found(person.client_codes, person.addresses, phones,
+                                                            dry_run=True))
         else:
             sms_rewrites = {}
         report.tables = {n: o for n, o in report.tables.items() if o.total}
@@ -224,8 +224,8 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
                                    "the permissions and run again") from exc
         if report.work_parts:  # before the commit too: a rerun finds whatever is left
             # the found values first: the parts still show whose lines they are
-            work_files.blank_found(person.client_codes, person.addresses, work_files.phone_digits(person.phones))
-            work_files.blank_person(person.client_codes, person.addresses, work_files.phone_digits(person.phones))
+            work_files.blank_found(person.client_codes, person.addresses, phones)
+            work_files.blank_person(person.client_codes, person.addresses, phones)
         conn.commit()
         if removed_docs:
             report.data_docs_rebuilt = _rebuild_data_docs()
