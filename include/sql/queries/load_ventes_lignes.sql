@@ -53,6 +53,16 @@ JOIN etl.file_manifest m ON m.file_id = s.file_id
 LEFT JOIN incomplete_documents i
        ON i.document_type = s.document_type AND i.document_no = s.document_no AND i.file_id = s.file_id;
 
+-- step: newer_export_known
+-- Whether skip_older_exports can find anything: a sales file other than the run's exported after
+-- the run's oldest file (%(oldest_date)s, %(oldest_file)s), or of unknown date. Usually none (each
+-- week's export is the newest), and the manifest is small: the join of every delivered document
+-- with the warehouse's lines is then skipped.
+SELECT EXISTS (
+    SELECT 1 FROM etl.file_manifest m
+    WHERE m.dataset = 'ventes_lignes' AND m.file_id <> ALL(%(file_ids)s)
+      AND (m.export_date IS NULL OR (m.export_date, m.file_id) > (%(oldest_date)s::date, %(oldest_file)s::bigint)));
+
 -- step: skip_older_exports
 -- Never let an older export overwrite a document already loaded from a newer one.
 DELETE FROM accepted_documents a
@@ -115,6 +125,36 @@ FROM accepted_documents a
 LEFT JOIN etl.ventes_lignes v ON v.document_type = a.document_type AND v.document_no = a.document_no
 WHERE a.quarantined_lines IS NOT NULL
 GROUP BY 1, 2, 3, 4, 5;
+
+-- step: replaced_share
+-- Before a bulk load: roughly which share of the warehouse's lines the accepted documents
+-- replace, on a sample of %(percent)s %% of the table's pages (both ways give the same table,
+-- only their cost differs, so an estimate is enough to choose).
+SELECT count(*) AS lines, count(a.document_no) AS replaced
+FROM etl.ventes_lignes v TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (0)
+LEFT JOIN accepted_documents a ON a.document_type = v.document_type AND a.document_no = v.document_no;
+
+-- step: lines_before
+SELECT count(*) FROM etl.ventes_lignes;
+
+-- step: keep_unreplaced
+-- replace_documents when the run replaces most of the table (a whole history re-exported):
+-- the few lines it does not replace are set aside, the table emptied and they are put back
+-- (load.py). Deleting every line instead marks each one dead, and the COPY and the key's
+-- rebuild that follow then wade through twice the table.
+CREATE TEMP TABLE kept_lines ON COMMIT DROP AS
+SELECT v.* FROM etl.ventes_lignes v
+WHERE NOT EXISTS (SELECT 1 FROM accepted_documents a
+                  WHERE a.document_type = v.document_type AND a.document_no = v.document_no);
+
+-- step: empty_sales_lines
+-- Transactional: a failed load rolls it back. Readers wait for the commit (the key is rebuilt
+-- under the same lock); a REPEATABLE READ reader must lock the table before its first query
+-- (privacy/access.py does).
+TRUNCATE etl.ventes_lignes;
+
+-- step: restore_kept
+INSERT INTO etl.ventes_lignes SELECT * FROM kept_lines;
 
 -- step: replace_documents
 DELETE FROM etl.ventes_lignes v

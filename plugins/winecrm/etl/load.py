@@ -198,6 +198,10 @@ def _document_key(frame: pd.DataFrame) -> pd.Series:
 
 BULK_MIN_LINES = 100_000  # below this, maintaining the key row by row is cheap enough
 BULK_SHARE_OF_TABLE = 0.25  # ...and only when the load adds at least this share of the table
+# A bulk load replacing at least this share of the table's lines empties it and puts the others
+# back (keep_unreplaced) rather than deleting line by line (bench: 1M re-delivered, replace +
+# COPY 6.4 s -> 4.9 s on local PostgreSQL 15)
+REWRITE_SHARE_OF_TABLE = 0.5
 
 
 def per_part_rows(parts: list) -> int:
@@ -232,12 +236,52 @@ def _run_step(conn: psycopg.Connection, steps: dict[str, str], label: str, step_
     return cursor
 
 
+def _older_exports_possible(conn: psycopg.Connection, files: list[tuple[int, str, object]], steps: dict[str, str],
+                            timings: dict) -> bool:
+    """Whether another sales file is newer than the run's oldest (else skip_older_exports, the
+    join of every delivered document with the warehouse, cannot remove anything)."""
+    if any(export_date is None for _, _, export_date in files):
+        return True
+    started = time.perf_counter()
+    oldest_date, oldest_file = min((export_date, file_id) for file_id, _, export_date in files)
+    found = conn.execute(steps["newer_export_known"], {"file_ids": [file_id for file_id, _, _ in files],
+                                                       "oldest_date": oldest_date,
+                                                       "oldest_file": oldest_file}).fetchone()[0]
+    timings["newer_export_known"] = time.perf_counter() - started
+    return found
+
+
+REPLACED_SAMPLE_LINES = 20_000  # lines sampled to estimate the share a bulk load replaces
+
+
+def _replace_documents(conn: psycopg.Connection, steps: dict[str, str], step_counts: dict, timings: dict,
+                       bulk: bool, rows_before: float) -> bool:
+    """Remove the old lines of the documents this run writes. Returns True when the table was
+    emptied and the lines of other documents set aside in ``kept_lines``, to be put back."""
+    if bulk:
+        started = time.perf_counter()
+        percent = min(100.0, max(0.1, 100.0 * REPLACED_SAMPLE_LINES / max(rows_before, 1.0)))
+        lines, replaced = conn.execute(steps["replaced_share"], {"percent": percent}).fetchone()
+        if lines < REPLACED_SAMPLE_LINES / 10:  # too few pages drawn (a small or unanalysed table): count all
+            lines, replaced = conn.execute(steps["replaced_share"], {"percent": 100.0}).fetchone()
+        timings["replaced_share"] = time.perf_counter() - started
+        if lines and replaced >= REWRITE_SHARE_OF_TABLE * lines:
+            lines_before = _run_step(conn, steps, "lines_before", step_counts, timings).fetchone()[0]
+            kept = _run_step(conn, steps, "keep_unreplaced", step_counts, timings).rowcount
+            _run_step(conn, steps, "empty_sales_lines", step_counts, timings)
+            step_counts["replace_documents"] = lines_before - kept
+            return True
+    _run_step(conn, steps, "replace_documents", step_counts, timings)
+    return False
+
+
 def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, object]], parts: dict[int, list],
-                         steps: dict[str, str], step_counts: dict,
-                         timings: dict) -> tuple[dict[int, set[str]], dict[int, set[str]]]:
+                         steps: dict[str, str], step_counts: dict, timings: dict,
+                         bulk: bool, rows_before: float) -> tuple[dict[int, set[str]], dict[int, set[str]], bool]:
     """Stage the run's document keys and let ``load_ventes_lignes.sql`` decide which documents
     this run writes (deleting their old lines). Returns, per file, the documents NOT to write,
-    and among them those held back (incomplete, their previous version kept)."""
+    and among them those held back (incomplete, their previous version kept); and whether the
+    lines of the other documents wait in ``kept_lines`` to be put back (``_replace_documents``)."""
     started = time.perf_counter()
     skipped: dict[int, set[str]] = {}
     held: dict[int, set[str]] = {}
@@ -261,6 +305,7 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
     conn.execute("ANALYZE stg_documents")
     timings["stage_documents"] = time.perf_counter() - started
     one_file = sum(1 for file_id, _, _ in files if parts[file_id]) == 1
+    kept_aside = False
     for label in ARBITRATION_STEPS:
         if label == "latest_delivery_in_run":
             # One file: each document is there once, nothing to choose (no sort of them all).
@@ -268,6 +313,12 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
             _run_step(conn, steps, variant, step_counts, timings)
             step_counts[label], timings[label] = step_counts.pop(variant), timings.pop(variant)
             conn.execute("ANALYZE accepted_documents")  # the joins that follow need its size
+            continue
+        if label == "skip_older_exports" and not _older_exports_possible(conn, files, steps, timings):
+            step_counts[label] = 0
+            continue
+        if label == "replace_documents":
+            kept_aside = _replace_documents(conn, steps, step_counts, timings, bulk, rows_before)
             continue
         if label == "not_written" and step_counts["skip_older_exports"] == 0 \
                 and step_counts["hold_back_incomplete"] == 0 \
@@ -282,7 +333,7 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
                 if held_back:
                     held.setdefault(file_id, set()).add(key)
     conn.execute("ANALYZE accepted_documents")
-    return skipped, held
+    return skipped, held, kept_aside
 
 
 def _incomplete_report(conn: psycopg.Connection, steps: dict[str, str], files: list[tuple[int, str, object]],
@@ -368,6 +419,10 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
         _run_step(conn, steps, "incomplete_documents", step_counts, timings,
                   {"file_ids": [file_id for file_id, _, _ in files]})
         first_load = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM etl.ventes_lignes)").fetchone()[0]
+        lines_to_write = sum(per_part_rows(parts[file_id]) for file_id, _, _ in files)
+        rows_before = estimated_rows(conn, "etl.ventes_lignes")
+        rebuild_key = bulk_rebuild_worthwhile(lines_to_write, rows_before)
+        kept_aside = False
         if first_load and len(files) == 1:
             # Fast path for the initial history load: an empty table and a single file leave no
             # document to replace and none to arbitrate between files.
@@ -375,7 +430,8 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
             conn.execute("DROP TABLE IF EXISTS incomplete_written")
             _run_step(conn, steps, "incomplete_first_load", step_counts, timings)
         else:
-            skipped, held = _arbitrate_documents(conn, files, parts, steps, step_counts, timings)
+            skipped, held, kept_aside = _arbitrate_documents(conn, files, parts, steps, step_counts, timings,
+                                                             bulk=rebuild_key, rows_before=rows_before)
         copy_started = time.perf_counter()
 
         def line_frames():
@@ -395,15 +451,14 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
                     frame["loaded_run"] = run_id
                     yield frame[SALES_LINE_COLUMNS]
 
-        lines_to_write = sum(per_part_rows(parts[file_id]) for file_id, _, _ in files)
-        rows_before = estimated_rows(conn, "etl.ventes_lignes")
-        rebuild_key = bulk_rebuild_worthwhile(lines_to_write, rows_before)
         if rebuild_key:
             # A bulk load (first load, big backfill): building the primary key once after the COPY
             # costs a fraction of maintaining it row by row (bench: 2.3 s vs 3.6–4.2 s per 1M
             # lines). The constraint is back before commit; readers wait for this transaction.
             conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
             conn.execute("ALTER TABLE etl.ventes_lignes DROP CONSTRAINT ventes_lignes_pkey")
+        if kept_aside:
+            _run_step(conn, steps, "restore_kept", step_counts, timings)
         written = copy_frames(conn, "etl.ventes_lignes", line_frames())
         if rebuild_key:
             conn.execute("ALTER TABLE etl.ventes_lignes ADD CONSTRAINT ventes_lignes_pkey "

@@ -80,6 +80,9 @@ def collect(conn: psycopg.Connection, emails: list[str] = (), client_codes: list
         raise ErasureError(f"an e-mail address is needed, got {bad[0]!r}" if bad else "give --email or --client")
     conn.rollback()
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    # Before the snapshot (the first query fixes it): a load re-delivering the whole sales history
+    # empties the table and refills it in one transaction, which an older snapshot would see empty.
+    conn.execute("LOCK TABLE etl.ventes_lignes IN ACCESS SHARE MODE")
     try:
         tables = schema.catalog(conn)
         person = identity.identify(conn, tables, emails, client_codes, max_records=1_000)

@@ -186,3 +186,96 @@ def test_a_load_that_changes_much_of_the_table_leaves_fresh_planner_statistics(c
     assert load.estimated_rows(conn, "etl.ventes_lignes") == 60  # ANALYZE's count, not the -1 of a new table
     assert load.statistics_stale(60, -1) and load.statistics_stale(50 + 10_000, 100_000)
     assert not load.statistics_stale(5_000, 1_000_000)  # a weekly delta: autovacuum's business
+
+
+def _reexport_scenario(conn, raw) -> list[dict]:
+    """A history, then a re-export of most of it in a run that also brings an older file:
+    corrected, shortened, incomplete, new and absent documents."""
+    write_export(raw, "ventes_lignes", "v_2026-11-09.csv", [
+        sales_line(doc_no=f"F{i}", article=article, client=f"C{i % 7}")
+        for i in range(1, 31) for article in ("A", "B")])
+    reports = [_load_report(conn, "run_1")]
+    lines = []
+    for i in range(1, 26):
+        if i == 2:
+            lines += [sales_line(doc_no="F2", article="A", qty="12", mt="115,00"), sales_line(doc_no="F2", article="B")]
+        elif i == 3:
+            lines += [sales_line(doc_no="F3", article="A")]  # lost a line
+        elif i == 4:
+            lines += [sales_line(doc_no="F4", article="A", qty="3"), sales_line(doc_no="F4", article="B", date="31/02/2026")]
+        else:
+            lines += [sales_line(doc_no=f"F{i}", article=a, client=f"C{i % 7}") for a in ("A", "B")]
+    lines += [sales_line(doc_no="F31", article="A")]  # new; F26-F30 not re-exported
+    write_export(raw, "ventes_lignes", "v_2026-11-16_reexport.csv", lines)
+    # an older export delivered late, in the same run: F26 must keep the 11-09 version
+    write_export(raw, "ventes_lignes", "v_2026-11-02.csv", [sales_line(doc_no="F26", article="A", qty="1")])
+    reports.append(_load_report(conn, "run_2"))
+    return reports
+
+
+def _load_report(conn, run_id) -> dict:
+    report = _run(conn, run_id)["details"]["load"]["ventes_lignes"]
+    return {key: report[key] for key in ("rows_staged", "rows_written", "rows_superseded", "rows_skipped",
+                                         "rows_held_back", "incomplete_documents")} | {"steps": report["steps"]}
+
+
+@pytest.mark.parametrize("mode", ["rewrite", "delete"])
+def test_a_bulk_reexport_loads_the_same_lines_whichever_way_old_ones_go(mode, pg_admin_url, template_db, crm_dirs,
+                                                                        tmp_path, monkeypatch):
+    """The bulk path (key rebuilt after the COPY) either deletes the replaced documents' lines or,
+    when they are most of the table, sets the others aside, empties the table and puts them back.
+    Both end with the same lines and the same report as the row-by-row path."""
+    import psycopg
+
+    from tests.conftest import cloned_database
+
+    outcomes = {}
+    for path in ("row_by_row", mode):
+        for name in ("raw", "work", "quality"):
+            (tmp_path / path / name).mkdir(parents=True)
+        monkeypatch.setenv("CRM_RAW_DIR", str(tmp_path / path / "raw"))
+        monkeypatch.setenv("CRM_WORK_URL", str(tmp_path / path / "work"))
+        monkeypatch.setenv("CRM_DOCS_DIR", str(tmp_path / path / "quality"))
+        if path != "row_by_row":
+            monkeypatch.setattr(load, "BULK_MIN_LINES", 0)
+            monkeypatch.setattr(load, "REWRITE_SHARE_OF_TABLE", 0.5 if mode == "rewrite" else 2.0)
+        with cloned_database(pg_admin_url, template_db) as url, psycopg.connect(url) as conn:
+            monkeypatch.setenv("CRM_DATABASE_URL", url)
+            reports = _reexport_scenario(conn, tmp_path / path / "raw")
+            rows = conn.execute(
+                "SELECT v.document_no, v.source_row, v.article, v.qty_line::float, v.mt_ht::float, m.file_path "
+                "FROM etl.ventes_lignes v JOIN etl.file_manifest m USING (file_id) "
+                "ORDER BY 1, 2, 3").fetchall()
+            keyed = conn.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'ventes_lignes_pkey'").fetchone()[0]
+        steps = reports[1].pop("steps")
+        reports[0].pop("steps")
+        outcomes[path] = (rows, reports, steps, keyed)
+    rows, reports, steps, keyed = outcomes[mode]
+    assert (rows, reports) == outcomes["row_by_row"][:2]
+    assert keyed == 1 and steps["primary_key_rebuilt"] == 1
+    assert ("keep_unreplaced" in steps) == (mode == "rewrite")
+    assert outcomes["row_by_row"][2]["primary_key_rebuilt"] == 0 and "keep_unreplaced" not in outcomes["row_by_row"][2]
+    # what the scenario means, whichever path
+    by_doc = {}
+    for doc, _, article, qty, _, path in rows:
+        by_doc.setdefault(doc, []).append((article, qty, path.rsplit("/", 1)[-1]))
+    assert by_doc["F2"] == [("A", 12.0, "v_2026-11-16_reexport.csv"), ("B", 6.0, "v_2026-11-16_reexport.csv")]
+    assert [a for a, _, _ in by_doc["F3"]] == ["A"]
+    assert by_doc["F4"] == [("A", 6.0, "v_2026-11-09.csv"), ("B", 6.0, "v_2026-11-09.csv")]  # held back
+    assert by_doc["F26"] == [("A", 6.0, "v_2026-11-09.csv"), ("B", 6.0, "v_2026-11-09.csv")]  # older export skipped
+    assert {d for d in by_doc} == {f"F{i}" for i in range(1, 32)}
+    assert reports[1]["rows_superseded"] == 2 * 23 + 2  # F1-F25 but F4 (held back): 23 docs x 2 lines + F3's 2
+    assert reports[1]["rows_held_back"] == 1 and reports[1]["rows_skipped"] == 1
+
+
+def test_older_exports_are_looked_for_only_when_one_is_known(conn, crm_dirs):
+    raw = crm_dirs["raw"]
+    write_export(raw, "ventes_lignes", "v_2026-11-09.csv", [sales_line(doc_no="F1", qty="3")])
+    _run(conn, "run_1")
+    write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1", qty="4")])
+    newest = _run(conn, "run_2")["details"]["load"]["ventes_lignes"]
+    assert "skip_older_exports" not in newest["step_seconds"] and newest["rows_superseded"] == 1
+    write_export(raw, "ventes_lignes", "v_2026-11-12.csv", [sales_line(doc_no="F1", qty="5")])
+    late = _run(conn, "run_3")["details"]["load"]["ventes_lignes"]
+    assert "skip_older_exports" in late["step_seconds"] and late["rows_skipped"] == 1
+    assert [(d, q) for d, _, _, q, _ in _sales(conn)] == [("F1", 4.0)]

@@ -96,3 +96,36 @@ def test_an_erasure_removes_the_access_files_it_finds(conn, estate, crm_dirs):
     report = erase.erase(conn, [address])
     assert data_path in report.files and letter_path in report.files
     assert not data_path.exists() and not letter_path.exists()
+
+
+def test_the_export_waits_for_a_load_that_empties_and_refills_the_sales(conn, estate, warehouse_url):
+    """A re-delivered sales history is loaded by emptying the table and refilling it in one
+    transaction (etl/load.py, keep_unreplaced). TRUNCATE is not MVCC-safe: a REPEATABLE READ
+    snapshot taken before its commit would read the table empty afterwards. The export locks the
+    table before its first query, so it waits for the load and reads what it wrote."""
+    import threading
+    import time
+
+    import psycopg
+
+    code, address = estate
+    lines = conn.execute("SELECT count(*) FROM etl.ventes_lignes WHERE client_code = %s", (code,)).fetchone()[0]
+    assert lines > 0
+    conn.commit()  # (its read lock would hold the load's TRUNCATE up)
+    with psycopg.connect(warehouse_url) as loader:
+        loader.execute("CREATE TEMP TABLE kept AS SELECT * FROM etl.ventes_lignes")
+        loader.execute("TRUNCATE etl.ventes_lignes")
+        loader.execute("INSERT INTO etl.ventes_lignes SELECT * FROM kept")
+        exported = {}
+
+        def export():
+            with psycopg.connect(warehouse_url) as reader:
+                exported["tables"] = access.collect(reader, [address], with_files=False).tables
+
+        reader_thread = threading.Thread(target=export)
+        reader_thread.start()
+        time.sleep(1.0)  # the export has started (and, without its lock, taken its snapshot)
+        assert reader_thread.is_alive(), "the export did not wait for the load's transaction"
+        loader.commit()
+        reader_thread.join(timeout=60)
+    assert len(exported["tables"]["etl.ventes_lignes"]) == lines
