@@ -305,8 +305,24 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
     conn.execute("ANALYZE stg_documents")
     timings["stage_documents"] = time.perf_counter() - started
     one_file = sum(1 for file_id, _, _ in files if parts[file_id]) == 1
+    older_possible = _older_exports_possible(conn, files, steps, timings)
+    # The usual week: one file, newer than any before, every document complete. Each staged
+    # document is then written: the staging table becomes the accepted one as it is (not copied),
+    # and nothing is held back or skipped.
+    plain = one_file and not older_possible and step_counts.get("incomplete_documents") == 0
     kept_aside = False
     for label in ARBITRATION_STEPS:
+        if plain and label in ("latest_delivery_in_run", "held_back", "hold_back_incomplete"):
+            if label == "latest_delivery_in_run":
+                conn.execute("ALTER TABLE stg_documents RENAME TO accepted_documents")
+                conn.execute("ALTER TABLE accepted_documents ADD COLUMN quarantined_lines bigint, "
+                             "ADD COLUMN accepted_file boolean NOT NULL DEFAULT false")
+            step_counts[label] = staged_pairs if label == "latest_delivery_in_run" else 0
+            continue
+        if plain and label == "incomplete_written":  # none: its (empty) table as the first load makes it
+            _run_step(conn, steps, "incomplete_first_load", step_counts, timings)
+            step_counts[label], timings[label] = step_counts.pop("incomplete_first_load"), timings.pop("incomplete_first_load")
+            continue
         if label == "latest_delivery_in_run":
             # One file: each document is there once, nothing to choose (no sort of them all).
             variant = "latest_delivery_in_run_one_file" if one_file else label
@@ -314,7 +330,7 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
             step_counts[label], timings[label] = step_counts.pop(variant), timings.pop(variant)
             conn.execute("ANALYZE accepted_documents")  # the joins that follow need its size
             continue
-        if label == "skip_older_exports" and not _older_exports_possible(conn, files, steps, timings):
+        if label == "skip_older_exports" and not older_possible:
             step_counts[label] = 0
             continue
         if label == "replace_documents":
@@ -332,7 +348,8 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
                 skipped.setdefault(file_id, set()).add(key)
                 if held_back:
                     held.setdefault(file_id, set()).add(key)
-    conn.execute("ANALYZE accepted_documents")
+    if not plain:
+        conn.execute("ANALYZE accepted_documents")
     return skipped, held, kept_aside
 
 

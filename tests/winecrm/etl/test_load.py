@@ -269,12 +269,16 @@ def test_a_bulk_reexport_loads_the_same_lines_whichever_way_old_ones_go(mode, pg
 
 
 def test_older_exports_are_looked_for_only_when_one_is_known(conn, crm_dirs):
+    """skip_older_exports joins every delivered document with the warehouse: a week whose file is
+    newer than every other sales file in the manifest skips it, and a late older export does not."""
     raw = crm_dirs["raw"]
     write_export(raw, "ventes_lignes", "v_2026-11-09.csv", [sales_line(doc_no="F1", qty="3")])
     _run(conn, "run_1")
     write_export(raw, "ventes_lignes", "v_2026-11-16.csv", [sales_line(doc_no="F1", qty="4")])
     newest = _run(conn, "run_2")["details"]["load"]["ventes_lignes"]
     assert "skip_older_exports" not in newest["step_seconds"] and newest["rows_superseded"] == 1
+    # the usual week (one file, the newest, complete): its staged documents are the accepted ones
+    assert "latest_delivery_in_run" not in newest["step_seconds"]
     write_export(raw, "ventes_lignes", "v_2026-11-12.csv", [sales_line(doc_no="F1", qty="5")])
     late = _run(conn, "run_3")["details"]["load"]["ventes_lignes"]
     assert "skip_older_exports" in late["step_seconds"] and late["rows_skipped"] == 1
