@@ -200,7 +200,7 @@ BULK_MIN_LINES = 100_000  # below this, maintaining the key row by row is cheap 
 BULK_SHARE_OF_TABLE = 0.25  # ...and only when the load adds at least this share of the table
 # A bulk load replacing at least this share of the table's lines empties it and puts the others
 # back (keep_unreplaced) rather than deleting line by line (bench: 1M re-delivered, replace +
-# COPY 6.4 s -> 4.9 s on local PostgreSQL 15)
+# COPY 6.4 s -> 4.0 s on local PostgreSQL 15)
 REWRITE_SHARE_OF_TABLE = 0.5
 
 
