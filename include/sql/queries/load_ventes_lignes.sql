@@ -55,7 +55,7 @@ LEFT JOIN incomplete_documents i
 
 -- step: newer_export_known
 -- Whether skip_older_exports can find anything: a sales file other than the run's exported after
--- the run's oldest file (%(oldest_date)s, %(oldest_file)s), or of unknown date. Usually none (each
+-- the run's oldest file (export date, then file id), or of unknown date. Usually none (each
 -- week's export is the newest), and the manifest is small: the join of every delivered document
 -- with the warehouse's lines is then skipped.
 SELECT EXISTS (
@@ -128,7 +128,7 @@ GROUP BY 1, 2, 3, 4, 5;
 
 -- step: replaced_share
 -- Before a bulk load: roughly which share of the warehouse's lines the accepted documents
--- replace, on a sample of %(percent)s %% of the table's pages (both ways give the same table,
+-- replace, on a sample of the table's pages (load.py sizes it; both ways give the same table,
 -- only their cost differs, so an estimate is enough to choose).
 SELECT count(*) AS lines, count(a.document_no) AS replaced
 FROM etl.ventes_lignes v TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (0)
