@@ -178,10 +178,15 @@ def warehouse_writer(conn: psycopg.Connection, holder: str, *, wait_seconds: flo
             pass
 
 
+def connection_args(conn: psycopg.Connection) -> dict:
+    """``psycopg.connect`` arguments for another connection like ``conn`` (same server, database
+    and user): its DSN leaves the password out."""
+    return {"conninfo": conn.info.dsn, **({"password": conn.info.password} if conn.info.password else {})}
+
+
 def connect_like(conn: psycopg.Connection, *, autocommit: bool = False, application_name: str = "winecrm") -> psycopg.Connection:
     """A second connection to the server and database ``conn`` is connected to, as the same user."""
-    extra = {"password": conn.info.password} if conn.info.password else {}
-    return psycopg.connect(conn.info.dsn, autocommit=autocommit, application_name=application_name[:63], **extra)
+    return psycopg.connect(**connection_args(conn), autocommit=autocommit, application_name=application_name[:63])
 
 
 @contextlib.contextmanager

@@ -228,11 +228,13 @@ ARBITRATION_STEPS = ("latest_delivery_in_run", "skip_older_exports", "held_back"
 
 
 def _run_step(conn: psycopg.Connection, steps: dict[str, str], label: str, step_counts: dict, timings: dict,
-              params: dict | None = None) -> psycopg.Cursor:
+              params: dict | None = None, *, counted_as: str | None = None) -> psycopg.Cursor:
+    """Run one step of the SQL file, its row count and time kept under ``counted_as`` (a variant
+    of a step counts as the step) or its own label."""
     step_started = time.perf_counter()
     cursor = conn.execute(steps[label], params) if params else conn.execute(steps[label])
-    step_counts[label] = cursor.rowcount
-    timings[label] = time.perf_counter() - step_started
+    step_counts[counted_as or label] = cursor.rowcount
+    timings[counted_as or label] = time.perf_counter() - step_started
     return cursor
 
 
@@ -320,14 +322,12 @@ def _arbitrate_documents(conn: psycopg.Connection, files: list[tuple[int, str, o
             step_counts[label] = staged_pairs if label == "latest_delivery_in_run" else 0
             continue
         if plain and label == "incomplete_written":  # none: its (empty) table as the first load makes it
-            _run_step(conn, steps, "incomplete_first_load", step_counts, timings)
-            step_counts[label], timings[label] = step_counts.pop("incomplete_first_load"), timings.pop("incomplete_first_load")
+            _run_step(conn, steps, "incomplete_first_load", step_counts, timings, counted_as=label)
             continue
         if label == "latest_delivery_in_run":
             # One file: each document is there once, nothing to choose (no sort of them all).
-            variant = "latest_delivery_in_run_one_file" if one_file else label
-            _run_step(conn, steps, variant, step_counts, timings)
-            step_counts[label], timings[label] = step_counts.pop(variant), timings.pop(variant)
+            _run_step(conn, steps, "latest_delivery_in_run_one_file" if one_file else label, step_counts, timings,
+                      counted_as=label)
             conn.execute("ANALYZE accepted_documents")  # the joins that follow need its size
             continue
         if label == "skip_older_exports" and not older_possible:

@@ -302,8 +302,7 @@ class _Beside:
             return
         context = multiprocessing.get_context("fork")
         self.reader, writer = context.Pipe(duplex=False)
-        login = {"password": conn.info.password} if conn.info.password else {}
-        self.process = context.Process(target=_run_beside, args=(stage, conn.info.dsn, login, run_id, writer),
+        self.process = context.Process(target=_run_beside, args=(stage, db.connection_args(conn), run_id, writer),
                                        name=f"winecrm-{stage.__name__}", daemon=True)
         self.process.start()
         writer.close()
@@ -319,9 +318,9 @@ class _Beside:
                                f"{failure or f'its process ended with exit code {self.process.exitcode}'}")
 
 
-def _run_beside(stage, dsn: str, login: dict, run_id: str, channel) -> None:
+def _run_beside(stage, login: dict, run_id: str, channel) -> None:
     try:
-        with psycopg.connect(dsn, **login) as own:
+        with psycopg.connect(**login) as own:
             stage(own, run_id)
         channel.send(None)
     except BaseException:
