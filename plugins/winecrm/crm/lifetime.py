@@ -58,6 +58,27 @@ class Histories:
     truncated: bool = False
 
 
+def first_and_last(client: np.ndarray, day: np.ndarray, n_clients: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per client index, the earliest and the latest of its days (int64 max / min for a client
+    with none). Read off the ends of each client's run when the pairs are sorted by (client, day),
+    as ``propensity.Sales`` keeps them; sorted here otherwise. (``np.minimum.at`` took 0.7 s a
+    scoring on the 1M-line estate.)"""
+    first = np.full(n_clients, np.iinfo(np.int64).max, np.int64)
+    last = np.full(n_clients, np.iinfo(np.int64).min, np.int64)
+    if client.size == 0:
+        return first, last
+    step_client, step_day = np.diff(client), np.diff(day)
+    if not np.all((step_client > 0) | ((step_client == 0) & (step_day >= 0))):
+        order = np.lexsort((day, client))
+        client, day = client[order], day[order]
+        step_client = np.diff(client)
+    starts = np.flatnonzero(np.r_[True, step_client != 0])
+    ends = np.r_[starts[1:] - 1, client.size - 1]
+    first[client[starts]] = day[starts]
+    last[client[ends]] = day[ends]
+    return first, last
+
+
 def histories(order_client: np.ndarray, order_day: np.ndarray, spend: np.ndarray, n_clients: int,
               as_of: int, history_start: int | None = None) -> tuple[np.ndarray, Histories]:
     """From distinct (client, order day) pairs with each day's net spend, the customers with an
@@ -73,10 +94,7 @@ def histories(order_client: np.ndarray, order_day: np.ndarray, spend: np.ndarray
     client, day, amount = order_client[on], order_day[on], spend[on]
     days = np.bincount(client, minlength=n_clients)
     known = np.flatnonzero(days)
-    first = np.full(n_clients, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first, client, day)
-    last = np.full(n_clients, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, client, day)
+    first, last = first_and_last(client, day, n_clients)
     total = np.bincount(client, weights=amount, minlength=n_clients)
     n = days[known].astype(float)
     mean_spend = np.maximum(total[known] / n, 0.0)
@@ -111,19 +129,49 @@ class BgNbd:
 
 
 def _bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
-                          weight: np.ndarray, truncated: bool = False) -> float:
+                          weight: np.ndarray, truncated: bool = False,
+                          x_levels: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
+    """The weighted log-likelihood and its gradient in the log-parameters (r, alpha, a, b). The
+    gradient is exact: finite differences cost the optimiser four more likelihoods per step (1.7 of
+    the 2.2 s a fit took on 50,000 customers). The gamma functions depend on x alone, a count with
+    few distinct values: they are evaluated once per value (``x_levels``: ``np.unique(x,
+    return_inverse=True)``)."""
     r, alpha, a, b = np.exp(params)
-    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
+    psi, gammaln = special.digamma, special.gammaln
+    levels, at = x_levels if x_levels is not None else np.unique(x, return_inverse=True)
+    # per distinct x: log B(a, b + x + 1) and log B(a + 1, b + x) less log B(a, b), and digammas
+    beta_alive = (gammaln(b + levels + 1) - gammaln(a + b + levels + 1))[at] - (gammaln(b) - gammaln(a + b))
+    beta_dropped = beta_alive + np.log(a) - np.log(b + x)
+    psi_rx, psi_abx1 = psi(r + levels)[at], psi(a + b + levels + 1)[at]
+    psi_bx1, psi_bx = psi(b + levels + 1)[at], psi(b + levels)[at]
+    common = gammaln(r + levels)[at] - gammaln(r) + r * np.log(alpha)
     # still there at T (never dropped out, x + 1 chances), or dropped right after the last order
-    alive = special.betaln(a, b + x + 1) - (r + x) * np.log(alpha + T)
-    dropped = special.betaln(a + 1, b + x) - (r + x) * np.log(alpha + t_x)
+    log_alpha_T, log_alpha_tx = np.log(alpha + T), np.log(alpha + t_x)
+    alive = beta_alive - (r + x) * log_alpha_T
+    dropped = beta_dropped - (r + x) * log_alpha_tx
     ll = common + np.logaddexp(alive, dropped)
+    share_alive = special.expit(alive - dropped)  # each branch's weight in d(logaddexp)
+    share_dropped = 1.0 - share_alive
+    d_r = psi_rx - psi(r) + np.log(alpha) - share_alive * log_alpha_T - share_dropped * log_alpha_tx
+    d_alpha = r / alpha - (r + x) * (share_alive / (alpha + T) + share_dropped / (alpha + t_x))
+    d_a = (-(psi(a) - psi(a + b)) + share_alive * (psi(a) - psi_abx1)
+           + share_dropped * (psi(a + 1) - psi_abx1))
+    d_b = (-(psi(b) - psi(a + b)) + share_alive * (psi_bx1 - psi_abx1)
+           + share_dropped * (psi_bx - psi_abx1))
     if truncated:
         # only customers with an order in (0, T] are seen: condition on it. No order at all:
         # gone at the start (mean a / (a + b)), or there and no order (alpha / (alpha + T))^r
-        none = a / (a + b) + b / (a + b) * np.exp(r * (np.log(alpha) - np.log(alpha + T)))
-        ll = ll - np.log1p(-np.minimum(none, 1 - 1e-12))
-    return float((weight * ll).sum())
+        log_ratio = np.log(alpha) - log_alpha_T
+        stay_quiet = np.exp(r * log_ratio)
+        none = a / (a + b) + b / (a + b) * stay_quiet
+        seen = 1.0 - np.minimum(none, 1 - 1e-12)
+        ll = ll - np.log(seen)
+        d_r = d_r + b / (a + b) * stay_quiet * log_ratio / seen
+        d_alpha = d_alpha + b / (a + b) * stay_quiet * r * (1 / alpha - 1 / (alpha + T)) / seen
+        d_a = d_a + b / (a + b) ** 2 * (1 - stay_quiet) / seen
+        d_b = d_b - a / (a + b) ** 2 * (1 - stay_quiet) / seen
+    gradient = np.array([weight @ d_r * r, weight @ d_alpha * alpha, weight @ d_a * a, weight @ d_b * b])
+    return float(weight @ ll), gradient
 
 
 def fit_bgnbd(h: Histories, prior_weight: float = PRIOR_WEIGHT) -> BgNbd:
@@ -133,15 +181,16 @@ def fit_bgnbd(h: Histories, prior_weight: float = PRIOR_WEIGHT) -> BgNbd:
     keys = np.stack([h.x, h.t_x, h.T], axis=1)
     unique, counts = np.unique(keys, axis=0, return_counts=True)
     x, t_x, T = unique.T
+    weight, x_levels = counts.astype(float), np.unique(x, return_inverse=True)
     centre = np.log([1.0, max(float(np.mean(h.T)), 1.0), 1.0, 3.0])
     n = counts.sum()
 
     def loss(params):
         gap = params - centre
-        return -(_bgnbd_log_likelihood(params, x, t_x, T, counts, h.truncated)
-                 - prior_weight * float(gap @ gap)) / n
+        ll, gradient = _bgnbd_log_likelihood(params, x, t_x, T, weight, h.truncated, x_levels)
+        return -(ll - prior_weight * float(gap @ gap)) / n, -(gradient - 2 * prior_weight * gap) / n
 
-    result = optimize.minimize(loss, centre, method="L-BFGS-B", bounds=[(-9, 9)] * 4)
+    result = optimize.minimize(loss, centre, jac=True, method="L-BFGS-B", bounds=[(-9, 9)] * 4)
     r, alpha, a, b = np.exp(result.x)
     return BgNbd(float(r), float(alpha), float(a), float(b))
 

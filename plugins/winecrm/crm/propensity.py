@@ -93,12 +93,14 @@ class Sales:
         # score_customers.sql; credit notes only lower the net revenue
         orders = pd.DataFrame({"client": client[sale], "doc": lines["document_no"].to_numpy()[sale],
                                "day": day[sale]}).groupby(["client", "doc"], sort=False)["day"].min()
-        self.order_client = orders.index.get_level_values("client").to_numpy(np.int32)
-        self.order_day = orders.to_numpy(np.int32)
+        # both kinds of pairs sorted by (client, day): each client's first and last day are then the
+        # ends of its run (lifetime.first_and_last), at every cutoff
+        self.order_client, self.order_day = _by_client_and_day(
+            orders.index.get_level_values("client").to_numpy(np.int32), orders.to_numpy(np.int32))
         # distinct (client, day) with a sale: gaps between order days, and who bought when
         days = pd.DataFrame({"client": client[sale], "day": day[sale]}).drop_duplicates()
-        self.sale_client = days["client"].to_numpy(np.int32)
-        self.sale_day = days["day"].to_numpy(np.int32)
+        self.sale_client, self.sale_day = _by_client_and_day(
+            days["client"].to_numpy(np.int32), days["day"].to_numpy(np.int32))
         self.money_client, self.money_day = client, day
         self.money_amount = lines["amount"].to_numpy(float)
 
@@ -109,6 +111,11 @@ class Sales:
     @property
     def first_day(self) -> int | None:
         return int(self.order_day.min()) if self.order_day.size else None
+
+
+def _by_client_and_day(client: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((day, client))
+    return client[order], day[order]
 
 
 def day_number(date: dt.date) -> int:
@@ -150,10 +157,7 @@ def features_at(sales: Sales, cutoff: int, recent_half_life: float = 180) -> pd.
     known = np.flatnonzero(orders)
     if known.size == 0:
         return pd.DataFrame(columns=["recency", "frequency", "monetary", "overdue", *FEATURES, "group"])
-    last = np.full(k, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, client, day)
-    first = np.full(k, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first, client, day)
+    first, last = lifetime.first_and_last(client, day, k)
     s_on = sales.sale_day <= cutoff
     order_days = np.bincount(sales.sale_client[s_on], minlength=k)
     recent = np.bincount(client, weights=0.5 ** ((cutoff - day) / recent_half_life), minlength=k)

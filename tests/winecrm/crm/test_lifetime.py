@@ -172,3 +172,32 @@ def test_each_history_picks_the_reading_that_predicts_it(joining, expected):
     view, judged = propensity.choose_history_view(sales, 52 * 7, 91)
     assert view == expected and judged["judged_days"] == 91
     assert judged["log_loss"][expected] < min(judged["log_loss"].values()) + 1e-12
+
+
+@pytest.mark.parametrize("truncated", [False, True], ids=["acquisition", "already_customers"])
+def test_the_likelihoods_gradient_is_its_derivative(population, truncated):
+    """The fit follows the exact gradient: checked against central differences of the likelihood
+    at points far from and near the optimum, in both readings of the history."""
+    _, h, _ = population
+    x = h.x + 1 if truncated else h.x  # the panel reading counts every order day
+    weight = np.ones(x.size)
+    for point in (np.log([1.0, 10.0, 1.0, 3.0]), np.log([0.6, 8.0, 0.8, 3.0]), np.array([0.3, -1.0, 2.0, -0.5])):
+        _, gradient = lifetime._bgnbd_log_likelihood(point, x, h.t_x, h.T, weight, truncated)
+        step = 1e-5
+        numeric = [(lifetime._bgnbd_log_likelihood(point + step * unit, x, h.t_x, h.T, weight, truncated)[0]
+                    - lifetime._bgnbd_log_likelihood(point - step * unit, x, h.t_x, h.T, weight, truncated)[0])
+                   / (2 * step) for unit in np.eye(4)]
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-3)
+
+
+def test_first_and_last_days_whatever_the_order():
+    rng = np.random.default_rng(3)
+    client, day = rng.integers(0, 50, 2000), rng.integers(-400, 4000, 2000)
+    first, last = lifetime.first_and_last(client, day, 60)
+    expected_first, expected_last = np.full(60, np.iinfo(np.int64).max), np.full(60, np.iinfo(np.int64).min)
+    np.minimum.at(expected_first, client, day)
+    np.maximum.at(expected_last, client, day)
+    assert np.array_equal(first, expected_first) and np.array_equal(last, expected_last)
+    order = np.lexsort((day, client))  # the sorted fast path gives the same
+    assert all(np.array_equal(got, want) for got, want in
+               zip(lifetime.first_and_last(client[order], day[order], 60), (expected_first, expected_last)))
