@@ -61,11 +61,74 @@ FROM keyed;
 -- step: analyze_articles
 ANALYZE crm.articles;
 
+-- The 360 is incremental (migration 018): a customer whose counted lines up to the date are the
+-- ones a scoring with the same basis read keeps that scoring's row (contact columns refreshed);
+-- the others are computed from their lines. Any scoring date will do as the reference, earlier
+-- or later: equal fingerprints over lines <= as_of mean the same lines.
+
+-- step: drop_360_worktables
+DROP TABLE IF EXISTS pg_temp.scoring_basis, pg_temp.scoring_fingerprints, pg_temp.scoring_reference,
+                     pg_temp.scoring_recompute;
+
+-- step: basis_360
+-- What every 360 row reads besides the customer's own lines: each article's family, grape,
+-- colour, bottles and cuvée, the revenue parameters, and this file's own text (a changed query
+-- recomputes everyone).
+CREATE TEMP TABLE scoring_basis ON COMMIT DROP AS
+SELECT md5(concat_ws(E'\n', %(queries_version)s::text, %(sale_types)s::text, %(counted_types)s::text,
+                     (SELECT string_agg(concat_ws('|', a.article, a.bottles, a.cuvee, p.famille_crm, p.cepage, p.couleur),
+                                        E'\n' ORDER BY a.article)
+                      FROM crm.articles a LEFT JOIN etl.produits p ON p.article = a.article))) AS basis;
+
+-- step: line_fingerprints
+-- One pass over the lines the 360 counts; a changed, added, removed or moved line changes the sum.
+CREATE TEMP TABLE scoring_fingerprints ON COMMIT DROP AS
+SELECT client_code,
+       sum(hash_record_extended(ROW(document_type, document_no, date_livraison, article, qty_line, mt_ht), 0))
+           AS fingerprint
+FROM etl.ventes_lignes
+WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
+GROUP BY client_code;
+
+-- step: reference_360
+-- The latest scoring computed on the same basis (none: every customer is computed).
+CREATE TEMP TABLE scoring_reference ON COMMIT DROP AS
+SELECT b.as_of_date
+FROM crm.customer_360_basis b
+JOIN scoring_basis s ON s.basis = b.basis
+WHERE b.as_of_date <> %(as_of)s
+ORDER BY b.computed_at DESC, b.as_of_date DESC
+LIMIT 1;
+
+-- step: recompute_360
+CREATE TEMP TABLE scoring_recompute ON COMMIT DROP AS
+SELECT f.client_code
+FROM scoring_fingerprints f
+WHERE NOT EXISTS (SELECT 1 FROM crm.customer_360 p JOIN scoring_reference r ON r.as_of_date = p.as_of_date
+                  WHERE p.client_code = f.client_code AND p.lines_fingerprint = f.fingerprint);
+
+-- step: carry_360
+-- Unchanged customers: the reference's facts, today's address, consent and suppression.
+INSERT INTO crm.customer_360 (
+    as_of_date, client_code, first_purchase, last_purchase, orders, bottles, revenue_ht, avg_basket_ht,
+    favourite_family, favourite_grape, favourite_colour, families_bought, typical_days_between_orders,
+    email, email_valid, opted_out, suppressed, lines_fingerprint, computed_run)
+SELECT %(as_of)s, p.client_code, p.first_purchase, p.last_purchase, p.orders, p.bottles, p.revenue_ht,
+       p.avg_basket_ht, p.favourite_family, p.favourite_grape, p.favourite_colour, p.families_bought,
+       p.typical_days_between_orders,
+       c.email, c.email_valid, coalesce(c.opt_out, false), (s.email IS NOT NULL), p.lines_fingerprint, %(run_id)s
+FROM crm.customer_360 p
+JOIN scoring_reference r ON r.as_of_date = p.as_of_date
+JOIN scoring_fingerprints f ON f.client_code = p.client_code AND f.fingerprint = p.lines_fingerprint
+LEFT JOIN etl.clients c ON c.client_code = p.client_code
+LEFT JOIN crm.suppressions s ON s.email = c.email
+WHERE NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = p.client_code);
+
 -- step: customer_360
 INSERT INTO crm.customer_360 (
     as_of_date, client_code, first_purchase, last_purchase, orders, bottles, revenue_ht, avg_basket_ht,
     favourite_family, favourite_grape, favourite_colour, families_bought, typical_days_between_orders,
-    email, email_valid, opted_out, suppressed, computed_run)
+    email, email_valid, opted_out, suppressed, lines_fingerprint, computed_run)
 WITH lines AS (
     SELECT v.client_code, v.document_type, v.document_no, v.date_livraison, v.mt_ht,
            p.famille_crm, p.cepage, p.couleur,
@@ -77,6 +140,7 @@ WITH lines AS (
     -- only sales and credit notes count (pipeline.yaml, revenue): a delivery note (BL) and the
     -- invoice of the same sale must not both add to revenue and orders
     WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(counted_types)s)
+      AND v.client_code IN (SELECT client_code FROM scoring_recompute)
 ),
 orders AS (
     SELECT client_code, document_no, min(date_livraison) AS order_date
@@ -123,8 +187,9 @@ SELECT %(as_of)s, t.client_code, t.first_purchase, t.last_purchase, coalesce(o.o
        round(t.revenue_ht / nullif(o.orders, 0), 2),
        ff.value, fg.value, fc.value, t.families_bought, round(g.median_gap::numeric, 1),
        c.email, c.email_valid, coalesce(c.opt_out, false),
-       (s.email IS NOT NULL), %(run_id)s
+       (s.email IS NOT NULL), f.fingerprint, %(run_id)s
 FROM totals t
+JOIN scoring_fingerprints f ON f.client_code = t.client_code
 LEFT JOIN order_counts o ON o.client_code = t.client_code
 LEFT JOIN order_gaps g ON g.client_code = t.client_code
 LEFT JOIN favourite ff ON ff.client_code = t.client_code AND ff.dimension = 'family'
@@ -136,6 +201,12 @@ LEFT JOIN crm.suppressions s ON s.email = c.email
 -- lead score, chance to buy or recommendation; their sales lines still count in revenue
 -- (anonymously) and in the co-purchase counts below, which name no customer
 WHERE NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = t.client_code);
+
+-- step: record_basis_360
+INSERT INTO crm.customer_360_basis (as_of_date, basis, computed_run)
+SELECT %(as_of)s, basis, %(run_id)s FROM scoring_basis
+ON CONFLICT (as_of_date) DO UPDATE SET basis = EXCLUDED.basis, computed_run = EXCLUDED.computed_run,
+                                       computed_at = now();
 
 -- step: analyze_360
 -- Fresh statistics: the next steps (and the recommendations) join on what was just written.
@@ -176,7 +247,8 @@ SELECT %(as_of)s, client_code, recency_days, frequency, monetary, r_score, f_sco
             WHEN round((r_score + f_score + m_score) / 3.0, 2) >= %(standard_min)s THEN 'Standard'
             ELSE 'At Risk' END,
        %(run_id)s
-FROM scored;
+FROM scored
+ORDER BY client_code;
 
 -- step: analyze_rfm
 ANALYZE crm.rfm_scores;
@@ -227,16 +299,18 @@ WITH purchases AS (
     WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
 ),
 bought AS (
-    -- cuvées, what cross-sell ranks (articles: only the backtest's comparison, which builds its own)
+    -- cuvées, what cross-sell ranks (articles: only the backtest's comparison, which builds its own);
+    -- the two levels never meet, so UNION ALL (no third pass to deduplicate)
     SELECT DISTINCT client_code, 'cuvee' AS level, cuvee AS item FROM purchases
-    UNION
+    UNION ALL
     SELECT DISTINCT client_code, 'grape', cepage FROM purchases WHERE cepage IS NOT NULL
 ),
 item_customers AS (
     SELECT level, item, count(*) AS customers FROM bought GROUP BY level, item
 ),
 buyers AS (
-    SELECT count(DISTINCT client_code) AS n FROM bought
+    -- grouped, not count(DISTINCT ...), which sorts 200,000 codes by the database's collation
+    SELECT count(*) AS n FROM (SELECT client_code FROM bought GROUP BY client_code) c
 ),
 pairs AS (
     SELECT a.level, a.item AS item_a, b.item AS item_b, count(*) AS both_customers

@@ -144,3 +144,65 @@ def test_product_affinity_support_confidence_and_jaccard(estate):
     # the default threshold (2 customers) drops pairs seen once
     scoring.score(estate, "run_1", AS_OF, FIXED)
     assert estate.execute("SELECT count(*) FROM crm.product_affinity WHERE as_of_date = %s", (AS_OF,)).fetchone()[0] == 0
+
+
+def _360(conn, as_of):
+    cursor = conn.execute("SELECT * FROM crm.customer_360 WHERE as_of_date = %s ORDER BY client_code", (as_of,))
+    names = [d.name for d in cursor.description]
+    return [{k: v for k, v in zip(names, row) if k not in ("computed_run", "computed_at")} for row in cursor]
+
+
+def _full_recompute(conn, as_of, cfg=FIXED):
+    """What a scoring with nothing to carry over writes: the reference."""
+    conn.execute("DELETE FROM crm.customer_360_basis")
+    result = scoring.score(conn, "full", as_of, cfg)
+    assert result["customers_recomputed"] == result["customers"]
+    return _360(conn, as_of)
+
+
+def _add_line(conn, client, doc_no, date, article="RIES-22", qty=6, mt=57.5, doc_type="VENTE"):
+    conn.execute(
+        "INSERT INTO etl.ventes_lignes (document_type, document_no, client_code, date_livraison, article, qty_line, "
+        "mt_ht, file_id, source_row, loaded_run) SELECT %s, %s, %s, %s, %s, %s, %s, min(file_id), "
+        "1000 + (SELECT count(*) FROM etl.ventes_lignes), 'test' FROM etl.file_manifest",
+        (doc_type, doc_no, client, date, article, qty, mt))
+
+
+def test_the_weekly_360_recomputes_only_the_changed_customers_and_matches_a_full_one(estate):
+    """A customer whose counted lines up to the date are unchanged keeps the previous scoring's
+    facts, with today's address, consent and suppression; everything else is computed. The
+    result must equal a scoring that computes every customer, whichever way the lines changed
+    (added, corrected, moved to another customer), after a catalogue change, and for a backfill
+    computed after later weeks."""
+    conn, week1, week2 = estate, dt.date(2026, 11, 8), AS_OF
+    _add_line(conn, "D", "F6", "2026-10-01")
+    _add_line(conn, "E", "F7", "2026-10-02", article="RIES-22-MAG", qty=2, mt=43.34)
+    _add_line(conn, "G", "F8", "2026-09-15", article="PNOI-22-CAR", qty=1, mt=66.67)
+    conn.execute("DELETE FROM crm.customer_360_basis")  # the fixture's run scored week 2: start from nothing
+    first = scoring.score(conn, "week_1", week1, FIXED)
+    assert first["customers"] == first["customers_recomputed"] == 5  # A, B, D, E, G: nothing to carry yet
+
+    _add_line(conn, "A", "F9", "2026-11-10", article="PNOI-22-CAR", qty=2, mt=133.34)  # a new order
+    conn.execute("UPDATE etl.ventes_lignes SET mt_ht = 60.00 WHERE document_no = 'F8'")  # a corrected amount
+    conn.execute("UPDATE etl.ventes_lignes SET client_code = 'E' WHERE document_no = 'F6'")  # moved from D to E
+    conn.execute("INSERT INTO crm.suppressions (email, reason, source) VALUES ('bruno@example.fr', 'hard_bounce', "
+                 "'manual')")  # B's lines are unchanged, his address is not
+    weekly = scoring.score(conn, "week_2", week2, FIXED)
+    assert (weekly["customers"], weekly["customers_recomputed"]) == (4, 3)  # A, E, G computed; B carried; D gone
+    incremental = _360(conn, week2)
+    assert [r["client_code"] for r in incremental] == ["A", "B", "E", "G"]
+    assert next(r for r in incremental if r["client_code"] == "B")["suppressed"] is True
+    assert incremental == _full_recompute(conn, week2)
+
+    # the catalogue changes what a line means (family, grape, colour, bottles): everyone again
+    conn.execute("UPDATE etl.produits SET famille_crm = 'Riesling Grand Cru' WHERE article = 'RIES-22'")
+    again = scoring.score(conn, "week_2_rerun", week2, FIXED)
+    assert again["customers_recomputed"] == again["customers"] == 4
+    assert _360(conn, week2) == _full_recompute(conn, week2)
+
+    # a backfill of week 1 after week 2: customers whose lines up to week 1 did not change since
+    # are carried from the later scoring
+    scoring.score(conn, "week_2_again", week2, FIXED)
+    backfill = scoring.score(conn, "backfill", week1, FIXED)
+    assert backfill["customers_recomputed"] < backfill["customers"]
+    assert _360(conn, week1) == _full_recompute(conn, week1)
