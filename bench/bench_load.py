@@ -348,8 +348,13 @@ def weekly_delta(url: str) -> dict:
         summary = pipeline.run_all(conn, window, require_week=False)  # sales only, by design
         total = time.perf_counter() - t
         after = conn.execute("SELECT count(*) FROM etl.ventes_lignes").fetchone()[0]
+    score = summary["details"].get("score") or {}
     out = {"delta_lines": summary["rows_read"], "delta_total_s": round(total, 2),
-           "delta_stage_s": summary["stage_seconds"], "warehouse_before": before, "warehouse_after": after}
+           "delta_stage_s": summary["stage_seconds"], "warehouse_before": before, "warehouse_after": after,
+           # where the rescoring's time went: its SQL steps, and the chance to buy's wait and finish
+           "delta_score_sql_s": score.get("sql_seconds"),
+           "delta_score_customers": {k: score.get(k) for k in ("customers", "customers_recomputed")},
+           "delta_buy_probability_s": (score.get("buy_probability") or {}).get("seconds")}
     print(json.dumps(out, indent=1))
     return out
 
