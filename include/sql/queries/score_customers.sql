@@ -247,8 +247,7 @@ SELECT %(as_of)s, client_code, recency_days, frequency, monetary, r_score, f_sco
             WHEN round((r_score + f_score + m_score) / 3.0, 2) >= %(standard_min)s THEN 'Standard'
             ELSE 'At Risk' END,
        %(run_id)s
-FROM scored
-ORDER BY client_code;
+FROM scored;
 
 -- step: analyze_rfm
 ANALYZE crm.rfm_scores;
