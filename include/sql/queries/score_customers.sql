@@ -112,11 +112,12 @@ WHERE NOT EXISTS (SELECT 1 FROM crm.customer_360 p JOIN scoring_reference r ON r
 INSERT INTO crm.customer_360 (
     as_of_date, client_code, first_purchase, last_purchase, orders, bottles, revenue_ht, avg_basket_ht,
     favourite_family, favourite_grape, favourite_colour, families_bought, typical_days_between_orders,
-    email, email_valid, opted_out, suppressed, lines_fingerprint, computed_run)
+    email, email_valid, opted_out, suppressed, lines_fingerprint, cuvees, grapes, computed_run)
 SELECT %(as_of)s, p.client_code, p.first_purchase, p.last_purchase, p.orders, p.bottles, p.revenue_ht,
        p.avg_basket_ht, p.favourite_family, p.favourite_grape, p.favourite_colour, p.families_bought,
        p.typical_days_between_orders,
-       c.email, c.email_valid, coalesce(c.opt_out, false), (s.email IS NOT NULL), p.lines_fingerprint, %(run_id)s
+       c.email, c.email_valid, coalesce(c.opt_out, false), (s.email IS NOT NULL), p.lines_fingerprint,
+       p.cuvees, p.grapes, %(run_id)s
 FROM crm.customer_360 p
 JOIN scoring_reference r ON r.as_of_date = p.as_of_date
 JOIN scoring_fingerprints f ON f.client_code = p.client_code AND f.fingerprint = p.lines_fingerprint
@@ -128,10 +129,10 @@ WHERE NOT EXISTS (SELECT 1 FROM crm.erased_clients e WHERE e.client_code = p.cli
 INSERT INTO crm.customer_360 (
     as_of_date, client_code, first_purchase, last_purchase, orders, bottles, revenue_ht, avg_basket_ht,
     favourite_family, favourite_grape, favourite_colour, families_bought, typical_days_between_orders,
-    email, email_valid, opted_out, suppressed, lines_fingerprint, computed_run)
+    email, email_valid, opted_out, suppressed, lines_fingerprint, cuvees, grapes, computed_run)
 WITH lines AS (
     SELECT v.client_code, v.document_type, v.document_no, v.date_livraison, v.mt_ht,
-           p.famille_crm, p.cepage, p.couleur,
+           p.famille_crm, p.cepage, p.couleur, coalesce(a.cuvee, v.article) AS cuvee,
            -- 75 cl equivalents (crm.articles): a magnum is 2, a case of N bottles is N
            v.qty_line * coalesce(a.bottles, 1) AS bottles
     FROM etl.ventes_lignes v
@@ -163,7 +164,11 @@ totals AS (
            max(l.date_livraison) FILTER (WHERE l.document_type = ANY(%(sale_types)s)) AS last_purchase,
            sum(l.bottles) AS bottles,
            sum(l.mt_ht) AS revenue_ht,
-           count(DISTINCT l.famille_crm) AS families_bought
+           count(DISTINCT l.famille_crm) AS families_bought,
+           -- the basket the co-purchase counts pair (sales only, as the orders)
+           array_agg(DISTINCT l.cuvee) FILTER (WHERE l.document_type = ANY(%(sale_types)s)) AS cuvees,
+           array_agg(DISTINCT l.cepage) FILTER (WHERE l.document_type = ANY(%(sale_types)s)
+                                                AND l.cepage IS NOT NULL) AS grapes
     FROM lines l
     GROUP BY l.client_code
 ),
@@ -187,7 +192,7 @@ SELECT %(as_of)s, t.client_code, t.first_purchase, t.last_purchase, coalesce(o.o
        round(t.revenue_ht / nullif(o.orders, 0), 2),
        ff.value, fg.value, fc.value, t.families_bought, round(g.median_gap::numeric, 1),
        c.email, c.email_valid, coalesce(c.opt_out, false),
-       (s.email IS NOT NULL), f.fingerprint, %(run_id)s
+       (s.email IS NOT NULL), f.fingerprint, coalesce(t.cuvees, '{}'), coalesce(t.grapes, '{}'), %(run_id)s
 FROM totals t
 JOIN scoring_fingerprints f ON f.client_code = t.client_code
 LEFT JOIN order_counts o ON o.client_code = t.client_code
@@ -284,39 +289,101 @@ SELECT %(as_of)s, client_code, base_points, rfm_points, engagement_points, engag
        %(run_id)s
 FROM parts;
 
+-- The co-purchase counts (migration 019) follow the changed customers as the 360 does: the
+-- reference date's counts, minus the baskets of its 360 rows not carried over, plus the baskets
+-- computed today; with no usable reference, the sum of every basket. An erasure deletes a
+-- customer's rows of every date, so a reference is used only while it has all the rows its
+-- counts summed.
+
+-- step: drop_affinity_worktables
+DROP TABLE IF EXISTS pg_temp.affinity_reference, pg_temp.affinity_erased;
+
+-- step: affinity_reference
+CREATE TEMP TABLE affinity_reference ON COMMIT DROP AS
+SELECT r.as_of_date
+FROM scoring_reference r
+JOIN crm.customer_360_basis b ON b.as_of_date = r.as_of_date
+WHERE b.affinity_customers = (SELECT count(*) FROM crm.customer_360 p WHERE p.as_of_date = r.as_of_date);
+
+-- step: forget_previous_affinity_counts
+DELETE FROM crm.affinity_counts WHERE as_of_date = %(as_of)s;
+
+-- step: affinity_counts
+INSERT INTO crm.affinity_counts (as_of_date, level, item_a, item_b, customers)
+WITH baskets AS (
+    SELECT d.cuvees, d.grapes, 1 AS sign
+    FROM crm.customer_360 d
+    WHERE d.as_of_date = %(as_of)s
+      AND (d.client_code IN (SELECT client_code FROM scoring_recompute)
+           OR NOT EXISTS (SELECT 1 FROM affinity_reference))
+    UNION ALL
+    SELECT p.cuvees, p.grapes, -1
+    FROM crm.customer_360 p
+    JOIN affinity_reference r ON r.as_of_date = p.as_of_date
+    WHERE p.client_code IN (SELECT client_code FROM scoring_recompute)
+       OR NOT EXISTS (SELECT 1 FROM crm.customer_360 d WHERE d.as_of_date = %(as_of)s AND d.client_code = p.client_code)
+),
+counts AS (
+    -- every ordered pair of a basket, and each item with itself (its buyers)
+    SELECT 'cuvee' AS level, a AS item_a, b AS item_b, sign AS customers FROM baskets, unnest(cuvees) a, unnest(cuvees) b
+    UNION ALL
+    SELECT 'grape', a, b, sign FROM baskets, unnest(grapes) a, unnest(grapes) b
+    UNION ALL
+    SELECT c.level, c.item_a, c.item_b, c.customers
+    FROM crm.affinity_counts c JOIN affinity_reference r ON r.as_of_date = c.as_of_date
+)
+SELECT %(as_of)s, level, item_a, item_b, sum(customers)
+FROM counts
+GROUP BY level, item_a, item_b
+HAVING sum(customers) <> 0;
+
+-- step: record_affinity_basis
+UPDATE crm.customer_360_basis
+SET affinity_customers = (SELECT count(*) FROM crm.customer_360 WHERE as_of_date = %(as_of)s)
+WHERE as_of_date = %(as_of)s;
+
+-- step: affinity_erased
+-- Erased customers have no 360 row; their lines still count, named nowhere. (No erasure: the
+-- empty side of the join ends the step before any line is read.)
+CREATE TEMP TABLE affinity_erased ON COMMIT DROP AS
+SELECT array_agg(DISTINCT coalesce(a.cuvee, v.article)) AS cuvees,
+       coalesce(array_agg(DISTINCT p.cepage) FILTER (WHERE p.cepage IS NOT NULL), '{}') AS grapes
+FROM etl.ventes_lignes v
+LEFT JOIN etl.produits p ON p.article = v.article
+LEFT JOIN crm.articles a ON a.article = v.article
+WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
+  AND v.client_code IN (SELECT client_code FROM crm.erased_clients)
+GROUP BY v.client_code;
+
 -- step: forget_previous_affinity
 DELETE FROM crm.product_affinity WHERE as_of_date = %(as_of)s;
 
 -- step: product_affinity
 INSERT INTO crm.product_affinity (as_of_date, level, item_a, item_b, customers_a, customers_b, customers_both,
                                   support, confidence, jaccard, computed_run)
-WITH purchases AS (
-    SELECT DISTINCT v.client_code, coalesce(a.cuvee, v.article) AS cuvee, p.cepage
-    FROM etl.ventes_lignes v
-    LEFT JOIN etl.produits p ON p.article = v.article
-    LEFT JOIN crm.articles a ON a.article = v.article
-    WHERE v.date_livraison <= %(as_of)s AND v.document_type = ANY(%(sale_types)s)
-),
-bought AS (
-    -- cuvées, what cross-sell ranks (articles: only the backtest's comparison, which builds its own);
-    -- the two levels never meet, so UNION ALL (no third pass to deduplicate)
-    SELECT DISTINCT client_code, 'cuvee' AS level, cuvee AS item FROM purchases
-    UNION ALL
-    SELECT DISTINCT client_code, 'grape', cepage FROM purchases WHERE cepage IS NOT NULL
+WITH counts AS (
+    SELECT level, item_a, item_b, sum(customers) AS customers
+    FROM (
+        SELECT level, item_a, item_b, customers FROM crm.affinity_counts WHERE as_of_date = %(as_of)s
+        UNION ALL
+        SELECT 'cuvee', a, b, 1 FROM affinity_erased, unnest(cuvees) a, unnest(cuvees) b
+        UNION ALL
+        SELECT 'grape', a, b, 1 FROM affinity_erased, unnest(grapes) a, unnest(grapes) b
+    ) c
+    GROUP BY level, item_a, item_b
 ),
 item_customers AS (
-    SELECT level, item, count(*) AS customers FROM bought GROUP BY level, item
+    SELECT level, item_a AS item, customers FROM counts WHERE item_a = item_b
 ),
 buyers AS (
-    -- grouped, not count(DISTINCT ...), which sorts 200,000 codes by the database's collation
-    SELECT count(*) AS n FROM (SELECT client_code FROM bought GROUP BY client_code) c
+    -- customers with at least one sale up to the date
+    SELECT (SELECT count(*) FROM crm.customer_360 WHERE as_of_date = %(as_of)s AND cardinality(cuvees) > 0)
+           + (SELECT count(*) FROM affinity_erased) AS n
 ),
 pairs AS (
-    SELECT a.level, a.item AS item_a, b.item AS item_b, count(*) AS both_customers
-    FROM bought a
-    JOIN bought b ON b.client_code = a.client_code AND b.level = a.level AND b.item <> a.item
-    GROUP BY a.level, a.item, b.item
-    HAVING count(*) >= %(min_pair_customers)s
+    SELECT level, item_a, item_b, customers AS both_customers
+    FROM counts
+    WHERE item_a <> item_b AND customers >= %(min_pair_customers)s
 )
 SELECT %(as_of)s, p.level, p.item_a, p.item_b, ca.customers, cb.customers, p.both_customers,
        round(p.both_customers::numeric / buyers.n, 6),

@@ -75,6 +75,8 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringCon
     conn.execute("SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)")
     done = run_steps(conn, steps, params)
     counts = {label: rows for label, (rows, _) in done.items()}
+    # the co-purchase counts' starting point (None: every basket was counted)
+    affinity_from = conn.execute("SELECT max(as_of_date) FROM pg_temp.affinity_reference").fetchone()[0]
     segments = dict(conn.execute(
         "SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = %s GROUP BY 1 ORDER BY 1", (as_of,)))
     buy_probability = propensity.compute(conn, run_id, as_of, cfg, fitting=fitting)
@@ -83,7 +85,8 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringCon
              as_of, counts.get("customer_360", 0), counts.get("carry_360", 0))
     return {"as_of": as_of.isoformat(), "customers": counts.get("customer_360", 0) + counts.get("carry_360", 0),
             "customers_recomputed": counts.get("customer_360", 0), "segments": segments,
-            "affinity_pairs": counts.get("product_affinity", 0), "buy_probability": buy_probability,
+            "affinity_pairs": counts.get("product_affinity", 0), "affinity_from": affinity_from and affinity_from.isoformat(),
+            "buy_probability": buy_probability,
             # where the time went (steps of a tenth of a second or more): the run's details keep it
             "sql_seconds": {label: round(seconds, 2) for label, (_, seconds) in done.items() if seconds >= 0.1},
             "seconds": round(time.perf_counter() - started, 3)}

@@ -206,3 +206,60 @@ def test_the_weekly_360_recomputes_only_the_changed_customers_and_matches_a_full
     backfill = scoring.score(conn, "backfill", week1, FIXED)
     assert backfill["customers_recomputed"] < backfill["customers"]
     assert _360(conn, week1) == _full_recompute(conn, week1)
+
+
+ALL_PAIRS = {**FIXED, "affinity": {"min_pair_customers": 1}}
+
+
+def _affinity(conn, as_of):
+    return conn.execute("SELECT level, item_a, item_b, customers_a, customers_b, customers_both, support, confidence, "
+                        "jaccard FROM crm.product_affinity WHERE as_of_date = %s ORDER BY 1, 2, 3", (as_of,)).fetchall()
+
+
+def _full_affinity(conn, as_of):
+    conn.execute("DELETE FROM crm.customer_360_basis")
+    assert scoring.score(conn, "full", as_of, ALL_PAIRS)["affinity_from"] is None
+    return _affinity(conn, as_of)
+
+
+def test_the_weekly_co_purchase_counts_follow_the_changed_customers_and_match_a_full_count(estate, monkeypatch):
+    """The counts start from the previous scoring's, minus the baskets it does not carry over, plus
+    the ones computed today; they must equal a full count, whichever way the lines changed, after an
+    erasure (the erased customer's rows are gone from every date, their lines still count) and on
+    the week after it."""
+    from winecrm.privacy import erase
+
+    conn, week1, week2, week3 = estate, dt.date(2026, 11, 8), AS_OF, AS_OF + dt.timedelta(days=7)
+    _add_line(conn, "D", "F6", "2026-10-01", article="PNOI-22-CAR", qty=1, mt=66.67)
+    _add_line(conn, "E", "F7", "2026-10-02", article="RIES-22-MAG", qty=2, mt=43.34)
+    _add_line(conn, "E", "F7b", "2026-10-03", article="PNOI-22-CAR", qty=1, mt=66.67)
+    _add_line(conn, "G", "F8", "2026-09-15", article="PNOI-22-CAR", qty=1, mt=66.67)
+    conn.execute("DELETE FROM crm.customer_360_basis")
+    assert scoring.score(conn, "week_1", week1, ALL_PAIRS)["affinity_from"] is None
+    assert _affinity(conn, week1)  # pairs to compare
+
+    _add_line(conn, "G", "F9", "2026-11-10", article="RIES-22", qty=6, mt=57.5)  # a new cuvée for G
+    conn.execute("UPDATE etl.ventes_lignes SET client_code = 'G' WHERE document_no = 'F6'")  # D's basket moves to G
+    conn.execute("UPDATE etl.ventes_lignes SET document_type = 'AVOIR' WHERE document_no = 'F7b'")  # no longer a sale
+    weekly = scoring.score(conn, "week_2", week2, ALL_PAIRS)
+    assert weekly["affinity_from"] == week1.isoformat()
+    incremental = _affinity(conn, week2)
+    assert incremental == _full_affinity(conn, week2)
+
+    # E is erased: their 360 rows go from every date (week 1's counts can no longer be taken apart),
+    # their purchases still count, anonymously
+    assert scoring.score(conn, "week_1_again", week1, ALL_PAIRS)["affinity_from"] == week2.isoformat()
+    monkeypatch.setattr(erase, "_rebuild_data_docs", lambda: True)
+    erase.erase(conn, client_codes=["E"], with_files=False)
+    rerun = scoring.score(conn, "week_2_after_erasure", week2, ALL_PAIRS)
+    assert rerun["customers_recomputed"] < rerun["customers"]  # the 360 still carries from week 1
+    assert rerun["affinity_from"] is None  # week 1's counts include E, whose row there is gone
+    assert _affinity(conn, week2) == incremental
+
+    # the week after: from week 2's counts, E's share added from their lines
+    _add_line(conn, "B", "F10", "2026-11-20", article="PNOI-22-CAR", qty=1, mt=66.67)
+    after = scoring.score(conn, "week_3", week3, ALL_PAIRS)
+    assert after["affinity_from"] == week2.isoformat()
+    assert _affinity(conn, week3) == _full_affinity(conn, week3)
+    buyers = {(a, b): (n_a, n) for level, a, b, n_a, _, n, *_ in _affinity(conn, week3) if level == "cuvee"}
+    assert buyers[("Riesling", "Pinot Noir")] == (5, 3)  # Riesling: A, B, C, E (erased), G; with Pinot Noir: A, B, G
