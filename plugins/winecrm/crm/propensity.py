@@ -85,13 +85,25 @@ class Sales:
     def __init__(self, lines: pd.DataFrame):
         # lines: client_code, document_no, is_sale, day, amount (one row per document and day)
         codes = lines["client_code"].astype("category")
-        self.clients = pd.Index(codes.cat.categories)
-        client = codes.cat.codes.to_numpy(np.int32)
-        day = lines["day"].to_numpy(np.int32)
-        sale = lines["is_sale"].to_numpy(bool)
+        self._arrange(pd.Index(codes.cat.categories), codes.cat.codes.to_numpy(np.int32),
+                      pd.factorize(lines["document_no"])[0], lines["is_sale"].to_numpy(bool),
+                      lines["day"].to_numpy(np.int32), lines["amount"].to_numpy(float))
+
+    @classmethod
+    def from_codes(cls, clients: pd.Index, client: np.ndarray, document: np.ndarray, is_sale: np.ndarray,
+                   day: np.ndarray, amount: np.ndarray) -> "Sales":
+        """The same from integer codes: ``client`` indexes ``clients`` (sorted), ``document``
+        numbers each document."""
+        sales = cls.__new__(cls)
+        sales._arrange(clients, client, document, is_sale, day, amount)
+        return sales
+
+    def _arrange(self, clients: pd.Index, client: np.ndarray, document: np.ndarray, sale: np.ndarray,
+                 day: np.ndarray, amount: np.ndarray) -> None:
+        self.clients = clients
         # an order is a sales document (client, number) dated by its first day, as in
         # score_customers.sql; credit notes only lower the net revenue
-        orders = pd.DataFrame({"client": client[sale], "doc": lines["document_no"].to_numpy()[sale],
+        orders = pd.DataFrame({"client": client[sale], "doc": document[sale],
                                "day": day[sale]}).groupby(["client", "doc"], sort=False)["day"].min()
         # both kinds of pairs sorted by (client, day): each client's first and last day are then the
         # ends of its run (lifetime.first_and_last), at every cutoff
@@ -102,7 +114,7 @@ class Sales:
         self.sale_client, self.sale_day = _by_client_and_day(
             days["client"].to_numpy(np.int32), days["day"].to_numpy(np.int32))
         self.money_client, self.money_day = client, day
-        self.money_amount = lines["amount"].to_numpy(float)
+        self.money_amount = amount
 
     @property
     def n_clients(self) -> int:
@@ -123,26 +135,50 @@ def day_number(date: dt.date) -> int:
 
 
 def read_sales(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str], counted_types: list[str]) -> Sales:
-    """Sales and credit notes dated <= as_of, one row per (client, document, day). COPY: the
-    fastest way out of PostgreSQL for a million lines."""
+    """Sales and credit notes dated <= as_of, one row per (client, document, day). The lines come
+    out by COPY (the fastest way out of PostgreSQL for a million lines), ungrouped: the server
+    would spend a second grouping them by two text keys, this process a tenth once Arrow has
+    coded the keys as integers (its CSV reader: 0.1 s where pandas took 0.65). Amounts are summed
+    in cents, exactly as the server's numeric sum."""
+    import pyarrow as pa
+    from pyarrow import csv
+
     buffer = io.BytesIO()
     query = """COPY (
-        SELECT client_code, document_no, document_type = ANY(%(sale_types)s) AS is_sale,
-               date_livraison - DATE '2000-01-01' AS day, sum(mt_ht) AS amount
+        SELECT client_code, document_no, document_type = ANY(%(sale_types)s),
+               date_livraison - DATE '2000-01-01', mt_ht
         FROM etl.ventes_lignes
         WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
-        GROUP BY 1, 2, 3, 4
     ) TO STDOUT (FORMAT csv)"""
     with conn.cursor().copy(query, {"as_of": as_of, "sale_types": sale_types, "counted_types": counted_types}) as copy:
         for block in copy:
             buffer.write(block)
-    buffer.seek(0)
-    lines = pd.read_csv(buffer, header=None, names=["client_code", "document_no", "is_sale", "day", "amount"],
-                        dtype={"client_code": str, "document_no": str, "is_sale": str, "day": np.int32},
-                        keep_default_na=False, na_values={"amount": [""]})
-    lines["is_sale"] = lines["is_sale"] == "t"
-    lines["amount"] = lines["amount"].astype(float).fillna(0.0)
-    return Sales(lines)
+    coded = pa.dictionary(pa.int32(), pa.string())
+    table = csv.read_csv(
+        pa.py_buffer(buffer.getbuffer()),
+        read_options=csv.ReadOptions(column_names=["client_code", "document_no", "is_sale", "day", "amount"]),
+        convert_options=csv.ConvertOptions(
+            column_types={"client_code": coded, "document_no": coded, "is_sale": pa.bool_(), "day": pa.int32(),
+                          "amount": pa.float64()},
+            true_values=["t"], false_values=["f"], strings_can_be_null=False)).unify_dictionaries()
+    client_column, document_column = (table.column(name).combine_chunks() for name in ("client_code", "document_no"))
+    # clients in sorted order (as pandas' categories), so that every array indexed by client
+    # reads the same whatever order the server sent the lines in
+    names = np.asarray(client_column.dictionary.to_pylist(), dtype=object)
+    order = np.argsort(names, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    lines = pd.DataFrame({
+        "client": rank[client_column.indices.to_numpy(zero_copy_only=False)],
+        "doc": document_column.indices.to_numpy(zero_copy_only=False),
+        "is_sale": table.column("is_sale").to_numpy(),
+        "day": table.column("day").to_numpy(),
+        "cents": np.rint(table.column("amount").to_numpy() * 100).astype(np.int64)})
+    grouped = lines.groupby(["client", "doc", "is_sale", "day"], sort=False)["cents"].sum()
+    keys = grouped.index
+    return Sales.from_codes(pd.Index(names[order]), keys.get_level_values("client").to_numpy(np.int32),
+                            keys.get_level_values("doc").to_numpy(), keys.get_level_values("is_sale").to_numpy(bool),
+                            keys.get_level_values("day").to_numpy(np.int32), grouped.to_numpy() / 100)
 
 
 # --------------------------------------------------------------------------- features
@@ -481,10 +517,23 @@ def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict
 
 # --------------------------------------------------------------------------- storing
 
-def _read_and_fit(conn: psycopg.Connection, as_of: dt.date, bp: BuyProbabilityConfig) -> tuple[Sales, dict]:
+def _read_and_fit(conn: psycopg.Connection, as_of: dt.date, bp: BuyProbabilityConfig,
+                  ahead: bool = False) -> tuple[Sales, dict, tuple | None]:
+    """The sales, the fitted models and, when ``ahead``, ``finish``'s result for the customers the
+    scoring will keep unless something changes meanwhile (every one but the erased)."""
+    started = time.perf_counter()
     revenue = settings.pipeline_config().revenue.query_parameters()
     sales = read_sales(conn, as_of, revenue["sale_types"], revenue["counted_types"])
-    return sales, fit(sales, as_of, bp)
+    read = time.perf_counter()
+    fitted = fit(sales, as_of, bp)
+    fitted["seconds"] = {"read": round(read - started, 3), "fit": round(time.perf_counter() - read, 3)}
+    if not ahead:
+        return sales, fitted, None
+    erased = {code for (code,) in conn.execute("SELECT client_code FROM crm.erased_clients")}
+    finishing = time.perf_counter()
+    finished = finish(sales, as_of, bp, fitted, set(sales.clients).difference(erased))
+    fitted["seconds"]["finish"] = round(time.perf_counter() - finishing, 3)
+    return sales, fitted, finished
 
 
 def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | dict | None = None):
@@ -502,7 +551,7 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
 
     def read_and_fit():
         with psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
-            return _read_and_fit(own, as_of, bp)
+            return _read_and_fit(own, as_of, bp, ahead=True)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-probability")
     try:
@@ -519,14 +568,21 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     started = time.perf_counter()
     bp = settings.scoring_from(cfg).buy_probability
     try:
-        sales, fitted = fitting.result() if fitting is not None else _read_and_fit(conn, as_of, bp)
+        sales, fitted, ahead = fitting.result() if fitting is not None else _read_and_fit(conn, as_of, bp)
     except psycopg.OperationalError as exc:  # no second connection (the server's limit, a network cut)
         log.warning("buy probability: read on the scoring connection instead (%s)", exc.__class__.__name__)
-        sales, fitted = _read_and_fit(conn, as_of, bp)
+        sales, fitted, ahead = _read_and_fit(conn, as_of, bp)
     read = time.perf_counter()
     scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",
                                                (as_of,))}
-    predicted, info = finish(sales, as_of, bp, fitted, scored)
+    # the thread finished for the customers it expected scored (the 12-month spend's simulation
+    # included); taken when they are exactly the ones scored, else finished again for those
+    customers = sales.clients[fitted["index"]]
+    if ahead is not None and np.array_equal(ahead[0]["client_code"].to_numpy(),
+                                            customers[customers.isin(scored)].to_numpy()):
+        predicted, info = ahead
+    else:
+        predicted, info = finish(sales, as_of, bp, fitted, scored)
     probability = predicted["probability"].round(5)
     expected = (probability * predicted["spend"]).round(2)
     fitted_at = time.perf_counter()
@@ -565,7 +621,8 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
          FEATURES if info["method"] == "logistic" else None, json.dumps(info["model"]), summary["customers"],
          summary["mean_probability"], summary["expected_buyers"], summary["expected_revenue_ht"], run_id,
          buyers_low, buyers_high, *spend_total, json.dumps(info.get("lifetime"))))
+    # waited for the thread (or read and fitted here), finished here, in all; and the reading's parts
     summary["seconds"] = {"read": round(read - started, 3), "fit": round(fitted_at - read, 3),
-                          "total": round(time.perf_counter() - started, 3)}
+                          "total": round(time.perf_counter() - started, 3), "parts": fitted.get("seconds")}
     log.info("buy probability as of %s: %s", as_of, summary)
     return summary

@@ -222,15 +222,33 @@ def test_models_fitted_beside_the_sql_give_the_rows_fitted_after_it(estate, monk
     assert started is not None  # nothing written yet in the transaction: the thread's path
     started.result()
     estate.rollback()
+    finished, real_finish = [], propensity.finish
+    monkeypatch.setattr(propensity, "finish", lambda *args: finished.append(args[-1]) or real_finish(*args))
     scoring.score(estate, "run_1", AS_OF, CFG)
+    assert len(finished) == 1  # in the thread, for the customers the scoring then kept
     beside = probabilities(estate)
-    model = estate.execute("SELECT model::text, expected_buyers_low, spend_12m_ht FROM crm.buy_probability_models"
-                           ).fetchone()
-    monkeypatch.setattr(propensity, "fit_beside", lambda *args, **kwargs: None)
+
+    def models():
+        return estate.execute("SELECT model::text, expected_buyers_low, spend_12m_ht, spend_12m_low_ht, "
+                              "spend_12m_high_ht FROM crm.buy_probability_models").fetchone()
+
+    model = models()
+    # the thread expected other customers than the scoring kept: finished again, for the kept ones
+    real_read_and_fit = propensity._read_and_fit
+
+    def guessed_wrong(*args, **kwargs):
+        sales, fitted, (predicted, info) = real_read_and_fit(*args, **kwargs)
+        return sales, fitted, (predicted.iloc[1:], info)
+
+    monkeypatch.setattr(propensity, "_read_and_fit", guessed_wrong)
+    finished.clear()
     scoring.score(estate, "run_2", AS_OF, CFG)
+    assert len(finished) == 2 and probabilities(estate) == beside and models() == model
+    monkeypatch.setattr(propensity, "_read_and_fit", real_read_and_fit)
+    monkeypatch.setattr(propensity, "fit_beside", lambda *args, **kwargs: None)
+    scoring.score(estate, "run_3", AS_OF, CFG)
     assert probabilities(estate) == beside and len(beside) > 300
-    assert estate.execute("SELECT model::text, expected_buyers_low, spend_12m_ht FROM crm.buy_probability_models"
-                          ).fetchone() == model
+    assert models() == model
 
 
 def test_sales_not_yet_committed_are_read_on_the_scoring_connection(estate):
@@ -288,3 +306,38 @@ def test_the_buyers_interval_allows_for_the_level_moving():
     # no shock, nothing added: the sampling interval alone
     chance = np.full(100, 0.5)
     assert propensity.buyers_interval(chance, [], 0.0) == pytest.approx((50 - 1.2816 * 5, 50 + 1.2816 * 5), abs=0.01)
+
+
+def test_the_sales_read_are_the_lines_the_server_would_group(conn):
+    """read_sales takes the lines ungrouped and sums them itself: the same clients in the same
+    order, the same orders and days, and amounts equal to the server's numeric sums, for codes that
+    need quoting, a document number shared by a sale and a credit note, lines of one document on
+    two days, cents that a float sum would not keep, and lines outside the date or the types."""
+    import pandas as pd
+
+    lines = [("VENTE", "F1", "Ü,1\"q", "2026-11-01", 0.10), ("VENTE", "F1", "Ü,1\"q", "2026-11-01", 0.20),
+             ("VENTE", "F1", "Ü,1\"q", "2026-11-03", 19.99), ("AVOIR", "F1", "Ü,1\"q", "2026-11-04", -0.30),
+             ("VENTE", "F2", "Zoé", "2026-10-01", 1234567.89), ("VENTE", "F3", "A", "2026-09-01", 0.07),
+             ("VENTE", "F3", "A", "2026-09-01", 0.07), ("VENTE", "F3", "A", "2026-09-01", 0.07),
+             ("VENTE", "F4", "Éric", "2026-08-01", 10.00), ("VENTE", "F5", "A", "2026-11-20", 99.0),  # after the date
+             ("BL", "F6", "B", "2026-11-01", 50.0)]  # not counted
+    with conn.cursor().copy("COPY etl.ventes_lignes (document_type, document_no, client_code, date_livraison, "
+                            "article, qty_line, mt_ht, file_id, source_row, loaded_run) FROM STDIN") as copy:
+        for n, (kind, doc, client, date, amount) in enumerate(lines, start=1):
+            copy.write_row((kind, doc, client, date, "RIES", 1, amount, 1, n, "test"))
+    sale_types, counted = ["VENTE"], ["VENTE", "AVOIR"]
+    read = propensity.read_sales(conn, AS_OF, sale_types, counted)
+    grouped = pd.DataFrame(conn.execute(
+        "SELECT client_code, document_no, document_type = ANY(%s), date_livraison - DATE '2000-01-01', sum(mt_ht)::float8 "
+        "FROM etl.ventes_lignes WHERE date_livraison <= %s AND document_type = ANY(%s) GROUP BY 1, 2, 3, 4",
+        (sale_types, AS_OF, counted)).fetchall(), columns=["client_code", "document_no", "is_sale", "day", "amount"])
+    expected = propensity.Sales(grouped)
+    assert list(read.clients) == list(expected.clients) == sorted(["Ü,1\"q", "Zoé", "A", "Éric"])
+    for name in ("order_client", "order_day", "sale_client", "sale_day"):
+        assert np.array_equal(getattr(read, name), getattr(expected, name)), name
+
+    def money(sales):
+        return sorted(zip(sales.money_client.tolist(), sales.money_day.tolist(), sales.money_amount.tolist()))
+
+    assert money(read) == money(expected)
+    assert len(money(read)) == 6  # F1 on two days and its credit note, F2, F3 once, F4
