@@ -1,6 +1,23 @@
 -- Customer scoring as of %(as_of)s, from the sales known up to that date. Parameters come from
 -- include/config/scoring.yaml (see winecrm/scoring.py). Rerunning a date replaces its rows.
 
+-- The lines' fingerprints first: the chance to buy, read and fitted in a thread beside the steps
+-- below, takes the unchanged customers' sales from the previous scoring by them (sales_cache.py).
+
+-- step: drop_360_worktables
+DROP TABLE IF EXISTS pg_temp.scoring_basis, pg_temp.scoring_fingerprints, pg_temp.scoring_reference,
+                     pg_temp.scoring_recompute;
+
+-- step: line_fingerprints
+-- One pass over the lines the 360 counts; a changed, added, removed or moved line changes the sum.
+CREATE TEMP TABLE scoring_fingerprints ON COMMIT DROP AS
+SELECT client_code,
+       sum(hash_record_extended(ROW(document_type, document_no, date_livraison, article, qty_line, mt_ht), 0))
+           AS fingerprint
+FROM etl.ventes_lignes
+WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
+GROUP BY client_code;
+
 -- step: forget_previous
 DELETE FROM crm.lead_scores WHERE as_of_date = %(as_of)s;
 -- step: forget_previous_rfm
@@ -66,10 +83,6 @@ ANALYZE crm.articles;
 -- the others are computed from their lines. Any scoring date will do as the reference, earlier
 -- or later: equal fingerprints over lines <= as_of mean the same lines.
 
--- step: drop_360_worktables
-DROP TABLE IF EXISTS pg_temp.scoring_basis, pg_temp.scoring_fingerprints, pg_temp.scoring_reference,
-                     pg_temp.scoring_recompute;
-
 -- step: basis_360
 -- What every 360 row reads besides the customer's own lines: each article's family, grape,
 -- colour, bottles and cuvée, the revenue parameters, and this file's own text (a changed query
@@ -79,16 +92,6 @@ SELECT md5(concat_ws(E'\n', %(queries_version)s::text, %(sale_types)s::text, %(c
                      (SELECT string_agg(concat_ws('|', a.article, a.bottles, a.cuvee, p.famille_crm, p.cepage, p.couleur),
                                         E'\n' ORDER BY a.article)
                       FROM crm.articles a LEFT JOIN etl.produits p ON p.article = a.article))) AS basis;
-
--- step: line_fingerprints
--- One pass over the lines the 360 counts; a changed, added, removed or moved line changes the sum.
-CREATE TEMP TABLE scoring_fingerprints ON COMMIT DROP AS
-SELECT client_code,
-       sum(hash_record_extended(ROW(document_type, document_no, date_livraison, article, qty_line, mt_ht), 0))
-           AS fingerprint
-FROM etl.ventes_lignes
-WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
-GROUP BY client_code;
 
 -- step: reference_360
 -- The latest scoring computed on the same basis (none: every customer is computed).

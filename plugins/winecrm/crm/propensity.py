@@ -134,51 +134,120 @@ def day_number(date: dt.date) -> int:
     return (date - EPOCH).days
 
 
-def read_sales(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str], counted_types: list[str]) -> Sales:
-    """Sales and credit notes dated <= as_of, one row per (client, document, day). The lines come
-    out by COPY (the fastest way out of PostgreSQL for a million lines), ungrouped: the server
-    would spend a second grouping them by two text keys, this process a tenth once Arrow has
-    coded the keys as integers (its CSV reader: 0.1 s where pandas took 0.65). Amounts are summed
-    in cents, exactly as the server's numeric sum."""
+ROW_COLUMNS = ["client_code", "document_no", "is_sale", "day", "cents"]
+
+
+def read_sales(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str], counted_types: list[str],
+               fingerprints: dict[str, str] | None = None, keep: bool = False) -> Sales:
+    """Sales and credit notes dated <= as_of, one row per (client, document, day).
+
+    ``fingerprints`` (each customer's line fingerprint as of ``as_of``, ``score_customers.sql``):
+    the rows of customers whose fingerprint is the one kept with the previous scoring's rows are
+    taken from there (``sales_cache``), only the others read; ``keep``: keep this scoring's rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from winecrm.crm import sales_cache
+
+    kept = sales_cache.load(sale_types, counted_types) if fingerprints is not None else None
+    if kept is not None:
+        names = pc.unique(kept["client_code"])
+        first_row = pc.index_in(names, kept["client_code"])
+        kept_prints = dict(zip(names.to_pylist(), pc.take(kept["fingerprint"], first_row).to_pylist()))
+        changed = [code for code, sum_ in fingerprints.items() if kept_prints.get(code) != sum_]
+        if len(changed) > len(fingerprints) // 2:
+            kept = None  # most customers changed: one pass over every line costs less
+    if kept is None:
+        rows = _grouped(_read_lines(conn, as_of, sale_types, counted_types))
+    else:
+        unchanged = pa.array([code for code, sum_ in fingerprints.items() if kept_prints.get(code) == sum_],
+                             pa.string())
+        rows = kept.filter(pc.is_in(kept["client_code"], value_set=unchanged)).select(ROW_COLUMNS)
+        if changed:
+            rows = pa.concat_tables([rows, _grouped(_read_lines(conn, as_of, sale_types, counted_types, changed))])
+    if keep and fingerprints is not None:
+        clients = pc.dictionary_encode(rows["client_code"]).combine_chunks()
+        prints = pa.array([fingerprints.get(code) for code in clients.dictionary.to_pylist()], pa.string())
+        sales_cache.save(rows.append_column("fingerprint", prints.take(clients.indices)), sale_types, counted_types)
+    return _sales(rows)
+
+
+def _read_lines(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str], counted_types: list[str],
+                clients: list[str] | None = None):
+    """The counted lines dated <= as_of (of ``clients`` only, when given), ungrouped: COPY is the
+    fastest way out of PostgreSQL for a million lines, and the server would spend a second grouping
+    them by two text keys where this process spends a tenth once Arrow's CSV reader (0.1 s where
+    pandas took 0.65) has coded the keys as integers."""
     import pyarrow as pa
     from pyarrow import csv
 
     buffer = io.BytesIO()
-    query = """COPY (
+    query = f"""COPY (
         SELECT client_code, document_no, document_type = ANY(%(sale_types)s),
                date_livraison - DATE '2000-01-01', mt_ht
         FROM etl.ventes_lignes
         WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
+              {"AND client_code = ANY(%(clients)s)" if clients is not None else ""}
     ) TO STDOUT (FORMAT csv)"""
-    with conn.cursor().copy(query, {"as_of": as_of, "sale_types": sale_types, "counted_types": counted_types}) as copy:
+    params = {"as_of": as_of, "sale_types": sale_types, "counted_types": counted_types, "clients": clients}
+    with conn.cursor().copy(query, params) as copy:
         for block in copy:
             buffer.write(block)
     coded = pa.dictionary(pa.int32(), pa.string())
-    table = csv.read_csv(
+    if not buffer.tell():  # no line (Arrow's reader refuses an empty input)
+        return pa.table({"client_code": pa.array([], coded), "document_no": pa.array([], coded),
+                         "is_sale": pa.array([], pa.bool_()), "day": pa.array([], pa.int32()),
+                         "amount": pa.array([], pa.float64())})
+    return csv.read_csv(
         pa.py_buffer(buffer.getbuffer()),
         read_options=csv.ReadOptions(column_names=["client_code", "document_no", "is_sale", "day", "amount"]),
         convert_options=csv.ConvertOptions(
             column_types={"client_code": coded, "document_no": coded, "is_sale": pa.bool_(), "day": pa.int32(),
                           "amount": pa.float64()},
-            true_values=["t"], false_values=["f"], strings_can_be_null=False)).unify_dictionaries()
-    client_column, document_column = (table.column(name).combine_chunks() for name in ("client_code", "document_no"))
-    # clients in sorted order (as pandas' categories), so that every array indexed by client
-    # reads the same whatever order the server sent the lines in
-    names = np.asarray(client_column.dictionary.to_pylist(), dtype=object)
+            true_values=["t"], false_values=["f"], strings_can_be_null=False)).unify_dictionaries().combine_chunks()
+
+
+def _grouped(lines):
+    """One row per (client, document, sale or credit, day), its amount summed in cents: exactly
+    the server's numeric sum."""
+    import pyarrow as pa
+
+    if not lines.num_rows:  # (no chunk to take the codes from)
+        return pa.table({"client_code": pa.array([], pa.string()), "document_no": pa.array([], pa.string()),
+                         "is_sale": pa.array([], pa.bool_()), "day": pa.array([], pa.int32()),
+                         "cents": pa.array([], pa.int64())})
+    client, document = lines["client_code"].chunk(0), lines["document_no"].chunk(0)
+    frame = pd.DataFrame({"client": client.indices.to_numpy(zero_copy_only=False),
+                          "doc": document.indices.to_numpy(zero_copy_only=False),
+                          "is_sale": lines["is_sale"].to_numpy(), "day": lines["day"].to_numpy(),
+                          "cents": np.rint(lines["amount"].to_numpy() * 100).astype(np.int64)})
+    grouped = frame.groupby(["client", "doc", "is_sale", "day"], sort=False)["cents"].sum()
+    keys = grouped.index
+    return pa.table({"client_code": client.dictionary.take(pa.array(keys.get_level_values("client").to_numpy())),
+                     "document_no": document.dictionary.take(pa.array(keys.get_level_values("doc").to_numpy())),
+                     "is_sale": pa.array(keys.get_level_values("is_sale").to_numpy(bool)),
+                     "day": pa.array(keys.get_level_values("day").to_numpy(np.int32)),
+                     "cents": pa.array(grouped.to_numpy(np.int64))})
+
+
+def _sales(rows) -> Sales:
+    """``Sales`` from grouped rows, in one order whichever order they came in (read or kept):
+    clients sorted by code (as pandas' categories), rows by client, day, kind and amount."""
+    import pyarrow.compute as pc
+
+    clients = pc.dictionary_encode(rows["client_code"]).combine_chunks()
+    names = np.asarray(clients.dictionary.to_pylist(), dtype=object)
     order = np.argsort(names, kind="stable")
     rank = np.empty(len(order), np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
-    lines = pd.DataFrame({
-        "client": rank[client_column.indices.to_numpy(zero_copy_only=False)],
-        "doc": document_column.indices.to_numpy(zero_copy_only=False),
-        "is_sale": table.column("is_sale").to_numpy(),
-        "day": table.column("day").to_numpy(),
-        "cents": np.rint(table.column("amount").to_numpy() * 100).astype(np.int64)})
-    grouped = lines.groupby(["client", "doc", "is_sale", "day"], sort=False)["cents"].sum()
-    keys = grouped.index
-    return Sales.from_codes(pd.Index(names[order]), keys.get_level_values("client").to_numpy(np.int32),
-                            keys.get_level_values("doc").to_numpy(), keys.get_level_values("is_sale").to_numpy(bool),
-                            keys.get_level_values("day").to_numpy(np.int32), grouped.to_numpy() / 100)
+    client = rank[clients.indices.to_numpy(zero_copy_only=False)]
+    document = pc.dictionary_encode(rows["document_no"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    is_sale, day = rows["is_sale"].to_numpy(), rows["day"].to_numpy().astype(np.int32)
+    cents = rows["cents"].to_numpy()
+    # rows alike in all four are interchangeable (only their document differs, counted apart)
+    row = np.lexsort((cents, is_sale, day, client))
+    return Sales.from_codes(pd.Index(names[order]), client[row], document[row], is_sale[row], day[row],
+                            cents[row] / 100)
 
 
 # --------------------------------------------------------------------------- features
@@ -518,12 +587,15 @@ def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict
 # --------------------------------------------------------------------------- storing
 
 def _read_and_fit(conn: psycopg.Connection, as_of: dt.date, bp: BuyProbabilityConfig,
-                  ahead: bool = False) -> tuple[Sales, dict, tuple | None]:
-    """The sales, the fitted models and, when ``ahead``, ``finish``'s result for the customers the
-    scoring will keep unless something changes meanwhile (every one but the erased)."""
+                  fingerprints: dict[str, str] | None = None, ahead: bool = False) -> tuple[Sales, dict, tuple | None]:
+    """The sales (``read_sales``: with ``fingerprints``, the unchanged customers' from the last
+    scoring's, this scoring's kept), the fitted models and, when ``ahead``, ``finish``'s result
+    for the customers the scoring will keep unless something changes meanwhile (every one but the
+    erased)."""
     started = time.perf_counter()
     revenue = settings.pipeline_config().revenue.query_parameters()
-    sales = read_sales(conn, as_of, revenue["sale_types"], revenue["counted_types"])
+    sales = read_sales(conn, as_of, revenue["sale_types"], revenue["counted_types"], fingerprints,
+                       keep=fingerprints is not None)
     read = time.perf_counter()
     fitted = fit(sales, as_of, bp)
     fitted["seconds"] = {"read": round(read - started, 3), "fit": round(time.perf_counter() - read, 3)}
@@ -536,13 +608,19 @@ def _read_and_fit(conn: psycopg.Connection, as_of: dt.date, bp: BuyProbabilityCo
     return sales, fitted, finished
 
 
-def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | dict | None = None):
+def nothing_written_yet(conn: psycopg.Connection) -> bool:
+    """True when ``conn``'s transaction has written nothing: another connection sees its sales."""
+    return conn.execute("SELECT pg_current_xact_id_if_assigned() IS NULL").fetchone()[0] is True
+
+
+def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
+               fingerprints: dict[str, str] | None = None, *, checked: bool = False):
     """Start reading the sales and fitting the models in a thread, on a connection of its own,
     while ``conn`` runs the scoring SQL (the server works on one core, numpy and scikit-learn on
     the other); ``compute(..., fitting=...)`` takes the result. None when ``conn``'s transaction
-    has written anything yet: a second connection would not see it, so ``compute`` reads on
-    ``conn`` itself."""
-    if conn.execute("SELECT pg_current_xact_id_if_assigned() IS NULL").fetchone()[0] is not True:
+    has written anything yet (``checked``: the caller saw it had not, before its own temporary
+    tables): a second connection would not see it, so ``compute`` reads on ``conn`` itself."""
+    if not checked and not nothing_written_yet(conn):
         return None
     from concurrent.futures import ThreadPoolExecutor
 
@@ -550,8 +628,13 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
     dsn, password = conn.info.dsn, conn.info.password
 
     def read_and_fit():
-        with psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
-            return _read_and_fit(own, as_of, bp, ahead=True)
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS/OpenMP thread: the server holds the other core, and OpenBLAS's second thread
+        # spinning against it doubled the fit's time (1.6 -> 3.2 s on the 1M-line estate)
+        with threadpool_limits(limits=1), \
+                psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
+            return _read_and_fit(own, as_of, bp, fingerprints, ahead=True)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-probability")
     try:
@@ -561,17 +644,18 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
 
 
 def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
-            fitting=None) -> dict:
+            fitting=None, fingerprints: dict[str, str] | None = None) -> dict:
     """Fit, predict for the customers scored at ``as_of`` (crm.rfm_scores), and write
     crm.buy_probabilities and crm.buy_probability_models (a rerun replaces the date's rows).
     Runs in the caller's transaction: the caller commits. ``fitting``: ``fit_beside``'s future."""
     started = time.perf_counter()
     bp = settings.scoring_from(cfg).buy_probability
     try:
-        sales, fitted, ahead = fitting.result() if fitting is not None else _read_and_fit(conn, as_of, bp)
+        sales, fitted, ahead = (fitting.result() if fitting is not None
+                                else _read_and_fit(conn, as_of, bp, fingerprints))
     except psycopg.OperationalError as exc:  # no second connection (the server's limit, a network cut)
         log.warning("buy probability: read on the scoring connection instead (%s)", exc.__class__.__name__)
-        sales, fitted, ahead = _read_and_fit(conn, as_of, bp)
+        sales, fitted, ahead = _read_and_fit(conn, as_of, bp, fingerprints)
     read = time.perf_counter()
     scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",
                                                (as_of,))}

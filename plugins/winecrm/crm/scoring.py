@@ -66,20 +66,25 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringCon
     params = parameters(as_of, run_id, cfg, steps)
     # the chance to buy, beside the lead score, in the same transaction (pandas and scikit-learn
     # are imported here, not when the DAG file is parsed); its sales are read and its models
-    # fitted in a thread while the server runs the SQL below
+    # fitted in a thread while the server runs the SQL below, once the lines' fingerprints tell
+    # which customers' sales the previous scoring's still are
     from winecrm.crm import propensity
 
-    fitting = propensity.fit_beside(conn, as_of, cfg)
+    beside = propensity.nothing_written_yet(conn)
     # Sorts of a million lines spill to disk at the default 4 MB; compiling these plans (JIT)
     # costs more than it saves (customer_360: 4.3 s -> 3.3 s on 1M lines).
     conn.execute("SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)")
-    done = run_steps(conn, steps, params)
+    first = [i for i, (label, _) in enumerate(steps) if label == "line_fingerprints"][0] + 1
+    done = run_steps(conn, steps[:first], params)
+    fingerprints = dict(conn.execute("SELECT client_code, fingerprint::text FROM pg_temp.scoring_fingerprints"))
+    fitting = propensity.fit_beside(conn, as_of, cfg, fingerprints, checked=True) if beside else None
+    done |= run_steps(conn, steps[first:], params)
     counts = {label: rows for label, (rows, _) in done.items()}
     # the co-purchase counts' starting point (None: every basket was counted)
     affinity_from = conn.execute("SELECT max(as_of_date) FROM pg_temp.affinity_reference").fetchone()[0]
     segments = dict(conn.execute(
         "SELECT segment, count(*) FROM crm.rfm_scores WHERE as_of_date = %s GROUP BY 1 ORDER BY 1", (as_of,)))
-    buy_probability = propensity.compute(conn, run_id, as_of, cfg, fitting=fitting)
+    buy_probability = propensity.compute(conn, run_id, as_of, cfg, fitting=fitting, fingerprints=fingerprints)
     conn.commit()
     log.info("Customer 360 as of %s: %d customers computed from their lines, %d unchanged and carried over",
              as_of, counts.get("customer_360", 0), counts.get("carry_360", 0))

@@ -64,6 +64,7 @@ from psycopg import sql
 
 from winecrm.core import db, settings
 from winecrm.core.personal import erased_marker  # noqa: F401 (the erasure's API: the marker of an address)
+from winecrm.crm import sales_cache
 from winecrm.privacy import ErasureError, catalogue, work_files
 from winecrm.privacy.catalogue import Policy
 from winecrm.privacy.files import _rebuild_data_docs, _rewrite_atomically, _under, find_files, sms_outbox_rewrites
@@ -222,6 +223,9 @@ def erase(conn: psycopg.Connection, emails: list[str] = (), client_codes: list[s
             except OSError as exc:
                 raise ErasureError(f"cannot rewrite {path} ({exc.strerror}); the warehouse was left unchanged: fix "
                                    "the permissions and run again") from exc
+        # the chance to buy's kept sales rows (client codes and amounts, as the warehouse keeps
+        # them): a cache, the next scoring reads every line
+        report.caches_removed = int(sales_cache.forget())
         if report.work_parts:  # before the commit too: a rerun finds whatever is left
             # the found values first: the parts still show whose lines they are
             work_files.blank_found(person.client_codes, person.addresses, phones)

@@ -42,6 +42,7 @@ class ErasureReport:
     sms_lines: dict[Path, int] = field(default_factory=dict)   # SMS outbox file -> lines about the person removed
     sms_files_emptied: list[Path] = field(default_factory=list)  # ...of which held only the person (removed)
     work_parts: dict[str, int] = field(default_factory=dict)  # run work file -> rows whose personal values go
+    caches_removed: int = 0                                     # chance to buy's kept sales rows removed
     register_rows: int = 0                                      # rows added to crm.erasures
     consent_rows: int = 0                                       # final opt-outs appended to crm.consent_log
     data_docs_rebuilt: bool | None = None                       # None: no Data Docs page removed

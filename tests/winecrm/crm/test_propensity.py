@@ -341,3 +341,52 @@ def test_the_sales_read_are_the_lines_the_server_would_group(conn):
 
     assert money(read) == money(expected)
     assert len(money(read)) == 6  # F1 on two days and its credit note, F2, F3 once, F4
+    nothing = propensity.read_sales(conn, dt.date(2026, 1, 1), sale_types, counted)
+    assert nothing.n_clients == 0 and nothing.order_day.size == nothing.money_amount.size == 0
+
+
+def test_a_scoring_reads_only_the_customers_whose_lines_changed_since_the_kept_sales(estate, monkeypatch):
+    """The chance to buy keeps its sales rows with each customer's line fingerprint; the next
+    scoring reads only the customers whose fingerprint changed (a new order, a corrected amount, a
+    document moved to another customer) and drops those with no line left. The rows, hence every
+    probability and spend, are those of reading every line; other document types, an unreadable
+    file or an erasure make it read everything."""
+    from winecrm.crm import sales_cache
+
+    sales_cache.forget()
+    scoring.score(estate, "run_1", AS_OF, CFG)
+    assert sales_cache.path().exists()
+
+    insert_orders(estate, [("C001", AS_OF - dt.timedelta(days=2), 75.0)])
+    estate.execute("UPDATE etl.ventes_lignes SET mt_ht = mt_ht + 0.01 WHERE source_row = "
+                   "(SELECT min(source_row) FROM etl.ventes_lignes WHERE client_code = 'C002')")
+    estate.execute("UPDATE etl.ventes_lignes SET client_code = 'C004' WHERE source_row = "
+                   "(SELECT max(source_row) FROM etl.ventes_lignes WHERE client_code = 'C003')")
+    estate.execute("DELETE FROM etl.ventes_lignes WHERE client_code = 'C005'")
+    estate.commit()
+    read, real_read_lines = [], propensity._read_lines
+    monkeypatch.setattr(propensity, "_read_lines",
+                        lambda *args: read.append(args[4] if len(args) > 4 else None) or real_read_lines(*args))
+    scoring.score(estate, "run_2", AS_OF, CFG)
+    assert [sorted(clients) for clients in read] == [["C001", "C002", "C003", "C004"]]
+    from_kept = (probabilities(estate), estate.execute(
+        "SELECT client_code, p_alive, spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht FROM crm.buy_probabilities "
+        "ORDER BY 1").fetchall())
+    assert "C005" not in from_kept[0]
+
+    assert sales_cache.forget()
+    read.clear()
+    scoring.score(estate, "run_3", AS_OF, CFG)
+    assert read == [None]  # every line
+    assert (probabilities(estate), estate.execute(
+        "SELECT client_code, p_alive, spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht FROM crm.buy_probabilities "
+        "ORDER BY 1").fetchall()) == from_kept
+
+    # kept for other document types, or unreadable: every line again
+    types = settings.pipeline_config().revenue.query_parameters()
+    assert sales_cache.load(types["sale_types"], types["counted_types"]) is not None
+    assert sales_cache.load(types["sale_types"][:1], types["counted_types"]) is None
+    sales_cache.path().write_bytes(b"not an arrow file")
+    read.clear()
+    scoring.score(estate, "run_4", AS_OF, CFG)
+    assert read == [None] and probabilities(estate) == from_kept[0]

@@ -227,6 +227,7 @@ def test_the_weekly_co_purchase_counts_follow_the_changed_customers_and_match_a_
     the ones computed today; they must equal a full count, whichever way the lines changed, after an
     erasure (the erased customer's rows are gone from every date, their lines still count) and on
     the week after it."""
+    from winecrm.crm import sales_cache
     from winecrm.privacy import erase
 
     conn, week1, week2, week3 = estate, dt.date(2026, 11, 8), AS_OF, AS_OF + dt.timedelta(days=7)
@@ -250,7 +251,9 @@ def test_the_weekly_co_purchase_counts_follow_the_changed_customers_and_match_a_
     # their purchases still count, anonymously
     assert scoring.score(conn, "week_1_again", week1, ALL_PAIRS)["affinity_from"] == week2.isoformat()
     monkeypatch.setattr(erase, "_rebuild_data_docs", lambda: True)
-    erase.erase(conn, client_codes=["E"], with_files=False)
+    assert sales_cache.path().exists()  # the chance to buy's sales, E's included
+    assert erase.erase(conn, client_codes=["E"], with_files=False).caches_removed == 1
+    assert not sales_cache.path().exists()
     rerun = scoring.score(conn, "week_2_after_erasure", week2, ALL_PAIRS)
     assert rerun["customers_recomputed"] < rerun["customers"]  # the 360 still carries from week 1
     assert rerun["affinity_from"] is None  # week 1's counts include E, whose row there is gone
