@@ -177,7 +177,9 @@ def _read_lines(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str],
     """The counted lines dated <= as_of (of ``clients`` only, when given), ungrouped: COPY is the
     fastest way out of PostgreSQL for a million lines, and the server would spend a second grouping
     them by two text keys where this process spends a tenth once Arrow's CSV reader (0.1 s where
-    pandas took 0.65) has coded the keys as integers."""
+    pandas took 0.65) has coded the keys as integers. ``clients`` joined as a set (a hash join):
+    ``= ANY(array)`` is a linear search per line where the server does not hash the array
+    (embedded PostgreSQL 16.2: 22 s for 2,600 customers on a million lines, against 0.2)."""
     import pyarrow as pa
     from pyarrow import csv
 
@@ -187,7 +189,7 @@ def _read_lines(conn: psycopg.Connection, as_of: dt.date, sale_types: list[str],
                date_livraison - DATE '2000-01-01', mt_ht
         FROM etl.ventes_lignes
         WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)
-              {"AND client_code = ANY(%(clients)s)" if clients is not None else ""}
+              {"AND client_code IN (SELECT unnest(%(clients)s::text[]))" if clients is not None else ""}
     ) TO STDOUT (FORMAT csv)"""
     params = {"as_of": as_of, "sale_types": sale_types, "counted_types": counted_types, "clients": clients}
     with conn.cursor().copy(query, params) as copy:
