@@ -54,6 +54,7 @@ Everything is vectorised with numpy / pandas over one read of the orders (a few 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -556,14 +557,19 @@ def fit(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig) -> dict:
             "bgnbd": bgnbd, "gamma_gamma": gamma_gamma, "probability": probability}
 
 
+def _among(codes, wanted: set) -> np.ndarray:
+    """Which of ``codes`` are in ``wanted``, by a set lookup each: np.isin on object arrays sorts
+    the strings (22 s for 50,000 customers) and pandas' isin on its string type took 0.18 s."""
+    return np.fromiter((code in wanted for code in codes), bool, len(codes))
+
+
 def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict,
            customers: set[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """``predict``'s result from ``fit``'s, for ``customers`` only when given."""
     today, info, index, histories = fitted["today"], dict(fitted["info"]), fitted["index"], fitted["histories"]
     refits, bgnbd, gamma_gamma, probability = fitted["refits"], fitted["bgnbd"], fitted["gamma_gamma"], fitted["probability"]
     codes = sales.clients[index].to_numpy()
-    # a hash lookup: np.isin on object arrays sorts strings (22 s for 50,000 customers)
-    keep = pd.Index(codes).isin(customers) if customers is not None else np.ones(len(index), bool)
+    keep = _among(codes, customers) if customers is not None else np.ones(len(index), bool)
     probability, codes, index = probability[keep], codes[keep], index[keep]
     histories = lifetime.subset(histories, np.flatnonzero(keep))
     low, high = buyers_interval(probability, [r[keep] for r in refits], cfg.level_sd)
@@ -615,16 +621,30 @@ def nothing_written_yet(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT pg_current_xact_id_if_assigned() IS NULL").fetchone()[0] is True
 
 
+def _import_models() -> None:
+    """What fitting imports (scikit-learn, SciPy: 0.7 s in a fresh task process), imported by
+    the thread while the scoring computes the fingerprints it waits for."""
+    import scipy.optimize  # noqa: F401
+    import scipy.special  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+
+
 def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
-               fingerprints: dict[str, str] | None = None, *, checked: bool = False):
+               fingerprints: "dict[str, str] | Future | None" = None, *, checked: bool = False,
+               run_id: str | None = None):
     """Start reading the sales and fitting the models in a thread, on a connection of its own,
     while ``conn`` runs the scoring SQL (the server works on one core, numpy and scikit-learn on
-    the other); ``compute(..., fitting=...)`` takes the result. None when ``conn``'s transaction
-    has written anything yet (``checked``: the caller saw it had not, before its own temporary
-    tables): a second connection would not see it, so ``compute`` reads on ``conn`` itself."""
+    the other); ``compute(..., fitting=...)`` takes the result. ``fingerprints``: ``read_sales``'s,
+    or a future the caller completes once it has them (the thread imports its models meanwhile);
+    ``run_id``: the thread also prepares the rows to write.
+    None when ``conn``'s transaction has written anything yet (``checked``: the caller saw it had
+    not): a second connection would not see it, so ``compute`` reads on ``conn`` itself."""
     if not checked and not nothing_written_yet(conn):
         return None
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     bp = settings.scoring_from(cfg).buy_probability
     dsn, password = conn.info.dsn, conn.info.password
@@ -634,15 +654,40 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
 
         # one BLAS/OpenMP thread: the server holds the other core, and OpenBLAS's second thread
         # spinning against it doubled the fit's time (1.6 -> 3.2 s on the 1M-line estate)
+        _import_models()
+        known = fingerprints.result() if isinstance(fingerprints, Future) else fingerprints
         with threadpool_limits(limits=1), \
                 psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
-            return _read_and_fit(own, as_of, bp, fingerprints, ahead=True)
+            sales, fitted, (predicted, info) = _read_and_fit(own, as_of, bp, known, ahead=True)
+        if run_id is None:
+            return sales, fitted, (predicted, info)
+        return sales, fitted, (predicted, info, _rows(predicted, info, as_of, bp.horizon_days, run_id))
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-probability")
     try:
         return pool.submit(read_and_fit)
     finally:
         pool.shutdown(wait=False)  # the thread ends with its one job
+
+
+NULL = "\\N"  # COPY's NULL in _rows' CSV (an empty field stays an empty string)
+
+
+def _rows(predicted: pd.DataFrame, info: dict, as_of: dt.date, horizon_days: int,
+          run_id: str) -> tuple[pd.Series, pd.Series, bytes]:
+    """The rounded probabilities and expected revenues, and the crm.buy_probabilities rows as
+    COPY's CSV (prepared by the thread when it finishes ahead: the scoring then only sends them)."""
+    probability = predicted["probability"].round(5)
+    expected = (probability * predicted["spend"]).round(2)
+    spend = [predicted[c] if c in predicted else [None] * len(predicted)
+             for c in ("p_alive", "spend_12m", "spend_12m_low", "spend_12m_high")]
+    out = io.StringIO()
+    write = csv.writer(out, lineterminator="\n").writerow
+    for code, p, e, alive, mean, low, high in zip(predicted["client_code"], probability, expected, *spend):
+        write((as_of, code, horizon_days, repr(float(p)), repr(float(e)), info["method"], run_id,
+               NULL if alive is None else round(float(alive), 5),
+               *(NULL if v is None else round(float(v), 2) for v in (mean, low, high))))
+    return probability, expected, out.getvalue().encode()
 
 
 def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
@@ -665,28 +710,22 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     # included); taken when they are exactly the ones scored, else finished again for those
     customers = sales.clients[fitted["index"]]
     if ahead is not None and np.array_equal(ahead[0]["client_code"].to_numpy(),
-                                            customers[customers.isin(scored)].to_numpy()):
-        predicted, info = ahead
+                                            customers[_among(customers, scored)].to_numpy()):
+        predicted, info = ahead[:2]
     else:
         predicted, info = finish(sales, as_of, bp, fitted, scored)
-    probability = predicted["probability"].round(5)
-    expected = (probability * predicted["spend"]).round(2)
+    if ahead is not None and predicted is ahead[0] and len(ahead) > 2:
+        probability, expected, rows = ahead[2]
+    else:
+        probability, expected, rows = _rows(predicted, info, as_of, bp.horizon_days, run_id)
     fitted_at = time.perf_counter()
 
     conn.execute("DELETE FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))
     conn.execute("DELETE FROM crm.buy_probability_models WHERE as_of_date = %s", (as_of,))
-    spend_columns = ["p_alive", "spend_12m", "spend_12m_low", "spend_12m_high"]
-    for column in spend_columns:
-        if column not in predicted:
-            predicted[column] = None
     with conn.cursor().copy("COPY crm.buy_probabilities (as_of_date, client_code, horizon_days, probability, "
                             "expected_revenue_ht, method, computed_run, p_alive, spend_12m_ht, spend_12m_low_ht, "
-                            "spend_12m_high_ht) FROM STDIN") as copy:
-        for code, p, e, alive, mean, low, high in zip(predicted["client_code"], probability, expected,
-                                                      *(predicted[c] for c in spend_columns)):
-            copy.write_row((as_of, code, bp.horizon_days, p, e, info["method"], run_id,
-                            None if alive is None else round(float(alive), 5),
-                            *(None if v is None else round(float(v), 2) for v in (mean, low, high))))
+                            "spend_12m_high_ht) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+        copy.write(rows)
     buyers_low, buyers_high = info["expected_buyers_interval"]
     spend_total = info.get("spend_12m_total", (None, None, None))
     summary = {"method": info["method"], "horizon_days": bp.horizon_days,

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from concurrent.futures import Future
 
 import psycopg
 
@@ -70,14 +71,20 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringCon
     # which customers' sales the previous scoring's still are
     from winecrm.crm import propensity
 
-    beside = propensity.nothing_written_yet(conn)
-    # Sorts of a million lines spill to disk at the default 4 MB; compiling these plans (JIT)
-    # costs more than it saves (customer_360: 4.3 s -> 3.3 s on 1M lines).
-    conn.execute("SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)")
-    first = [i for i, (label, _) in enumerate(steps) if label == "line_fingerprints"][0] + 1
-    done = run_steps(conn, steps[:first], params)
-    fingerprints = dict(conn.execute("SELECT client_code, fingerprint::text FROM pg_temp.scoring_fingerprints"))
-    fitting = propensity.fit_beside(conn, as_of, cfg, fingerprints, checked=True) if beside else None
+    fingerprints_known: Future = Future()
+    fitting = (propensity.fit_beside(conn, as_of, cfg, fingerprints_known, checked=True, run_id=run_id)
+               if propensity.nothing_written_yet(conn) else None)
+    try:
+        # Sorts of a million lines spill to disk at the default 4 MB; compiling these plans (JIT)
+        # costs more than it saves (customer_360: 4.3 s -> 3.3 s on 1M lines).
+        conn.execute("SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)")
+        first = [i for i, (label, _) in enumerate(steps) if label == "line_fingerprints"][0] + 1
+        done = run_steps(conn, steps[:first], params)
+        fingerprints = dict(conn.execute("SELECT client_code, fingerprint::text FROM pg_temp.scoring_fingerprints"))
+    except BaseException as exc:
+        fingerprints_known.set_exception(exc)  # the thread stops waiting
+        raise
+    fingerprints_known.set_result(fingerprints)
     done |= run_steps(conn, steps[first:], params)
     counts = {label: rows for label, (rows, _) in done.items()}
     # the co-purchase counts' starting point (None: every basket was counted)
