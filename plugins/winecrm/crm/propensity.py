@@ -92,16 +92,28 @@ class Sales:
 
     @classmethod
     def from_codes(cls, clients: pd.Index, client: np.ndarray, document: np.ndarray, is_sale: np.ndarray,
-                   day: np.ndarray, amount: np.ndarray) -> "Sales":
+                   day: np.ndarray, amount: np.ndarray, *, by_client_and_day: bool = False) -> "Sales":
         """The same from integer codes: ``client`` indexes ``clients`` (sorted), ``document``
-        numbers each document."""
+        numbers each document; ``by_client_and_day``: the rows come sorted so."""
         sales = cls.__new__(cls)
-        sales._arrange(clients, client, document, is_sale, day, amount)
+        sales._arrange(clients, client, document, is_sale, day, amount, by_client_and_day)
         return sales
 
     def _arrange(self, clients: pd.Index, client: np.ndarray, document: np.ndarray, sale: np.ndarray,
-                 day: np.ndarray, amount: np.ndarray) -> None:
+                 day: np.ndarray, amount: np.ndarray, by_client_and_day: bool = False) -> None:
         self.clients = clients
+        self.money_client, self.money_day = client, day
+        self.money_amount = amount
+        if by_client_and_day:  # the same arrays as below, without sorting again
+            client, document, day = client[sale], document[sale], day[sale]
+            # a document's first row is its first day
+            first = ~pd.Series(client.astype(np.int64) * (int(document.max()) + 1 if document.size else 1)
+                               + document).duplicated().to_numpy()
+            self.order_client, self.order_day = client[first].astype(np.int32), day[first].astype(np.int32)
+            new_day = np.ones(client.size, bool)
+            new_day[1:] = (client[1:] != client[:-1]) | (day[1:] != day[:-1])
+            self.sale_client, self.sale_day = client[new_day].astype(np.int32), day[new_day].astype(np.int32)
+            return
         # an order is a sales document (client, number) dated by its first day, as in
         # score_customers.sql; credit notes only lower the net revenue
         orders = pd.DataFrame({"client": client[sale], "doc": document[sale],
@@ -114,8 +126,6 @@ class Sales:
         days = pd.DataFrame({"client": client[sale], "day": day[sale]}).drop_duplicates()
         self.sale_client, self.sale_day = _by_client_and_day(
             days["client"].to_numpy(np.int32), days["day"].to_numpy(np.int32))
-        self.money_client, self.money_day = client, day
-        self.money_amount = amount
 
     @property
     def n_clients(self) -> int:
@@ -250,7 +260,7 @@ def _sales(rows) -> Sales:
     # rows alike in all four are interchangeable (only their document differs, counted apart)
     row = np.lexsort((cents, is_sale, day, client))
     return Sales.from_codes(pd.Index(names[order]), client[row], document[row], is_sale[row], day[row],
-                            cents[row] / 100)
+                            cents[row] / 100, by_client_and_day=True)
 
 
 # --------------------------------------------------------------------------- features
