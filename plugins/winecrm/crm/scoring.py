@@ -97,8 +97,8 @@ def score(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringCon
              as_of, counts.get("customer_360", 0), counts.get("carry_360", 0))
     return {"as_of": as_of.isoformat(), "customers": counts.get("customer_360", 0) + counts.get("carry_360", 0),
             "customers_recomputed": counts.get("customer_360", 0), "segments": segments,
-            "affinity_pairs": counts.get("product_affinity", 0), "affinity_from": affinity_from and affinity_from.isoformat(),
-            "buy_probability": buy_probability,
+            "affinity_pairs": counts.get("product_affinity", 0),
+            "affinity_from": affinity_from and affinity_from.isoformat(), "buy_probability": buy_probability,
             # where the time went (steps of a tenth of a second or more): the run's details keep it
             "sql_seconds": {label: round(seconds, 2) for label, (_, seconds) in done.items() if seconds >= 0.1},
             "seconds": round(time.perf_counter() - started, 3)}
