@@ -92,40 +92,33 @@ class Sales:
 
     @classmethod
     def from_codes(cls, clients: pd.Index, client: np.ndarray, document: np.ndarray, is_sale: np.ndarray,
-                   day: np.ndarray, amount: np.ndarray, *, by_client_and_day: bool = False) -> "Sales":
+                   day: np.ndarray, amount: np.ndarray) -> "Sales":
         """The same from integer codes: ``client`` indexes ``clients`` (sorted), ``document``
-        numbers each document; ``by_client_and_day``: the rows come sorted so."""
+        numbers each document."""
         sales = cls.__new__(cls)
-        sales._arrange(clients, client, document, is_sale, day, amount, by_client_and_day)
+        sales._arrange(clients, client, document, is_sale, day, amount)
         return sales
 
     def _arrange(self, clients: pd.Index, client: np.ndarray, document: np.ndarray, sale: np.ndarray,
-                 day: np.ndarray, amount: np.ndarray, by_client_and_day: bool = False) -> None:
+                 day: np.ndarray, amount: np.ndarray) -> None:
         self.clients = clients
-        self.money_client, self.money_day = client, day
-        self.money_amount = amount
-        if by_client_and_day:  # the same arrays as below, without sorting again
-            client, document, day = client[sale], document[sale], day[sale]
-            # a document's first row is its first day
-            first = ~pd.Series(client.astype(np.int64) * (int(document.max()) + 1 if document.size else 1)
-                               + document).duplicated().to_numpy()
-            self.order_client, self.order_day = client[first].astype(np.int32), day[first].astype(np.int32)
-            new_day = np.ones(client.size, bool)
-            new_day[1:] = (client[1:] != client[:-1]) | (day[1:] != day[:-1])
-            self.sale_client, self.sale_day = client[new_day].astype(np.int32), day[new_day].astype(np.int32)
-            return
+        # one order whichever order the rows came in (read or kept): by client, day, kind and
+        # amount; rows alike in all four are interchangeable (only their document differs)
+        row = np.lexsort((amount, sale, day, client))
+        client, document, sale, day = client[row], document[row], sale[row], day[row]
+        self.money_client, self.money_day, self.money_amount = client, day, amount[row]
         # an order is a sales document (client, number) dated by its first day, as in
-        # score_customers.sql; credit notes only lower the net revenue
-        orders = pd.DataFrame({"client": client[sale], "doc": document[sale],
-                               "day": day[sale]}).groupby(["client", "doc"], sort=False)["day"].min()
+        # score_customers.sql (its first row here); credit notes only lower the net revenue
+        client, document, day = client[sale], document[sale], day[sale]
+        first = ~pd.Series(client.astype(np.int64) * (int(document.max()) + 1 if document.size else 1)
+                           + document).duplicated().to_numpy()
         # both kinds of pairs sorted by (client, day): each client's first and last day are then the
         # ends of its run (lifetime.first_and_last), at every cutoff
-        self.order_client, self.order_day = _by_client_and_day(
-            orders.index.get_level_values("client").to_numpy(np.int32), orders.to_numpy(np.int32))
+        self.order_client, self.order_day = client[first].astype(np.int32), day[first].astype(np.int32)
         # distinct (client, day) with a sale: gaps between order days, and who bought when
-        days = pd.DataFrame({"client": client[sale], "day": day[sale]}).drop_duplicates()
-        self.sale_client, self.sale_day = _by_client_and_day(
-            days["client"].to_numpy(np.int32), days["day"].to_numpy(np.int32))
+        new_day = np.ones(client.size, bool)
+        new_day[1:] = (client[1:] != client[:-1]) | (day[1:] != day[:-1])
+        self.sale_client, self.sale_day = client[new_day].astype(np.int32), day[new_day].astype(np.int32)
 
     @property
     def n_clients(self) -> int:
@@ -134,11 +127,6 @@ class Sales:
     @property
     def first_day(self) -> int | None:
         return int(self.order_day.min()) if self.order_day.size else None
-
-
-def _by_client_and_day(client: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((day, client))
-    return client[order], day[order]
 
 
 def day_number(date: dt.date) -> int:
@@ -244,8 +232,7 @@ def _grouped(lines):
 
 
 def _sales(rows) -> Sales:
-    """``Sales`` from grouped rows, in one order whichever order they came in (read or kept):
-    clients sorted by code (as pandas' categories), rows by client, day, kind and amount."""
+    """``Sales`` from grouped rows (read or kept), clients sorted by code as pandas' categories."""
     import pyarrow.compute as pc
 
     clients = pc.dictionary_encode(rows["client_code"]).combine_chunks()
@@ -255,12 +242,8 @@ def _sales(rows) -> Sales:
     rank[order] = np.arange(len(order), dtype=np.int32)
     client = rank[clients.indices.to_numpy(zero_copy_only=False)]
     document = pc.dictionary_encode(rows["document_no"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
-    is_sale, day = rows["is_sale"].to_numpy(), rows["day"].to_numpy().astype(np.int32)
-    cents = rows["cents"].to_numpy()
-    # rows alike in all four are interchangeable (only their document differs, counted apart)
-    row = np.lexsort((cents, is_sale, day, client))
-    return Sales.from_codes(pd.Index(names[order]), client[row], document[row], is_sale[row], day[row],
-                            cents[row] / 100, by_client_and_day=True)
+    return Sales.from_codes(pd.Index(names[order]), client, document, rows["is_sale"].to_numpy(),
+                            rows["day"].to_numpy().astype(np.int32), rows["cents"].to_numpy() / 100)
 
 
 # --------------------------------------------------------------------------- features
@@ -669,9 +652,8 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
         with threadpool_limits(limits=1), \
                 psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
             sales, fitted, (predicted, info) = _read_and_fit(own, as_of, bp, known, ahead=True)
-        if run_id is None:
-            return sales, fitted, (predicted, info)
-        return sales, fitted, (predicted, info, _rows(predicted, info, as_of, bp.horizon_days, run_id))
+        prepared = _rows(predicted, info, as_of, bp.horizon_days, run_id) if run_id is not None else None
+        return sales, fitted, (predicted, info, prepared)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-probability")
     try:
@@ -721,13 +703,10 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     customers = sales.clients[fitted["index"]]
     if ahead is not None and np.array_equal(ahead[0]["client_code"].to_numpy(),
                                             customers[_among(customers, scored)].to_numpy()):
-        predicted, info = ahead[:2]
+        predicted, info, prepared = ahead
     else:
-        predicted, info = finish(sales, as_of, bp, fitted, scored)
-    if ahead is not None and predicted is ahead[0] and len(ahead) > 2:
-        probability, expected, rows = ahead[2]
-    else:
-        probability, expected, rows = _rows(predicted, info, as_of, bp.horizon_days, run_id)
+        (predicted, info), prepared = finish(sales, as_of, bp, fitted, scored), None
+    probability, expected, rows = prepared or _rows(predicted, info, as_of, bp.horizon_days, run_id)
     fitted_at = time.perf_counter()
 
     conn.execute("DELETE FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))
