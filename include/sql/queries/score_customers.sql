@@ -346,8 +346,7 @@ SET affinity_customers = (SELECT count(*) FROM crm.customer_360 WHERE as_of_date
 WHERE as_of_date = %(as_of)s;
 
 -- step: affinity_erased
--- Erased customers have no 360 row; their lines still count, named nowhere. (No erasure: the
--- empty side of the join ends the step before any line is read.)
+-- Erased customers have no 360 row; their lines still count, named nowhere.
 CREATE TEMP TABLE affinity_erased ON COMMIT DROP AS
 SELECT array_agg(DISTINCT coalesce(a.cuvee, v.article)) AS cuvees,
        coalesce(array_agg(DISTINCT p.cepage) FILTER (WHERE p.cepage IS NOT NULL), '{}') AS grapes

@@ -345,6 +345,11 @@ def test_the_sales_read_are_the_lines_the_server_would_group(conn):
     assert nothing.n_clients == 0 and nothing.order_day.size == nothing.money_amount.size == 0
 
 
+def _spends(conn) -> list[tuple]:
+    return conn.execute("SELECT client_code, p_alive, spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht "
+                        "FROM crm.buy_probabilities ORDER BY 1").fetchall()
+
+
 def test_a_scoring_reads_only_the_customers_whose_lines_changed_since_the_kept_sales(estate, monkeypatch):
     """The chance to buy keeps its sales rows with each customer's line fingerprint; the next
     scoring reads only the customers whose fingerprint changed (a new order, a corrected amount, a
@@ -369,18 +374,14 @@ def test_a_scoring_reads_only_the_customers_whose_lines_changed_since_the_kept_s
                         lambda *args: read.append(args[4] if len(args) > 4 else None) or real_read_lines(*args))
     scoring.score(estate, "run_2", AS_OF, CFG)
     assert [sorted(clients) for clients in read] == [["C001", "C002", "C003", "C004"]]
-    from_kept = (probabilities(estate), estate.execute(
-        "SELECT client_code, p_alive, spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht FROM crm.buy_probabilities "
-        "ORDER BY 1").fetchall())
+    from_kept = (probabilities(estate), _spends(estate))
     assert "C005" not in from_kept[0]
 
     assert sales_cache.forget()
     read.clear()
     scoring.score(estate, "run_3", AS_OF, CFG)
     assert read == [None]  # every line
-    assert (probabilities(estate), estate.execute(
-        "SELECT client_code, p_alive, spend_12m_ht, spend_12m_low_ht, spend_12m_high_ht FROM crm.buy_probabilities "
-        "ORDER BY 1").fetchall()) == from_kept
+    assert (probabilities(estate), _spends(estate)) == from_kept
 
     # kept for other document types, or unreadable: every line again
     types = settings.pipeline_config().revenue.query_parameters()
