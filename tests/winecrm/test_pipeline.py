@@ -259,3 +259,43 @@ def test_a_late_file_of_the_week_is_waited_for_never_left_out(conn, crm_dirs, mo
     pipeline.run_load(conn, "run_1")
     docs = {d for (d,) in conn.execute("SELECT document_no FROM etl.ventes_lignes")}
     assert docs == {"OLD", "LATE"} and future.exists()
+
+
+def test_the_data_docs_process_forked_at_the_start_counts_its_early_import(first_run):
+    """run_all forks the Data Docs' process when the run starts (GX imported while the ingest
+    reads); the stage's recorded time includes that import: what a task of its own would spend."""
+    _, summary = first_run
+    details = summary["details"]["data_docs"]
+    assert details["chunks"] > 0 and "index.html" in details["data_docs"]
+    assert summary["stage_seconds"]["data_docs"] >= details["gx_imported_ahead_s"] > 0
+
+
+def test_a_run_that_stops_before_the_data_docs_ends_their_waiting_process(conn, sample, monkeypatch):
+    import multiprocessing
+
+    from winecrm.pipeline import stages
+
+    def run_ingest(conn, run_id):
+        raise RuntimeError("the ingest broke")
+
+    monkeypatch.setattr(stages, "STAGES", (run_ingest, *stages.STAGES[1:]))
+    with pytest.raises(RuntimeError, match="the ingest broke"):
+        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
+    assert not [p for p in multiprocessing.active_children() if p.name == "winecrm-run_data_docs"]
+    status, error = conn.execute("SELECT status, error FROM etl.runs WHERE run_id = 'run_1'").fetchone()
+    assert status == "failed" and "the ingest broke" in error
+
+
+def test_gx_imported_for_the_data_docs_loads_scipy_statistics_on_first_use():
+    """The Data Docs' process imports GX without SciPy's statistics (none of our suites uses
+    them); a page that needed them would load them on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from winecrm.etl.gx_context import import_gx_for_data_docs; import_gx_for_data_docs(); "
+            "assert 'great_expectations' in sys.modules; "
+            "assert type(sys.modules['scipy.stats']).__name__ == '_LazyModule', type(sys.modules['scipy.stats']); "
+            "from scipy import stats; print(round(stats.entropy([0.5, 0.5]), 6))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "0.693147"
