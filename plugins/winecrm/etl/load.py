@@ -478,8 +478,10 @@ def load_sales_lines(conn: psycopg.Connection, run_id: str, files: list[tuple[in
             _run_step(conn, steps, "restore_kept", step_counts, timings)
         written = copy_frames(conn, "etl.ventes_lignes", line_frames())
         if rebuild_key:
+            key_started = time.perf_counter()
             conn.execute("ALTER TABLE etl.ventes_lignes ADD CONSTRAINT ventes_lignes_pkey "
                          "PRIMARY KEY (document_type, document_no, source_row)")
+            timings["primary_key"] = time.perf_counter() - key_started
         step_counts["primary_key_rebuilt"] = int(rebuild_key)
         step_counts["lines_written"] = written
         timings["copy_lines"] = time.perf_counter() - copy_started

@@ -317,6 +317,31 @@ def _arrow_blocks(path: Path, fmt: FileFormat) -> Iterator[pd.DataFrame]:
                 return
 
 
+def _solid_lines(raw, starts, content_ends, delimiter: bytes):
+    """Per line: does it hold a byte other than blanks and the delimiter, and an ASCII one?
+    The lines are scanned side by side, one byte position at a time, and a line leaves the scan
+    at its first ASCII solid byte — for nearly every line its first byte (classifying every byte
+    of the block cost 0.4 s per million lines)."""
+    import numpy as np
+
+    space = np.zeros(256, dtype=bool)
+    space[np.frombuffer(_ASCII_SPACE + delimiter, dtype=np.uint8)] = True
+    has_solid = np.zeros(len(starts), dtype=bool)
+    has_ascii_solid = np.zeros(len(starts), dtype=bool)
+    pending = np.flatnonzero(content_ends > starts)
+    at = starts[pending]
+    while len(pending):
+        byte = raw[at]
+        solid = ~space[byte]
+        ascii_solid = solid & (byte < 0x80)
+        has_solid[pending[solid]] = True
+        has_ascii_solid[pending[ascii_solid]] = True
+        at = at + 1
+        going_on = ~ascii_solid & (at < content_ends[pending])
+        pending, at = pending[going_on], at[going_on]
+    return has_solid, has_ascii_solid
+
+
 def _parse_lines(utf8: bytes, fmt: FileFormat, line_no: int) -> tuple[pd.DataFrame, int]:
     """One block of whole lines (UTF-8) -> the frame the csv path builds for them, and how many
     lines the block held."""
@@ -335,15 +360,7 @@ def _parse_lines(utf8: bytes, fmt: FileFormat, line_no: int) -> tuple[pd.DataFra
     n = len(ends)
     delimiters = np.flatnonzero(raw == delimiter[0])
     fields = np.searchsorted(delimiters, content_ends) - np.searchsorted(delimiters, starts) + 1
-    # does the line hold a character other than blanks and the delimiter? (reduceat: per line)
-    space = np.zeros(256, dtype=bool)
-    space[np.frombuffer(_ASCII_SPACE + delimiter, dtype=np.uint8)] = True
-    solid = ~space[raw]
-    ascii_solid = solid & (raw < 0x80)
-    empty = content_ends == starts
-    safe_starts = np.minimum(starts, max(len(raw) - 1, 0))
-    has_solid = np.maximum.reduceat(solid, safe_starts) & ~empty if len(raw) else np.zeros(n, bool)
-    has_ascii_solid = np.maximum.reduceat(ascii_solid, safe_starts) & ~empty if len(raw) else np.zeros(n, bool)
+    has_solid, has_ascii_solid = _solid_lines(raw, starts, content_ends, delimiter)
     blank = ~has_solid
     # a line whose only solid bytes are non-ASCII may still be blank to str.strip() (U+00A0, ...)
     for i in np.flatnonzero(has_solid & ~has_ascii_solid):
@@ -380,8 +397,9 @@ def _parse_lines(utf8: bytes, fmt: FileFormat, line_no: int) -> tuple[pd.DataFra
         columns[name] = good_values
     frame = pd.DataFrame({name: pd.array(values, dtype="string") for name, values in columns.items()})
     frame[ROW_COLUMN] = pd.array(line_no + 1 + good_lines, dtype="int64")
-    frame[MALFORMED_COLUMN] = pd.array([None] * len(good_lines), dtype="string")
-    frame[RAW_LINE_COLUMN] = pd.array([None] * len(good_lines), dtype="string")
+    no_text = pa.nulls(len(good_lines), pa.string())  # (a list of None: 0.04 s per 200,000 lines)
+    frame[MALFORMED_COLUMN] = pd.array(no_text, dtype="string")
+    frame[RAW_LINE_COLUMN] = pd.array(no_text, dtype="string")
     if len(odd):
         records = [utf8[starts[i]:content_ends[i]].decode("utf-8").split(fmt.delimiter) for i in odd]
         blank_record = [""] * width
