@@ -100,20 +100,42 @@ def import_gx_for_data_docs() -> None:
     import great_expectations  # noqa: F401
 
 
-IMPORTED_EARLY_SECONDS = 0.0  # GX's import done by ``import_ahead`` in this process, before the stage
+class _ImportAhead:
+    """GX's import done ahead of the ``data_docs`` stage in its process (``import_ahead``)."""
+
+    def __init__(self):
+        import threading
+
+        self.started = False
+        self.done = threading.Event()
+        self.seconds = 0.0
+
+
+_AHEAD = _ImportAhead()
 
 
 def import_ahead() -> None:
     """GX's import done ahead of the ``data_docs`` stage, while another stage works on the other
-    core (``winecrm.pipeline.stages.run_all``). The stage adds the seconds it took to its own, so
-    its recorded time stays what it costs."""
-    global IMPORTED_EARLY_SECONDS
+    core (``winecrm.pipeline.stages.run_all``). The stage adds the seconds it took to its own
+    (``imported_ahead_seconds``), so its recorded time stays what it costs."""
     import time
 
+    _AHEAD.started = True
     started = time.perf_counter()
-    import_gx_for_data_docs()
-    _reuse_compiled_data_docs_templates()
-    IMPORTED_EARLY_SECONDS = time.perf_counter() - started
+    try:
+        import_gx_for_data_docs()
+        _reuse_compiled_data_docs_templates()
+    finally:
+        _AHEAD.seconds = time.perf_counter() - started
+        _AHEAD.done.set()
+
+
+def imported_ahead_seconds() -> float:
+    """The seconds ``import_ahead`` took in this process (0 without one), once it is over."""
+    if not _AHEAD.started:
+        return 0.0
+    _AHEAD.done.wait()
+    return _AHEAD.seconds
 
 
 class Declared(NamedTuple):
