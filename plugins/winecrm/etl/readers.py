@@ -330,7 +330,9 @@ def _solid_lines(raw, starts, content_ends, delimiter: bytes):
     has_ascii_solid = np.zeros(len(starts), dtype=bool)
     pending = np.flatnonzero(content_ends > starts)
     at = starts[pending]
-    while len(pending):
+    for _ in range(SIDE_BY_SIDE_BYTES):
+        if not len(pending):
+            break
         byte = raw[at]
         solid = ~space[byte]
         ascii_solid = solid & (byte < 0x80)
@@ -339,7 +341,16 @@ def _solid_lines(raw, starts, content_ends, delimiter: bytes):
         at = at + 1
         going_on = ~ascii_solid & (at < content_ends[pending])
         pending, at = pending[going_on], at[going_on]
+    if len(pending):  # long runs of blanks or delimiters: the rest of those lines, every byte at once
+        solid = np.append(~space[raw], False)  # one more byte: a segment may end at the block's end
+        ascii_solid = solid & np.append(raw < 0x80, False)
+        bounds = np.column_stack((at, content_ends[pending])).ravel()
+        has_solid[pending] |= np.maximum.reduceat(solid, bounds)[::2]
+        has_ascii_solid[pending] |= np.maximum.reduceat(ascii_solid, bounds)[::2]
     return has_solid, has_ascii_solid
+
+
+SIDE_BY_SIDE_BYTES = 32  # byte positions scanned line by line before the rest is classified at once
 
 
 def _parse_lines(utf8: bytes, fmt: FileFormat, line_no: int) -> tuple[pd.DataFrame, int]:

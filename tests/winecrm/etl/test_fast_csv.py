@@ -25,7 +25,7 @@ def export_line(draw) -> str:
     kind = draw(st.sampled_from(["good", "good", "good", "short", "long", "blank", "spaces", "delims", "nbsp",
                                  "late"]))
     if kind == "late":  # blanks, delimiters and non-ASCII blanks before the first solid character
-        prefix = draw(st.text(alphabet=st.sampled_from([" ", "\t", ";", "\u00a0", "\u202f"]), max_size=WIDTH + 4))
+        prefix = draw(st.text(alphabet=st.sampled_from([" ", "\t", ";", "\u00a0", "\u202f"]), max_size=WIDTH + 40))
         return prefix + draw(st.sampled_from(["", "x", "é", "\u00a0x", "Ã"]))
     if kind == "good":
         return ";".join(draw(st.lists(VALUE, min_size=WIDTH, max_size=WIDTH)))
