@@ -108,7 +108,7 @@ class _ImportAhead:
 
         self.started = False
         self.done = threading.Event()
-        self.seconds = 0.0
+        self.span = (0.0, 0.0)  # perf_counter at its start and end
 
 
 _AHEAD = _ImportAhead()
@@ -126,16 +126,18 @@ def import_ahead() -> None:
         import_gx_for_data_docs()
         _reuse_compiled_data_docs_templates()
     finally:
-        _AHEAD.seconds = time.perf_counter() - started
+        _AHEAD.span = (started, time.perf_counter())
         _AHEAD.done.set()
 
 
-def imported_ahead_seconds() -> float:
-    """The seconds ``import_ahead`` took in this process (0 without one), once it is over."""
+def imported_ahead_seconds(stage_started: float) -> float:
+    """The seconds ``import_ahead`` worked in this process before ``stage_started`` (a
+    ``perf_counter`` reading): the rest of it, the stage waited for and counts already."""
     if not _AHEAD.started:
         return 0.0
     _AHEAD.done.wait()
-    return _AHEAD.seconds
+    start, end = _AHEAD.span
+    return max(0.0, min(end, stage_started) - start)
 
 
 class Declared(NamedTuple):

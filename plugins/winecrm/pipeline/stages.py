@@ -108,8 +108,9 @@ def run_data_docs(conn: psycopg.Connection, run_id: str) -> dict:
         report = gx_context.record_found(run_id)
     report["data_docs"] = settings.paths().data_docs_link()
     log.info("Data Docs: %d chunk(s) recorded; index %s", report["chunks"], report["data_docs"])
-    # GX imported ahead (run_all) counts as this stage's time: what a task of its own would spend
-    imported_ahead = gx_context.imported_ahead_seconds() if report["chunks"] else 0.0
+    # GX imported ahead (run_all) counts as this stage's time, what a task of its own would spend:
+    # the part done before the stage started (the stage waited for the rest)
+    imported_ahead = gx_context.imported_ahead_seconds(started) if report["chunks"] else 0.0
     if imported_ahead:
         report["gx_imported_ahead_s"] = round(imported_ahead, 3)
     _record(conn, run_id, "data_docs", time.perf_counter() - started + imported_ahead, report)
