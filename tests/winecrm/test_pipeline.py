@@ -316,20 +316,3 @@ def test_the_early_import_counts_only_for_the_part_done_before_the_stage_started
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
-
-
-def test_the_data_docs_run_beside_the_scoring_and_the_purge_waits_for_them(conn, sample, monkeypatch):
-    """As in the DAG: the Data Docs run beside load, score and the campaign; the purge (which takes
-    their lock) waits for them, and their failure fails the run there, the scoring done."""
-    from winecrm.pipeline import stages
-
-    def run_data_docs(conn, run_id):
-        raise OSError("the Data Docs folder is read-only")
-
-    monkeypatch.setattr(stages, "STAGES", tuple(run_data_docs if s.__name__ == "run_data_docs" else s
-                                                 for s in stages.STAGES))
-    with pytest.raises(RuntimeError, match="(?s)run_data_docs failed beside the stages after it.*read-only"):
-        pipeline.run_all(conn, pipeline.week_window("run_1", MONDAY_RUN))
-    stage_seconds, status = conn.execute("SELECT stage_seconds, status FROM etl.runs WHERE run_id = 'run_1'").fetchone()
-    assert status == "failed"
-    assert {"load", "score", "recommend"} <= set(stage_seconds) and "purge" not in stage_seconds

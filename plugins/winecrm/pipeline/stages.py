@@ -5,7 +5,6 @@ benchmarks."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -295,9 +294,7 @@ def run_purge(conn: psycopg.Connection, run_id: str) -> dict:
 
 STAGES = (run_ingest, run_validate, run_data_docs, run_load, run_score, run_recommend, run_render, run_send, run_purge,
           run_report)
-# run_all runs these beside the stages that follow, until the one named (as the DAG does: the
-# Data Docs beside load, score and the campaign; the purge, which takes their lock, waits for them)
-BESIDE_UNTIL = {"run_data_docs": "run_purge"}
+BESIDE_NEXT = ("run_data_docs",)  # run_all runs these beside the stage after them, as the DAG does
 
 
 def _import_gx_ahead() -> None:
@@ -352,15 +349,13 @@ class _Beside:
         self.reader.close()
 
     def finish(self) -> None:
-        """Waits for the stage; raises if it failed."""
         if self.process is None:
             return
         self.process.join()
-        message = self.reader.recv() if self.reader.poll() else None
+        failure = self.reader.recv() if self.reader.poll() else None
         self.reader.close()
-        failure = message if isinstance(message, str) else None
         if failure or self.process.exitcode:
-            raise RuntimeError(f"{self.name} failed beside the stages after it: "
+            raise RuntimeError(f"{self.name} failed beside the next stage: "
                                f"{failure or f'its process ended with exit code {self.process.exitcode}'}")
 
 
@@ -409,32 +404,24 @@ def run_all(conn: psycopg.Connection, window: RunWindow, *, require_week: bool =
     closes the run green even when its week's exports were not all loaded (a check of one
     dataset's files, say): the Airflow run never does."""
     prepare(conn, window)
-    waiting = {stage.__name__: _Beside(stage, conn, window.run_id) for stage in STAGES if stage.__name__ in BESIDE_UNTIL}
-    running: dict[str, _Beside] = {}  # the stages running beside the others, by name
-
-    def wait_for(until: str | None) -> None:
-        for name, beside in list(running.items()):
-            if until is None or BESIDE_UNTIL[name] == until:
-                del running[name]
-                beside.finish()
-
+    waiting = {stage.__name__: _Beside(stage, conn, window.run_id) for stage in STAGES if stage.__name__ in BESIDE_NEXT}
+    beside = None
     try:
         for run_stage in STAGES:
-            name = run_stage.__name__
-            if name in waiting:
-                running[name] = waiting.pop(name)
-                running[name].start()
+            if run_stage.__name__ in waiting:
+                beside = waiting.pop(run_stage.__name__)
+                beside.start()
                 continue
-            wait_for(name)
-            run_stage(conn, window.run_id)
-        wait_for(None)
+            try:
+                run_stage(conn, window.run_id)
+            finally:
+                if beside is not None:
+                    beside, running = None, beside
+                    running.finish()
     except Exception as exc:
         finish(conn, window.run_id, error=f"{exc.__class__.__name__}: {exc}")
         raise
     finally:
         for never_started in waiting.values():
             never_started.cancel()
-        for still_running in running.values():  # the run failed meanwhile: its error is the one raised
-            with contextlib.suppress(RuntimeError):
-                still_running.finish()
     return finish_checked(conn, window.run_id, require_week=require_week)
