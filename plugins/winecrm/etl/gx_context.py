@@ -80,10 +80,12 @@ def _reuse_compiled_data_docs_templates() -> None:
 def import_gx_for_data_docs() -> None:
     """GX imported in a process that only stores results and renders the Data Docs (the
     ``data_docs`` stage's). GX imports SciPy's statistics for expectations none of our suites
-    declares (KL divergence, KS tests): a third of its import (1.9 → 1.2 s). Here that module is
+    declares (KL divergence, KS tests): a third of its import (1.9 → 1.3 s). Here that module is
     loaded on first use instead (``importlib.util.LazyLoader``): it loads if a page ever needs it.
-    Not done in processes that also score (Python 3.11's lazy modules are not thread-safe on
-    their first use, and the chance to buy imports SciPy in a thread)."""
+    Python 3.11's lazy modules are not thread-safe on their first use, so this is done only where
+    the Data Docs have the process to themselves (``run_all``'s process for them, Airflow's task);
+    under ``airflow dags test``, which runs every task in one process, the first use is the chance
+    to buy's import thread, while nothing else touches SciPy."""
     import importlib.util
     import sys
 
