@@ -645,10 +645,10 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
     def read_and_fit():
         from threadpoolctl import threadpool_limits
 
-        # one BLAS/OpenMP thread: the server holds the other core, and OpenBLAS's second thread
-        # spinning against it doubled the fit's time (1.6 -> 3.2 s on the 1M-line estate)
         _import_models()
         known = fingerprints.result() if isinstance(fingerprints, Future) else fingerprints
+        # one BLAS/OpenMP thread: the server holds the other core, and OpenBLAS's second thread
+        # spinning against it doubled the fit's time (1.6 -> 3.2 s on the 1M-line estate)
         with threadpool_limits(limits=1), \
                 psycopg.connect(dsn, password=password, application_name="winecrm:score:buy-probability") as own:
             sales, fitted, (predicted, info) = _read_and_fit(own, as_of, bp, known, ahead=True)

@@ -118,8 +118,8 @@ _AHEAD = _ImportAhead()
 
 def import_ahead() -> None:
     """GX's import done ahead of the ``data_docs`` stage, while another stage works on the other
-    core (``winecrm.pipeline.stages.run_all``). The stage adds the seconds it took to its own
-    (``imported_ahead_seconds``), so its recorded time stays what it costs."""
+    core (``winecrm.pipeline.stages.run_all``). The stage adds the part done before its turn to
+    its own time (``imported_ahead_seconds``), so its recorded time stays what it costs."""
     import time
 
     _AHEAD.started = True
