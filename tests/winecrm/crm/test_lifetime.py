@@ -201,3 +201,38 @@ def test_first_and_last_days_whatever_the_order():
     order = np.lexsort((day, client))  # the sorted fast path gives the same
     assert all(np.array_equal(got, want) for got, want in
                zip(lifetime.first_and_last(client[order], day[order], 60), (expected_first, expected_last)))
+
+
+def test_the_spend_likelihoods_gradient_is_its_derivative():
+    """The Gamma-Gamma fit follows its exact gradient too (central differences, far from and near
+    the optimum)."""
+    rng = np.random.default_rng(4)
+    n = rng.integers(1, 12, 500).astype(float)
+    m = rng.gamma(3.0, 40.0, 500)
+    for point in (np.log([2.0, 3.0, 100.0]), np.log([1.1, 6.3, 589.0]), np.array([-0.5, 2.5, 1.0])):
+        _, gradient = lifetime._gamma_gamma_log_likelihood(point, n, m, np.log(n), np.log(m))
+        step = 1e-6
+        numeric = [(lifetime._gamma_gamma_log_likelihood(point + step * unit, n, m, np.log(n), np.log(m))[0]
+                    - lifetime._gamma_gamma_log_likelihood(point - step * unit, n, m, np.log(n), np.log(m))[0])
+                   / (2 * step) for unit in np.eye(3)]
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("draws", [1, 2, 7, 200, 201])
+def test_quantiles_of_sorted_rows_are_numpys(draws):
+    rng = np.random.default_rng(draws)
+    rows = rng.gamma(1.0, 100.0, (40, draws)) * (rng.random((40, draws)) < 0.3)
+    for quantiles in ([0.1, 0.9, 0.8], [0.025, 0.975, 0.95], [0.0, 1.0, 0.5], [1 / 3, 2 / 3]):
+        got = lifetime.sorted_quantiles(np.sort(rows, axis=1), quantiles)
+        for want, have in zip(np.quantile(rows, quantiles, axis=1), got):
+            assert np.array_equal(want, have)
+
+
+def test_distinct_histories_are_numpys_unique_rows():
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 500):
+        h = lifetime.Histories(x=rng.poisson(2, size).astype(float), t_x=rng.integers(0, 5, size) / 7,
+                               T=rng.integers(3, 6, size) / 7, order_days=np.ones(size), mean_spend=np.ones(size))
+        x, t_x, T, counts = lifetime.distinct_histories(h)
+        rows, want_counts = np.unique(np.stack([h.x, h.t_x, h.T], axis=1), axis=0, return_counts=True)
+        assert np.array_equal(np.stack([x, t_x, T], axis=1), rows) and np.array_equal(counts, want_counts)
