@@ -7,6 +7,7 @@ import datetime as dt
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 from winecrm.core import settings
 from winecrm.crm import propensity, scoring
@@ -391,3 +392,41 @@ def test_a_scoring_reads_only_the_customers_whose_lines_changed_since_the_kept_s
     read.clear()
     scoring.score(estate, "run_4", AS_OF, CFG)
     assert read == [None] and probabilities(estate) == from_kept[0]
+
+
+def test_ranks_are_pandas_average_percent_ranks():
+    rng = np.random.default_rng(6)
+    for values in (rng.poisson(2, 500).astype(float), rng.gamma(1.0, 1.0, 500), -rng.integers(0, 40, 500) * 1.0,
+                   np.array([3.0]), np.zeros(0), np.array([1.0, np.nan, 1.0, np.inf])):
+        want = pd.Series(values).rank(pct=True).to_numpy()
+        assert np.array_equal(propensity.pct_rank(values), want, equal_nan=True)
+
+
+def test_the_rows_copied_are_what_the_server_stores(conn):
+    """The buy-probability rows as COPY reads them, whatever a client code holds (a comma, a
+    quote, the text of COPY's NULL), with the lifetime columns or without them (NULL)."""
+    codes = ["C1", 'A,"b"', "\\N", "x y", "é"]
+    predicted = pd.DataFrame({"client_code": codes, "probability": [0.123456, 1.0, 0.0, 0.5, 1 / 3],
+                              "spend": [100.0, 0.0, 12.5, 3.333, 7.0],
+                              "p_alive": [0.999999, 0.5, 0.0, 0.25, 2 / 3],
+                              "spend_12m": [1234.5678, 0.0, 1.005, 2.675, 1e6 / 3],
+                              "spend_12m_low": [0.0, 0.0, 0.0, 0.125, 1.0],
+                              "spend_12m_high": [5000.0, 0.0, 2.0, 9.999, 1e6]})
+    lifetime_columns = ["p_alive", "spend_12m", "spend_12m_low", "spend_12m_high"]
+    for as_of, frame in ((AS_OF, predicted), (AS_OF - dt.timedelta(days=7), predicted.drop(columns=lifetime_columns))):
+        probability, expected, rows = propensity._rows(frame, {"method": "logistic"}, as_of, 90, 'run,"1"')
+        with conn.cursor().copy("COPY crm.buy_probabilities (as_of_date, client_code, horizon_days, probability, "
+                                "expected_revenue_ht, method, computed_run, p_alive, spend_12m_ht, spend_12m_low_ht, "
+                                "spend_12m_high_ht) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+            copy.write(rows)
+        stored = {code: rest for code, *rest in conn.execute(
+            "SELECT client_code, probability::float8, expected_revenue_ht::float8, method, computed_run, "
+            "p_alive::float8, spend_12m_ht::float8, spend_12m_low_ht::float8, spend_12m_high_ht::float8 "
+            "FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))}
+        assert sorted(stored) == sorted(codes)
+        for i, code in enumerate(codes):
+            assert stored[code][:4] == [probability[i], expected[i], "logistic", 'run,"1"']
+            digits = {"p_alive": 5}  # the others are euros: 2 (Python's round of the float, as the code)
+            assert stored[code][4:] == ([round(float(frame[c][i]), digits.get(c, 2)) for c in lifetime_columns]
+                                        if "p_alive" in frame else [None] * 4)
+    conn.rollback()
