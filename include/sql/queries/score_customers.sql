@@ -217,8 +217,9 @@ ON CONFLICT (as_of_date) DO UPDATE SET basis = EXCLUDED.basis, computed_run = EX
                                        computed_at = now();
 
 -- step: analyze_360
--- Fresh statistics: the next steps (and the recommendations) join on what was just written.
-ANALYZE crm.customer_360;
+-- Fresh statistics: the next steps (and the recommendations) join on what was just written
+-- (the date's and the customers' columns; migration 020).
+SELECT crm.analyze_new_date('crm.customer_360', ARRAY['as_of_date', 'client_code']);
 
 -- step: rfm
 -- Quartile scores use percent_rank, so tied customers (e.g. every one-order customer) share a
@@ -258,7 +259,7 @@ SELECT %(as_of)s, client_code, recency_days, frequency, monetary, r_score, f_sco
 FROM scored;
 
 -- step: analyze_rfm
-ANALYZE crm.rfm_scores;
+SELECT crm.analyze_new_date('crm.rfm_scores', ARRAY['as_of_date', 'client_code']);
 
 -- step: lead_scores
 -- Engagement: the automation rules' score changes (crm.score_changes, from Brevo webhooks and
