@@ -197,8 +197,7 @@ class Validator:
         # Two suites: rules that quarantine rows, and rules that only flag them (a malformed
         # e-mail). Data Docs then show a red ✗ on the first only when rows were quarantined, and
         # the second as warnings (see datadocs.mark_warning_suites).
-        definitions = []
-        rule_of: dict[str, int] = {}  # GX expectation id -> position of its rule
+        definitions, members_of = [], []
         for suffix, members in (("", [i for i, r in enumerate(rules) if not r.warning]),
                                 (WARNINGS_SUFFIX, [i for i, r in enumerate(rules) if r.warning])):
             if not members:
@@ -206,13 +205,13 @@ class Validator:
             name = f"{found.SUITE_PREFIX}{dataset.name}{suffix}"
             expectations = [get_expectation_impl(rules[i].kind)(**rules[i].kwargs, meta=rules[i].meta)
                             for i in members]
-            suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
-            # add_or_update returns the expectations with ids, in order
-            for i, expectation in zip(members, suite.expectations):
-                rule_of[expectation.id] = i
             self._suites.add(ExpectationSuiteIdentifier(name=name))
-            definitions.append(self.context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=name, data=batch, suite=suite)))
+            definitions.append(gx.ValidationDefinition(
+                name=name, data=batch, suite=gx.ExpectationSuite(name=name, expectations=expectations)))
+            members_of.append(members)
+        # Declared once, through the checkpoint: its add_or_update adds or updates each validation
+        # definition and, through it, each suite (adding or updating them first as well wrote
+        # every suite three times: 6 suite comparisons of O(n^2) expectation equality a chunk).
         # No Data Docs action: GX's would rebuild the site's index once per suite of every
         # part; ``run`` renders the run's own pages and ``build_index`` the index once at the end.
         checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
@@ -221,6 +220,12 @@ class Validator:
             # "index query" pandas would add is a copy of that list as code that neither Data Docs
             # nor the quarantine read, built with one more filter of the frame per expectation.
             result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False}))
+        definitions = checkpoint.validation_definitions
+        rule_of: dict[str, int] = {}  # GX expectation id -> position of its rule
+        for definition, members in zip(definitions, members_of):
+            # each definition's suite is the one stored: its expectations with their ids, in order
+            for i, expectation in zip(members, definition.suite.expectations, strict=True):
+                rule_of[expectation.id] = i
         batch_id = f"{self.source.name}-{asset.name}"
         reported = {}
         for definition in definitions:
