@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from winecrm import pipeline
@@ -316,3 +317,32 @@ def test_the_early_import_counts_only_for_the_part_done_before_the_stage_started
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_data_docs_templates_are_compiled_once_for_every_later_process(tmp_path):
+    """The Data Docs' Jinja templates are compiled by the first process and read compiled by the
+    next ones (a file on disk); a damaged file is ignored and the template compiled again."""
+    import subprocess
+    import sys
+
+    code = ("import jinja2; from winecrm.etl import gx_context as g; import great_expectations; "
+            "g._reuse_compiled_data_docs_templates(); from great_expectations.render.view import view; "
+            "compiled = []; compile = jinja2.Environment.compile; "
+            "jinja2.Environment.compile = lambda self, *a, **k: compiled.append(1) or compile(self, *a, **k); "
+            "env = view.Environment(loader=jinja2.PackageLoader('great_expectations', 'render/view/templates')); "
+            "template = env.get_template('page.j2'); print(len(compiled), template.name)")
+    env = {**os.environ, "CRM_DATA_DIR": str(tmp_path)}
+
+    def compiled_in_a_new_process() -> int:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        count, name = done.stdout.split()
+        assert name == "page.j2"
+        return int(count)
+
+    assert compiled_in_a_new_process() > 0
+    kept = sorted((tmp_path / "cache" / "data-docs-templates").iterdir())
+    assert kept
+    assert compiled_in_a_new_process() == 0
+    kept[0].write_bytes(b"not a template")
+    assert compiled_in_a_new_process() == 1

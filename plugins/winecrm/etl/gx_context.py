@@ -41,7 +41,9 @@ def _reuse_compiled_data_docs_templates() -> None:
     compiles the same packaged templates again for every page of every validation (about a third
     of a file's validation time). One in-memory bytecode cache for the process lets each of those
     environments reuse the compiled code; the templates, and so the pages, are the same (Jinja
-    checks each template's source checksum before reusing its code)."""
+    checks each template's source checksum before reusing its code). The compiled code is kept
+    on disk too (``<data>/cache/data-docs-templates``), for the next process: a weekly run's
+    Data Docs task compiled the 25 templates it renders each time (0.06 s of its 0.3)."""
     global _template_cache
     if _template_cache is not None:
         return
@@ -54,18 +56,39 @@ def _reuse_compiled_data_docs_templates() -> None:
     if not isinstance(getattr(view, "Environment", None), type) or not issubclass(view.Environment, jinja2.Environment):
         return
 
-    class MemoryBytecodeCache(jinja2.BytecodeCache):
-        def __init__(self):
+    class MemoryBytecodeCache(jinja2.FileSystemBytecodeCache):
+        """In memory for this process, on disk for the next (written beside and renamed)."""
+
+        def __init__(self, directory: Path | None):
+            if directory is not None:
+                super().__init__(str(directory))
+            self.on_disk = directory is not None
             self.code: dict[str, bytes] = {}
 
         def load_bytecode(self, bucket) -> None:
+            if bucket.key not in self.code and self.on_disk:
+                super().load_bytecode(bucket)  # a stale or foreign file is ignored by its checksum
+                if bucket.code is not None:
+                    self.code[bucket.key] = bucket.bytecode_to_string()
             if bucket.key in self.code:
                 bucket.bytecode_from_string(self.code[bucket.key])
 
         def dump_bytecode(self, bucket) -> None:
             self.code[bucket.key] = bucket.bytecode_to_string()
+            if self.on_disk:
+                try:
+                    super().dump_bytecode(bucket)
+                except OSError:  # a cache: the page is rendered either way
+                    pass
 
-    cache = MemoryBytecodeCache()
+    try:
+        from winecrm.core import settings
+
+        directory = settings.paths().data_dir / "cache" / "data-docs-templates"
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        directory = None
+    cache = MemoryBytecodeCache(directory)
     base = view.Environment
 
     class CachedEnvironment(base):
