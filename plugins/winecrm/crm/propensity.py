@@ -54,7 +54,6 @@ Everything is vectorised with numpy / pandas over one read of the orders (a few 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -674,38 +673,36 @@ def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | di
         pool.shutdown(wait=False)  # the thread ends with its one job
 
 
-NULL = "\\N"  # COPY's NULL in _rows' CSV (an empty field stays an empty string)
-
-
 def _rows(predicted: pd.DataFrame, info: dict, as_of: dt.date, horizon_days: int,
           run_id: str) -> tuple[pd.Series, pd.Series, bytes]:
     """The rounded probabilities and expected revenues, and the crm.buy_probabilities rows as
     COPY's CSV (prepared by the thread when it finishes ahead: the scoring then only sends them).
-    Formatted a column at a time (a csv writer per row took 0.22 s for 43,000 customers): the
-    same text, each number as ``repr`` of its ``round``, each client code quoted."""
+    Written by Arrow's CSV writer (a csv writer per row took 0.22 s for 43,000 customers, this
+    0.01): every value quoted, so that only a missing one (an unquoted empty field) reads as
+    NULL; numbers rounded by numpy, written as their shortest exact text."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
     probability = predicted["probability"].round(5)
     expected = (probability * predicted["spend"]).round(2)
+    size = len(predicted)
 
-    def text(column: str, digits: int) -> list[str]:
+    def rounded(column: str, digits: int) -> pa.Array:
         if column not in predicted:
-            return [NULL] * len(predicted)
-        return [repr(round(v, digits)) for v in predicted[column].astype(float).tolist()]
+            return pa.nulls(size, pa.float64())
+        return pa.array(np.round(predicted[column].to_numpy(float), digits))
 
-    codes = ['"' + code.replace('"', '""') + '"' for code in predicted["client_code"].astype(str).tolist()]
-    before, between = f"{as_of.isoformat()},", f",{horizon_days},"
-    after = f",{_csv_field(info['method'])},{_csv_field(run_id)},"
-    lines = [before + code + between + p + "," + e + after + ",".join(spend)
-             for code, p, e, *spend in zip(
-                 codes, map(repr, probability.astype(float).tolist()), map(repr, expected.astype(float).tolist()),
-                 text("p_alive", 5), text("spend_12m", 2), text("spend_12m_low", 2), text("spend_12m_high", 2))]
-    return probability, expected, ("\n".join(lines) + "\n" if lines else "").encode()
-
-
-def _csv_field(value: str) -> str:
-    """One CSV field as the csv module writes it (quoted only when it must be)."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([value])
-    return out.getvalue()
+    table = pa.table({
+        "as_of_date": pa.array([as_of] * size, pa.date32()),
+        "client_code": pa.array(predicted["client_code"].astype(str).to_numpy(object), pa.string()),
+        "horizon_days": pa.array(np.full(size, horizon_days, np.int64)),
+        "probability": pa.array(probability.to_numpy(float)), "expected": pa.array(expected.to_numpy(float)),
+        "method": pa.array([info["method"]] * size, pa.string()), "run": pa.array([run_id] * size, pa.string()),
+        "p_alive": rounded("p_alive", 5), "spend_12m": rounded("spend_12m", 2),
+        "spend_12m_low": rounded("spend_12m_low", 2), "spend_12m_high": rounded("spend_12m_high", 2)})
+    out = io.BytesIO()
+    arrow_csv.write_csv(table, out, arrow_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return probability, expected, out.getvalue()
 
 
 def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
@@ -715,6 +712,11 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     Runs in the caller's transaction: the caller commits. ``fitting``: ``fit_beside``'s future."""
     started = time.perf_counter()
     bp = settings.scoring_from(cfg).buy_probability
+    # what needs only this connection first, while the thread may still be finishing
+    scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",
+                                               (as_of,))}
+    conn.execute("DELETE FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))
+    conn.execute("DELETE FROM crm.buy_probability_models WHERE as_of_date = %s", (as_of,))
     try:
         sales, fitted, ahead = (fitting.result() if fitting is not None
                                 else _read_and_fit(conn, as_of, bp, fingerprints))
@@ -722,8 +724,6 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
         log.warning("buy probability: read on the scoring connection instead (%s)", exc.__class__.__name__)
         sales, fitted, ahead = _read_and_fit(conn, as_of, bp, fingerprints)
     read = time.perf_counter()
-    scored = {code for (code,) in conn.execute("SELECT client_code FROM crm.rfm_scores WHERE as_of_date = %s",
-                                               (as_of,))}
     # the thread finished for the customers it expected scored (the 12-month spend's simulation
     # included); taken when they are exactly the ones scored, else finished again for those
     customers = sales.clients[fitted["index"]]
@@ -735,11 +735,9 @@ def compute(conn: psycopg.Connection, run_id: str, as_of: dt.date, cfg: ScoringC
     probability, expected, rows = prepared or _rows(predicted, info, as_of, bp.horizon_days, run_id)
     fitted_at = time.perf_counter()
 
-    conn.execute("DELETE FROM crm.buy_probabilities WHERE as_of_date = %s", (as_of,))
-    conn.execute("DELETE FROM crm.buy_probability_models WHERE as_of_date = %s", (as_of,))
     with conn.cursor().copy("COPY crm.buy_probabilities (as_of_date, client_code, horizon_days, probability, "
                             "expected_revenue_ht, method, computed_run, p_alive, spend_12m_ht, spend_12m_low_ht, "
-                            "spend_12m_high_ht) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+                            "spend_12m_high_ht) FROM STDIN (FORMAT csv)") as copy:
         copy.write(rows)
     buyers_low, buyers_high = info["expected_buyers_interval"]
     spend_total = info.get("spend_12m_total", (None, None, None))

@@ -404,20 +404,21 @@ def test_ranks_are_pandas_average_percent_ranks():
 
 def test_the_rows_copied_are_what_the_server_stores(conn):
     """The buy-probability rows as COPY reads them, whatever a client code holds (a comma, a
-    quote, the text of COPY's NULL), with the lifetime columns or without them (NULL)."""
-    codes = ["C1", 'A,"b"', "\\N", "x y", "é"]
-    predicted = pd.DataFrame({"client_code": codes, "probability": [0.123456, 1.0, 0.0, 0.5, 1 / 3],
-                              "spend": [100.0, 0.0, 12.5, 3.333, 7.0],
-                              "p_alive": [0.999999, 0.5, 0.0, 0.25, 2 / 3],
-                              "spend_12m": [1234.5678, 0.0, 1.005, 2.675, 1e6 / 3],
-                              "spend_12m_low": [0.0, 0.0, 0.0, 0.125, 1.0],
-                              "spend_12m_high": [5000.0, 0.0, 2.0, 9.999, 1e6]})
+    quote, nothing, what reads as NULL elsewhere), with the lifetime columns or without them
+    (NULL), large and small numbers alike."""
+    codes = ["C1", 'A,"b"', "\\N", "", "x y\nz", "é"]
+    predicted = pd.DataFrame({"client_code": codes, "probability": [0.123456, 1.0, 0.0, 0.5, 1 / 3, 1e-7],
+                              "spend": [100.0, 0.0, 12.5, 3.333, 7.0, 1e9],
+                              "p_alive": [0.999999, 0.5, 0.0, 0.25, 2 / 3, 1e-6],
+                              "spend_12m": [1234.5678, 0.0, 1.005, 2.675, 1e6 / 3, 1234567890.125],
+                              "spend_12m_low": [0.0, 0.0, 0.0, 0.125, 1.0, 0.004],
+                              "spend_12m_high": [5000.0, 0.0, 2.0, 9.999, 1e6, 1234567890.125]})
     lifetime_columns = ["p_alive", "spend_12m", "spend_12m_low", "spend_12m_high"]
     for as_of, frame in ((AS_OF, predicted), (AS_OF - dt.timedelta(days=7), predicted.drop(columns=lifetime_columns))):
         probability, expected, rows = propensity._rows(frame, {"method": "logistic"}, as_of, 90, 'run,"1"')
         with conn.cursor().copy("COPY crm.buy_probabilities (as_of_date, client_code, horizon_days, probability, "
                                 "expected_revenue_ht, method, computed_run, p_alive, spend_12m_ht, spend_12m_low_ht, "
-                                "spend_12m_high_ht) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+                                "spend_12m_high_ht) FROM STDIN (FORMAT csv)") as copy:
             copy.write(rows)
         stored = {code: rest for code, *rest in conn.execute(
             "SELECT client_code, probability::float8, expected_revenue_ht::float8, method, computed_run, "
@@ -426,7 +427,7 @@ def test_the_rows_copied_are_what_the_server_stores(conn):
         assert sorted(stored) == sorted(codes)
         for i, code in enumerate(codes):
             assert stored[code][:4] == [probability[i], expected[i], "logistic", 'run,"1"']
-            digits = {"p_alive": 5}  # the others are euros: 2 (Python's round of the float, as the code)
-            assert stored[code][4:] == ([round(float(frame[c][i]), digits.get(c, 2)) for c in lifetime_columns]
+            digits = {"p_alive": 5}  # the others are euros: 2
+            assert stored[code][4:] == ([float(np.round(frame[c][i], digits.get(c, 2))) for c in lifetime_columns]
                                         if "p_alive" in frame else [None] * 4)
     conn.rollback()
