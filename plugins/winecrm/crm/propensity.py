@@ -593,8 +593,9 @@ def fit(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig) -> dict:
 
 def _among(codes, wanted: set) -> np.ndarray:
     """Which of ``codes`` are in ``wanted``, by a set lookup each: np.isin on object arrays sorts
-    the strings (22 s for 50,000 customers) and pandas' isin on its string type took 0.18 s."""
-    return np.fromiter((code in wanted for code in codes), bool, len(codes))
+    the strings (22 s for 50,000 customers) and pandas' isin on its string type took 0.18 s. The
+    codes as a list first: iterating pandas' Arrow-backed strings one by one took 0.05 s."""
+    return np.fromiter((code in wanted for code in codes.tolist()), bool, len(codes))
 
 
 def finish(sales: Sales, as_of: dt.date, cfg: BuyProbabilityConfig, fitted: dict,
