@@ -303,6 +303,24 @@ def test_gx_imported_for_the_data_docs_loads_scipy_statistics_on_first_use():
     assert done.stdout.strip() == "0.693147"
 
 
+def test_gx_imported_for_the_data_docs_runs_altair_on_first_use():
+    """Altair too waits for its first use, and is then the whole module, for GX's charts and
+    anyone else's (the references taken before see it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from winecrm.etl.gx_context import import_gx_for_data_docs; import_gx_for_data_docs(); "
+            "waiting = sys.modules['altair']; assert type(waiting).__name__ == 'UntilUsed', type(waiting); "
+            "assert 'altair.vegalite' not in sys.modules; "
+            "from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl; "
+            "import altair as alt; chart = alt.Chart({'values': [{'a': 1}]}).mark_bar().encode(x='a:Q'); "
+            "assert kl.alt is alt is waiting and type(alt).__name__ == 'module'; "
+            "print(chart.to_dict()['mark']['type'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "bar"
+
+
 def test_the_early_import_counts_only_for_the_part_done_before_the_stage_started():
     """A stage that starts while GX is still being imported waits for the rest of the import (its
     own time counts that): only the part done before it started is added, never twice."""

@@ -108,7 +108,12 @@ def import_gx_for_data_docs() -> None:
     Python 3.11's lazy modules are not thread-safe on their first use, so this is done only where
     the Data Docs have the process to themselves (``run_all``'s process for them, Airflow's task);
     under ``airflow dags test``, which runs every task in one process, the first use is the chance
-    to buy's import thread, while nothing else touches SciPy."""
+    to buy's import thread, while nothing else touches SciPy.
+
+    Altair likewise (0.12 s): GX imports it for the charts of one expectation we never declare
+    (KL divergence), as ``import altair as alt``, which a lazy module cannot defer (the import
+    system reads its ``__spec__``, and a lazy module loads on any attribute). ``_until_used``
+    gives it a module whose own attributes are set and whose code runs on the first other one."""
     import importlib.util
     import sys
 
@@ -122,7 +127,32 @@ def import_gx_for_data_docs() -> None:
         sys.modules["scipy.stats"] = stats
         spec.loader.exec_module(stats)
         sys.modules["scipy"].stats = stats  # GX's `from scipy import stats` takes it as it is
+    if "altair" not in sys.modules:
+        _until_used("altair")
     import great_expectations  # noqa: F401
+
+
+def _until_used(name: str) -> None:
+    """``name`` imported without running its code until an attribute other than the import
+    system's own (``__spec__``, ``__path__``, ...) is read: the module object is the real one,
+    its code then runs in it (``exec_module``), so every reference taken meanwhile sees it."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+
+    class UntilUsed(types.ModuleType):
+        def __getattr__(self, attribute: str):
+            self.__class__ = types.ModuleType
+            spec.loader.exec_module(self)
+            return getattr(self, attribute)
+
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = UntilUsed
+    sys.modules[name] = module
 
 
 class _ImportAhead:
