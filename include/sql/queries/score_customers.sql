@@ -10,9 +10,13 @@ DROP TABLE IF EXISTS pg_temp.scoring_basis, pg_temp.scoring_fingerprints, pg_tem
 
 -- step: line_fingerprints
 -- One pass over the lines the 360 counts; a changed, added, removed or moved line changes the sum.
+-- Each line's hash chains its columns' hashes, each the seed of the next (every column is NOT
+-- NULL): 0.14 of the 0.28 s that hashing the line as a record took on a million lines.
 CREATE TEMP TABLE scoring_fingerprints ON COMMIT DROP AS
 SELECT client_code,
-       sum(hash_record_extended(ROW(document_type, document_no, date_livraison, article, qty_line, mt_ht), 0))
+       sum(hash_numeric_extended(mt_ht, hash_numeric_extended(qty_line, hashtextextended(article,
+           hashint4extended(date_livraison - DATE '2000-01-01', hashtextextended(document_no,
+           hashtextextended(document_type, 0)))))))
            AS fingerprint
 FROM etl.ventes_lignes
 WHERE date_livraison <= %(as_of)s AND document_type = ANY(%(counted_types)s)

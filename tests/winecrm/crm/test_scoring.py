@@ -208,6 +208,37 @@ def test_the_weekly_360_recomputes_only_the_changed_customers_and_matches_a_full
     assert _360(conn, week1) == _full_recompute(conn, week1)
 
 
+def test_a_customers_fingerprint_changes_with_any_column_of_any_line(estate):
+    """The lines' fingerprint a customer is carried over by changes when any column the 360 reads
+    changes on any line, and when two lines swap values (a line is hashed as a whole)."""
+    from winecrm.core.queries import named_steps
+
+    conn = estate
+    _add_line(conn, "Z", "Z1", "2026-10-01", article="RIES-22", qty=6, mt=57.5)
+    _add_line(conn, "Z", "Z2", "2026-10-08", article="PNOI-22-CAR", qty=1, mt=66.67)
+    steps = dict(named_steps("score_customers"))
+    params = scoring.parameters(AS_OF, "fingerprints", FIXED)
+
+    def fingerprint() -> str:
+        conn.execute(steps["drop_360_worktables"])
+        conn.execute(steps["line_fingerprints"], params)
+        return conn.execute("SELECT fingerprint::text FROM pg_temp.scoring_fingerprints WHERE client_code = 'Z'"
+                            ).fetchone()[0]
+
+    seen = {fingerprint()}
+    for change in ("document_type = 'FACTURE'", "document_no = 'Z9'", "date_livraison = DATE '2026-10-02'",
+                   "article = 'PNOI-22'", "qty_line = 7", "mt_ht = 57.51"):
+        conn.execute("SAVEPOINT one_change")
+        conn.execute(f"UPDATE etl.ventes_lignes SET {change} WHERE document_no = 'Z1'")
+        seen.add(fingerprint())
+        conn.execute("ROLLBACK TO SAVEPOINT one_change")
+    conn.execute("UPDATE etl.ventes_lignes SET article = CASE document_no WHEN 'Z1' THEN 'PNOI-22-CAR' ELSE 'RIES-22' "
+                 "END WHERE document_no IN ('Z1', 'Z2')")
+    seen.add(fingerprint())
+    assert len(seen) == 8
+    conn.rollback()
+
+
 ALL_PAIRS = {**FIXED, "affinity": {"min_pair_customers": 1}}
 
 
