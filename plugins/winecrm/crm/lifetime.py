@@ -310,10 +310,10 @@ def spend_ahead(bgnbd: BgNbd, gg: GammaGamma | None, h: Histories, days: float, 
         rng = np.random.default_rng(stream)
         stop = min(n, start + chunk)
         spend = np.zeros((stop - start, draws))
-        # Each draw is made only where it can matter, in the order of the story: a rate for the
-        # draws where the customer is alive (most), a drop-out chance, an order count and order
-        # values only where the rate gave an order (a quarter on the bench estate). The same
-        # distribution as drawing everything for every cell, at 0.4 of the cost.
+        # Each draw is made only where it can matter, in the order of the story: a rate where the
+        # customer is alive (81 % of the draws on the bench estate), a drop-out chance and order
+        # values only where the rate gave an order (62 %). The same distribution as drawing
+        # everything for every draw, at three quarters of the cost (1.53 -> 1.13 s on one thread).
         cell = np.flatnonzero(rng.random(spend.shape) < p_alive[start:stop, None])
         who = start + cell // draws
         count = rng.poisson(rng.gamma(bgnbd.r + h.x[who], 1.0 / (bgnbd.alpha + h.T[who])) * t)
