@@ -660,12 +660,15 @@ def nothing_written_yet(conn: psycopg.Connection) -> bool:
 def _import_models() -> None:
     """What fitting imports (scikit-learn, SciPy: 0.7 s in a fresh task process), imported by
     the thread while the scoring computes the fingerprints it waits for."""
-    import scipy.optimize  # noqa: F401
-    import scipy.special  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.pipeline  # noqa: F401
-    import sklearn.preprocessing  # noqa: F401
+    from winecrm.core.imports import collector_paused
+
+    with collector_paused():
+        import scipy.optimize  # noqa: F401
+        import scipy.special  # noqa: F401
+        import scipy.stats  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import sklearn.pipeline  # noqa: F401
+        import sklearn.preprocessing  # noqa: F401
 
 
 def fit_beside(conn: psycopg.Connection, as_of: dt.date, cfg: ScoringConfig | dict | None = None,
