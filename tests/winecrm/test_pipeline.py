@@ -288,27 +288,30 @@ def test_a_run_that_stops_before_the_data_docs_ends_their_waiting_process(conn, 
     assert status == "failed" and "the ingest broke" in error
 
 
-def test_gx_imported_for_the_data_docs_loads_scipy_statistics_on_first_use():
-    """The Data Docs' process imports GX without SciPy's statistics (none of our suites uses
-    them); a page that needed them would load them on first use."""
+def printed_by_new_python(code: str, env: dict | None = None) -> str:
+    """What ``code`` prints in a new Python process (the imports it checks are its own); it must
+    end without an error."""
     import subprocess
     import sys
 
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_gx_imported_for_the_data_docs_loads_scipy_statistics_on_first_use():
+    """The Data Docs' process imports GX without SciPy's statistics (none of our suites uses
+    them); a page that needed them would load them on first use."""
     code = ("import sys; from winecrm.etl.gx_context import import_gx_for_data_docs; import_gx_for_data_docs(); "
             "assert 'great_expectations' in sys.modules; "
             "assert type(sys.modules['scipy.stats']).__name__ == '_LazyModule', type(sys.modules['scipy.stats']); "
             "from scipy import stats; print(round(stats.entropy([0.5, 0.5]), 6))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "0.693147"
+    assert printed_by_new_python(code) == "0.693147"
 
 
 def test_gx_imported_for_the_data_docs_runs_altair_on_first_use():
     """Altair too waits for its first use, and is then the whole module, for GX's charts and
     anyone else's (the references taken before see it)."""
-    import subprocess
-    import sys
-
     code = ("import sys; from winecrm.etl.gx_context import import_gx_for_data_docs; import_gx_for_data_docs(); "
             "waiting = sys.modules['altair']; assert type(waiting).__name__ == 'UntilUsed', type(waiting); "
             "assert 'altair.vegalite' not in sys.modules; "
@@ -316,33 +319,24 @@ def test_gx_imported_for_the_data_docs_runs_altair_on_first_use():
             "import altair as alt; chart = alt.Chart({'values': [{'a': 1}]}).mark_bar().encode(x='a:Q'); "
             "assert kl.alt is alt is waiting and type(alt).__name__ == 'module'; "
             "print(chart.to_dict()['mark']['type'])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "bar"
+    assert printed_by_new_python(code) == "bar"
 
 
 def test_the_early_import_counts_only_for_the_part_done_before_the_stage_started():
     """A stage that starts while GX is still being imported waits for the rest of the import (its
     own time counts that): only the part done before it started is added, never twice."""
-    import subprocess
-    import sys
-
     code = ("import threading, time; from winecrm.etl import gx_context as g; "
             "t = threading.Thread(target=g.import_ahead); t0 = time.perf_counter(); t.start(); time.sleep(0.2); "
             "s = time.perf_counter(); still = not g._AHEAD.done.is_set(); "
             "part = g.imported_ahead_seconds(s); whole = g.imported_ahead_seconds(time.perf_counter()); "
             "assert still, 'GX imported in 0.2 s?'; assert 0 < part <= s - t0 < whole, (part, s - t0, whole); "
             "print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert printed_by_new_python(code) == "ok"
 
 
 def test_data_docs_templates_are_compiled_once_for_every_later_process(tmp_path):
     """The Data Docs' Jinja templates are compiled by the first process and read compiled by the
     next ones (a file on disk); a damaged file is ignored and the template compiled again."""
-    import subprocess
-    import sys
-
     code = ("import jinja2; from winecrm.etl import gx_context as g; import great_expectations; "
             "g._reuse_compiled_data_docs_templates(); from great_expectations.render.view import view; "
             "compiled = []; compile = jinja2.Environment.compile; "
@@ -352,9 +346,7 @@ def test_data_docs_templates_are_compiled_once_for_every_later_process(tmp_path)
     env = {**os.environ, "CRM_DATA_DIR": str(tmp_path)}
 
     def compiled_in_a_new_process() -> int:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-        count, name = done.stdout.split()
+        count, name = printed_by_new_python(code, env).split()
         assert name == "page.j2"
         return int(count)
 

@@ -260,13 +260,11 @@ def _grouped(lines):
                      "cents": pa.array(grouped.to_numpy(np.int64))})
 
 
-def _sales(rows, clients=None) -> Sales:
+def _sales(rows, clients) -> Sales:
     """``Sales`` from grouped rows (read or kept), clients sorted by code as pandas' categories
-    (``clients``: the rows' client codes dictionary-encoded already)."""
+    (``clients``: the rows' client codes, dictionary-encoded)."""
     import pyarrow.compute as pc
 
-    if clients is None:
-        clients = pc.dictionary_encode(rows["client_code"]).combine_chunks()
     names = np.asarray(clients.dictionary.to_pylist(), dtype=object)
     order = np.argsort(names, kind="stable")
     rank = np.empty(len(order), np.int32)

@@ -359,11 +359,10 @@ class _Beside:
                                f"{failure or f'its process ended with exit code {self.process.exitcode}'}")
 
 
-def _run_beside(stage, login: dict, run_id: str, channel, wait, told_by=None) -> None:
+def _run_beside(stage, login: dict, run_id: str, channel, wait, told_by) -> None:
     import threading
 
-    if told_by is not None:
-        told_by.close()  # the caller's end, copied by the fork: the run's end must be the only one
+    told_by.close()  # the caller's end, copied by the fork: the run's end must be the only one
     try:
         import os
 
